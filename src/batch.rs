@@ -1,0 +1,237 @@
+//! Batch accounting: newline-terminated lines in one buffer, each with the record it came from.
+//!
+//! Pure: no IO, no clock (the caller passes `now`). The worker threads fill a [`Lines`] chunk
+//! per pull and send it to the writer thread, which appends chunks to its [`Batch`] and asks it
+//! when to flush. Keeping every line's end offset lets the writer write any run of records on
+//! its own, which is how a rejected batch is split to find its bad lines.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+/// Lines and the records they came from, in order.
+#[derive(Debug)]
+pub struct Lines<T> {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    items: Vec<T>,
+}
+
+impl<T> Default for Lines<T> {
+    fn default() -> Self {
+        Lines { buf: Vec::new(), ends: Vec::new(), items: Vec::new() }
+    }
+}
+
+impl<T> Lines<T> {
+    pub fn with_capacity(n_lines: usize, n_bytes: usize) -> Lines<T> {
+        Lines { buf: Vec::with_capacity(n_bytes), ends: Vec::with_capacity(n_lines), items: Vec::with_capacity(n_lines) }
+    }
+
+    /// Appends one record whose line `encode` writes; `encode` must leave the buffer as it was
+    /// when it fails, and then the record is handed back with the error.
+    pub fn push<E>(&mut self, item: T, encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), (T, E)> {
+        match encode(&mut self.buf) {
+            Ok(()) => {
+                self.ends.push(self.buf.len());
+                self.items.push(item);
+                Ok(())
+            }
+            Err(e) => Err((item, e)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn n_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// The bytes of records `range`, ready to be a request body.
+    pub fn body(&self, range: Range<usize>) -> &[u8] {
+        if range.is_empty() {
+            return &[];
+        }
+        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        &self.buf[start..self.ends[range.end - 1]]
+    }
+
+    /// Moves every line and record of `other` to the end of `self`, leaving `other` empty
+    /// with its capacity, so a worker can reuse its chunk buffers.
+    pub fn append(&mut self, other: &mut Lines<T>) {
+        let offset = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.ends.extend(other.ends.iter().map(|end| end + offset));
+        self.items.append(&mut other.items);
+        other.buf.clear();
+        other.ends.clear();
+    }
+
+    /// Empties the lines and hands back the records.
+    pub fn take_items(&mut self) -> Vec<T> {
+        self.buf.clear();
+        self.ends.clear();
+        std::mem::take(&mut self.items)
+    }
+}
+
+/// Why a batch is written now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// It holds `max_lines` lines, or the next chunk would take it past them.
+    Lines,
+    /// It holds `max_bytes` bytes, or the next chunk would take it past them.
+    Bytes,
+    /// Its oldest line has waited `interval`.
+    Interval,
+    /// The service is stopping.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    pub interval: Duration,
+}
+
+/// The writer's batch: lines plus when the first of them arrived.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub lines: Lines<T>,
+    opened_at: Option<Instant>,
+    limits: Limits,
+}
+
+impl<T> Batch<T> {
+    pub fn new(limits: Limits) -> Batch<T> {
+        Batch { lines: Lines::with_capacity(limits.max_lines, limits.max_bytes), opened_at: None, limits }
+    }
+
+    /// Whether the batch must be written before `chunk` is added, so that no batch goes past
+    /// its limits (a single chunk larger than the limits still makes a batch on its own).
+    pub fn flush_before(&self, chunk: &Lines<T>) -> Option<Flush> {
+        if self.lines.is_empty() {
+            None
+        } else if self.lines.len() + chunk.len() > self.limits.max_lines {
+            Some(Flush::Lines)
+        } else if self.lines.n_bytes() + chunk.n_bytes() > self.limits.max_bytes {
+            Some(Flush::Bytes)
+        } else {
+            None
+        }
+    }
+
+    pub fn add(&mut self, chunk: &mut Lines<T>, now: Instant) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.opened_at.get_or_insert(now);
+        self.lines.append(chunk);
+    }
+
+    /// Whether the batch is full or old enough to be written at `now`.
+    pub fn flush_now(&self, now: Instant) -> Option<Flush> {
+        if self.lines.len() >= self.limits.max_lines {
+            Some(Flush::Lines)
+        } else if self.lines.n_bytes() >= self.limits.max_bytes {
+            Some(Flush::Bytes)
+        } else if self.deadline().is_some_and(|deadline| now >= deadline) {
+            Some(Flush::Interval)
+        } else {
+            None
+        }
+    }
+
+    /// When the batch becomes due by age, if it holds anything.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|opened| opened + self.limits.interval)
+    }
+
+    /// Empties the batch after it was written, handing back the records.
+    pub fn take_items(&mut self) -> Vec<T> {
+        self.opened_at = None;
+        self.lines.take_items()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(lines: &[&str]) -> Lines<usize> {
+        let mut chunk = Lines::default();
+        for (i, line) in lines.iter().enumerate() {
+            chunk
+                .push(i, |buf| {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        chunk
+    }
+
+    const LIMITS: Limits = Limits { max_lines: 4, max_bytes: 30, interval: Duration::from_secs(1) };
+
+    #[test]
+    fn bodies_of_any_run_of_records() {
+        let lines = chunk(&["a", "bb", "ccc"]);
+        assert_eq!(lines.body(0..3), b"a\nbb\nccc\n");
+        assert_eq!(lines.body(1..2), b"bb\n");
+        assert_eq!(lines.body(2..3), b"ccc\n");
+        assert_eq!(lines.body(1..1), b"");
+    }
+
+    #[test]
+    fn failed_encode_hands_the_record_back() {
+        let mut lines: Lines<&str> = Lines::default();
+        let err = lines.push("rec", |_| Err("bad")).unwrap_err();
+        assert_eq!(err, ("rec", "bad"));
+        assert!(lines.is_empty());
+    }
+
+    #[test]
+    fn append_keeps_offsets_and_empties_the_chunk() {
+        let mut batch = Batch::new(LIMITS);
+        let now = Instant::now();
+        let mut first = chunk(&["a", "b"]);
+        batch.add(&mut first, now);
+        assert!(first.is_empty());
+        batch.add(&mut chunk(&["c"]), now);
+        assert_eq!(batch.lines.body(0..3), b"a\nb\nc\n");
+        assert_eq!(batch.lines.body(2..3), b"c\n");
+        assert_eq!(batch.lines.items(), &[0, 1, 0]);
+    }
+
+    #[test]
+    fn flush_decisions() {
+        let t0 = Instant::now();
+        let mut batch = Batch::new(LIMITS);
+        assert_eq!(batch.flush_now(t0 + Duration::from_secs(9)), None, "an empty batch is never due");
+        assert_eq!(batch.flush_before(&chunk(&["a"; 9])), None, "an empty batch takes any chunk");
+        batch.add(&mut chunk(&["a", "b", "c"]), t0);
+        assert_eq!(batch.flush_now(t0), None);
+        assert_eq!(batch.flush_now(t0 + Duration::from_millis(999)), None);
+        assert_eq!(batch.flush_now(t0 + Duration::from_secs(1)), Some(Flush::Interval));
+        assert_eq!(batch.flush_before(&chunk(&["d", "e"])), Some(Flush::Lines));
+        assert_eq!(batch.flush_before(&chunk(&["0123456789012345678901234567"])), Some(Flush::Bytes));
+        batch.add(&mut chunk(&["d"]), t0 + Duration::from_millis(500));
+        assert_eq!(batch.deadline(), Some(t0 + Duration::from_secs(1)), "age counts from the first line");
+        assert_eq!(batch.flush_now(t0), Some(Flush::Lines));
+        assert_eq!(batch.take_items().len(), 4);
+        assert_eq!(batch.deadline(), None);
+        batch.add(&mut chunk(&["012345678901234567890123456789"]), t0);
+        assert_eq!(batch.flush_now(t0), Some(Flush::Bytes));
+    }
+}

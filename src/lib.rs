@@ -1,0 +1,12 @@
+//! `collector`: pulls log records from NATS JetStream and writes them to InfluxDB,
+//! acknowledging each record only after InfluxDB has stored it.
+//!
+//! See ARCHITECTURE.md for the threads and channels; each module opens with the thread that
+//! runs it and what it receives and sends.
+
+pub mod batch;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod influx;
+pub mod jetstream;
