@@ -18,19 +18,31 @@ pub struct Lines<T> {
 
 impl<T> Default for Lines<T> {
     fn default() -> Self {
-        Lines { buf: Vec::new(), ends: Vec::new(), items: Vec::new() }
+        Lines {
+            buf: Vec::new(),
+            ends: Vec::new(),
+            items: Vec::new(),
+        }
     }
 }
 
 impl<T> Lines<T> {
     pub fn with_capacity(n_lines: usize, n_bytes: usize) -> Lines<T> {
-        Lines { buf: Vec::with_capacity(n_bytes), ends: Vec::with_capacity(n_lines), items: Vec::with_capacity(n_lines) }
+        Lines {
+            buf: Vec::with_capacity(n_bytes),
+            ends: Vec::with_capacity(n_lines),
+            items: Vec::with_capacity(n_lines),
+        }
     }
 
-    /// Appends one record whose line `encode` writes; `encode` must leave the buffer as it was
-    /// when it fails, and then the record is handed back with the error.
-    pub fn push<E>(&mut self, item: T, encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), (T, E)> {
-        match encode(&mut self.buf) {
+    /// Appends one record whose line `encode` writes from it; `encode` must leave the buffer
+    /// as it was when it fails, and then the record is handed back with the error.
+    pub fn push<E>(
+        &mut self,
+        item: T,
+        encode: impl FnOnce(&T, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), (T, E)> {
+        match encode(&item, &mut self.buf) {
             Ok(()) => {
                 self.ends.push(self.buf.len());
                 self.items.push(item);
@@ -61,7 +73,11 @@ impl<T> Lines<T> {
         if range.is_empty() {
             return &[];
         }
-        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        let start = if range.start == 0 {
+            0
+        } else {
+            self.ends[range.start - 1]
+        };
         &self.buf[start..self.ends[range.end - 1]]
     }
 
@@ -114,7 +130,11 @@ pub struct Batch<T> {
 
 impl<T> Batch<T> {
     pub fn new(limits: Limits) -> Batch<T> {
-        Batch { lines: Lines::with_capacity(limits.max_lines, limits.max_bytes), opened_at: None, limits }
+        Batch {
+            lines: Lines::with_capacity(limits.max_lines, limits.max_bytes),
+            opened_at: None,
+            limits,
+        }
     }
 
     /// Whether the batch must be written before `chunk` is added, so that no batch goes past
@@ -172,7 +192,7 @@ mod tests {
         let mut chunk = Lines::default();
         for (i, line) in lines.iter().enumerate() {
             chunk
-                .push(i, |buf| {
+                .push(i, |_, buf| {
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
                     Ok::<(), ()>(())
@@ -182,7 +202,11 @@ mod tests {
         chunk
     }
 
-    const LIMITS: Limits = Limits { max_lines: 4, max_bytes: 30, interval: Duration::from_secs(1) };
+    const LIMITS: Limits = Limits {
+        max_lines: 4,
+        max_bytes: 30,
+        interval: Duration::from_secs(1),
+    };
 
     #[test]
     fn bodies_of_any_run_of_records() {
@@ -196,7 +220,7 @@ mod tests {
     #[test]
     fn failed_encode_hands_the_record_back() {
         let mut lines: Lines<&str> = Lines::default();
-        let err = lines.push("rec", |_| Err("bad")).unwrap_err();
+        let err = lines.push("rec", |_, _| Err("bad")).unwrap_err();
         assert_eq!(err, ("rec", "bad"));
         assert!(lines.is_empty());
     }
@@ -218,16 +242,34 @@ mod tests {
     fn flush_decisions() {
         let t0 = Instant::now();
         let mut batch = Batch::new(LIMITS);
-        assert_eq!(batch.flush_now(t0 + Duration::from_secs(9)), None, "an empty batch is never due");
-        assert_eq!(batch.flush_before(&chunk(&["a"; 9])), None, "an empty batch takes any chunk");
+        assert_eq!(
+            batch.flush_now(t0 + Duration::from_secs(9)),
+            None,
+            "an empty batch is never due"
+        );
+        assert_eq!(
+            batch.flush_before(&chunk(&["a"; 9])),
+            None,
+            "an empty batch takes any chunk"
+        );
         batch.add(&mut chunk(&["a", "b", "c"]), t0);
         assert_eq!(batch.flush_now(t0), None);
         assert_eq!(batch.flush_now(t0 + Duration::from_millis(999)), None);
-        assert_eq!(batch.flush_now(t0 + Duration::from_secs(1)), Some(Flush::Interval));
+        assert_eq!(
+            batch.flush_now(t0 + Duration::from_secs(1)),
+            Some(Flush::Interval)
+        );
         assert_eq!(batch.flush_before(&chunk(&["d", "e"])), Some(Flush::Lines));
-        assert_eq!(batch.flush_before(&chunk(&["0123456789012345678901234567"])), Some(Flush::Bytes));
+        assert_eq!(
+            batch.flush_before(&chunk(&["0123456789012345678901234567"])),
+            Some(Flush::Bytes)
+        );
         batch.add(&mut chunk(&["d"]), t0 + Duration::from_millis(500));
-        assert_eq!(batch.deadline(), Some(t0 + Duration::from_secs(1)), "age counts from the first line");
+        assert_eq!(
+            batch.deadline(),
+            Some(t0 + Duration::from_secs(1)),
+            "age counts from the first line"
+        );
         assert_eq!(batch.flush_now(t0), Some(Flush::Lines));
         assert_eq!(batch.take_items().len(), 4);
         assert_eq!(batch.deadline(), None);

@@ -33,13 +33,19 @@ pub fn parse_entry(key: &str, value: &[u8]) -> Result<Measurement, String> {
     if !is_valid_name(key) {
         return Err("the key is not a valid stream name token (letters, digits, `_`, `-`)".into());
     }
-    let entry: EntryValue =
-        serde_json::from_slice(value).map_err(|e| format!("the value is not a JSON object with a measurement: {e}"))?;
-    let name = entry.measurement.or(entry.key).unwrap_or_else(|| key.to_string());
+    let entry: EntryValue = serde_json::from_slice(value)
+        .map_err(|e| format!("the value is not a JSON object with a measurement: {e}"))?;
+    let name = entry
+        .measurement
+        .or(entry.key)
+        .unwrap_or_else(|| key.to_string());
     if name != key {
         return Err(format!("the value names measurement `{name}`, not its key"));
     }
-    Ok(Measurement { name, description: entry.description.unwrap_or_default() })
+    Ok(Measurement {
+        name,
+        description: entry.description.unwrap_or_default(),
+    })
 }
 
 /// What a new reading of the bucket changed.
@@ -55,7 +61,10 @@ pub struct Changes {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty() && self.invalid.is_empty()
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.invalid.is_empty()
     }
 }
 
@@ -97,7 +106,12 @@ impl Catalog {
                 }
             }
         }
-        let gone: Vec<String> = self.measurements.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+        let gone: Vec<String> = self
+            .measurements
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
         for name in gone {
             self.measurements.remove(&name);
             changes.removed.push(name);
@@ -115,7 +129,9 @@ pub struct Assignment {
 
 impl Assignment {
     pub fn new(n_workers: usize) -> Assignment {
-        Assignment { workers: vec![BTreeSet::new(); n_workers.max(1)] }
+        Assignment {
+            workers: vec![BTreeSet::new(); n_workers.max(1)],
+        }
     }
 
     pub fn worker_of(&self, name: &str) -> Option<usize> {
@@ -127,7 +143,9 @@ impl Assignment {
         if let Some(worker) = self.worker_of(name) {
             return worker;
         }
-        let worker = (0..self.workers.len()).min_by_key(|&i| self.workers[i].len()).unwrap_or(0);
+        let worker = (0..self.workers.len())
+            .min_by_key(|&i| self.workers[i].len())
+            .unwrap_or(0);
         self.workers[worker].insert(name.to_string());
         worker
     }
@@ -148,30 +166,59 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, value: &str) -> KvEntry {
-        KvEntry { key: key.into(), value: Some(value.as_bytes().to_vec()) }
+        KvEntry {
+            key: key.into(),
+            value: Some(value.as_bytes().to_vec()),
+        }
     }
 
     fn m(name: &str, description: &str) -> Measurement {
-        Measurement { name: name.into(), description: description.into() }
+        Measurement {
+            name: name.into(),
+            description: description.into(),
+        }
     }
 
     #[test]
     fn entry_values() {
-        assert_eq!(parse_entry("access", br#"{"measurement":"access","description":"web"}"#), Ok(m("access", "web")));
-        assert_eq!(parse_entry("access", br#"{"key":"access","description":"web","ttl":3}"#), Ok(m("access", "web")));
-        assert_eq!(parse_entry("access", br#"{"description":"web"}"#), Ok(m("access", "web")));
-        assert!(parse_entry("access", b"not json").unwrap_err().contains("not a JSON object"));
-        assert!(parse_entry("access", br#"{"measurement":"error"}"#).unwrap_err().contains("`error`, not its key"));
-        assert!(parse_entry("a.b", br#"{"measurement":"a.b"}"#).unwrap_err().contains("not a valid stream name"));
+        assert_eq!(
+            parse_entry("access", br#"{"measurement":"access","description":"web"}"#),
+            Ok(m("access", "web"))
+        );
+        assert_eq!(
+            parse_entry("access", br#"{"key":"access","description":"web","ttl":3}"#),
+            Ok(m("access", "web"))
+        );
+        assert_eq!(
+            parse_entry("access", br#"{"description":"web"}"#),
+            Ok(m("access", "web"))
+        );
+        assert!(parse_entry("access", b"not json")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(parse_entry("access", br#"{"measurement":"error"}"#)
+            .unwrap_err()
+            .contains("`error`, not its key"));
+        assert!(parse_entry("a.b", br#"{"measurement":"a.b"}"#)
+            .unwrap_err()
+            .contains("not a valid stream name"));
         assert!(parse_entry("a b", br#"{}"#).is_err());
     }
 
     #[test]
     fn updates_report_what_changed_and_bad_entries_once() {
         let mut catalog = Catalog::default();
-        let changes = catalog.update(&[entry("a", r#"{"measurement":"a"}"#), entry("b", r#"{"measurement":"b"}"#)]);
+        let changes = catalog.update(&[
+            entry("a", r#"{"measurement":"a"}"#),
+            entry("b", r#"{"measurement":"b"}"#),
+        ]);
         assert_eq!(changes.added, vec![m("a", ""), m("b", "")]);
-        assert!(catalog.update(&[entry("a", r#"{"measurement":"a"}"#), entry("b", r#"{"measurement":"b"}"#)]).is_empty());
+        assert!(catalog
+            .update(&[
+                entry("a", r#"{"measurement":"a"}"#),
+                entry("b", r#"{"measurement":"b"}"#)
+            ])
+            .is_empty());
 
         // b changes its description, a turns bad (keeps its state), c is bad from the start.
         let entries = [
@@ -181,14 +228,39 @@ mod tests {
         ];
         let changes = catalog.update(&entries);
         assert_eq!(changes.changed, vec![m("b", "x")]);
-        assert_eq!(changes.invalid.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-        assert!(changes.removed.is_empty(), "a bad entry keeps the previous state of its key");
-        assert!(catalog.update(&entries).is_empty(), "a bad entry is reported once");
+        assert_eq!(
+            changes
+                .invalid
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert!(
+            changes.removed.is_empty(),
+            "a bad entry keeps the previous state of its key"
+        );
+        assert!(
+            catalog.update(&entries).is_empty(),
+            "a bad entry is reported once"
+        );
 
         // a is deleted (a delete marker has no value), b stays.
-        let changes = catalog.update(&[KvEntry { key: "a".into(), value: None }, entries[1].clone()]);
+        let changes = catalog.update(&[
+            KvEntry {
+                key: "a".into(),
+                value: None,
+            },
+            entries[1].clone(),
+        ]);
         assert_eq!(changes.removed, vec!["a".to_string()]);
-        assert_eq!(catalog.measurements().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            catalog
+                .measurements()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 
     #[test]

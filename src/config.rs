@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub poll_interval: Option<String>,
     pub shutdown_timeout: Option<String>,
     #[serde(default)]
+    pub dead_letter: RawDeadLetter,
+    #[serde(default)]
     pub log: RawLog,
 }
 
@@ -95,6 +97,13 @@ pub struct RawPull {
     pub expires: Option<String>,
     pub ack_wait: Option<String>,
     pub max_ack_pending: Option<i64>,
+    pub max_deliver: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadLetter {
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +130,8 @@ pub struct Config {
     pub batch: BatchConfig,
     pub poll_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// How long dead letters are kept in the `<ns>:dlq` stream.
+    pub dead_letter_max_age: Duration,
     pub log_level: log::LevelFilter,
 }
 
@@ -137,7 +148,10 @@ pub enum NatsAuth {
     /// An nkey user seed (`SU...`), as in the seed deployment document.
     Nkey(Secret),
     Token(Secret),
-    UserPassword { username: String, password: Secret },
+    UserPassword {
+        username: String,
+        password: Secret,
+    },
     /// A `.creds` file holding a user JWT and its nkey seed.
     Creds(String),
 }
@@ -172,6 +186,8 @@ pub struct PullConfig {
     pub expires: Duration,
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
+    /// Deliveries after which a record that was never stored is dead-lettered.
+    pub max_deliver: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -188,8 +204,10 @@ impl Config {
     /// Reads and validates the file at `path`, with secrets overridable from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&text, &|name| std::env::var(name).ok())
     }
 
@@ -217,7 +235,9 @@ fn yaml_error(e: &serde_yaml::Error) -> Error {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h`.
@@ -238,7 +258,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Treats an empty string (the seed's `token:` with nothing after it is null, but `""` is
 /// common too) as absent.
 fn present(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration> {
@@ -246,7 +268,10 @@ fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Durat
         None => Ok(default),
         Some(text) => match parse_duration(&text) {
             Some(d) if !d.is_zero() => Ok(d),
-            _ => Err(Error::config(key, format!("`{text}` is not a duration; write e.g. 500ms, 2s, 1m"))),
+            _ => Err(Error::config(
+                key,
+                format!("`{text}` is not a duration; write e.g. 500ms, 2s, 1m"),
+            )),
         },
     }
 }
@@ -255,20 +280,30 @@ fn positive(key: &str, value: Option<usize>, default: usize, max: usize) -> Resu
     match value {
         None => Ok(default),
         Some(n) if n >= 1 && n <= max => Ok(n),
-        Some(n) => Err(Error::config(key, format!("{n} is out of range; use 1 to {max}"))),
+        Some(n) => Err(Error::config(
+            key,
+            format!("{n} is out of range; use 1 to {max}"),
+        )),
     }
 }
 
 /// A secret from the file, overridden by the environment variable `env_name` when set.
 fn secret(env: EnvLookup, env_name: &str, value: Option<String>) -> Option<Secret> {
-    present(env(env_name)).or_else(|| present(value)).map(Secret)
+    present(env(env_name))
+        .or_else(|| present(value))
+        .map(Secret)
 }
 
 fn check_nats_url(key: &str, url: &str) -> Result<()> {
     let rest = ["nats://", "tls://"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| Error::config(key, format!("`{url}` is not a NATS URL; write nats://HOST:PORT")))?;
+        .ok_or_else(|| {
+            Error::config(
+                key,
+                format!("`{url}` is not a NATS URL; write nats://HOST:PORT"),
+            )
+        })?;
     if rest.contains('@') {
         return Err(Error::config(
             key,
@@ -281,15 +316,22 @@ fn check_nats_url(key: &str, url: &str) -> Result<()> {
         None => true,
     };
     if host.is_empty() || host.contains('/') || !port_ok {
-        return Err(Error::config(key, format!("`{url}` is not a NATS URL; write nats://HOST:PORT")));
+        return Err(Error::config(
+            key,
+            format!("`{url}` is not a NATS URL; write nats://HOST:PORT"),
+        ));
     }
     Ok(())
 }
 
 impl RawConfig {
     pub fn validate(self, env: EnvLookup) -> Result<Config> {
-        let namespace = present(self.namespace)
-            .ok_or_else(|| Error::config("namespace", "is required (the application namespace, e.g. `beta`)"))?;
+        let namespace = present(self.namespace).ok_or_else(|| {
+            Error::config(
+                "namespace",
+                "is required (the application namespace, e.g. `beta`)",
+            )
+        })?;
         if !is_valid_name(&namespace) {
             return Err(Error::config(
                 "namespace",
@@ -299,7 +341,10 @@ impl RawConfig {
 
         let nats = self.nats;
         if nats.hosts.is_empty() {
-            return Err(Error::config("nats.hosts", "must list at least one server, e.g. [nats://127.0.0.1:4222]"));
+            return Err(Error::config(
+                "nats.hosts",
+                "must list at least one server, e.g. [nats://127.0.0.1:4222]",
+            ));
         }
         for (i, host) in nats.hosts.iter().enumerate() {
             check_nats_url(&format!("nats.hosts[{i}]"), host.trim())?;
@@ -309,10 +354,15 @@ impl RawConfig {
         let username = present(nats.username);
         let password = secret(env, "COLLECTOR_NATS_PASSWORD", nats.password);
         let creds = present(nats.creds);
-        let n_methods = [nkey.is_some(), token.is_some(), username.is_some(), creds.is_some()]
-            .iter()
-            .filter(|set| **set)
-            .count();
+        let n_methods = [
+            nkey.is_some(),
+            token.is_some(),
+            username.is_some(),
+            creds.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
         if n_methods > 1 {
             return Err(Error::config(
                 "nats",
@@ -322,50 +372,80 @@ impl RawConfig {
         let auth = match (nkey, token, username, creds) {
             (Some(seed), ..) => {
                 if !seed.expose().starts_with("SU") {
-                    return Err(Error::config("nats.nkey", "must be an nkey user seed (it starts with SU)"));
+                    return Err(Error::config(
+                        "nats.nkey",
+                        "must be an nkey user seed (it starts with SU)",
+                    ));
                 }
                 NatsAuth::Nkey(seed)
             }
             (_, Some(token), ..) => NatsAuth::Token(token),
             (_, _, Some(username), _) => {
-                let password = password
-                    .ok_or_else(|| Error::config("nats.password", "is required with nats.username"))?;
+                let password = password.ok_or_else(|| {
+                    Error::config("nats.password", "is required with nats.username")
+                })?;
                 NatsAuth::UserPassword { username, password }
             }
             (_, _, _, Some(path)) => NatsAuth::Creds(path),
             _ if password.is_some() => {
-                return Err(Error::config("nats.username", "is required with nats.password"))
+                return Err(Error::config(
+                    "nats.username",
+                    "is required with nats.password",
+                ))
             }
             _ => NatsAuth::None,
         };
-        let nats = NatsConfig { hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(), auth };
+        let nats = NatsConfig {
+            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
+            auth,
+        };
 
         let raw = self.influx;
-        let url = present(raw.url)
-            .ok_or_else(|| Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086"))?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
-            return Err(Error::config("influx.url", format!("`{url}` is not an http:// or https:// URL")));
+        let url = present(raw.url).ok_or_else(|| {
+            Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086")
+        })?;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() < "http://x".len()
+        {
+            return Err(Error::config(
+                "influx.url",
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
         }
         let api = match present(raw.api).as_deref() {
             None | Some("v2") => InfluxApi::V2,
             Some("v1") => InfluxApi::V1,
-            Some(other) => return Err(Error::config("influx.api", format!("`{other}` is not v2 or v1"))),
+            Some(other) => {
+                return Err(Error::config(
+                    "influx.api",
+                    format!("`{other}` is not v2 or v1"),
+                ))
+            }
         };
         let org = present(raw.org);
         let token = secret(env, "COLLECTOR_INFLUX_TOKEN", raw.token);
         let target = match api {
             InfluxApi::V2 => {
                 if org.is_none() {
-                    return Err(Error::config("influx.org", "is required with influx.api v2 (the organisation name)"));
+                    return Err(Error::config(
+                        "influx.org",
+                        "is required with influx.api v2 (the organisation name)",
+                    ));
                 }
                 if present(raw.database).is_some() {
-                    return Err(Error::config("influx.database", "is for api v1; with v2 use influx.bucket"));
+                    return Err(Error::config(
+                        "influx.database",
+                        "is for api v1; with v2 use influx.bucket",
+                    ));
                 }
                 present(raw.bucket).unwrap_or_else(|| namespace.clone())
             }
             InfluxApi::V1 => {
                 if present(raw.bucket).is_some() {
-                    return Err(Error::config("influx.bucket", "is for api v2; with v1 use influx.database"));
+                    return Err(Error::config(
+                        "influx.bucket",
+                        "is for api v2; with v1 use influx.database",
+                    ));
                 }
                 present(raw.database).unwrap_or_else(|| namespace.clone())
             }
@@ -373,7 +453,10 @@ impl RawConfig {
         let username = present(raw.username);
         let password = secret(env, "COLLECTOR_INFLUX_PASSWORD", raw.password);
         if username.is_some() != password.is_some() {
-            return Err(Error::config("influx.username", "influx.username and influx.password go together"));
+            return Err(Error::config(
+                "influx.username",
+                "influx.username and influx.password go together",
+            ));
         }
         let influx = InfluxConfig {
             url: url.trim_end_matches('/').to_string(),
@@ -395,22 +478,47 @@ impl RawConfig {
             max_ack_pending: match self.pull.max_ack_pending {
                 None => 20_000,
                 Some(n) if n >= 1 => n,
-                Some(n) => return Err(Error::config("pull.max_ack_pending", format!("{n} must be at least 1"))),
+                Some(n) => {
+                    return Err(Error::config(
+                        "pull.max_ack_pending",
+                        format!("{n} must be at least 1"),
+                    ))
+                }
+            },
+            max_deliver: match self.pull.max_deliver {
+                None => 10,
+                Some(n) if n >= 2 => n,
+                Some(n) => {
+                    return Err(Error::config(
+                        "pull.max_deliver",
+                        format!("{n} must be at least 2"),
+                    ))
+                }
             },
         };
         if pull.ack_wait < Duration::from_secs(5) {
-            return Err(Error::config("pull.ack_wait", "must be at least 5s so in-progress acks can keep records alive"));
+            return Err(Error::config(
+                "pull.ack_wait",
+                "must be at least 5s so in-progress acks can keep records alive",
+            ));
         }
         let batch = BatchConfig {
             max_lines: positive("batch.max_lines", self.batch.max_lines, 5_000, 1_000_000)?,
             max_bytes: positive("batch.max_bytes", self.batch.max_bytes, 1 << 20, 256 << 20)?,
-            interval: duration("batch.interval", self.batch.interval, Duration::from_secs(1))?,
+            interval: duration(
+                "batch.interval",
+                self.batch.interval,
+                Duration::from_secs(1),
+            )?,
         };
         let log_level = match present(self.log.level).as_deref() {
             None => log::LevelFilter::Info,
-            Some(text) => text
-                .parse()
-                .map_err(|_| Error::config("log.level", format!("`{text}` is not one of error, warn, info, debug, trace")))?,
+            Some(text) => text.parse().map_err(|_| {
+                Error::config(
+                    "log.level",
+                    format!("`{text}` is not one of error, warn, info, debug, trace"),
+                )
+            })?,
         };
         Ok(Config {
             namespace,
@@ -419,7 +527,16 @@ impl RawConfig {
             pull,
             batch,
             poll_interval: duration("poll_interval", self.poll_interval, Duration::from_secs(2))?,
-            shutdown_timeout: duration("shutdown_timeout", self.shutdown_timeout, Duration::from_secs(10))?,
+            shutdown_timeout: duration(
+                "shutdown_timeout",
+                self.shutdown_timeout,
+                Duration::from_secs(10),
+            )?,
+            dead_letter_max_age: duration(
+                "dead_letter.max_age",
+                self.dead_letter.max_age,
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
             log_level,
         })
     }
@@ -440,8 +557,14 @@ mod tests {
     /// Asserts that `text` is refused with a message naming `key` and containing `needle`.
     fn refused(text: &str, key: &str, needle: &str) {
         let message = parse(text).expect_err(text).to_string();
-        assert!(message.contains(&format!("`{key}`")), "{message:?} should name {key}");
-        assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+        assert!(
+            message.contains(&format!("`{key}`")),
+            "{message:?} should name {key}"
+        );
+        assert!(
+            message.contains(needle),
+            "{message:?} should contain {needle:?}"
+        );
     }
 
     const MINIMAL_V1: &str = "namespace: beta\nnats:\n  hosts: [nats://127.0.0.1:4222]\ninflux:\n  url: http://127.0.0.1:8086\n  api: v1\n";
@@ -492,30 +615,94 @@ mod tests {
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "2", "s", "1.5s", "-1s", "2 days", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "2",
+            "s",
+            "1.5s",
+            "-1s",
+            "2 days",
+            "99999999999999999999h",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn bad_configs_name_their_key() {
-        refused("nats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n", "namespace", "required");
-        refused("namespace: a.b\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n", "namespace", "letters");
-        refused("namespace: a b\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n", "namespace", "letters");
-        refused("namespace: a\ninflux: {url: http://h, api: v1}\n", "nats.hosts", "at least one");
-        refused("namespace: a\nnats: {hosts: [localhost]}\ninflux: {url: http://h, api: v1}\n", "nats.hosts[0]", "not a NATS URL");
-        refused("namespace: a\nnats: {hosts: ['nats://h:x']}\ninflux: {url: http://h, api: v1}\n", "nats.hosts[0]", "not a NATS URL");
+        refused(
+            "nats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n",
+            "namespace",
+            "required",
+        );
+        refused(
+            "namespace: a.b\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n",
+            "namespace",
+            "letters",
+        );
+        refused(
+            "namespace: a b\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1}\n",
+            "namespace",
+            "letters",
+        );
+        refused(
+            "namespace: a\ninflux: {url: http://h, api: v1}\n",
+            "nats.hosts",
+            "at least one",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [localhost]}\ninflux: {url: http://h, api: v1}\n",
+            "nats.hosts[0]",
+            "not a NATS URL",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: ['nats://h:x']}\ninflux: {url: http://h, api: v1}\n",
+            "nats.hosts[0]",
+            "not a NATS URL",
+        );
         refused("namespace: a\nnats: {hosts: [nats://h:1], token: t, nkey: SUX}\ninflux: {url: http://h, api: v1}\n", "nats", "only one");
         refused("namespace: a\nnats: {hosts: [nats://h:1], nkey: UX}\ninflux: {url: http://h, api: v1}\n", "nats.nkey", "seed");
-        refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {api: v1}\n", "influx.url", "required");
-        refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: ftp://h, api: v1}\n", "influx.url", "http");
-        refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v3}\n", "influx.api", "v3");
-        refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h}\n", "influx.org", "required");
-        refused(&format!("{MINIMAL_V1}pull: {{workers: 0}}\n"), "pull.workers", "out of range");
-        refused(&format!("{MINIMAL_V1}batch: {{interval: 1x}}\n"), "batch.interval", "not a duration");
-        refused(&format!("{MINIMAL_V1}log: {{level: loud}}\n"), "log.level", "loud");
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {api: v1}\n",
+            "influx.url",
+            "required",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: ftp://h, api: v1}\n",
+            "influx.url",
+            "http",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v3}\n",
+            "influx.api",
+            "v3",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h}\n",
+            "influx.org",
+            "required",
+        );
+        refused(
+            &format!("{MINIMAL_V1}pull: {{workers: 0}}\n"),
+            "pull.workers",
+            "out of range",
+        );
+        refused(
+            &format!("{MINIMAL_V1}batch: {{interval: 1x}}\n"),
+            "batch.interval",
+            "not a duration",
+        );
+        refused(
+            &format!("{MINIMAL_V1}log: {{level: loud}}\n"),
+            "log.level",
+            "loud",
+        );
         refused(&format!("{MINIMAL_V1}bogus: 1\n"), "(file)", "bogus");
         refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1, databse: x}\n", "influx", "databse");
-        refused("namespace: a\nnats: {hosts: nats://h:1}\ninflux: {url: http://h, api: v1}\n", "nats.hosts", "sequence");
+        refused(
+            "namespace: a\nnats: {hosts: nats://h:1}\ninflux: {url: http://h, api: v1}\n",
+            "nats.hosts",
+            "sequence",
+        );
     }
 }

@@ -21,7 +21,12 @@ pub enum Error {
     /// A NATS operation failed; `what` names the operation and the object it was for.
     Nats { what: String, source: io::Error },
     /// The JetStream API answered with an error.
-    JetStream { what: String, code: u16, err_code: u32, description: String },
+    JetStream {
+        what: String,
+        code: u16,
+        err_code: u32,
+        description: String,
+    },
     /// InfluxDB could not be reached or refused a request outside the write path.
     Influx { what: String, problem: String },
     /// A thread of the service could not be started or ended by a panic.
@@ -32,11 +37,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn config(key: impl Into<String>, problem: impl Into<String>) -> Error {
-        Error::Config { key: key.into(), problem: problem.into() }
+        Error::Config {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 
     pub fn nats(what: impl Into<String>, source: io::Error) -> Error {
-        Error::Nats { what: what.into(), source }
+        Error::Nats {
+            what: what.into(),
+            source,
+        }
     }
 
     /// The process exit code for this error: 2 for what the user must fix in the
@@ -53,13 +64,25 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::ConfigRead { path, source } => {
-                write!(f, "cannot read config file {}: {source} (pass --config PATH)", path.display())
+                write!(
+                    f,
+                    "cannot read config file {}: {source} (pass --config PATH)",
+                    path.display()
+                )
             }
             Error::Config { key, problem } => write!(f, "config key `{key}`: {problem}"),
             Error::Usage(text) => write!(f, "{text}"),
             Error::Nats { what, source } => write!(f, "nats: {what}: {source}"),
-            Error::JetStream { what, code, err_code, description } => {
-                write!(f, "jetstream: {what}: {description} (code {code}, error code {err_code})")
+            Error::JetStream {
+                what,
+                code,
+                err_code,
+                description,
+            } => {
+                write!(
+                    f,
+                    "jetstream: {what}: {description} (code {code}, error code {err_code})"
+                )
             }
             Error::Influx { what, problem } => write!(f, "influxdb: {what}: {problem}"),
             Error::Thread { name, problem } => write!(f, "thread {name}: {problem}"),
@@ -83,7 +106,10 @@ mod tests {
     #[test]
     fn config_errors_name_the_key_and_exit_2() {
         let e = Error::config("nats.hosts", "must list at least one server");
-        assert_eq!(e.to_string(), "config key `nats.hosts`: must list at least one server");
+        assert_eq!(
+            e.to_string(),
+            "config key `nats.hosts`: must list at least one server"
+        );
         assert_eq!(e.exit_code(), 2);
         let e = Error::nats("connect to nats://127.0.0.1:1", io::Error::other("refused"));
         assert_eq!(e.exit_code(), 1);

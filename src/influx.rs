@@ -20,10 +20,17 @@ pub enum WriteError {
     TooLarge,
     /// A passing failure (connection refused or reset, timeout, 429, 5xx): retry the same
     /// batch after `retry_after` when the server said, else after the writer's backoff.
-    Retry { reason: String, retry_after: Option<Duration> },
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// A failure no retry fixes until an operator acts (401, 403, 404 database or bucket not
     /// found): `fix` says what to do. The writer keeps retrying slowly, never acknowledging.
-    Fatal { status: u16, message: String, fix: &'static str },
+    Fatal {
+        status: u16,
+        message: String,
+        fix: &'static str,
+    },
 }
 
 impl std::fmt::Display for WriteError {
@@ -32,7 +39,11 @@ impl std::fmt::Display for WriteError {
             WriteError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
             WriteError::TooLarge => write!(f, "request body too large (413)"),
             WriteError::Retry { reason, .. } => write!(f, "{reason}"),
-            WriteError::Fatal { status, message, fix } => write!(f, "{status}: {message}; {fix}"),
+            WriteError::Fatal {
+                status,
+                message,
+                fix,
+            } => write!(f, "{status}: {message}; {fix}"),
         }
     }
 }
@@ -41,7 +52,9 @@ impl std::fmt::Display for WriteError {
 /// reason in a JSON `error` or `message` field), `retry_after` its `Retry-After` header.
 pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
     let message = error_message(body);
-    let retry_after = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    let retry_after = retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     match status {
         200..=299 => Ok(()),
         400 | 422 => Err(WriteError::Rejected { status, message }),
@@ -61,8 +74,14 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
             fix: "create the bucket (v2) or database (v1), or set influx.bucket/influx.database",
         }),
         413 => Err(WriteError::TooLarge),
-        429 | 500..=599 => Err(WriteError::Retry { reason: format!("{status}: {message}"), retry_after }),
-        _ => Err(WriteError::Retry { reason: format!("unexpected status {status}: {message}"), retry_after }),
+        429 | 500..=599 => Err(WriteError::Retry {
+            reason: format!("{status}: {message}"),
+            retry_after,
+        }),
+        _ => Err(WriteError::Retry {
+            reason: format!("unexpected status {status}: {message}"),
+            retry_after,
+        }),
     }
 }
 
@@ -114,7 +133,11 @@ pub fn write_url(config: &InfluxConfig) -> String {
             encode_query(&config.target)
         ),
         InfluxApi::V1 => {
-            let mut url = format!("{}/write?db={}&precision=ns", config.url, encode_query(&config.target));
+            let mut url = format!(
+                "{}/write?db={}&precision=ns",
+                config.url,
+                encode_query(&config.target)
+            );
             if let Some(rp) = &config.retention_policy {
                 url.push_str(&format!("&rp={}", encode_query(rp)));
             }
@@ -129,9 +152,10 @@ fn authorization(config: &InfluxConfig) -> Option<String> {
         return Some(format!("Token {}", token.expose()));
     }
     match (&config.username, &config.password) {
-        (Some(user), Some(password)) => {
-            Some(format!("Basic {}", encode_base64(format!("{user}:{}", password.expose()).as_bytes())))
-        }
+        (Some(user), Some(password)) => Some(format!(
+            "Basic {}",
+            encode_base64(format!("{user}:{}", password.expose()).as_bytes())
+        )),
         _ => None,
     }
 }
@@ -140,7 +164,10 @@ fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -179,7 +206,10 @@ impl Influx {
 
     /// Writes a body of newline-terminated lines; `Ok` only when InfluxDB answered 2xx.
     pub fn write(&self, body: &[u8]) -> Result<(), WriteError> {
-        let mut request = self.agent.post(&self.write_url).header("Content-Type", "text/plain; charset=utf-8");
+        let mut request = self
+            .agent
+            .post(&self.write_url)
+            .header("Content-Type", "text/plain; charset=utf-8");
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
@@ -194,11 +224,19 @@ impl Influx {
                 let text = if (200..300).contains(&status) {
                     String::new()
                 } else {
-                    response.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default()
+                    response
+                        .body_mut()
+                        .with_config()
+                        .limit(64 * 1024)
+                        .read_to_string()
+                        .unwrap_or_default()
                 };
                 classify(status, &text, retry_after.as_deref())
             }
-            Err(e) => Err(WriteError::Retry { reason: format!("{} unreachable: {e}", self.base_url), retry_after: None }),
+            Err(e) => Err(WriteError::Retry {
+                reason: format!("{} unreachable: {e}", self.base_url),
+                retry_after: None,
+            }),
         }
     }
 
@@ -206,7 +244,11 @@ impl Influx {
     pub fn ping(&self) -> Result<(), String> {
         match self.agent.get(&format!("{}/ping", self.base_url)).call() {
             Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(format!("{}/ping answered {}", self.base_url, response.status().as_u16())),
+            Ok(response) => Err(format!(
+                "{}/ping answered {}",
+                self.base_url,
+                response.status().as_u16()
+            )),
             Err(e) => Err(format!("{} unreachable: {e}", self.base_url)),
         }
     }
@@ -233,11 +275,17 @@ mod tests {
 
     #[test]
     fn urls_per_api() {
-        assert_eq!(write_url(&config(InfluxApi::V2)), "http://db:8086/api/v2/write?org=my%20org&bucket=beta&precision=ns");
+        assert_eq!(
+            write_url(&config(InfluxApi::V2)),
+            "http://db:8086/api/v2/write?org=my%20org&bucket=beta&precision=ns"
+        );
         let mut v1 = config(InfluxApi::V1);
         assert_eq!(write_url(&v1), "http://db:8086/write?db=beta&precision=ns");
         v1.retention_policy = Some("week".into());
-        assert_eq!(write_url(&v1), "http://db:8086/write?db=beta&precision=ns&rp=week");
+        assert_eq!(
+            write_url(&v1),
+            "http://db:8086/write?db=beta&precision=ns&rp=week"
+        );
     }
 
     #[test]
@@ -249,24 +297,46 @@ mod tests {
         let mut c = config(InfluxApi::V1);
         c.username = Some("Aladdin".into());
         c.password = Some(Secret::new("open sesame"));
-        assert_eq!(authorization(&c).unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            authorization(&c).unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 
     #[test]
     fn answers_are_classified() {
         assert_eq!(classify(204, "", None), Ok(()));
         let partial = r#"{"error":"partial write: field type conflict: input field \"v\" on measurement \"m\" is type float, already exists as type integer dropped=1"}"#;
-        assert!(matches!(classify(400, partial, None), Err(WriteError::Rejected { status: 400, message }) if message.starts_with("partial write")));
-        assert!(matches!(classify(401, r#"{"code":"unauthorized","message":"unauthorized access"}"#, None),
-            Err(WriteError::Fatal { status: 401, message, .. }) if message == "unauthorized access"));
-        assert!(matches!(classify(404, r#"{"error":"database not found: \"x\""}"#, None), Err(WriteError::Fatal { status: 404, .. })));
+        assert!(
+            matches!(classify(400, partial, None), Err(WriteError::Rejected { status: 400, message }) if message.starts_with("partial write"))
+        );
+        assert!(
+            matches!(classify(401, r#"{"code":"unauthorized","message":"unauthorized access"}"#, None),
+            Err(WriteError::Fatal { status: 401, message, .. }) if message == "unauthorized access")
+        );
+        assert!(matches!(
+            classify(404, r#"{"error":"database not found: \"x\""}"#, None),
+            Err(WriteError::Fatal { status: 404, .. })
+        ));
         assert_eq!(classify(413, "", None), Err(WriteError::TooLarge));
         assert_eq!(
             classify(429, "slow down", Some("7")),
-            Err(WriteError::Retry { reason: "429: slow down".into(), retry_after: Some(Duration::from_secs(7)) })
+            Err(WriteError::Retry {
+                reason: "429: slow down".into(),
+                retry_after: Some(Duration::from_secs(7))
+            })
         );
-        assert!(matches!(classify(503, "", Some("soon")), Err(WriteError::Retry { retry_after: None, .. })));
-        assert!(matches!(classify(302, "", None), Err(WriteError::Retry { .. })));
+        assert!(matches!(
+            classify(503, "", Some("soon")),
+            Err(WriteError::Retry {
+                retry_after: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(302, "", None),
+            Err(WriteError::Retry { .. })
+        ));
     }
 
     #[test]

@@ -18,7 +18,11 @@ use serde_json::{json, Value};
 use crate::config::{NatsAuth, NatsConfig, PullConfig};
 use crate::error::{Error, Result};
 
-pub use nats::{Connection, Message, Subscription};
+// Aliases, not re-exports: the `nats` crate is deprecated (for async-nats, which the design
+// card rules out) and its warnings are allowed in this module only.
+pub type Connection = nats::Connection;
+pub type Message = nats::Message;
+pub type Subscription = nats::Subscription;
 
 /// How long a management request may wait for the server.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,9 +62,7 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
                 Error::config("nats.nkey", format!("not a valid nkey user seed: {e}"))
             })?;
             let public = pair.public_key();
-            nats::Options::with_nkey(&public, move |nonce| {
-                pair.sign(nonce).unwrap_or_default()
-            })
+            nats::Options::with_nkey(&public, move |nonce| pair.sign(nonce).unwrap_or_default())
         }
     };
     let hosts = config.hosts.join(",");
@@ -136,35 +138,59 @@ impl JetStream {
                 _ => Error::nats(what, e),
             })?;
         let answer: Value = serde_json::from_slice(&reply.data).map_err(|e| {
-            Error::nats(what, io::Error::other(format!("unreadable API answer: {e}")))
+            Error::nats(
+                what,
+                io::Error::other(format!("unreadable API answer: {e}")),
+            )
         })?;
         if let Some(error) = answer.get("error") {
             return Err(Error::JetStream {
                 what: what.to_string(),
                 code: error["code"].as_u64().unwrap_or(0) as u16,
                 err_code: error["err_code"].as_u64().unwrap_or(0) as u32,
-                description: error["description"].as_str().unwrap_or("unknown error").to_string(),
+                description: error["description"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_string(),
             });
         }
         Ok(answer)
     }
 
     /// The state of stream `name`, or `None` when it does not exist.
-    pub fn stream_state(&self, name: &str, subjects_filter: Option<&str>) -> Result<Option<StreamState>> {
+    pub fn stream_state(
+        &self,
+        name: &str,
+        subjects_filter: Option<&str>,
+    ) -> Result<Option<StreamState>> {
         let body = match subjects_filter {
             Some(filter) => json!({ "subjects_filter": filter }),
             None => json!({}),
         };
-        match self.request(&format!("stream info {name}"), &format!("$JS.API.STREAM.INFO.{name}"), &body) {
-            Ok(answer) => Ok(Some(serde_json::from_value(answer["state"].clone()).unwrap_or_default())),
-            Err(Error::JetStream { err_code: ERR_STREAM_NOT_FOUND, .. }) => Ok(None),
+        match self.request(
+            &format!("stream info {name}"),
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &body,
+        ) {
+            Ok(answer) => Ok(Some(
+                serde_json::from_value(answer["state"].clone()).unwrap_or_default(),
+            )),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Creates the stream of a measurement with the Transfer client's settings when it is
     /// missing. An existing stream is left exactly as it is.
-    pub fn ensure_stream(&self, namespace: &str, measurement: &str, description: &str) -> Result<bool> {
+    pub fn ensure_stream(
+        &self,
+        namespace: &str,
+        measurement: &str,
+        description: &str,
+    ) -> Result<bool> {
         let name = stream_name(namespace, measurement);
         if self.stream_state(&name, None)?.is_some() {
             return Ok(false);
@@ -178,16 +204,28 @@ impl JetStream {
             "num_replicas": 1,
             "description": description,
         });
-        self.request(&format!("create stream {name}"), &format!("$JS.API.STREAM.CREATE.{name}"), &config)?;
+        self.request(
+            &format!("create stream {name}"),
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &config,
+        )?;
         Ok(true)
     }
 
     /// Creates the shared durable pull consumer on a measurement's stream when missing.
-    pub fn ensure_consumer(&self, namespace: &str, measurement: &str, pull: &PullConfig) -> Result<bool> {
+    pub fn ensure_consumer(
+        &self,
+        namespace: &str,
+        measurement: &str,
+        pull: &PullConfig,
+    ) -> Result<bool> {
         let stream = stream_name(namespace, measurement);
         match self.consumer_state(&stream) {
             Ok(_) => return Ok(false),
-            Err(Error::JetStream { err_code: ERR_CONSUMER_NOT_FOUND, .. }) => {}
+            Err(Error::JetStream {
+                err_code: ERR_CONSUMER_NOT_FOUND,
+                ..
+            }) => {}
             Err(e) => return Err(e),
         }
         let config = json!({
@@ -240,14 +278,20 @@ impl JetStream {
             "allow_rollup_hdrs": true,
             "allow_direct": true,
         });
-        self.request(&format!("create bucket {bucket}"), &format!("$JS.API.STREAM.CREATE.{name}"), &config)?;
+        self.request(
+            &format!("create bucket {bucket}"),
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &config,
+        )?;
         Ok(true)
     }
 
     /// The bucket stream's last sequence: it moves on every put, delete and purge, so one
     /// cheap request tells the poller whether anything changed.
     pub fn bucket_revision(&self, bucket: &str) -> Result<Option<u64>> {
-        Ok(self.stream_state(&format!("KV_{bucket}"), None)?.map(|s| s.last_seq))
+        Ok(self
+            .stream_state(&format!("KV_{bucket}"), None)?
+            .map(|s| s.last_seq))
     }
 
     /// Every key of the bucket with its latest value (`None` when deleted or purged).
@@ -261,7 +305,9 @@ impl JetStream {
         subjects.sort();
         let mut entries = Vec::with_capacity(subjects.len());
         for subject in subjects {
-            let Some(key) = subject.strip_prefix(&prefix) else { continue };
+            let Some(key) = subject.strip_prefix(&prefix) else {
+                continue;
+            };
             let what = format!("read key {key} of bucket {bucket}");
             let answer = match self.request(
                 &what,
@@ -270,7 +316,10 @@ impl JetStream {
             ) {
                 Ok(answer) => answer,
                 // Purged between the listing and the read.
-                Err(Error::JetStream { err_code: ERR_NO_MESSAGE_FOUND, .. }) => continue,
+                Err(Error::JetStream {
+                    err_code: ERR_NO_MESSAGE_FOUND,
+                    ..
+                }) => continue,
                 Err(e) => return Err(e),
             };
             let message = &answer["message"];
@@ -283,9 +332,91 @@ impl JetStream {
                 })
             });
             let value = (!removed).then(|| decode_base64(message["data"].as_str().unwrap_or("")));
-            entries.push(KvEntry { key: key.to_string(), value });
+            entries.push(KvEntry {
+                key: key.to_string(),
+                value,
+            });
         }
         Ok(entries)
+    }
+}
+
+impl JetStream {
+    /// Creates the dead-letter stream `<ns>:dlq` (subjects `<ns>.dlq.>`, limits retention,
+    /// records kept for `max_age`) when missing.
+    pub fn ensure_dead_letter_stream(&self, namespace: &str, max_age: Duration) -> Result<bool> {
+        let name = dead_letter_stream(namespace);
+        if self.stream_state(&name, None)?.is_some() {
+            return Ok(false);
+        }
+        let config = json!({
+            "name": name,
+            "subjects": [format!("{namespace}.dlq.>")],
+            "retention": "limits",
+            "max_age": max_age.as_nanos() as u64,
+            "storage": "file",
+            "discard": "old",
+            "num_replicas": 1,
+            "description": "records the collector could never write, with the reason",
+        });
+        self.request(
+            &format!("create stream {name}"),
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &config,
+        )?;
+        Ok(true)
+    }
+}
+
+pub fn dead_letter_stream(namespace: &str) -> String {
+    format!("{namespace}:dlq")
+}
+
+/// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
+/// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
+/// caller terminate the original.
+pub fn dead_letter(
+    conn: &Connection,
+    namespace: &str,
+    message: &Message,
+    delivery: &Delivery,
+    reason: &str,
+) -> io::Result<()> {
+    let measurement = message.subject.rsplit('.').next().unwrap_or("unknown");
+    let mut headers = nats::header::HeaderMap::new();
+    // A header value is one line; reasons are one line already, but be sure.
+    let mut reason: String = reason.replace(['\r', '\n'], " ");
+    if reason.len() > 2048 {
+        let mut cut = 2048;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    headers.insert("Collector-Error", reason.as_str());
+    headers.insert(
+        "Collector-Stream",
+        stream_name(namespace, measurement).as_str(),
+    );
+    headers.insert(
+        "Collector-Sequence",
+        delivery.stream_sequence.to_string().as_str(),
+    );
+    headers.insert("Collector-Subject", message.subject.as_str());
+    let reply = conn.request_with_headers_or_timeout(
+        &format!("{namespace}.dlq.{measurement}"),
+        Some(&headers),
+        Some(API_TIMEOUT),
+        &message.data,
+    )?;
+    let answer: Value = serde_json::from_slice(&reply.data)
+        .map_err(|e| io::Error::other(format!("unreadable publish acknowledgement: {e}")))?;
+    match answer.get("error") {
+        Some(error) => Err(io::Error::other(format!(
+            "dead-letter stream refused the record: {}",
+            error["description"].as_str().unwrap_or("unknown error")
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -352,7 +483,11 @@ pub enum Arrival {
     /// A status that ends one pull request: 404 no messages, 408 expired, 409 refused
     /// (`Exceeded MaxRequestBatch`, `Consumer Deleted`, leadership change...). `unfilled` is
     /// how many of the request's records were never sent, when the server says.
-    PullEnded { code: u16, description: String, unfilled: Option<u64> },
+    PullEnded {
+        code: u16,
+        description: String,
+        unfilled: Option<u64>,
+    },
     /// A status that does not end a pull (100 idle heartbeat or flow control).
     Heartbeat,
     /// Neither: a stray message with no JetStream reply subject.
@@ -366,9 +501,18 @@ pub fn classify(message: &Message) -> Arrival {
             if code == 100 {
                 return Arrival::Heartbeat;
             }
-            let description = headers.get(nats::header::DESCRIPTION).cloned().unwrap_or_default();
-            let unfilled = headers.get("Nats-Pending-Messages").and_then(|v| v.trim().parse().ok());
-            return Arrival::PullEnded { code, description, unfilled };
+            let description = headers
+                .get(nats::header::DESCRIPTION)
+                .cloned()
+                .unwrap_or_default();
+            let unfilled = headers
+                .get("Nats-Pending-Messages")
+                .and_then(|v| v.trim().parse().ok());
+            return Arrival::PullEnded {
+                code,
+                description,
+                unfilled,
+            };
         }
     }
     match message.reply.as_deref().and_then(parse_ack_subject) {
@@ -380,9 +524,19 @@ pub fn classify(message: &Message) -> Arrival {
 /// Publishes a pull request for `batch` records on the shared consumer of `stream`; the
 /// records and the status that ends the request arrive on `reply`. The explicit flush sends
 /// it now instead of after the client's 5 ms flush delay.
-pub fn request_pull(conn: &Connection, stream: &str, reply: &str, batch: usize, expires: Duration) -> io::Result<()> {
+pub fn request_pull(
+    conn: &Connection,
+    stream: &str,
+    reply: &str,
+    batch: usize,
+    expires: Duration,
+) -> io::Result<()> {
     let body = format!(r#"{{"batch":{batch},"expires":{}}}"#, expires.as_nanos());
-    conn.publish_request(&format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{DURABLE}"), reply, body)?;
+    conn.publish_request(
+        &format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{DURABLE}"),
+        reply,
+        body,
+    )?;
     conn.flush_timeout(API_TIMEOUT)
 }
 
@@ -427,12 +581,20 @@ mod tests {
         let old = "$JS.ACK.beta:logs:access.collector.2.15.7.1700000000123456789.40";
         assert_eq!(
             parse_ack_subject(old),
-            Some(Delivery { delivered: 2, stream_sequence: 15, timestamp_ns: 1_700_000_000_123_456_789 })
+            Some(Delivery {
+                delivered: 2,
+                stream_sequence: 15,
+                timestamp_ns: 1_700_000_000_123_456_789
+            })
         );
         let new = "$JS.ACK.hub.ACCHASH.beta:logs:access.collector.1.9.9.1700000000000000001.0.abcd";
         assert_eq!(
             parse_ack_subject(new),
-            Some(Delivery { delivered: 1, stream_sequence: 9, timestamp_ns: 1_700_000_000_000_000_001 })
+            Some(Delivery {
+                delivered: 1,
+                stream_sequence: 9,
+                timestamp_ns: 1_700_000_000_000_000_001
+            })
         );
         assert_eq!(parse_ack_subject("_INBOX.x"), None);
         assert_eq!(parse_ack_subject("$JS.ACK.a.b.c"), None);

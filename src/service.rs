@@ -1,0 +1,358 @@
+//! The service: the main thread's loop and the threads it owns.
+//!
+//! The main thread connects, starts the writer and the fixed pool of workers, then polls the
+//! configuration bucket `<ns>_logs` every `poll_interval` until a signal arrives. It reads the
+//! entries only when the bucket's last sequence moved, ensures each new measurement's stream
+//! and shared durable consumer, and tells the worker it assigns the measurement to. On
+//! SIGTERM/SIGINT it pulls the shutdown trigger and waits for the threads in order: workers
+//! first (they stop pulling and hand over what they hold), then the writer (it flushes and
+//! acknowledges). A second signal exits at once.
+//!
+//! ```text
+//!  main ──Control──▶ worker-0 ─┐
+//!   │   ──Control──▶ worker-1 ─┼─Chunk (bounded)─▶ writer ──HTTP──▶ InfluxDB
+//!   │   ...                    ┘                     │
+//!   └── polls KV <ns>_logs       pulls ◀── JetStream ──┘ acks
+//! ```
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
+
+use crate::batch::Limits;
+use crate::catalog::{Assignment, Catalog, Measurement};
+use crate::config::{Config, InfluxApi};
+use crate::error::{Error, Result};
+use crate::influx::Influx;
+use crate::jetstream::{self, JetStream};
+use crate::record::Unsigned;
+use crate::shutdown;
+use crate::stats::Stats;
+use crate::worker::{Chunk, Control, Worker};
+use crate::writer::Writer;
+
+/// Control messages a worker may have queued; the main thread sends a handful per change.
+const CONTROL_CAPACITY: usize = 256;
+/// Margin past the shutdown deadline for threads to notice it and leave.
+const JOIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// Installs the SIGINT/SIGTERM handler: the first signal is delivered on the returned
+/// channel, a second one exits at once.
+pub fn signals() -> Result<Receiver<()>> {
+    static SEEN: AtomicBool = AtomicBool::new(false);
+    let (sender, receiver) = channel::bounded(1);
+    ctrlc::set_handler(move || {
+        if SEEN.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "collector: second signal, exiting now; unacknowledged records will be redelivered"
+            );
+            std::process::exit(130);
+        }
+        let _ = sender.try_send(());
+    })
+    .map_err(|e| Error::Thread {
+        name: "signal handler".into(),
+        problem: e.to_string(),
+    })?;
+    Ok(receiver)
+}
+
+/// A started thread: its handle, and a channel that closes when it ends (even by a panic),
+/// so the main thread can wait for all of them with one deadline.
+struct Owned {
+    name: String,
+    handle: JoinHandle<()>,
+}
+
+fn spawn(name: String, done: &Sender<()>, body: impl FnOnce() + Send + 'static) -> Result<Owned> {
+    let done = done.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let _done = done; // dropped when the thread ends, whichever way
+            body()
+        })
+        .map_err(|e| Error::Thread {
+            name: name.clone(),
+            problem: e.to_string(),
+        })?;
+    Ok(Owned { name, handle })
+}
+
+/// Runs the collector until a signal, then stops it within `shutdown_timeout`.
+pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
+    let namespace = config.namespace.clone();
+    let conn = jetstream::connect(&config.nats, &format!("collector {namespace}"))?;
+    let js = JetStream::new(conn.clone());
+    let bucket = jetstream::bucket_name(&namespace);
+    if js.ensure_bucket(&bucket)? {
+        log::info!("created configuration bucket {bucket}; waiting for measurements");
+    }
+    js.ensure_dead_letter_stream(&namespace, config.dead_letter_max_age)?;
+    let influx = Influx::new(&config.influx);
+    let target = match config.influx.api {
+        InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
+        InfluxApi::V1 => format!("v1, database {}", config.influx.target),
+    };
+    log::info!(
+        "collector {} starting: namespace {namespace}, nats {}, influxdb {} ({target}), {} workers",
+        env!("CARGO_PKG_VERSION"),
+        config.nats.hosts.join(","),
+        config.influx.url,
+        config.pull.workers
+    );
+    if let Err(problem) = influx.ping() {
+        log::warn!("influxdb: {problem}; records are held until it answers");
+    }
+
+    let stats = Arc::new(Stats::default());
+    let (mut trigger, shutdown) = shutdown::new();
+    let (done, all_done) = channel::bounded::<()>(0);
+    // One chunk per worker in the channel: enough to keep the writer busy while it posts,
+    // little enough that a stalled database holds few records outside the batch.
+    let (to_writer, chunks) = channel::bounded::<Chunk>(config.pull.workers);
+
+    let writer = Writer {
+        influx,
+        conn: conn.clone(),
+        namespace: namespace.clone(),
+        limits: Limits {
+            max_lines: config.batch.max_lines,
+            max_bytes: config.batch.max_bytes,
+            interval: config.batch.interval,
+        },
+        ack_wait: config.pull.ack_wait,
+        chunks,
+        shutdown: shutdown.clone(),
+        stats: stats.clone(),
+    };
+    let writer = spawn("writer".into(), &done, move || writer.run())?;
+
+    let unsigned = match config.influx.api {
+        InfluxApi::V2 => Unsigned::Allowed,
+        InfluxApi::V1 => Unsigned::Refused,
+    };
+    let mut controls = Vec::with_capacity(config.pull.workers);
+    let mut workers = Vec::with_capacity(config.pull.workers);
+    for i in 0..config.pull.workers {
+        let (control, control_receiver) = channel::bounded(CONTROL_CAPACITY);
+        let worker = Worker {
+            name: format!("worker-{i}"),
+            conn: conn.clone(),
+            namespace: namespace.clone(),
+            pull: config.pull.clone(),
+            unsigned,
+            control: control_receiver,
+            to_writer: to_writer.clone(),
+            shutdown: shutdown.clone(),
+            stats: stats.clone(),
+        };
+        workers.push(spawn(worker.name.clone(), &done, move || worker.run())?);
+        controls.push(control);
+    }
+    drop(to_writer);
+    drop(done);
+
+    let mut poller = Poller {
+        js,
+        config: &config,
+        bucket,
+        revision: None,
+        catalog: Catalog::default(),
+        assignment: Assignment::new(config.pull.workers),
+        unready: BTreeSet::new(),
+        controls,
+        failing: false,
+        first: true,
+    };
+    loop {
+        poller.poll();
+        channel::select! {
+            recv(signals) -> _ => break,
+            recv(channel::after(config.poll_interval)) -> _ => {},
+        }
+    }
+
+    log::info!(
+        "stopping: no new pulls; flushing within {:?}",
+        config.shutdown_timeout
+    );
+    trigger.pull(config.shutdown_timeout);
+    drop(poller); // closes the control channels: the workers' cue to stop
+    let deadline = shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN;
+    let finished = matches!(
+        all_done.recv_deadline(deadline),
+        Err(channel::RecvTimeoutError::Disconnected)
+    );
+    let summary = format!(
+        "fetched {}, written {}, dead-lettered {}, given back {}",
+        Stats::get(&stats.fetched),
+        Stats::get(&stats.written),
+        Stats::get(&stats.dead_lettered),
+        Stats::get(&stats.given_back)
+    );
+    if !finished {
+        // A thread stuck past the deadline (a write hanging until its timeout, say) holds
+        // only unacknowledged records, which JetStream redelivers: leaving is safe.
+        log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
+        return Ok(());
+    }
+    let mut panicked = None;
+    for owned in workers.into_iter().chain(std::iter::once(writer)) {
+        if owned.handle.join().is_err() {
+            panicked = Some(owned.name);
+        }
+    }
+    if let Some(name) = panicked {
+        return Err(Error::Thread {
+            name,
+            problem: "panicked; see the log above".into(),
+        });
+    }
+    log::info!("stopped: {summary}");
+    Ok(())
+}
+
+/// The main thread's view of the configuration bucket.
+struct Poller<'a> {
+    js: JetStream,
+    config: &'a Config,
+    bucket: String,
+    /// The bucket stream's last sequence when it was last read.
+    revision: Option<u64>,
+    catalog: Catalog,
+    assignment: Assignment,
+    /// Measurements whose stream or consumer could not be ensured yet; retried every poll.
+    unready: BTreeSet<String>,
+    controls: Vec<Sender<Control>>,
+    /// Whether polling is failing (logged once per outage).
+    failing: bool,
+    first: bool,
+}
+
+impl Poller<'_> {
+    fn poll(&mut self) {
+        match self.read() {
+            Ok(()) => {
+                if self.failing {
+                    log::info!("configuration bucket {} readable again", self.bucket);
+                    self.failing = false;
+                }
+            }
+            Err(e) => {
+                if !self.failing {
+                    log::warn!("cannot read configuration ({e}); keeping the current measurements and retrying");
+                    self.failing = true;
+                }
+            }
+        }
+        let unready: Vec<String> = self.unready.iter().cloned().collect();
+        for name in unready {
+            let Some(measurement) = self
+                .catalog
+                .measurements()
+                .find(|m| m.name == name)
+                .cloned()
+            else {
+                self.unready.remove(&name);
+                continue;
+            };
+            self.start(&measurement);
+        }
+    }
+
+    fn read(&mut self) -> Result<()> {
+        let revision = match self.js.bucket_revision(&self.bucket)? {
+            Some(revision) => revision,
+            None => {
+                // Deleted under us: recreate it as the Transfer client would, and wait.
+                self.js.ensure_bucket(&self.bucket)?;
+                0
+            }
+        };
+        if self.revision == Some(revision) {
+            return Ok(());
+        }
+        let entries = self.js.bucket_entries(&self.bucket)?;
+        self.revision = Some(revision);
+        let changes = self.catalog.update(&entries);
+        for (key, problem) in &changes.invalid {
+            log::error!(
+                "configuration key {key} of bucket {} skipped: {problem}",
+                self.bucket
+            );
+        }
+        for measurement in &changes.added {
+            self.start(measurement);
+        }
+        for measurement in &changes.changed {
+            log::info!(
+                "measurement {} changed: description {:?}",
+                measurement.name,
+                measurement.description
+            );
+        }
+        for name in &changes.removed {
+            self.unready.remove(name);
+            if let Some(worker) = self.assignment.remove(name) {
+                let _ = self.controls[worker].send(Control::Remove(name.clone()));
+            }
+            log::info!(
+                "measurement {name} removed: no longer pulled; its stream {} and waiting records are kept",
+                jetstream::stream_name(&self.config.namespace, name)
+            );
+        }
+        if self.first {
+            let names: Vec<&str> = self
+                .catalog
+                .measurements()
+                .map(|m| m.name.as_str())
+                .collect();
+            log::info!(
+                "measurements: {}",
+                if names.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            self.first = false;
+        }
+        Ok(())
+    }
+
+    /// Ensures a measurement's stream and consumer, then assigns it to a worker.
+    fn start(&mut self, measurement: &Measurement) {
+        let namespace = &self.config.namespace;
+        let ensured = self
+            .js
+            .ensure_stream(namespace, &measurement.name, &measurement.description)
+            .and_then(|created| {
+                if created {
+                    log::info!(
+                        "created stream {}",
+                        jetstream::stream_name(namespace, &measurement.name)
+                    );
+                }
+                self.js
+                    .ensure_consumer(namespace, &measurement.name, &self.config.pull)
+            });
+        if let Err(e) = ensured {
+            if self.unready.insert(measurement.name.clone()) {
+                log::warn!("measurement {}: {e}; retrying every poll", measurement.name);
+            }
+            return;
+        }
+        self.unready.remove(&measurement.name);
+        let worker = self.assignment.add(&measurement.name);
+        let _ = self.controls[worker].send(Control::Add(measurement.clone()));
+        log::info!(
+            "measurement {} added: pulled by worker-{worker}",
+            measurement.name
+        );
+    }
+}

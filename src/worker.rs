@@ -1,0 +1,398 @@
+//! A worker thread (`worker-N`): pulls the records of the measurements assigned to it, turns
+//! each into a line of line protocol, and hands the lines with their messages to the writer.
+//!
+//! Receives [`Control`] messages from the main thread (a measurement added or removed) and
+//! records from JetStream on its own inbox; sends [`Chunk`]s to the writer over a bounded
+//! channel. It keeps up to two pull requests outstanding per measurement, so the server is
+//! already sending the next batch while this one is encoded, and issues none while the writer
+//! is not taking chunks: a slow database slows the pulls instead of growing memory.
+//!
+//! A record that can never be written (not JSON, refused by the encoder, delivered too often)
+//! is dead-lettered here and terminated; it never reaches the writer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender};
+
+use crate::batch::Lines;
+use crate::catalog::Measurement;
+use crate::config::PullConfig;
+use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
+use crate::record::{Encoder, Unsigned};
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+use std::sync::Arc;
+
+/// A record on its way to InfluxDB: the message to acknowledge and where it came from.
+#[derive(Debug)]
+pub struct Held {
+    pub message: Message,
+    pub delivery: Delivery,
+}
+
+/// Lines of one or more pulls with their records.
+pub type Chunk = Lines<Held>;
+
+/// What the main thread tells a worker.
+#[derive(Debug)]
+pub enum Control {
+    /// Start pulling this measurement (or keep pulling it, when already pulled).
+    Add(Measurement),
+    /// Stop pulling it once the records already requested have arrived.
+    Remove(String),
+}
+
+/// How long after its own expiry a pull request is given up as lost (a reconnect drops
+/// outstanding pulls silently; without this the measurement would go stale).
+const LOST_PULL_GRACE: Duration = Duration::from_secs(2);
+/// How often the loop wakes with nothing to do, to re-issue pulls and notice lost ones.
+const IDLE_TICK: Duration = Duration::from_millis(200);
+/// After a stop, how long the inbox must stay quiet before the worker leaves.
+const STOP_QUIET: Duration = Duration::from_millis(200);
+/// After a stop, the longest the worker waits for requested records still on their way.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// One outstanding pull request.
+#[derive(Debug)]
+struct Pull {
+    remaining: usize,
+    expires_at: Instant,
+}
+
+/// A measurement this worker pulls.
+struct Consumer {
+    stream: String,
+    reply: String,
+    encoder: Encoder,
+    pulls: VecDeque<Pull>,
+    /// Removed by the main thread: no new pulls; dropped once the outstanding ones end.
+    removing: bool,
+}
+
+pub struct Worker {
+    pub name: String,
+    pub conn: Connection,
+    pub namespace: String,
+    pub pull: PullConfig,
+    pub unsigned: Unsigned,
+    pub control: Receiver<Control>,
+    pub to_writer: Sender<Chunk>,
+    pub shutdown: Shutdown,
+    pub stats: Arc<Stats>,
+}
+
+/// The state of a running worker.
+struct Running {
+    worker: Worker,
+    inbox: Subscription,
+    inbox_prefix: String,
+    consumers: BTreeMap<String, Consumer>,
+    chunk: Chunk,
+    /// The largest chunk sent in one go: one pull's worth.
+    chunk_lines: usize,
+    last_arrival: Instant,
+    pull_failing: bool,
+}
+
+impl Worker {
+    /// Runs until the control channel closes (the service is stopping), then hands over what
+    /// it holds and returns.
+    pub fn run(self) {
+        let inbox_prefix = self.conn.new_inbox();
+        let inbox = match self.conn.subscribe(&format!("{inbox_prefix}.*")) {
+            Ok(inbox) => inbox,
+            Err(e) => {
+                log::error!(
+                    "{}: cannot subscribe to its pull inbox: {e}; it pulls nothing",
+                    self.name
+                );
+                return;
+            }
+        };
+        let chunk_lines = self.pull.batch;
+        let mut running = Running {
+            worker: self,
+            inbox,
+            inbox_prefix,
+            consumers: BTreeMap::new(),
+            chunk: Chunk::with_capacity(chunk_lines, chunk_lines * 256),
+            chunk_lines,
+            last_arrival: Instant::now(),
+            pull_failing: false,
+        };
+        running.run();
+    }
+}
+
+impl Running {
+    fn run(&mut self) {
+        let never = channel::never();
+        let mut stopped_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if stopped_at.is_none() {
+                self.issue_pulls(now);
+            }
+            self.forget_lost_pulls(now);
+            let control = if stopped_at.is_some() {
+                &never
+            } else {
+                &self.worker.control
+            };
+            let inbox = self.inbox.receiver().clone();
+            channel::select! {
+                recv(control) -> message => match message {
+                    Ok(message) => self.apply(message),
+                    Err(_) => stopped_at = Some(now),
+                },
+                recv(inbox) -> message => {
+                    if let Ok(message) = message {
+                        self.arrive(message);
+                        // Take what else is already here, up to one pull's worth, so the
+                        // writer gets chunks rather than single records.
+                        while self.chunk.len() < self.chunk_lines {
+                            match inbox.try_recv() {
+                                Ok(message) => self.arrive(message),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                },
+                default(IDLE_TICK) => {},
+            }
+            self.hand_over();
+            self.consumers
+                .retain(|_, c| !(c.removing && c.pulls.is_empty()));
+            if let Some(stopped_at) = stopped_at {
+                let now = Instant::now();
+                let outstanding = self.consumers.values().any(|c| !c.pulls.is_empty());
+                let quiet = now.duration_since(self.last_arrival) >= STOP_QUIET
+                    && now.duration_since(stopped_at) >= STOP_QUIET;
+                if !outstanding || quiet || now.duration_since(stopped_at) >= STOP_GRACE {
+                    break;
+                }
+            }
+        }
+        // Records the server sends after this are redelivered to another collector once
+        // their ack wait runs out: nothing is lost, they only wait.
+        let _ = self.inbox.clone().unsubscribe();
+        self.hand_over();
+    }
+
+    fn apply(&mut self, control: Control) {
+        match control {
+            Control::Add(measurement) => {
+                if let Some(consumer) = self.consumers.get_mut(&measurement.name) {
+                    consumer.removing = false;
+                    return;
+                }
+                let encoder = match Encoder::new(&measurement.name, self.worker.unsigned) {
+                    Ok(encoder) => encoder,
+                    Err(e) => {
+                        log::error!(
+                            "{}: measurement {}: {e}; not pulled",
+                            self.worker.name,
+                            measurement.name
+                        );
+                        return;
+                    }
+                };
+                log::debug!("{}: pulling {}", self.worker.name, measurement.name);
+                self.consumers.insert(
+                    measurement.name.clone(),
+                    Consumer {
+                        stream: jetstream::stream_name(&self.worker.namespace, &measurement.name),
+                        reply: format!("{}.{}", self.inbox_prefix, measurement.name),
+                        encoder,
+                        pulls: VecDeque::new(),
+                        removing: false,
+                    },
+                );
+            }
+            Control::Remove(name) => {
+                if let Some(consumer) = self.consumers.get_mut(&name) {
+                    log::debug!("{}: stops pulling {name}", self.worker.name);
+                    consumer.removing = true;
+                }
+            }
+        }
+    }
+
+    /// Keeps two pulls outstanding per measurement.
+    fn issue_pulls(&mut self, now: Instant) {
+        let Worker {
+            conn, pull, name, ..
+        } = &self.worker;
+        for consumer in self.consumers.values_mut().filter(|c| !c.removing) {
+            while consumer.pulls.len() < 2 {
+                match jetstream::request_pull(
+                    conn,
+                    &consumer.stream,
+                    &consumer.reply,
+                    pull.batch,
+                    pull.expires,
+                ) {
+                    Ok(()) => {
+                        if self.pull_failing {
+                            log::info!("{name}: pulling again");
+                            self.pull_failing = false;
+                        }
+                        consumer.pulls.push_back(Pull {
+                            remaining: pull.batch,
+                            expires_at: now + pull.expires,
+                        });
+                    }
+                    Err(e) => {
+                        if !self.pull_failing {
+                            log::warn!(
+                                "{name}: cannot send a pull request for {}: {e}; retrying",
+                                consumer.stream
+                            );
+                            self.pull_failing = true;
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn forget_lost_pulls(&mut self, now: Instant) {
+        for consumer in self.consumers.values_mut() {
+            while consumer
+                .pulls
+                .front()
+                .is_some_and(|p| now > p.expires_at + LOST_PULL_GRACE)
+            {
+                log::debug!(
+                    "{}: a pull on {} was lost; re-issuing",
+                    self.worker.name,
+                    consumer.stream
+                );
+                consumer.pulls.pop_front();
+            }
+        }
+    }
+
+    fn arrive(&mut self, message: Message) {
+        self.last_arrival = Instant::now();
+        match jetstream::classify(&message) {
+            Arrival::Record(delivery) => self.record(message, delivery),
+            Arrival::PullEnded {
+                code, description, ..
+            } => {
+                let measurement = message.subject.rsplit('.').next().unwrap_or("");
+                if let Some(consumer) = self.consumers.get_mut(measurement) {
+                    consumer.pulls.pop_front();
+                    if code == 409 {
+                        log::warn!(
+                            "{}: pull on {} ended: {code} {description}",
+                            self.worker.name,
+                            consumer.stream
+                        );
+                    }
+                }
+            }
+            Arrival::Heartbeat | Arrival::Unknown => {}
+        }
+    }
+
+    fn record(&mut self, message: Message, delivery: Delivery) {
+        Stats::add(&self.worker.stats.fetched, 1);
+        let measurement = message.subject.rsplit('.').next().unwrap_or("").to_string();
+        let Some(consumer) = self.consumers.get_mut(&measurement) else {
+            // Pulled for a measurement removed since: give it back for whoever pulls it next.
+            let _ = jetstream::ack(&message, Ack::Nak);
+            return;
+        };
+        if let Some(front) = consumer.pulls.front_mut() {
+            front.remaining -= 1;
+            if front.remaining == 0 {
+                consumer.pulls.pop_front();
+            }
+        }
+        if delivery.delivered > self.worker.pull.max_deliver {
+            let reason = format!(
+                "delivered {} times without being stored (pull.max_deliver is {})",
+                delivery.delivered, self.worker.pull.max_deliver
+            );
+            self.dead_letter(Held { message, delivery }, &reason);
+            return;
+        }
+        let encoder = &consumer.encoder;
+        let held = Held { message, delivery };
+        let encoded = self.chunk.push(held, |held, out| {
+            encoder.encode(&held.message.data, held.delivery.timestamp_ns, out)
+        });
+        if let Err((held, error)) = encoded {
+            self.dead_letter(held, &error.to_string());
+        }
+    }
+
+    /// Moves a record to the dead-letter stream, then terminates it. If the dead-letter
+    /// publish fails the record is left unacknowledged and comes back after its ack wait.
+    fn dead_letter(&self, held: Held, reason: &str) {
+        let Worker {
+            conn,
+            namespace,
+            name,
+            stats,
+            ..
+        } = &self.worker;
+        match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
+            Ok(()) => {
+                let _ = jetstream::ack(&held.message, Ack::Term);
+                Stats::add(&stats.dead_lettered, 1);
+                log::warn!(
+                    "{name}: dead-lettered record {} of {}: {reason}",
+                    held.delivery.stream_sequence, held.message.subject
+                );
+            }
+            Err(e) => log::error!(
+                "{name}: cannot dead-letter record {} of {} ({reason}): {e}; it will be redelivered",
+                held.delivery.stream_sequence, held.message.subject
+            ),
+        }
+    }
+
+    /// Sends the chunk to the writer. While the writer is not taking it (InfluxDB slow or
+    /// down), keeps the held records alive with in-progress acks and takes in what the
+    /// outstanding pulls still deliver, so nothing expires and nothing new is requested.
+    fn hand_over(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let progress_every = (self.worker.pull.ack_wait / 3).max(Duration::from_secs(1));
+        let mut chunk = std::mem::take(&mut self.chunk);
+        loop {
+            match self.worker.to_writer.send_timeout(chunk, progress_every) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    chunk = back;
+                    while let Ok(message) = self.inbox.receiver().try_recv() {
+                        std::mem::swap(&mut self.chunk, &mut chunk);
+                        self.arrive(message);
+                        std::mem::swap(&mut self.chunk, &mut chunk);
+                    }
+                    for held in chunk.items() {
+                        let _ = jetstream::ack(&held.message, Ack::Progress);
+                    }
+                }
+                Err(SendTimeoutError::Disconnected(back)) => {
+                    // The writer is gone (it only leaves after every worker): give the
+                    // records back so another collector writes them now.
+                    log::error!(
+                        "{}: the writer stopped; giving {} records back",
+                        self.worker.name,
+                        back.len()
+                    );
+                    for held in back.items() {
+                        let _ = jetstream::ack(&held.message, Ack::Nak);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
