@@ -540,6 +540,12 @@ pub fn request_pull(
     conn.flush_timeout(API_TIMEOUT)
 }
 
+/// Sends everything buffered on the connection (acks are buffered) and waits for the server
+/// to have read it.
+pub fn flush(conn: &Connection) -> io::Result<()> {
+    conn.flush_timeout(API_TIMEOUT)
+}
+
 /// Acknowledgement kinds sent for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {

@@ -77,6 +77,10 @@ fn init_logging(level: log::LevelFilter) {
         .set_time_format_rfc3339()
         .set_thread_level(log::LevelFilter::Off)
         .set_target_level(log::LevelFilter::Off)
+        // The HTTP and TLS crates log every request at debug; our own debug lines say what
+        // matters per batch.
+        .add_filter_ignore_str("ureq")
+        .add_filter_ignore_str("rustls")
         .build();
     let _ = simplelog::TermLogger::init(
         level,

@@ -178,6 +178,13 @@ impl Running {
         // their ack wait runs out: nothing is lost, they only wait.
         let _ = self.inbox.clone().unsubscribe();
         self.hand_over();
+        // Records that arrived after the last look are given back for immediate redelivery.
+        while let Ok(message) = self.inbox.receiver().try_recv() {
+            if let Arrival::Record(_) = jetstream::classify(&message) {
+                let _ = jetstream::ack(&message, Ack::Nak);
+            }
+        }
+        let _ = jetstream::flush(&self.worker.conn);
     }
 
     fn apply(&mut self, control: Control) {

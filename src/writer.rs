@@ -95,6 +95,11 @@ impl Running {
                     }
                     Err(_) => {
                         self.flush(Flush::Shutdown);
+                        // Acks sit in the client's buffer until its flusher runs; send them
+                        // now, before the process exits, or they are lost and redelivered.
+                        if let Err(e) = jetstream::flush(&self.writer.conn) {
+                            log::warn!("writer: last acknowledgements may not have reached NATS: {e}");
+                        }
                         return;
                     }
                 },

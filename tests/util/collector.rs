@@ -1,0 +1,187 @@
+//! The service under test, run as its real binary.
+
+use super::{kill_child, read_log, send_signal, wait_child, wait_until, TempDir};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::Duration;
+
+/// The binary Cargo built for these tests.
+pub fn collector_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_collector")
+}
+
+/// A running `collector --config <file>`, with stdout and stderr appended to a
+/// log file in its temp dir. Dropping it kills it.
+pub struct Collector {
+    child: Child,
+    status: Option<ExitStatus>,
+    dir: TempDir,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Collector {
+    /// Writes `config_yaml` to a file and starts the collector on it.
+    pub fn start(config_yaml: &str) -> Collector {
+        Collector::start_with(config_yaml, &[], &[])
+    }
+
+    /// Like [`Collector::start`], with extra arguments after `--config <file>`
+    /// and extra environment variables (for secrets from the environment).
+    pub fn start_with(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Collector {
+        let dir = TempDir::new("collector");
+        let config = dir.join("config.yml");
+        fs::write(&config, config_yaml).expect("cannot write the collector config");
+        let log = dir.join("collector.log");
+        let open = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("cannot open the collector log")
+        };
+        let child = Command::new(collector_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(open())
+            .stderr(open())
+            .spawn()
+            .expect("cannot start the collector binary");
+        Collector {
+            child,
+            status: None,
+            dir,
+            config,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Rewrites the configuration file (for reload or restart tests).
+    pub fn write_config(&self, config_yaml: &str) {
+        fs::write(&self.config, config_yaml).expect("cannot write the collector config");
+    }
+
+    fn running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_none()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.running()
+    }
+
+    /// SIGTERM (no-op once it has exited).
+    pub fn terminate(&mut self) {
+        if self.running() {
+            send_signal(self.pid(), "TERM");
+        }
+    }
+
+    /// SIGINT (no-op once it has exited).
+    pub fn interrupt(&mut self) {
+        if self.running() {
+            send_signal(self.pid(), "INT");
+        }
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) {
+        if self.running() {
+            self.status = kill_child(&mut self.child);
+        }
+    }
+
+    /// Waits up to `timeout` for the collector to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = wait_child(&mut self.child, timeout);
+        }
+        self.status
+    }
+
+    /// Everything it has printed so far (stdout and stderr interleaved).
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            kill_child(&mut self.child);
+        }
+        if thread::panicking() {
+            eprintln!(
+                "harness: collector log ({}):\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Runs the collector once to its exit: `collector [--config <file>] args...`
+/// (the `--config` pair is added when `config_yaml` is given), in a fresh empty
+/// working directory, so the default `./config/config.yml` does not exist.
+/// Returns its status, stdout and stderr; panics if it is still running after
+/// `timeout`.
+pub fn run_to_exit(
+    args: &[&str],
+    config_yaml: Option<&str>,
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let dir = TempDir::new("collector-run");
+    let mut cmd = Command::new(collector_bin());
+    if let Some(yaml) = config_yaml {
+        let config = dir.join("config.yml");
+        fs::write(&config, yaml).expect("cannot write the collector config");
+        cmd.arg("--config").arg(config);
+    }
+    let mut child = cmd
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the collector binary");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    let Some(status) = wait_child(&mut child, timeout) else {
+        kill_child(&mut child);
+        panic!("collector {args:?} still running after {timeout:?}");
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (status, stdout, stderr)
+}

@@ -1,0 +1,606 @@
+//! The databases: Debian's InfluxDB 1.6 (a real server for the v1 write API)
+//! and Debian's VictoriaMetrics (which accepts the v2 write API's request
+//! format, `/api/v2/write`).
+
+use super::{
+    free_port, http_get, http_post, kill_child, log_tail, read_log, spawn_logged, stop_child,
+    wait_until, HttpReply, Sample, TempDir,
+};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Quotes an InfluxQL identifier: `"name"` with `"` and `\` escaped.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An influxd 1.6 with its own configuration file, every listener on
+/// 127.0.0.1, data in its own temp dir.
+pub struct Influx {
+    child: Option<Child>,
+    port: u16,
+    rpc_port: u16,
+    dir: TempDir,
+    config: PathBuf,
+    log: PathBuf,
+    auth: Option<(String, String)>,
+}
+
+impl Influx {
+    /// Starts influxd without authentication and waits until `/ping` answers.
+    pub fn start() -> Influx {
+        Influx::start_inner(None)
+    }
+
+    /// Starts influxd with `auth-enabled = true` and an admin user with all
+    /// privileges. The harness's own requests authenticate as that user.
+    pub fn start_with_auth(user: &str, password: &str) -> Influx {
+        Influx::start_inner(Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_inner(auth: Option<(String, String)>) -> Influx {
+        let dir = TempDir::new("influx");
+        let mut influx = Influx {
+            child: None,
+            port: 0,
+            rpc_port: 0,
+            config: dir.join("influxdb.conf"),
+            log: dir.join("influxd.log"),
+            dir,
+            auth,
+        };
+        // Ports are picked before influxd binds them; if another process takes
+        // one in between, influxd exits and we try again with new ports.
+        for attempt in 1..=3 {
+            influx.port = free_port();
+            influx.rpc_port = free_port();
+            influx.write_config();
+            if influx.spawn() {
+                break;
+            }
+            if attempt == 3 {
+                panic!(
+                    "influxd did not start; its log ends:\n{}",
+                    log_tail(&influx.log, 20)
+                );
+            }
+        }
+        if let Some((user, password)) = influx.auth.clone() {
+            // With no user yet, influxd lets anyone create the first admin.
+            let q = format!(
+                "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+                quote_ident(&user),
+                password.replace('\\', "\\\\").replace('\'', "\\'")
+            );
+            influx.exec(&q);
+        }
+        influx
+    }
+
+    /// Writes the configuration. `influxd config` (1.6.7) lists the sections
+    /// that can open a port: the top-level RPC `bind-address` (backup and
+    /// restore, on by default), `[http]`, `[ifql]` (on all interfaces unless
+    /// disabled), and graphite, collectd, opentsdb and udp (off by default,
+    /// set off here anyway). `[monitor] store-enabled = false` keeps the
+    /// `_internal` database out of the way.
+    fn write_config(&self) {
+        let d = self.dir.path().display();
+        let auth = self.auth.is_some();
+        let text = format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+
+[meta]
+  dir = "{d}/meta"
+
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http}"
+  auth-enabled = {auth}
+  log-enabled = true
+  pprof-enabled = false
+  unix-socket-enabled = false
+
+[ifql]
+  enabled = false
+  bind-address = "127.0.0.1:0"
+
+[[graphite]]
+  enabled = false
+
+[[collectd]]
+  enabled = false
+
+[[opentsdb]]
+  enabled = false
+
+[[udp]]
+  enabled = false
+
+[logging]
+  suppress-logo = true
+"#,
+            rpc = self.rpc_port,
+            http = self.port,
+        );
+        fs::write(&self.config, text).expect("cannot write influxdb.conf");
+    }
+
+    /// Spawns influxd and waits for `/ping`; false if it exited first.
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new("influxd");
+        cmd.arg("run").arg("-config").arg(&self.config);
+        let mut child = spawn_logged(cmd, &self.log);
+        let url = self.url();
+        let mut exited = false;
+        let ready = wait_until(START_TIMEOUT, || {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                return true;
+            }
+            http_get(&format!("{url}/ping"), &[]).is_ok_and(|r| r.status == 204)
+        });
+        if exited || !ready || !matches!(child.try_wait(), Ok(None)) {
+            kill_child(&mut child);
+            return false;
+        }
+        self.child = Some(child);
+        true
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The admin user and password when started with authentication.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    fn with_auth<'a>(&'a self, mut query: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+        if let Some((user, password)) = &self.auth {
+            query.push(("u", user));
+            query.push(("p", password));
+        }
+        query
+    }
+
+    /// A read query (`GET /query`, `epoch=ns` so times are integer
+    /// nanoseconds). Panics unless the answer is 200 with JSON.
+    pub fn query(&self, db: &str, influxql: &str) -> Value {
+        let query = self.with_auth(vec![("db", db), ("q", influxql), ("epoch", "ns")]);
+        let reply = http_get(&format!("{}/query", self.url()), &query)
+            .unwrap_or_else(|e| panic!("influx query {influxql:?}: {e}"));
+        assert_eq!(
+            reply.status, 200,
+            "influx query {influxql:?}: {}",
+            reply.body
+        );
+        reply.json()
+    }
+
+    /// A statement that changes something (`POST /query`): CREATE, DROP, ...
+    /// Panics unless the answer is 200 without a statement error.
+    pub fn exec(&self, influxql: &str) -> Value {
+        let query = self.with_auth(vec![("q", influxql)]);
+        let reply = http_post(&format!("{}/query", self.url()), &query, &[], b"")
+            .unwrap_or_else(|e| panic!("influx exec {influxql:?}: {e}"));
+        assert_eq!(
+            reply.status, 200,
+            "influx exec {influxql:?}: {}",
+            reply.body
+        );
+        let value = reply.json();
+        if let Some(error) = value["results"][0].get("error") {
+            panic!("influx exec {influxql:?}: {error}");
+        }
+        value
+    }
+
+    pub fn create_database(&self, db: &str) {
+        self.exec(&format!("CREATE DATABASE {}", quote_ident(db)));
+    }
+
+    /// Writes line protocol with nanosecond timestamps (`POST /write`), as the
+    /// harness's admin when authentication is on. Returns the reply whatever
+    /// its status.
+    pub fn write(&self, db: &str, lines: &str) -> HttpReply {
+        let query = self.with_auth(vec![("db", db), ("precision", "ns")]);
+        http_post(
+            &format!("{}/write", self.url()),
+            &query,
+            &[],
+            lines.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("influx write: {e}"))
+    }
+
+    /// The rows of one query result as JSON objects column → value, with null
+    /// columns left out (a point lacking a field or tag). Empty when the
+    /// database or measurement does not exist.
+    fn rows(&self, db: &str, influxql: &str) -> Vec<Map<String, Value>> {
+        let answer = self.query(db, influxql);
+        let result = &answer["results"][0];
+        if let Some(error) = result.get("error") {
+            if error
+                .as_str()
+                .is_some_and(|e| e.contains("database not found"))
+            {
+                return Vec::new();
+            }
+            panic!("influx query {influxql:?}: {error}");
+        }
+        let mut rows = Vec::new();
+        for series in result["series"].as_array().into_iter().flatten() {
+            let columns: Vec<&str> = series["columns"]
+                .as_array()
+                .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            for values in series["values"].as_array().into_iter().flatten() {
+                let mut row = Map::new();
+                for (column, value) in columns.iter().zip(values.as_array().into_iter().flatten()) {
+                    if !value.is_null() {
+                        row.insert(column.to_string(), value.clone());
+                    }
+                }
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    /// Every point of `measurement` (`SELECT * FROM "m"`), oldest first, as
+    /// JSON objects: `time` (integer ns), every tag (string) and every field.
+    /// Note that InfluxDB's JSON prints a float with an integral value without
+    /// a fraction (`1.0` comes back as `1`): use [`Influx::field_types`] to
+    /// check types.
+    pub fn points(&self, db: &str, measurement: &str) -> Vec<Map<String, Value>> {
+        self.rows(db, &format!("SELECT * FROM {}", quote_ident(measurement)))
+    }
+
+    /// Number of points in `measurement`.
+    pub fn count(&self, db: &str, measurement: &str) -> usize {
+        self.points(db, measurement).len()
+    }
+
+    /// Field name → type (`integer`, `float`, `boolean`, `string`).
+    pub fn field_types(&self, db: &str, measurement: &str) -> BTreeMap<String, String> {
+        let q = format!("SHOW FIELD KEYS FROM {}", quote_ident(measurement));
+        self.rows(db, &q)
+            .into_iter()
+            .filter_map(|row| {
+                Some((
+                    row.get("fieldKey")?.as_str()?.to_string(),
+                    row.get("fieldType")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Tag keys of `measurement`.
+    pub fn tag_keys(&self, db: &str, measurement: &str) -> Vec<String> {
+        let q = format!("SHOW TAG KEYS FROM {}", quote_ident(measurement));
+        self.rows(db, &q)
+            .into_iter()
+            .filter_map(|row| Some(row.get("tagKey")?.as_str()?.to_string()))
+            .collect()
+    }
+
+    /// Names of the databases.
+    pub fn databases(&self) -> Vec<String> {
+        self.rows("", "SHOW DATABASES")
+            .into_iter()
+            .filter_map(|row| Some(row.get("name")?.as_str()?.to_string()))
+            .collect()
+    }
+
+    /// Checks that `measurement` holds exactly the points of `samples`: same
+    /// count, and for each sample a point at its time with exactly its tags
+    /// and fields, each field of the expected type. Returns a description of
+    /// the first differences otherwise.
+    pub fn check_samples(
+        &self,
+        db: &str,
+        measurement: &str,
+        samples: &[Sample],
+    ) -> Result<(), String> {
+        let points = self.points(db, measurement);
+        let types = self.field_types(db, measurement);
+        let tag_keys = self.tag_keys(db, measurement);
+        let mut by_time: BTreeMap<i64, &Map<String, Value>> = BTreeMap::new();
+        for point in &points {
+            let time = point.get("time").and_then(Value::as_i64).unwrap_or(-1);
+            by_time.insert(time, point);
+        }
+        let mut problems = Vec::new();
+        if points.len() != samples.len() {
+            problems.push(format!(
+                "{} points in {db}.{measurement}, expected {}",
+                points.len(),
+                samples.len()
+            ));
+        }
+        for sample in samples {
+            let Some(point) = by_time.get(&sample.time_ns) else {
+                problems.push(format!(
+                    "sample {} (time {}) missing",
+                    sample.index, sample.time_ns
+                ));
+                continue;
+            };
+            if let Err(e) = sample.matches(point, &tag_keys, &types) {
+                problems.push(format!("sample {}: {e}", sample.index));
+            }
+            if problems.len() >= 10 {
+                break;
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (SIGKILL after 20 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, Duration::from_secs(20));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+    }
+
+    /// Starts again on the same port with the same data, after
+    /// [`Influx::stop`] or [`Influx::kill9`].
+    pub fn start_again(&mut self) {
+        self.stop();
+        let ok = wait_until(START_TIMEOUT, || self.spawn());
+        assert!(
+            ok,
+            "influxd did not start again on port {}; its log ends:\n{}",
+            self.port,
+            log_tail(&self.log, 20)
+        );
+    }
+
+    /// Sends SIGSTOP: influxd stays bound but answers nothing (a hung
+    /// database). [`Influx::resume`] sends SIGCONT.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            super::send_signal(pid, "STOP");
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            super::send_signal(pid, "CONT");
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Everything influxd logged (including one line per HTTP request).
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        // SIGKILL also ends a process paused with SIGSTOP.
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+    }
+}
+
+/// Debian's VictoriaMetrics (1.79) on 127.0.0.1, data in its own temp dir,
+/// retention 100 years so old sample timestamps are kept.
+///
+/// How it stores InfluxDB line protocol, checked by hand against this version:
+/// - each field becomes its own metric named `<measurement>_<field>`
+///   (`cpu,host=a usage=1.5,ok=true` → `cpu_usage{host="a"} 1.5` and
+///   `cpu_ok{host="a"} 1`); tags become labels;
+/// - values are floats: integers as they are, `true`/`false` as 1/0, and a
+///   string field as 0 (its text is lost);
+/// - timestamps are kept in **milliseconds** (nanoseconds are truncated);
+/// - `/api/v2/write` ignores `org` and `bucket` (no label), while `/write?db=x`
+///   adds the label `db="x"`;
+/// - an unparsable line is logged and skipped, and the request still gets 204;
+/// - a point older than the retention period is dropped silently (204).
+pub struct VictoriaMetrics {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    log: PathBuf,
+}
+
+impl VictoriaMetrics {
+    /// Starts victoria-metrics and waits until `/health` answers.
+    pub fn start() -> VictoriaMetrics {
+        let dir = TempDir::new("victoria");
+        let mut vm = VictoriaMetrics {
+            child: None,
+            port: 0,
+            log: dir.join("victoria-metrics.log"),
+            dir,
+        };
+        for attempt in 1..=3 {
+            vm.port = free_port();
+            if vm.spawn() {
+                return vm;
+            }
+            if attempt == 3 {
+                panic!(
+                    "victoria-metrics did not start; its log ends:\n{}",
+                    log_tail(&vm.log, 20)
+                );
+            }
+        }
+        unreachable!()
+    }
+
+    /// Only `-httpListenAddr` listens: the graphite, influx and opentsdb
+    /// listeners are off unless given an address.
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new("victoria-metrics");
+        cmd.arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!(
+                "-storageDataPath={}",
+                self.dir.join("data").display()
+            ))
+            .arg("-retentionPeriod=100y");
+        let mut child = spawn_logged(cmd, &self.log);
+        let url = self.url();
+        let mut exited = false;
+        let ready = wait_until(START_TIMEOUT, || {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                return true;
+            }
+            http_get(&format!("{url}/health"), &[]).is_ok_and(|r| r.status == 200)
+        });
+        if exited || !ready || !matches!(child.try_wait(), Ok(None)) {
+            kill_child(&mut child);
+            return false;
+        }
+        self.child = Some(child);
+        true
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Posts line protocol to `/api/v2/write` as a v2 client would
+    /// (`org`, `bucket`, `precision=ns`, a token header).
+    pub fn write_v2(&self, org: &str, bucket: &str, lines: &str) -> HttpReply {
+        http_post(
+            &format!("{}/api/v2/write", self.url()),
+            &[("org", org), ("bucket", bucket), ("precision", "ns")],
+            &[("Authorization", "Token harness")],
+            lines.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("victoria-metrics write: {e}"))
+    }
+
+    /// Makes everything written so far searchable (`/internal/force_flush`).
+    pub fn flush(&self) {
+        let reply = http_get(&format!("{}/internal/force_flush", self.url()), &[])
+            .unwrap_or_else(|e| panic!("victoria-metrics force_flush: {e}"));
+        assert_eq!(reply.status, 200, "force_flush: {}", reply.body);
+    }
+
+    /// Flushes, then exports the series matching `selector` (such as
+    /// `{__name__="cpu_usage"}` or `{__name__=~"cpu_.*"}`): one JSON object per
+    /// series, `{"metric": {"__name__": .., labels..}, "values": [..],
+    /// "timestamps": [ms..]}`.
+    pub fn export(&self, selector: &str) -> Vec<Value> {
+        self.flush();
+        let reply = http_get(
+            &format!("{}/api/v1/export", self.url()),
+            &[("match[]", selector)],
+        )
+        .unwrap_or_else(|e| panic!("victoria-metrics export: {e}"));
+        assert_eq!(reply.status, 200, "export {selector}: {}", reply.body);
+        reply
+            .body
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("export line {l}: {e}")))
+            .collect()
+    }
+
+    /// Every `(labels without __name__, timestamp ms, value)` of one metric,
+    /// sorted by time then labels.
+    pub fn samples(&self, metric: &str) -> Vec<(BTreeMap<String, String>, i64, f64)> {
+        let mut out = Vec::new();
+        for series in self.export(&format!("{{__name__={}}}", quote_ident(metric))) {
+            let labels: BTreeMap<String, String> = series["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let times = series["timestamps"].as_array().cloned().unwrap_or_default();
+            let values = series["values"].as_array().cloned().unwrap_or_default();
+            for (t, v) in times.iter().zip(&values) {
+                out.push((
+                    labels.clone(),
+                    t.as_i64().unwrap_or(0),
+                    v.as_f64().unwrap_or(f64::NAN),
+                ));
+            }
+        }
+        out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        out
+    }
+
+    /// Names of every metric stored.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.flush();
+        let reply = http_get(&format!("{}/api/v1/label/__name__/values", self.url()), &[])
+            .unwrap_or_else(|e| panic!("victoria-metrics label values: {e}"));
+        assert_eq!(reply.status, 200, "label values: {}", reply.body);
+        let mut names: Vec<String> = reply.json()["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Everything victoria-metrics logged.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+    }
+}
