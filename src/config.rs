@@ -6,6 +6,7 @@
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub struct RawConfig {
     pub dead_letter: RawDeadLetter,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub http: RawHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +121,13 @@ pub struct RawBatch {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
 }
 
 /// The validated configuration.
@@ -133,6 +143,20 @@ pub struct Config {
     /// How long dead letters are kept in the `<ns>:dlq` stream.
     pub dead_letter_max_age: Duration,
     pub log_level: log::LevelFilter,
+    pub log_format: LogFormat,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` (the default) serves
+    /// nothing.
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2024-01-01T00:00:00Z [INFO] message`, for people and journald.
+    Text,
+    /// One JSON object per line with `time`, `level`, `target`, `thread` and `message`, for
+    /// log shippers.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +212,14 @@ pub struct PullConfig {
     pub max_ack_pending: i64,
     /// Deliveries after which a record that was never stored is dead-lettered.
     pub max_deliver: u64,
+}
+
+impl PullConfig {
+    /// How long to wait before a record given back may be redelivered: past the expiry of
+    /// every pull request this collector may still have waiting on the server.
+    pub fn give_back_delay(&self) -> Duration {
+        self.expires + Duration::from_secs(1)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -473,7 +505,7 @@ impl RawConfig {
         let pull = PullConfig {
             workers: positive("pull.workers", self.pull.workers, 2, 64)?,
             batch: positive("pull.batch", self.pull.batch, 500, 10_000)?,
-            expires: duration("pull.expires", self.pull.expires, Duration::from_secs(5))?,
+            expires: duration("pull.expires", self.pull.expires, Duration::from_secs(2))?,
             ack_wait: duration("pull.ack_wait", self.pull.ack_wait, Duration::from_secs(30))?,
             max_ack_pending: match self.pull.max_ack_pending {
                 None => 20_000,
@@ -520,6 +552,25 @@ impl RawConfig {
                 )
             })?,
         };
+        let log_format = match present(self.log.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(Error::config(
+                    "log.format",
+                    format!("`{other}` is not text or json"),
+                ))
+            }
+        };
+        let http_listen = match present(self.http.listen) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                Error::config(
+                    "http.listen",
+                    format!("`{text}` is not IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090"),
+                )
+            })?),
+        };
         Ok(Config {
             namespace,
             nats,
@@ -538,6 +589,8 @@ impl RawConfig {
                 Duration::from_secs(7 * 24 * 3600),
             )?,
             log_level,
+            log_format,
+            http_listen,
         })
     }
 }
@@ -580,6 +633,20 @@ mod tests {
         assert_eq!(c.batch.max_lines, 5_000);
         assert_eq!(c.poll_interval, Duration::from_secs(2));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.http_listen, None);
+    }
+
+    #[test]
+    fn http_and_log_format() {
+        let c = parse(&format!(
+            "{MINIMAL_V1}http: {{listen: '0.0.0.0:9090'}}\nlog: {{format: json}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.http_listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = parse(&format!("{MINIMAL_V1}http: {{listen: '[::1]:0'}}\n")).unwrap();
+        assert_eq!(c.http_listen, Some("[::1]:0".parse().unwrap()));
     }
 
     #[test]
@@ -696,6 +763,21 @@ mod tests {
             &format!("{MINIMAL_V1}log: {{level: loud}}\n"),
             "log.level",
             "loud",
+        );
+        refused(
+            &format!("{MINIMAL_V1}log: {{format: xml}}\n"),
+            "log.format",
+            "xml",
+        );
+        refused(
+            &format!("{MINIMAL_V1}http: {{listen: localhost:9090}}\n"),
+            "http.listen",
+            "IP:PORT",
+        );
+        refused(
+            &format!("{MINIMAL_V1}http: {{listen: '9090'}}\n"),
+            "http.listen",
+            "IP:PORT",
         );
         refused(&format!("{MINIMAL_V1}bogus: 1\n"), "(file)", "bogus");
         refused("namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1, databse: x}\n", "influx", "databse");

@@ -70,8 +70,14 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
         .with_name(client_name)
         .max_reconnects(None)
         .reconnect_buffer_size(64 << 20)
-        .disconnect_callback(|| log::warn!("nats: connection lost; reconnecting"))
-        .reconnect_callback(|| log::info!("nats: reconnected"))
+        .disconnect_callback(|| {
+            crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, false);
+            log::warn!("nats: connection lost; reconnecting")
+        })
+        .reconnect_callback(|| {
+            crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, true);
+            log::info!("nats: reconnected")
+        })
         .connect(hosts.as_str())
         .map_err(|e| Error::nats(format!("connect to {hosts}"), e))
 }
@@ -553,8 +559,10 @@ pub enum Ack {
     Done,
     /// Still being worked on: restart its ack wait.
     Progress,
-    /// Give it back for redelivery now (shutdown with unwritten records).
-    Nak,
+    /// Give it back for redelivery after the delay (shutdown with unwritten records). The
+    /// delay outlasts this collector's own pull requests, which stay on the server until they
+    /// expire: redelivered at once, the record would go to them and wait out its ack wait.
+    Nak(Duration),
     /// Never redeliver (after it has been dead-lettered).
     Term,
 }
@@ -562,13 +570,616 @@ pub enum Ack {
 /// Sends an acknowledgement without waiting: the server's answer is not needed because a
 /// lost ack only means a redelivery, and a redelivery rewrites the same point.
 pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
-    let body: &[u8] = match kind {
-        Ack::Done => b"+ACK",
-        Ack::Progress => b"+WPI",
-        Ack::Nak => b"-NAK",
-        Ack::Term => b"+TERM",
-    };
-    message.respond(body)
+    match kind {
+        Ack::Done => message.respond(b"+ACK"),
+        Ack::Progress => message.respond(b"+WPI"),
+        Ack::Nak(delay) => message.respond(format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos())),
+        Ack::Term => message.respond(b"+TERM"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin commands (`collector streams|publish|check|dlq`), run on the main thread: more
+// management requests, the KV bucket written the way the Transfer client writes it, stored
+// messages read back and deleted one by one, and pipelined acknowledged publishes.
+// ---------------------------------------------------------------------------------------------
+
+/// Requests a [`Pipeline`] keeps in flight at once.
+const PIPELINE_WINDOW: usize = 256;
+/// Sends of one request before it is given up: a lost answer, or JetStream briefly
+/// unavailable (a leader election), is worth another try; more would only hide an outage.
+const PIPELINE_ATTEMPTS: u32 = 3;
+/// The wait before sending again a request JetStream answered with a 503.
+const PIPELINE_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// What `$JS.API.INFO` says about the account.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccountInfo {
+    #[serde(default)]
+    pub streams: u64,
+    #[serde(default)]
+    pub consumers: u64,
+}
+
+/// A message read back from a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub sequence: u64,
+    pub subject: String,
+    /// When the stream stored it, in RFC 3339 as the server wrote it.
+    pub time: String,
+    pub headers: Vec<(String, String)>,
+    pub data: Vec<u8>,
+}
+
+impl StoredMessage {
+    /// The first value of header `name` (names compare without case, as in HTTP).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads the `message` of a `STREAM.MSG.GET` answer.
+    fn from_api(answer: &Value) -> Option<StoredMessage> {
+        let message = answer.get("message")?;
+        Some(StoredMessage {
+            sequence: message["seq"].as_u64()?,
+            subject: message["subject"].as_str()?.to_string(),
+            time: message["time"].as_str().unwrap_or_default().to_string(),
+            headers: parse_header_block(&decode_base64(
+                message["hdrs"].as_str().unwrap_or_default(),
+            )),
+            data: decode_base64(message["data"].as_str().unwrap_or_default()),
+        })
+    }
+}
+
+/// A message to publish and have acknowledged by the stream that stores its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub subject: String,
+    pub payload: Vec<u8>,
+    /// Its `Nats-Msg-Id`: the stream stores a message sent again with the same id within its
+    /// duplicate window (2 minutes by default) only once, so a send repeated after a lost
+    /// acknowledgement, or a replay run twice, does not store it twice.
+    pub id: String,
+    /// More headers, such as a dead letter's `Collector-*` ones.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Parses a `NATS/1.0` header block: a status line, then `Name: value` lines.
+fn parse_header_block(block: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(block)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Whether the headers of a KV entry mark it deleted or purged.
+fn kv_removed(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("KV-Operation") && matches!(value.as_str(), "DEL" | "PURGE")
+    })
+}
+
+/// A JSON API answer, or the error it carries.
+fn api_result(what: &str, answer: Value) -> Result<Value> {
+    match answer.get("error") {
+        Some(error) => Err(Error::JetStream {
+            what: what.to_string(),
+            code: error["code"].as_u64().unwrap_or(0) as u16,
+            err_code: error["err_code"].as_u64().unwrap_or(0) as u32,
+            description: error["description"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string(),
+        }),
+        None => Ok(answer),
+    }
+}
+
+/// The subject dead letters of a measurement are published to.
+pub fn dead_letter_subject(namespace: &str, measurement: &str) -> String {
+    format!("{namespace}.dlq.{measurement}")
+}
+
+impl JetStream {
+    /// `$JS.API.INFO`: answers only when JetStream is enabled for the account.
+    pub fn account_info(&self) -> Result<AccountInfo> {
+        let answer = self.request("read account info", "$JS.API.INFO", &json!({}))?;
+        Ok(serde_json::from_value(answer).unwrap_or_default())
+    }
+
+    /// The shared consumer's state on `stream`, `None` when the stream or the consumer does
+    /// not exist.
+    pub fn consumer_state_if_any(&self, stream: &str) -> Result<Option<ConsumerState>> {
+        match self.consumer_state(stream) {
+            Ok(state) => Ok(Some(state)),
+            Err(Error::JetStream {
+                err_code: ERR_CONSUMER_NOT_FOUND | ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a stream with every message in it; `false` when there was none.
+    pub fn delete_stream(&self, name: &str) -> Result<bool> {
+        match self.request(
+            &format!("delete stream {name}"),
+            &format!("$JS.API.STREAM.DELETE.{name}"),
+            &json!({}),
+        ) {
+            Ok(_) => Ok(true),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a measurement's existing stream `description`, as the Transfer client's `Set`
+    /// does; every other setting stays. `false` when it already had it.
+    pub fn update_stream_description(
+        &self,
+        namespace: &str,
+        measurement: &str,
+        description: &str,
+    ) -> Result<bool> {
+        let name = stream_name(namespace, measurement);
+        let info = self.request(
+            &format!("stream info {name}"),
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &json!({}),
+        )?;
+        let mut config = info["config"].clone();
+        if config["description"].as_str().unwrap_or_default() == description {
+            return Ok(false);
+        }
+        config["description"] = json!(description);
+        self.request(
+            &format!("update stream {name}"),
+            &format!("$JS.API.STREAM.UPDATE.{name}"),
+            &config,
+        )?;
+        Ok(true)
+    }
+
+    /// The value of `key` in `bucket`; `None` when the key or the bucket does not exist, or
+    /// the key was deleted.
+    pub fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let stream = format!("KV_{bucket}");
+        match self.request(
+            &format!("read key {key} of bucket {bucket}"),
+            &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            &json!({ "last_by_subj": format!("$KV.{bucket}.{key}") }),
+        ) {
+            Ok(answer) => Ok(StoredMessage::from_api(&answer)
+                .filter(|message| !kv_removed(&message.headers))
+                .map(|message| message.data)),
+            Err(Error::JetStream {
+                err_code: ERR_NO_MESSAGE_FOUND | ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts `value` under `key`, as a KV put does: a publish the bucket stream acknowledges.
+    pub fn kv_put(&self, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.publish_acknowledged(
+            &format!("put key {key} in bucket {bucket}"),
+            &format!("$KV.{bucket}.{key}"),
+            None,
+            value,
+        )
+    }
+
+    /// Deletes `key`, as a KV delete does: an empty publish with `KV-Operation: DEL`, which
+    /// the collectors' poll reads as "removed".
+    pub fn kv_delete(&self, bucket: &str, key: &str) -> Result<()> {
+        let mut headers = nats::header::HeaderMap::new();
+        headers.insert("KV-Operation", "DEL");
+        self.publish_acknowledged(
+            &format!("delete key {key} from bucket {bucket}"),
+            &format!("$KV.{bucket}.{key}"),
+            Some(&headers),
+            b"",
+        )
+    }
+
+    /// One publish that returns once a stream has stored it.
+    fn publish_acknowledged(
+        &self,
+        what: &str,
+        subject: &str,
+        headers: Option<&nats::header::HeaderMap>,
+        payload: &[u8],
+    ) -> Result<()> {
+        let reply = self
+            .conn
+            .request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::nats(
+                    what,
+                    io::Error::other(format!("no stream stores subject {subject}")),
+                ),
+                _ => Error::nats(what, e),
+            })?;
+        let answer: Value = serde_json::from_slice(&reply.data).map_err(|e| {
+            Error::nats(
+                what,
+                io::Error::other(format!("unreadable acknowledgement: {e}")),
+            )
+        })?;
+        api_result(what, answer).map(drop)
+    }
+
+    /// Publishes every message and waits for each acknowledgement, many in flight at once
+    /// (one request/reply at a time costs the client's 5 ms flush delay each). The result
+    /// holds, in order, the stream sequence each message was stored at or why it was not.
+    pub fn publish_all(&self, messages: &[Outgoing]) -> Result<Vec<Result<u64, String>>> {
+        let requests: Vec<PipelineRequest> = messages
+            .iter()
+            .map(|message| {
+                let mut headers = nats::header::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", message.id.as_str());
+                for (name, value) in &message.headers {
+                    headers.insert(name.as_str(), value.as_str());
+                }
+                PipelineRequest {
+                    subject: message.subject.clone(),
+                    headers: Some(headers),
+                    body: message.payload.clone(),
+                }
+            })
+            .collect();
+        let answers = Pipeline::new(&self.conn)?.run(&requests);
+        Ok(answers
+            .into_iter()
+            .zip(messages)
+            .map(|(answer, message)| match answer {
+                Ok(ack) => match ack.get("error") {
+                    Some(error) => Err(error["description"]
+                        .as_str()
+                        .unwrap_or("refused")
+                        .to_string()),
+                    None => ack["seq"]
+                        .as_u64()
+                        .ok_or_else(|| format!("unexpected acknowledgement {ack}")),
+                },
+                Err(PipelineError::NoResponders) => {
+                    Err(format!("no stream stores subject {}", message.subject))
+                }
+                Err(e) => Err(e.to_string()),
+            })
+            .collect())
+    }
+
+    /// Deletes messages of `stream` by sequence, many in flight at once. A message already
+    /// gone counts as deleted.
+    pub fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> Result<Vec<Result<(), String>>> {
+        let subject = format!("$JS.API.STREAM.MSG.DELETE.{stream}");
+        let requests: Vec<PipelineRequest> = sequences
+            .iter()
+            .map(|seq| PipelineRequest {
+                subject: subject.clone(),
+                headers: None,
+                // The data is not overwritten first: these messages are no secret, and
+                // `no_erase` spares the server a write per message.
+                body: json!({ "seq": seq, "no_erase": true })
+                    .to_string()
+                    .into_bytes(),
+            })
+            .collect();
+        let answers = Pipeline::new(&self.conn)?.run(&requests);
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(answer) => match api_result("delete", answer) {
+                    Ok(_)
+                    | Err(Error::JetStream {
+                        err_code: ERR_NO_MESSAGE_FOUND,
+                        ..
+                    }) => Ok(()),
+                    Err(Error::JetStream { description, .. }) => Err(description),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            })
+            .collect())
+    }
+
+    /// Reads the messages of `stream` on subjects matching `filter`, oldest first, up to the
+    /// last one stored now: messages added while reading are left for the next run (a replay
+    /// must not chase the dead letters its own records cause). `None` when the stream does
+    /// not exist.
+    pub fn read_messages(&self, stream: &str, filter: &str) -> Result<Option<MessageReader>> {
+        let Some(state) = self.stream_state(stream, None)? else {
+            return Ok(None);
+        };
+        Ok(Some(MessageReader {
+            pipeline: Pipeline::new(&self.conn)?,
+            stream: stream.to_string(),
+            filter: filter.to_string(),
+            next_seq: 1,
+            last_seq: state.last_seq,
+        }))
+    }
+}
+
+/// Reads stored messages one `STREAM.MSG.GET` at a time, each asking for the next message on
+/// the filter from a sequence on, so deleted messages and other subjects cost nothing.
+pub struct MessageReader {
+    pipeline: Pipeline,
+    stream: String,
+    filter: String,
+    next_seq: u64,
+    last_seq: u64,
+}
+
+impl MessageReader {
+    /// The next message, or `None` after the last one.
+    pub fn next_message(&mut self) -> Result<Option<StoredMessage>> {
+        if self.next_seq > self.last_seq {
+            return Ok(None);
+        }
+        let what = format!("read stream {}", self.stream);
+        let request = PipelineRequest {
+            subject: format!("$JS.API.STREAM.MSG.GET.{}", self.stream),
+            headers: None,
+            body: json!({ "seq": self.next_seq, "next_by_subj": self.filter })
+                .to_string()
+                .into_bytes(),
+        };
+        let answer = match self.pipeline.run(std::slice::from_ref(&request)).pop() {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => return Err(Error::nats(what, io::Error::other(e.to_string()))),
+            None => return Ok(None),
+        };
+        let message = match api_result(&what, answer) {
+            Ok(answer) => StoredMessage::from_api(&answer)
+                .ok_or_else(|| Error::nats(&what, io::Error::other("unreadable stored message")))?,
+            Err(Error::JetStream {
+                err_code: ERR_NO_MESSAGE_FOUND,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if message.sequence > self.last_seq {
+            self.next_seq = message.sequence;
+            return Ok(None);
+        }
+        self.next_seq = message.sequence + 1;
+        Ok(Some(message))
+    }
+}
+
+/// One request of a [`Pipeline`].
+struct PipelineRequest {
+    subject: String,
+    headers: Option<nats::header::HeaderMap>,
+    body: Vec<u8>,
+}
+
+/// Why a pipelined request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PipelineError {
+    /// Nothing listens on the subject (for a publish: no stream stores it).
+    NoResponders,
+    TimedOut,
+    Unreadable(String),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::NoResponders => f.write_str("no responders"),
+            PipelineError::TimedOut => write!(
+                f,
+                "no answer after {PIPELINE_ATTEMPTS} tries of {}s",
+                API_TIMEOUT.as_secs()
+            ),
+            PipelineError::Unreadable(problem) => write!(f, "unreadable answer: {problem}"),
+        }
+    }
+}
+
+/// Sends requests on the core connection with reply subjects of one inbox, many in flight,
+/// and flushes explicitly instead of waiting for the client's 5 ms flusher (NATS-CRATE.md
+/// trap 1). Core publishes alone could be dropped by a busy server (trap 11); each request
+/// here is answered, and sent again when its answer does not come.
+struct Pipeline {
+    conn: Connection,
+    inbox: String,
+    subscription: Subscription,
+    /// Reply tokens are never reused, so a late answer to an earlier send is recognised.
+    next_token: u64,
+}
+
+impl Pipeline {
+    fn new(conn: &Connection) -> Result<Pipeline> {
+        let inbox = conn.new_inbox();
+        let subscription = conn
+            .subscribe(&format!("{inbox}.*"))
+            .map_err(|e| Error::nats("subscribe a reply inbox", e))?;
+        Ok(Pipeline {
+            conn: conn.clone(),
+            inbox,
+            subscription,
+            next_token: 0,
+        })
+    }
+
+    /// Sends every request and returns, in order, each one's JSON answer (an API error
+    /// answer included) or why none came.
+    fn run(&mut self, requests: &[PipelineRequest]) -> Vec<Result<Value, PipelineError>> {
+        use std::collections::{HashMap, VecDeque};
+        use std::time::Instant;
+
+        let n = requests.len();
+        let mut results: Vec<Option<Result<Value, PipelineError>>> = vec![None; n];
+        let mut n_done = 0;
+        let mut attempts = vec![0u32; n];
+        let mut fresh: VecDeque<usize> = (0..n).collect();
+        let mut retry: VecDeque<(Instant, usize)> = VecDeque::new();
+        let mut in_flight: HashMap<u64, (usize, Instant)> = HashMap::new();
+        while n_done < n {
+            let now = Instant::now();
+            let mut n_sent = 0;
+            while in_flight.len() < PIPELINE_WINDOW {
+                let index = match retry.front() {
+                    Some(&(at, index)) if at <= now => {
+                        retry.pop_front();
+                        index
+                    }
+                    _ => match fresh.pop_front() {
+                        Some(index) => index,
+                        None => break,
+                    },
+                };
+                let request = &requests[index];
+                let token = self.next_token;
+                self.next_token += 1;
+                attempts[index] += 1;
+                let reply = format!("{}.{token}", self.inbox);
+                match self.conn.publish_with_reply_or_headers(
+                    &request.subject,
+                    Some(&reply),
+                    request.headers.as_ref(),
+                    &request.body,
+                ) {
+                    Ok(()) => {
+                        in_flight.insert(token, (index, now));
+                        n_sent += 1;
+                    }
+                    Err(e) if attempts[index] >= PIPELINE_ATTEMPTS => {
+                        results[index] = Some(Err(PipelineError::Unreadable(e.to_string())));
+                        n_done += 1;
+                    }
+                    Err(_) => retry.push_back((now + PIPELINE_RETRY_PAUSE, index)),
+                }
+            }
+            if n_sent > 0 {
+                // A failed flush (connection lost) shows as answers that do not come.
+                let _ = self.conn.flush_timeout(API_TIMEOUT);
+            }
+
+            // Wait a little for one answer, then take every answer already there before
+            // sending more, so one flush covers many sends.
+            let mut next = self
+                .subscription
+                .next_timeout(Duration::from_millis(20))
+                .ok();
+            while let Some(message) = next {
+                let token = message
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|t| t.parse::<u64>().ok());
+                if let Some((index, _)) = token.and_then(|t| in_flight.remove(&t)) {
+                    let outcome = if message.is_no_responders() {
+                        Some(Err(PipelineError::NoResponders))
+                    } else {
+                        match serde_json::from_slice::<Value>(&message.data) {
+                            Err(e) => Some(Err(PipelineError::Unreadable(e.to_string()))),
+                            Ok(answer)
+                                if answer["error"]["code"].as_u64() == Some(503)
+                                    && attempts[index] < PIPELINE_ATTEMPTS =>
+                            {
+                                retry.push_back((Instant::now() + PIPELINE_RETRY_PAUSE, index));
+                                None
+                            }
+                            Ok(answer) => Some(Ok(answer)),
+                        }
+                    };
+                    if let Some(outcome) = outcome {
+                        results[index] = Some(outcome);
+                        n_done += 1;
+                    }
+                }
+                next = self.subscription.try_next();
+            }
+
+            let now = Instant::now();
+            let expired: Vec<u64> = in_flight
+                .iter()
+                .filter(|(_, (_, sent))| now.duration_since(*sent) >= API_TIMEOUT)
+                .map(|(token, _)| *token)
+                .collect();
+            for token in expired {
+                let Some((index, _)) = in_flight.remove(&token) else {
+                    continue;
+                };
+                if attempts[index] < PIPELINE_ATTEMPTS {
+                    retry.push_back((now, index));
+                } else {
+                    results[index] = Some(Err(PipelineError::TimedOut));
+                    n_done += 1;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every request has an outcome"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    #[test]
+    fn stored_messages_are_read_from_the_api() {
+        // "NATS/1.0\r\nCollector-Error: no fields\r\nKV-Operation: DEL\r\n\r\n" and `{"a":1}`.
+        let answer = json!({"message": {
+            "subject": "beta.dlq.access",
+            "seq": 7,
+            "hdrs": "TkFUUy8xLjANCkNvbGxlY3Rvci1FcnJvcjogbm8gZmllbGRzDQpLVi1PcGVyYXRpb246IERFTA0KDQo=",
+            "data": "eyJhIjoxfQ==",
+            "time": "2022-08-01T00:00:00.5Z"
+        }});
+        let message = StoredMessage::from_api(&answer).unwrap();
+        assert_eq!(message.sequence, 7);
+        assert_eq!(message.subject, "beta.dlq.access");
+        assert_eq!(message.data, br#"{"a":1}"#);
+        assert_eq!(message.header("collector-error"), Some("no fields"));
+        assert_eq!(message.header("Nope"), None);
+        assert!(kv_removed(&message.headers));
+        assert!(!kv_removed(&[("KV-Operation".into(), "PUT".into())]));
+        assert_eq!(StoredMessage::from_api(&json!({"error": {}})), None);
+    }
+
+    #[test]
+    fn api_errors_keep_their_codes() {
+        match api_result(
+            "x",
+            json!({"error": {"code": 404, "err_code": 10037, "description": "no message found"}}),
+        ) {
+            Err(Error::JetStream {
+                code: 404,
+                err_code: 10037,
+                description,
+                ..
+            }) => {
+                assert_eq!(description, "no message found")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(api_result("x", json!({"seq": 1})).is_ok());
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,16 @@
 //! See ARCHITECTURE.md for the threads and channels; each module opens with the thread that
 //! runs it and what it receives and sends.
 
+pub mod admin;
 pub mod batch;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod influx;
 pub mod jetstream;
+pub mod logging;
 pub mod record;
 pub mod service;
 pub mod shutdown;

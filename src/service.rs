@@ -27,11 +27,12 @@ use crate::batch::Limits;
 use crate::catalog::{Assignment, Catalog, Measurement};
 use crate::config::{Config, InfluxApi};
 use crate::error::{Error, Result};
+use crate::http;
 use crate::influx::Influx;
 use crate::jetstream::{self, JetStream};
 use crate::record::Unsigned;
 use crate::shutdown;
-use crate::stats::Stats;
+use crate::stats::{Stats, NATS_CONNECTED};
 use crate::worker::{Chunk, Control, Worker};
 use crate::writer::Writer;
 
@@ -39,6 +40,9 @@ use crate::writer::Writer;
 const CONTROL_CAPACITY: usize = 256;
 /// Margin past the shutdown deadline for threads to notice it and leave.
 const JOIN_MARGIN: Duration = Duration::from_secs(2);
+/// With readiness served, how long the writer may go without hearing from InfluxDB before
+/// it pings it; well inside `stats::INFLUX_FRESH`.
+const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the SIGINT/SIGTERM handler: the first signal is delivered on the returned
 /// channel, a second one exits at once.
@@ -86,7 +90,25 @@ fn spawn(name: String, done: &Sender<()>, body: impl FnOnce() + Send + 'static) 
 /// Runs the collector until a signal, then stops it within `shutdown_timeout`.
 pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let namespace = config.namespace.clone();
+    let stats = Arc::new(Stats::default());
+    // One chunk per worker in the channel: enough to keep the writer busy while it posts,
+    // little enough that a stalled database holds few records outside the batch.
+    let (to_writer, chunks) = channel::bounded::<Chunk>(config.pull.workers);
+    // Listening first: a taken port is refused before anything else starts, and the
+    // liveness probe answers while the connections are made.
+    let http = match config.http_listen {
+        Some(listen) => Some(http::start(
+            listen,
+            http::Sources {
+                stats: stats.clone(),
+                chunks: chunks.clone(),
+                namespace: namespace.clone(),
+            },
+        )?),
+        None => None,
+    };
     let conn = jetstream::connect(&config.nats, &format!("collector {namespace}"))?;
+    Stats::set(&NATS_CONNECTED, true);
     let js = JetStream::new(conn.clone());
     let bucket = jetstream::bucket_name(&namespace);
     if js.ensure_bucket(&bucket)? {
@@ -109,12 +131,8 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         log::warn!("influxdb: {problem}; records are held until it answers");
     }
 
-    let stats = Arc::new(Stats::default());
     let (mut trigger, shutdown) = shutdown::new();
     let (done, all_done) = channel::bounded::<()>(0);
-    // One chunk per worker in the channel: enough to keep the writer busy while it posts,
-    // little enough that a stalled database holds few records outside the batch.
-    let (to_writer, chunks) = channel::bounded::<Chunk>(config.pull.workers);
 
     let writer = Writer {
         influx,
@@ -126,9 +144,11 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             interval: config.batch.interval,
         },
         ack_wait: config.pull.ack_wait,
+        give_back_delay: config.pull.give_back_delay(),
         chunks,
         shutdown: shutdown.clone(),
         stats: stats.clone(),
+        ping_every: http.as_ref().map(|_| PING_EVERY),
     };
     let writer = spawn("writer".into(), &done, move || writer.run())?;
 
@@ -168,6 +188,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         controls,
         failing: false,
         first: true,
+        stats: &stats,
     };
     loop {
         poller.poll();
@@ -181,6 +202,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         "stopping: no new pulls; flushing within {:?}",
         config.shutdown_timeout
     );
+    Stats::set(&stats.stopping, true);
     trigger.pull(config.shutdown_timeout);
     drop(poller); // closes the control channels: the workers' cue to stop
     let deadline = shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN;
@@ -207,6 +229,9 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             panicked = Some(owned.name);
         }
     }
+    if let Some(http) = http {
+        http.finish();
+    }
     if let Some(name) = panicked {
         return Err(Error::Thread {
             name,
@@ -232,6 +257,7 @@ struct Poller<'a> {
     /// Whether polling is failing (logged once per outage).
     failing: bool,
     first: bool,
+    stats: &'a Stats,
 }
 
 impl Poller<'_> {
@@ -306,6 +332,7 @@ impl Poller<'_> {
                 jetstream::stream_name(&self.config.namespace, name)
             );
         }
+        Stats::set(&self.stats.config_loaded, true);
         if self.first {
             let names: Vec<&str> = self
                 .catalog

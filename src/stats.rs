@@ -1,10 +1,35 @@
-//! Counters shared by the threads, read for the shutdown summary and the metrics endpoint.
+//! Counters, gauges and histograms shared by the threads, read for the shutdown summary and
+//! the `/metrics` and `/readyz` endpoints (see `http.rs`).
 //!
-//! Plain relaxed atomics: each counter is independent and only ever read for reporting.
+//! Written by the workers (records fetched and held), the writer (records written, batch sizes,
+//! write latency, InfluxDB's state) and the main thread (configuration read); read by the
+//! `http` thread. Plain relaxed atomics: each value is independent and only read for
+//! reporting. The few values that are not numbers (the reason InfluxDB is failing, the
+//! per-measurement counters) sit behind a mutex taken once per batch or once per change,
+//! never per record. Nothing here does IO or reads the clock: times are passed in.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-#[derive(Debug, Default)]
+/// Whether this process's NATS connection is up. Set by the connection's disconnect and
+/// reconnect callbacks (`jetstream::connect`) and once the first connect succeeded; read by
+/// readiness. A process-wide flag because the callbacks are installed before the service's
+/// [`Stats`] exist, and a collector process holds one connection.
+pub static NATS_CONNECTED: AtomicBool = AtomicBool::new(false);
+
+/// Upper bounds of the batch size histogram, in lines (`batch.max_lines` defaults to 5000).
+pub const BATCH_LINES_BOUNDS: &[u64] = &[
+    1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000,
+];
+/// Upper bounds of the write latency histogram, in microseconds (1 ms to 30 s).
+pub const WRITE_MICROS_BOUNDS: &[u64] = &[
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
+];
+
+#[derive(Debug)]
 pub struct Stats {
     /// Records received from JetStream.
     pub fetched: AtomicU64,
@@ -18,6 +43,41 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Records given back (NAK) at shutdown because they could not be written in time.
     pub given_back: AtomicU64,
+    /// Records encoded and on their way to InfluxDB: in a worker's chunk, in the writer's
+    /// channel or in its batch; not yet acknowledged, dead-lettered or given back.
+    pub held: AtomicI64,
+    /// Lines per stored batch.
+    pub batch_lines: Histogram,
+    /// Duration of each write request to InfluxDB, whatever its answer, in microseconds.
+    pub write_micros: Histogram,
+    /// Set once the configuration bucket has been read.
+    pub config_loaded: AtomicBool,
+    /// Set when the shutdown starts: the collector takes no new records.
+    pub stopping: AtomicBool,
+    /// What the writer last learned about InfluxDB.
+    influx: Mutex<InfluxHealth>,
+    /// Records fetched per measurement; a counter is created when a worker starts pulling it.
+    by_measurement: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            fetched: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            given_back: AtomicU64::new(0),
+            held: AtomicI64::new(0),
+            batch_lines: Histogram::new(BATCH_LINES_BOUNDS),
+            write_micros: Histogram::new(WRITE_MICROS_BOUNDS),
+            config_loaded: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            influx: Mutex::new(InfluxHealth::default()),
+            by_measurement: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl Stats {
@@ -27,5 +87,342 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` records taken into (positive) or released from (negative) the pipeline.
+    pub fn hold(&self, n: i64) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records held right now (never negative, even if a release raced ahead of its take).
+    pub fn n_held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    pub fn set(flag: &AtomicBool, value: bool) {
+        flag.store(value, Ordering::Relaxed);
+    }
+
+    pub fn is(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed)
+    }
+
+    /// The fetched-records counter of `measurement`, created on first use; a worker keeps it
+    /// while it pulls the measurement, so counting a record takes no lock.
+    pub fn measurement_counter(&self, measurement: &str) -> Arc<AtomicU64> {
+        lock(&self.by_measurement)
+            .entry(measurement.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// `(measurement, records fetched)` for every measurement pulled since the start.
+    pub fn by_measurement(&self) -> Vec<(String, u64)> {
+        lock(&self.by_measurement)
+            .iter()
+            .map(|(name, n)| (name.clone(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Records the answer to a write request: `Ok` when InfluxDB answered at all in a way
+    /// that shows it works (2xx, or a rejection of bad lines), `Err` with the reason when it
+    /// could not store anything.
+    pub fn influx_write(&self, at: Instant, outcome: Result<(), String>) {
+        lock(&self.influx).write = Some(Seen { at, outcome });
+    }
+
+    /// Records the answer to a `/ping`.
+    pub fn influx_ping(&self, at: Instant, outcome: Result<(), String>) {
+        lock(&self.influx).ping = Some(Seen { at, outcome });
+    }
+
+    /// When InfluxDB last answered a write or a ping, whatever the answer.
+    pub fn influx_last_seen(&self) -> Option<Instant> {
+        let health = lock(&self.influx);
+        [&health.write, &health.ping]
+            .into_iter()
+            .flatten()
+            .map(|seen| seen.at)
+            .max()
+    }
+
+    /// Whether InfluxDB can be counted on now; see [`InfluxHealth::check`].
+    pub fn influx_check(&self, now: Instant) -> Result<(), String> {
+        lock(&self.influx).check(now)
+    }
+
+    /// Whether the collector is ready to take records, and if not, why.
+    pub fn readiness(&self, now: Instant) -> Result<(), String> {
+        if Stats::is(&self.stopping) {
+            return Err("stopping".into());
+        }
+        if !Stats::is(&self.config_loaded) {
+            return Err("configuration bucket not read yet".into());
+        }
+        if !Stats::is(&NATS_CONNECTED) {
+            return Err("nats: not connected".into());
+        }
+        self.influx_check(now)
+            .map_err(|problem| format!("influxdb: {problem}"))
+    }
+}
+
+/// A poisoned lock only means a thread panicked while holding it; the values are still
+/// usable for reporting.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One observation of InfluxDB.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    outcome: Result<(), String>,
+}
+
+/// How long a successful answer from InfluxDB counts for readiness.
+pub const INFLUX_FRESH: Duration = Duration::from_secs(15);
+
+/// What is known about InfluxDB: the last write's answer and the last ping's.
+#[derive(Debug, Default)]
+pub struct InfluxHealth {
+    write: Option<Seen>,
+    ping: Option<Seen>,
+}
+
+impl InfluxHealth {
+    /// InfluxDB is counted on when nothing says otherwise and it answered recently:
+    /// - a failed write counts until a write succeeds (a ping answering while writes fail,
+    ///   as with bad credentials, does not make the collector ready);
+    /// - a failed ping counts unless a write succeeded after it;
+    /// - otherwise the latest success must be at most [`INFLUX_FRESH`] old.
+    pub fn check(&self, now: Instant) -> Result<(), String> {
+        if let Some(Seen {
+            outcome: Err(reason),
+            ..
+        }) = &self.write
+        {
+            return Err(format!("writes failing: {reason}"));
+        }
+        let write_ok = self.write.as_ref().map(|seen| seen.at);
+        if let Some(Seen {
+            at,
+            outcome: Err(reason),
+        }) = &self.ping
+        {
+            if !write_ok.is_some_and(|ok| ok >= *at) {
+                return Err(reason.clone());
+            }
+        }
+        let ping_ok = self
+            .ping
+            .as_ref()
+            .filter(|seen| seen.outcome.is_ok())
+            .map(|seen| seen.at);
+        match write_ok.max(ping_ok) {
+            None => Err("not reached yet".into()),
+            Some(at) if now.saturating_duration_since(at) <= INFLUX_FRESH => Ok(()),
+            Some(at) => Err(format!(
+                "no answer for {}s",
+                now.saturating_duration_since(at).as_secs()
+            )),
+        }
+    }
+}
+
+/// A histogram with fixed upper bounds, safe to update from any thread without a lock.
+/// Values are whole units (lines, microseconds); the exposition scales them.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    /// One counter per bound, and a last one for values above every bound.
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+/// A histogram's counts at one moment, cumulative as Prometheus exposes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound, observations <= bound)` for each bound, in order.
+    pub buckets: Vec<(u64, u64)>,
+    /// Every observation: the `+Inf` bucket.
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl Histogram {
+    /// `bounds` must be strictly increasing.
+    pub fn new(bounds: &'static [u64]) -> Histogram {
+        debug_assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]));
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        let index = self.bounds.partition_point(|&bound| bound < value);
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Observes a duration in microseconds.
+    pub fn observe_micros(&self, duration: Duration) {
+        self.observe(duration.as_micros().min(u64::MAX as u128) as u64);
+    }
+
+    /// The cumulative counts. Taken without a lock, so an observation made meanwhile may be
+    /// in the buckets and not yet in the sum; the count is always the buckets' total.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(self.bounds.len());
+        for (i, counter) in self.buckets.iter().enumerate() {
+            total += counter.load(Ordering::Relaxed);
+            if let Some(&bound) = self.bounds.get(i) {
+                buckets.push((bound, total));
+            }
+        }
+        HistogramSnapshot {
+            buckets,
+            count: total,
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observes `values` into a histogram with `bounds` and checks its snapshot.
+    fn check(bounds: &'static [u64], values: &[u64], cumulative: &[u64], count: u64, sum: u64) {
+        let histogram = Histogram::new(bounds);
+        for &value in values {
+            histogram.observe(value);
+        }
+        let snapshot = histogram.snapshot();
+        let expected: Vec<(u64, u64)> = bounds
+            .iter()
+            .copied()
+            .zip(cumulative.iter().copied())
+            .collect();
+        assert_eq!(snapshot.buckets, expected, "values {values:?}");
+        assert_eq!(snapshot.count, count, "values {values:?}");
+        assert_eq!(snapshot.sum, sum, "values {values:?}");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        const B: &[u64] = &[10, 100, 1000];
+        check(B, &[], &[0, 0, 0], 0, 0);
+        // A value equal to a bound falls in that bound's bucket (`le` is "less or equal").
+        check(B, &[10], &[1, 1, 1], 1, 10);
+        check(B, &[0, 11, 100, 101], &[1, 3, 4], 4, 212);
+        // Above every bound: only in `+Inf`, that is the count.
+        check(B, &[5000, 1], &[1, 1, 1], 2, 5001);
+    }
+
+    #[test]
+    fn durations_are_observed_in_microseconds() {
+        let histogram = Histogram::new(WRITE_MICROS_BOUNDS);
+        histogram.observe_micros(Duration::from_millis(3));
+        histogram.observe_micros(Duration::from_secs(60));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.buckets[0], (1_000, 0));
+        assert_eq!(snapshot.buckets[2], (5_000, 1));
+        assert_eq!(snapshot.buckets.last(), Some(&(30_000_000, 1)));
+        assert_eq!(snapshot.count, 2);
+        assert_eq!(snapshot.sum, 60_003_000);
+    }
+
+    #[test]
+    fn held_never_reads_negative() {
+        let stats = Stats::default();
+        stats.hold(3);
+        stats.hold(-5);
+        assert_eq!(stats.n_held(), 0);
+        stats.hold(4);
+        assert_eq!(stats.n_held(), 2);
+    }
+
+    #[test]
+    fn measurement_counters_are_shared() {
+        let stats = Stats::default();
+        let a = stats.measurement_counter("access");
+        Stats::add(&a, 2);
+        Stats::add(&stats.measurement_counter("access"), 1);
+        Stats::add(&stats.measurement_counter("audit"), 5);
+        assert_eq!(
+            stats.by_measurement(),
+            vec![("access".to_string(), 3), ("audit".to_string(), 5)]
+        );
+    }
+
+    /// Checks the InfluxDB verdict after `events` (seconds after a start, and whether each
+    /// was a write or a ping and whether it succeeded), asked at `now_s`.
+    fn verdict(events: &[(u64, &str, bool)], now_s: u64) -> Result<(), String> {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut health = InfluxHealth::default();
+        for &(s, kind, ok) in events {
+            let outcome = if ok {
+                Ok(())
+            } else {
+                Err(format!("{kind} failed"))
+            };
+            let seen = Some(Seen { at: at(s), outcome });
+            match kind {
+                "write" => health.write = seen,
+                "ping" => health.ping = seen,
+                _ => unreachable!(),
+            }
+        }
+        health.check(at(now_s))
+    }
+
+    #[test]
+    fn influx_verdicts() {
+        assert_eq!(verdict(&[], 0), Err("not reached yet".into()));
+        assert_eq!(verdict(&[(0, "ping", true)], 5), Ok(()));
+        assert_eq!(verdict(&[(0, "write", true)], 15), Ok(()));
+        assert_eq!(
+            verdict(&[(0, "write", true)], 16),
+            Err("no answer for 16s".into())
+        );
+        assert_eq!(
+            verdict(&[(0, "write", true), (10, "ping", true)], 20),
+            Ok(())
+        );
+        // A failed ping after the last good write counts...
+        assert_eq!(
+            verdict(&[(0, "write", true), (5, "ping", false)], 6),
+            Err("ping failed".into())
+        );
+        // ...but not one that a later write proved wrong.
+        assert_eq!(
+            verdict(&[(5, "ping", false), (6, "write", true)], 7),
+            Ok(())
+        );
+        // A failing write counts until a write succeeds, whatever the pings say.
+        assert_eq!(
+            verdict(&[(0, "write", false), (5, "ping", true)], 6),
+            Err("writes failing: write failed".into())
+        );
+    }
+
+    #[test]
+    fn readiness_names_what_is_missing() {
+        let stats = Stats::default();
+        let now = Instant::now();
+        assert_eq!(
+            stats.readiness(now),
+            Err("configuration bucket not read yet".into())
+        );
+        Stats::set(&stats.config_loaded, true);
+        Stats::set(&stats.stopping, true);
+        assert_eq!(stats.readiness(now), Err("stopping".into()));
     }
 }

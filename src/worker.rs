@@ -22,6 +22,7 @@ use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscr
 use crate::record::{Encoder, Unsigned};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// A record on its way to InfluxDB: the message to acknowledge and where it came from.
@@ -48,10 +49,9 @@ pub enum Control {
 const LOST_PULL_GRACE: Duration = Duration::from_secs(2);
 /// How often the loop wakes with nothing to do, to re-issue pulls and notice lost ones.
 const IDLE_TICK: Duration = Duration::from_millis(200);
-/// After a stop, how long the inbox must stay quiet before the worker leaves.
-const STOP_QUIET: Duration = Duration::from_millis(200);
-/// After a stop, the longest the worker waits for requested records still on their way.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// After a stop, the worker leaves this long before the shutdown deadline at the latest,
+/// leaving the writer time to write what the last pulls brought.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// One outstanding pull request.
 #[derive(Debug)]
@@ -68,6 +68,8 @@ struct Consumer {
     pulls: VecDeque<Pull>,
     /// Removed by the main thread: no new pulls; dropped once the outstanding ones end.
     removing: bool,
+    /// Records fetched for this measurement (shared with the metrics endpoint).
+    fetched: Arc<AtomicU64>,
 }
 
 pub struct Worker {
@@ -91,7 +93,6 @@ struct Running {
     chunk: Chunk,
     /// The largest chunk sent in one go: one pull's worth.
     chunk_lines: usize,
-    last_arrival: Instant,
     pull_failing: bool,
 }
 
@@ -118,7 +119,6 @@ impl Worker {
             consumers: BTreeMap::new(),
             chunk: Chunk::with_capacity(chunk_lines, chunk_lines * 256),
             chunk_lines,
-            last_arrival: Instant::now(),
             pull_failing: false,
         };
         running.run();
@@ -128,14 +128,14 @@ impl Worker {
 impl Running {
     fn run(&mut self) {
         let never = channel::never();
-        let mut stopped_at: Option<Instant> = None;
+        let mut stopping = false;
         loop {
             let now = Instant::now();
-            if stopped_at.is_none() {
+            if !stopping {
                 self.issue_pulls(now);
             }
             self.forget_lost_pulls(now);
-            let control = if stopped_at.is_some() {
+            let control = if stopping {
                 &never
             } else {
                 &self.worker.control
@@ -144,7 +144,7 @@ impl Running {
             channel::select! {
                 recv(control) -> message => match message {
                     Ok(message) => self.apply(message),
-                    Err(_) => stopped_at = Some(now),
+                    Err(_) => stopping = true,
                 },
                 recv(inbox) -> message => {
                     if let Ok(message) = message {
@@ -164,12 +164,17 @@ impl Running {
             self.hand_over();
             self.consumers
                 .retain(|_, c| !(c.removing && c.pulls.is_empty()));
-            if let Some(stopped_at) = stopped_at {
-                let now = Instant::now();
+            if stopping {
+                // Leave once every pull request has ended (filled, expired or lost), so none
+                // is left on the server to swallow records after this inbox is gone; but in
+                // time for the writer to write what arrived before the deadline.
                 let outstanding = self.consumers.values().any(|c| !c.pulls.is_empty());
-                let quiet = now.duration_since(self.last_arrival) >= STOP_QUIET
-                    && now.duration_since(stopped_at) >= STOP_QUIET;
-                if !outstanding || quiet || now.duration_since(stopped_at) >= STOP_GRACE {
+                let cutoff = self
+                    .worker
+                    .shutdown
+                    .deadline()
+                    .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
+                if !outstanding || cutoff.is_some_and(|cutoff| Instant::now() >= cutoff) {
                     break;
                 }
             }
@@ -181,7 +186,7 @@ impl Running {
         // Records that arrived after the last look are given back for immediate redelivery.
         while let Ok(message) = self.inbox.receiver().try_recv() {
             if let Arrival::Record(_) = jetstream::classify(&message) {
-                let _ = jetstream::ack(&message, Ack::Nak);
+                let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
             }
         }
         let _ = jetstream::flush(&self.worker.conn);
@@ -214,6 +219,7 @@ impl Running {
                         encoder,
                         pulls: VecDeque::new(),
                         removing: false,
+                        fetched: self.worker.stats.measurement_counter(&measurement.name),
                     },
                 );
             }
@@ -283,7 +289,6 @@ impl Running {
     }
 
     fn arrive(&mut self, message: Message) {
-        self.last_arrival = Instant::now();
         match jetstream::classify(&message) {
             Arrival::Record(delivery) => self.record(message, delivery),
             Arrival::PullEnded {
@@ -310,9 +315,10 @@ impl Running {
         let measurement = message.subject.rsplit('.').next().unwrap_or("").to_string();
         let Some(consumer) = self.consumers.get_mut(&measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next.
-            let _ = jetstream::ack(&message, Ack::Nak);
+            let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
             return;
         };
+        Stats::add(&consumer.fetched, 1);
         if let Some(front) = consumer.pulls.front_mut() {
             front.remaining -= 1;
             if front.remaining == 0 {
@@ -332,8 +338,9 @@ impl Running {
         let encoded = self.chunk.push(held, |held, out| {
             encoder.encode(&held.message.data, held.delivery.timestamp_ns, out)
         });
-        if let Err((held, error)) = encoded {
-            self.dead_letter(held, &error.to_string());
+        match encoded {
+            Ok(()) => self.worker.stats.hold(1),
+            Err((held, error)) => self.dead_letter(held, &error.to_string()),
         }
     }
 
@@ -394,9 +401,11 @@ impl Running {
                         self.worker.name,
                         back.len()
                     );
+                    let delay = self.worker.pull.give_back_delay();
                     for held in back.items() {
-                        let _ = jetstream::ack(&held.message, Ack::Nak);
+                        let _ = jetstream::ack(&held.message, Ack::Nak(delay));
                     }
+                    self.worker.stats.hold(-(back.len() as i64));
                     return;
                 }
             }

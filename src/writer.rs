@@ -31,7 +31,7 @@ use crate::worker::{Chunk, Held};
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Retry period while InfluxDB gives a fatal answer (bad credentials, missing database).
-const FATAL_BACKOFF: Duration = Duration::from_secs(30);
+const FATAL_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured as given.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -41,9 +41,14 @@ pub struct Writer {
     pub namespace: String,
     pub limits: Limits,
     pub ack_wait: Duration,
+    /// See [`crate::config::PullConfig::give_back_delay`].
+    pub give_back_delay: Duration,
     pub chunks: Receiver<Chunk>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
+    /// With nothing to write for this long, ping InfluxDB so readiness stays current;
+    /// `None` when nothing reads readiness (no `http.listen`).
+    pub ping_every: Option<Duration>,
 }
 
 /// Why a flush stopped before every record was settled.
@@ -79,7 +84,7 @@ impl Running {
         loop {
             let timeout = match self.batch.deadline() {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
+                None => self.until_ping(Instant::now()),
             };
             let chunks = self.writer.chunks.clone();
             channel::select! {
@@ -106,10 +111,32 @@ impl Running {
                 default(timeout) => {
                     if let Some(reason) = self.batch.flush_now(Instant::now()) {
                         self.flush(reason);
+                    } else if self.batch.lines.is_empty() && self.until_ping(Instant::now()).is_zero() {
+                        self.ping();
                     }
                 }
             }
         }
+    }
+
+    /// How long until InfluxDB should be pinged: `ping_every` after it last answered a write
+    /// or a ping.
+    fn until_ping(&self, now: Instant) -> Duration {
+        let Some(every) = self.writer.ping_every else {
+            return Duration::from_secs(3600);
+        };
+        match self.writer.stats.influx_last_seen() {
+            Some(at) => (at + every).saturating_duration_since(now),
+            None => Duration::ZERO,
+        }
+    }
+
+    fn ping(&mut self) {
+        let outcome = self.writer.influx.ping();
+        if let Err(problem) = &outcome {
+            log::debug!("writer: influxdb ping failed: {problem}");
+        }
+        self.writer.stats.influx_ping(Instant::now(), outcome);
     }
 
     /// Writes the whole batch, settling every record: acknowledged when stored,
@@ -124,16 +151,19 @@ impl Running {
         let outcome = self.store(0..n);
         if outcome.is_err() {
             let given_back = &self.batch.lines.items()[self.settled..];
+            let delay = self.writer.give_back_delay;
             for held in given_back {
-                let _ = jetstream::ack(&held.message, Ack::Nak);
+                let _ = jetstream::ack(&held.message, Ack::Nak(delay));
             }
             Stats::add(&self.writer.stats.given_back, given_back.len() as u64);
+            self.writer.stats.hold(-(given_back.len() as i64));
             log::warn!(
                 "writer: shutdown deadline reached; gave {} unwritten records back to JetStream",
                 given_back.len()
             );
         } else {
             Stats::add(&self.writer.stats.batches, 1);
+            self.writer.stats.batch_lines.observe(n as u64);
             log::debug!(
                 "writer: wrote {n} lines ({} bytes, {reason:?}) in {:?}",
                 self.batch.lines.n_bytes(),
@@ -147,10 +177,22 @@ impl Running {
     fn store(&mut self, range: Range<usize>) -> Result<(), GaveUp> {
         let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = Instant::now();
             let result = self
                 .writer
                 .influx
                 .write(self.batch.lines.body(range.clone()));
+            let stats = &self.writer.stats;
+            stats.write_micros.observe_micros(started.elapsed());
+            // A rejection of bad lines still shows a working database.
+            stats.influx_write(
+                Instant::now(),
+                match &result {
+                    Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
+                    Err(error @ WriteError::Fatal { .. }) => Err(error.to_string()),
+                    _ => Ok(()),
+                },
+            );
             match result {
                 Ok(()) => {
                     if let Some(failure) = self.failing.take() {
@@ -160,6 +202,7 @@ impl Running {
                         let _ = jetstream::ack(&held.message, Ack::Done);
                     }
                     Stats::add(&self.writer.stats.written, range.len() as u64);
+                    self.writer.stats.hold(-(range.len() as i64));
                     self.settled = range.end;
                     return Ok(());
                 }
@@ -244,6 +287,8 @@ impl Running {
             stats,
             ..
         } = &self.writer;
+        // Settled either way: terminated, or left to come back after its ack wait.
+        stats.hold(-1);
         match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
             Ok(()) => {
                 let _ = jetstream::ack(&held.message, Ack::Term);

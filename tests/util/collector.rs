@@ -1,6 +1,6 @@
 //! The service under test, run as its real binary.
 
-use super::{kill_child, read_log, send_signal, wait_child, wait_until, TempDir};
+use super::{kill_child, log_tail, read_log, send_signal, wait_child, wait_until, TempDir};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -134,9 +134,9 @@ impl Drop for Collector {
         }
         if thread::panicking() {
             eprintln!(
-                "harness: collector log ({}):\n{}",
+                "harness: collector log {} ends:\n{}",
                 self.log.display(),
-                self.log()
+                log_tail(&self.log, 100)
             );
         }
     }

@@ -1,0 +1,667 @@
+//! Delivery guarantees under faults, each on real servers on loopback (the one double is the
+//! InfluxDB v2 error-behaviour server in `v2_double`, since no real InfluxDB 2.x installs
+//! here). Every test is bounded in records and time, and checks by counting what InfluxDB
+//! holds: the exact expected points, so a lost record or a duplicate fails it.
+
+mod util;
+mod v2_double;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::{samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample, Transfer};
+use v2_double::{InfluxV2Double, Mode};
+
+fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
+    format!("namespace: {namespace}\nnats:\n  hosts: [{nats_url}]\ninflux:\n  url: {}\n  api: v1\n{extra}", influx.url())
+}
+
+fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
+    format!(
+        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n{extra}",
+        nats.url(),
+        double.url()
+    )
+}
+
+/// Small batches, so a drain is many writes and a fault lands in the middle of it.
+const SMALL: &str = "pull:\n  batch: 100\nbatch:\n  max_lines: 500\n";
+
+/// Publishes `n` samples round-robin over `measurements`; returns each one's share.
+fn publish(transfer: &Transfer, measurements: &[&str], n: usize) -> Vec<Vec<Sample>> {
+    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
+    for sample in samples(n) {
+        shares[sample.index % measurements.len()].push(sample);
+    }
+    for (m, share) in measurements.iter().zip(&shares) {
+        transfer.set(m, "");
+        let payloads: Vec<Vec<u8>> = share.iter().map(Sample::bytes).collect();
+        transfer.publish_many(m, &payloads);
+    }
+    shares
+}
+
+fn total(influx: &Influx, db: &str, measurements: &[&str]) -> usize {
+    measurements.iter().map(|m| influx.count(db, m)).sum()
+}
+
+/// Waits until every share is in InfluxDB and every stream is empty, then checks each point.
+fn assert_all_arrived(
+    transfer: &Transfer,
+    influx: &Influx,
+    db: &str,
+    measurements: &[&str],
+    shares: &[Vec<Sample>],
+    log: impl Fn() -> String,
+) {
+    let drained = wait_until(Duration::from_secs(120), || {
+        measurements
+            .iter()
+            .zip(shares)
+            .all(|(m, s)| influx.count(db, m) == s.len() && transfer.stream_state(m).0 == 0)
+    });
+    let counts: Vec<(usize, u64)> = measurements
+        .iter()
+        .map(|m| (influx.count(db, m), transfer.stream_state(m).0))
+        .collect();
+    assert!(
+        drained,
+        "not drained: (stored, waiting) per measurement {counts:?}\n{}",
+        log()
+    );
+    for (m, share) in measurements.iter().zip(shares) {
+        influx
+            .check_samples(db, m, share)
+            .unwrap_or_else(|e| panic!("{m}: {e}"));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The dead letters of a namespace: (subject, headers text, payload).
+fn dead_letters(transfer: &Transfer) -> Vec<(String, String, Vec<u8>)> {
+    let stream = format!("{}:dlq", transfer.namespace());
+    let info = transfer.stream_info(&stream);
+    let (first, last) = (
+        info["state"]["first_seq"].as_u64().unwrap_or(0),
+        info["state"]["last_seq"].as_u64().unwrap_or(0),
+    );
+    let mut letters = Vec::new();
+    for seq in first.max(1)..=last {
+        let body = json!({ "seq": seq }).to_string();
+        let Ok(answer) =
+            transfer.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
+        else {
+            continue;
+        };
+        let message = &answer["message"];
+        letters.push((
+            message["subject"].as_str().unwrap_or("").to_string(),
+            String::from_utf8_lossy(&base64(message["hdrs"].as_str().unwrap_or(""))).into_owned(),
+            base64(message["data"].as_str().unwrap_or("")),
+        ));
+    }
+    letters
+}
+
+/// `Name: value` header lines (after the `NATS/1.0` line) as a map.
+fn header_map(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect()
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// How many write requests the double has received (its `/ping`s left out).
+fn n_writes(double: &InfluxV2Double) -> usize {
+    double
+        .seen()
+        .iter()
+        .filter(|s| s.path.starts_with("/api/v2/write"))
+        .count()
+}
+
+fn consumer(transfer: &Transfer, m: &str) -> Value {
+    transfer
+        .consumer_info(m, "collector")
+        .unwrap_or_else(|e| panic!("consumer on {m}: {e}"))
+}
+
+#[test]
+fn kill_9_mid_drain_loses_nothing() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("k9");
+    let transfer = Transfer::new(nats.connect(), "k9");
+    let ms = ["a", "b", "c"];
+    let shares = publish(&transfer, &ms, 30_000);
+    let config = v1_config("k9", &nats.url(), &influx, SMALL);
+
+    let mut first = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "k9", &ms)
+            >= 3_000),
+        "{}",
+        first.log()
+    );
+    first.kill9();
+    let before_restart = total(&influx, "k9", &ms);
+    let second = Collector::start(&config);
+    assert_all_arrived(&transfer, &influx, "k9", &ms, &shares, || second.log());
+    eprintln!(
+        "kill -9: sent 30000, stored {}, before restart {before_restart}",
+        total(&influx, "k9", &ms)
+    );
+}
+
+#[test]
+fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
+    let nats = NatsServer::start();
+    let mut influx = Influx::start();
+    influx.create_database("down");
+    let transfer = Transfer::new(nats.connect(), "down");
+    let ms = ["app"];
+    let shares = publish(&transfer, &ms, 20_000);
+    let mut collector = Collector::start(&v1_config("down", &nats.url(), &influx, SMALL));
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "down", &ms) > 0),
+        "{}",
+        collector.log()
+    );
+
+    influx.stop();
+    let rss_at_stop = rss_kib(collector.pid());
+    let mut rss_max = rss_at_stop;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        rss_max = rss_max.max(rss_kib(collector.pid()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        collector.is_running(),
+        "the collector must stay up:\n{}",
+        collector.log()
+    );
+    // Nothing was acknowledged while the database was down: everything not stored waits.
+    let waiting = transfer.stream_state("app").0 as usize;
+    influx.start_again();
+    assert_all_arrived(&transfer, &influx, "down", &ms, &shares, || collector.log());
+    let log = collector.log();
+    assert!(log.contains("write failed, retrying"), "{log}");
+    assert!(log.contains("InfluxDB is storing again"), "{log}");
+    // Bounded buffers: the outage may not grow memory by more than a few MiB.
+    assert!(
+        rss_max <= rss_at_stop + 16 * 1024,
+        "RSS grew from {rss_at_stop} KiB to {rss_max} KiB during the outage"
+    );
+    eprintln!("influx down: sent 20000, waiting during outage {waiting}, RSS {rss_at_stop}..{rss_max} KiB");
+}
+
+#[test]
+fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("two");
+    let transfer = Transfer::new(nats.connect(), "two");
+    let ms = ["x", "y"];
+    let shares = publish(&transfer, &ms, 30_000);
+    let config = v1_config(
+        "two",
+        &nats.url(),
+        &influx,
+        &format!("{SMALL}shutdown_timeout: 5s\n"),
+    );
+    let mut first = Collector::start(&config);
+    let second = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "two", &ms)
+            >= 2_000),
+        "{}",
+        first.log()
+    );
+    first.terminate();
+    // Exits 0 within its shutdown deadline (5 s) plus process start-up slack.
+    let status = first
+        .wait_timeout(Duration::from_secs(15))
+        .expect("the first collector did not exit");
+    assert_eq!(status.code(), Some(0), "{}", first.log());
+    assert_all_arrived(&transfer, &influx, "two", &ms, &shares, || second.log());
+}
+
+#[test]
+fn a_nats_node_lost_mid_drain_loses_nothing() {
+    let mut cluster = NatsCluster::start(3);
+    let influx = Influx::start();
+    influx.create_database("ha");
+    let transfer = Transfer::new(cluster.connect(), "ha").with_replicas(3);
+    let ms = ["r3"];
+    let shares = publish(&transfer, &ms, 10_000);
+    let hosts = cluster.urls().join(", ");
+    let collector = Collector::start(&v1_config("ha", &hosts, &influx, SMALL));
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "ha", &ms)
+            >= 1_000),
+        "{}",
+        collector.log()
+    );
+    cluster.kill9(0);
+    assert_all_arrived(&transfer, &influx, "ha", &ms, &shares, || collector.log());
+}
+
+#[test]
+fn a_nats_restart_mid_drain_resumes_the_pulls() {
+    let mut nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("rs");
+    let transfer = Transfer::new(nats.connect(), "rs");
+    let ms = ["m"];
+    let shares = publish(&transfer, &ms, 10_000);
+    let collector = Collector::start(&v1_config("rs", &nats.url(), &influx, SMALL));
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "rs", &ms)
+            >= 1_000),
+        "{}",
+        collector.log()
+    );
+    nats.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    nats.restart();
+    assert_all_arrived(&transfer, &influx, "rs", &ms, &shares, || collector.log());
+}
+
+#[test]
+fn poison_records_are_dead_lettered_and_the_rest_lands() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("px");
+    let transfer = Transfer::new(nats.connect(), "px");
+    transfer.set("mix", "");
+    // Establish `n` as an integer field, so a float `n` later is a type conflict.
+    transfer.publish(
+        "mix",
+        br#"{"fields":{"n":1},"time":"2026-01-01T00:00:00Z"}"#,
+    );
+    let poison: Vec<(&[u8], &str)> = vec![
+        (b"not json at all", "json"),
+        (br#"{"tags":{"a":"b"},"fields":{}}"#, "field"),
+        (
+            br#"{"fields":{"n":1.5},"time":"2026-01-01T00:00:01Z"}"#,
+            "conflict",
+        ),
+        (
+            br#"{"fields":{"big":18446744073709551615},"time":"2026-01-01T00:00:02Z"}"#,
+            "big",
+        ),
+        (br#"{"fields":{"v":1},"time":"yesterday"}"#, "time"),
+    ];
+    let good: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"tags":{{"k":"v{i}"}},"fields":{{"n":{i}}},"time":"2026-01-02T00:00:00Z"}}"#
+            )
+            .into_bytes()
+        })
+        .collect();
+    // Interleave: poison records sit inside batches of good ones.
+    for (i, chunk) in good.chunks(40).enumerate() {
+        transfer.publish_many("mix", chunk);
+        transfer.publish("mix", poison[i].0);
+    }
+    let collector = Collector::start(&v1_config("px", &nats.url(), &influx, ""));
+    let done = wait_until(Duration::from_secs(60), || {
+        transfer.stream_state("mix").0 == 0 && influx.count("px", "mix") == 201
+    });
+    assert!(
+        done,
+        "stored {}, waiting {}:\n{}",
+        influx.count("px", "mix"),
+        transfer.stream_state("mix").0,
+        collector.log()
+    );
+    let letters = dead_letters(&transfer);
+    assert_eq!(letters.len(), poison.len(), "{letters:?}");
+    for (payload, word) in &poison {
+        let (subject, headers, _) = letters
+            .iter()
+            .find(|(_, _, data)| data == payload)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} not dead-lettered: {letters:?}",
+                    String::from_utf8_lossy(payload)
+                )
+            });
+        assert_eq!(subject, "px.dlq.mix");
+        let headers = header_map(headers);
+        let reason = headers
+            .get("Collector-Error")
+            .map(|r| r.to_lowercase())
+            .unwrap_or_default();
+        assert!(reason.contains(word), "{word}: {headers:?}");
+        assert_eq!(
+            headers.get("Collector-Stream").map(String::as_str),
+            Some("px:logs:mix"),
+            "{headers:?}"
+        );
+        assert!(
+            headers
+                .get("Collector-Sequence")
+                .is_some_and(|s| s.parse::<u64>().is_ok()),
+            "{headers:?}"
+        );
+        assert_eq!(
+            headers.get("Collector-Subject").map(String::as_str),
+            Some("px.logs.mix"),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        collector.log().matches("dead-lettered record").count(),
+        poison.len()
+    );
+    eprintln!(
+        "poison: sent {} good + {} poison, stored {}, dead-lettered {}",
+        201,
+        poison.len(),
+        influx.count("px", "mix"),
+        letters.len()
+    );
+}
+
+#[test]
+fn shutdown_deadline_gives_unwritten_records_back() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "gb");
+    double.set_mode(Mode::Throttle {
+        count: usize::MAX,
+        status: 503,
+        retry_after_secs: 60,
+    });
+    let transfer = Transfer::new(nats.connect(), "gb");
+    publish(&transfer, &["m"], 300);
+    let mut collector =
+        Collector::start(&v2_config("gb", &nats, &double, "shutdown_timeout: 2s\n"));
+    assert!(
+        wait_until(Duration::from_secs(30), || n_writes(&double) > 0),
+        "{}",
+        collector.log()
+    );
+    collector.terminate();
+    let status = collector
+        .wait_timeout(Duration::from_secs(15))
+        .expect("no exit at the deadline");
+    assert_eq!(status.code(), Some(0), "{}", collector.log());
+    assert!(collector.log().contains("gave"), "{}", collector.log());
+    // Given back, not left to time out: nothing is pending acknowledgement, all still waits.
+    // Given back, not left to time out: a collector started now gets every record at once
+    // (after the give-back delay of pull.expires + 1 s), long before the 30 s ack wait.
+    assert_eq!(double.n_points(), 0);
+    double.set_mode(Mode::Normal);
+    let second = Collector::start(&v2_config("gb", &nats, &double, ""));
+    let rewritten = wait_until(Duration::from_secs(15), || double.n_points() == 300);
+    assert!(
+        rewritten,
+        "{} points; {}\n{}",
+        double.n_points(),
+        consumer(&transfer, "m"),
+        second.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || transfer
+        .stream_state("m")
+        .0
+        == 0));
+}
+
+#[test]
+fn a_record_redelivered_past_max_deliver_is_dead_lettered() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "md");
+    double.set_mode(Mode::Throttle {
+        count: usize::MAX,
+        status: 503,
+        retry_after_secs: 60,
+    });
+    let transfer = Transfer::new(nats.connect(), "md");
+    publish(&transfer, &["m"], 5);
+    let config = v2_config(
+        "md",
+        &nats,
+        &double,
+        "shutdown_timeout: 1s\npull:\n  max_deliver: 2\n",
+    );
+    // Two runs that cannot write: each gives the records back at its deadline.
+    for _ in 0..2 {
+        let mut collector = Collector::start(&config);
+        let n_seen = n_writes(&double);
+        assert!(
+            wait_until(Duration::from_secs(30), || n_writes(&double) > n_seen),
+            "{}",
+            collector.log()
+        );
+        collector.terminate();
+        assert_eq!(
+            collector
+                .wait_timeout(Duration::from_secs(15))
+                .and_then(|s| s.code()),
+            Some(0)
+        );
+    }
+    // The third delivery is past max_deliver: dead-lettered with the history, never written.
+    double.set_mode(Mode::Normal);
+    let collector = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(30), || transfer.stream_state("m").0
+            == 0),
+        "{}",
+        collector.log()
+    );
+    let letters = dead_letters(&transfer);
+    assert_eq!(letters.len(), 5);
+    assert!(
+        letters
+            .iter()
+            .all(|(_, h, _)| h.contains("delivered 3 times")),
+        "{letters:?}"
+    );
+    assert_eq!(double.n_points(), 0);
+}
+
+#[test]
+fn v2_401_and_404_hold_records_until_fixed() {
+    for (mode, fix) in [
+        (Mode::Unauthorized, "influx.token"),
+        (Mode::BucketNotFound, "create the bucket"),
+    ] {
+        let nats = NatsServer::start();
+        let double = InfluxV2Double::start("t0ken", "fa");
+        double.set_mode(mode.clone());
+        let transfer = Transfer::new(nats.connect(), "fa");
+        publish(&transfer, &["m"], 100);
+        let collector = Collector::start(&v2_config("fa", &nats, &double, ""));
+        assert!(
+            collector.wait_for_log(fix, Duration::from_secs(30)),
+            "{mode:?}:\n{}",
+            collector.log()
+        );
+        // Held: not acknowledged, not dead-lettered.
+        assert_eq!(transfer.stream_state("m").0, 100);
+        assert_eq!(dead_letters(&transfer).len(), 0);
+        assert_eq!(
+            collector.log().matches("refuses every write").count(),
+            1,
+            "logged once:\n{}",
+            collector.log()
+        );
+        double.set_mode(Mode::Normal);
+        // The fatal retry period is 10 s: the next attempt succeeds.
+        assert!(
+            wait_until(Duration::from_secs(60), || double.n_points() == 100),
+            "{mode:?}:\n{}",
+            collector.log()
+        );
+        assert!(wait_until(Duration::from_secs(10), || transfer
+            .stream_state("m")
+            .0
+            == 0));
+    }
+}
+
+#[test]
+fn v2_413_splits_the_batch() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "big");
+    double.set_max_body_bytes(4_000);
+    let transfer = Transfer::new(nats.connect(), "big");
+    publish(&transfer, &["m"], 1_000);
+    let collector = Collector::start(&v2_config("big", &nats, &double, ""));
+    assert!(
+        wait_until(Duration::from_secs(60), || double.n_points() == 1_000),
+        "{}",
+        collector.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || transfer
+        .stream_state("m")
+        .0
+        == 0));
+    assert!(double.seen().iter().any(|s| s.status == 413));
+    assert_eq!(dead_letters(&transfer).len(), 0);
+}
+
+#[test]
+fn v2_429_and_503_honour_retry_after() {
+    for status in [429u16, 503] {
+        let nats = NatsServer::start();
+        let double = InfluxV2Double::start("t0ken", "th");
+        double.set_mode(Mode::Throttle {
+            count: 2,
+            status,
+            retry_after_secs: 2,
+        });
+        let transfer = Transfer::new(nats.connect(), "th");
+        publish(&transfer, &["m"], 200);
+        let collector = Collector::start(&v2_config("th", &nats, &double, ""));
+        assert!(
+            wait_until(Duration::from_secs(60), || double.n_points() == 200),
+            "{}",
+            collector.log()
+        );
+        let seen = double.seen();
+        let writes: Vec<_> = seen
+            .iter()
+            .filter(|s| s.path.starts_with("/api/v2/write"))
+            .collect();
+        assert_eq!(writes[0].status, status);
+        assert_eq!(writes[1].status, status);
+        // The retries came no sooner than the server asked.
+        for pair in writes.windows(2).take(2) {
+            let gap = pair[1].at.duration_since(pair[0].at);
+            assert!(
+                gap >= Duration::from_millis(1_900),
+                "retried after {gap:?}, Retry-After was 2 s"
+            );
+        }
+        assert!(wait_until(Duration::from_secs(10), || transfer
+            .stream_state("m")
+            .0
+            == 0));
+    }
+}
+
+#[test]
+fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "pw");
+    let transfer = Transfer::new(nats.connect(), "pw");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (0..300)
+        .map(|i| {
+            let field = if i % 97 == 5 { "reject" } else { "v" };
+            format!(r#"{{"fields":{{"{field}":{i}}},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
+                .into_bytes()
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let collector = Collector::start(&v2_config("pw", &nats, &double, ""));
+    assert!(
+        wait_until(Duration::from_secs(60), || transfer.stream_state("m").0
+            == 0),
+        "{}",
+        collector.log()
+    );
+    let letters = dead_letters(&transfer);
+    let rejected = (0..300).filter(|i| i % 97 == 5).count();
+    assert_eq!(letters.len(), rejected, "{letters:?}");
+    assert!(letters
+        .iter()
+        .all(|(_, h, d)| h.contains("partial write")
+            && String::from_utf8_lossy(d).contains("reject")));
+    assert_eq!(double.n_points(), 300 - rejected);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "ss");
+    double.set_mode(Mode::Throttle {
+        count: usize::MAX,
+        status: 503,
+        retry_after_secs: 60,
+    });
+    let transfer = Transfer::new(nats.connect(), "ss");
+    publish(&transfer, &["m"], 50);
+    // A long deadline: the first signal alone would keep it retrying for a minute.
+    let mut collector =
+        Collector::start(&v2_config("ss", &nats, &double, "shutdown_timeout: 60s\n"));
+    assert!(
+        wait_until(Duration::from_secs(30), || n_writes(&double) > 0),
+        "{}",
+        collector.log()
+    );
+    collector.terminate();
+    assert!(
+        collector.wait_for_log("stopping", Duration::from_secs(10)),
+        "{}",
+        collector.log()
+    );
+    collector.terminate();
+    let status = collector
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a second signal must exit at once");
+    assert_eq!(status.code(), Some(130), "{}", collector.log());
+    assert!(
+        collector.log().contains("second signal"),
+        "{}",
+        collector.log()
+    );
+    // Nothing was acknowledged: the records wait for the next collector.
+    assert_eq!(transfer.stream_state("m").0, 50);
+}
