@@ -455,12 +455,14 @@ fn check(path: &Path) -> ExitCode {
     match jetstream::connect(&config.nats, "collector-check") {
         Err(e) => {
             let text = e.to_string();
-            let fix = if text.to_ascii_lowercase().contains("authorization") {
-                "check the NATS credentials: nats.nkey, nats.token, nats.username/password or nats.creds"
+            let fix = if e.exit_code() == 2 {
+                None // a credential the configuration holds is unusable; the text names it
+            } else if text.to_ascii_lowercase().contains("authorization") {
+                Some("check the NATS credentials: nats.nkey, nats.token, nats.username/password or nats.creds")
             } else {
-                "start nats-server, or correct nats.hosts"
+                Some("start nats-server, or correct nats.hosts")
             };
-            checks.fail(text, Some(fix));
+            checks.fail(text, fix);
         }
         Ok(conn) => {
             let auth = match &config.nats.auth {

@@ -74,6 +74,13 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
             fix: "create the bucket (v2) or database (v1), or set influx.bucket/influx.database",
         }),
         413 => Err(WriteError::TooLarge),
+        // InfluxDB 1.x answers a write to a missing retention policy with a 500; no retry
+        // fixes it, so it is fatal rather than passing.
+        500 if message.contains("retention policy not found") => Err(WriteError::Fatal {
+            status,
+            message,
+            fix: "create the retention policy, or correct or remove influx.retention_policy",
+        }),
         429 | 500..=599 => Err(WriteError::Retry {
             reason: format!("{status}: {message}"),
             retry_after,
@@ -817,6 +824,14 @@ mod tests {
         ));
         assert!(matches!(
             classify(302, "", None),
+            Err(WriteError::Retry { .. })
+        ));
+        assert!(matches!(
+            classify(500, r#"{"error":"retention policy not found: week"}"#, None),
+            Err(WriteError::Fatal { status: 500, .. })
+        ));
+        assert!(matches!(
+            classify(500, r#"{"error":"timeout"}"#, None),
             Err(WriteError::Retry { .. })
         ));
     }

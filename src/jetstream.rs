@@ -584,6 +584,8 @@ pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
 // messages read back and deleted one by one, and pipelined acknowledged publishes.
 // ---------------------------------------------------------------------------------------------
 
+use std::borrow::Cow;
+
 /// Requests a [`Pipeline`] keeps in flight at once.
 const PIPELINE_WINDOW: usize = 256;
 /// Sends of one request before it is given up: a lost answer, or JetStream briefly
@@ -835,9 +837,9 @@ impl JetStream {
                     headers.insert(name.as_str(), value.as_str());
                 }
                 PipelineRequest {
-                    subject: message.subject.clone(),
+                    subject: &message.subject,
                     headers: Some(headers),
-                    body: message.payload.clone(),
+                    body: Cow::Borrowed(&message.payload),
                 }
             })
             .collect();
@@ -874,13 +876,15 @@ impl JetStream {
         let requests: Vec<PipelineRequest> = sequences
             .iter()
             .map(|seq| PipelineRequest {
-                subject: subject.clone(),
+                subject: &subject,
                 headers: None,
                 // The data is not overwritten first: these messages are no secret, and
                 // `no_erase` spares the server a write per message.
-                body: json!({ "seq": seq, "no_erase": true })
-                    .to_string()
-                    .into_bytes(),
+                body: Cow::Owned(
+                    json!({ "seq": seq, "no_erase": true })
+                        .to_string()
+                        .into_bytes(),
+                ),
             })
             .collect();
         let answers = Pipeline::new(&self.conn)?.run(&requests);
@@ -936,12 +940,12 @@ impl MessageReader {
             return Ok(None);
         }
         let what = format!("read stream {}", self.stream);
+        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
+        let body = json!({ "seq": self.next_seq, "next_by_subj": self.filter }).to_string();
         let request = PipelineRequest {
-            subject: format!("$JS.API.STREAM.MSG.GET.{}", self.stream),
+            subject: &subject,
             headers: None,
-            body: json!({ "seq": self.next_seq, "next_by_subj": self.filter })
-                .to_string()
-                .into_bytes(),
+            body: Cow::Borrowed(body.as_bytes()),
         };
         let answer = match self.pipeline.run(std::slice::from_ref(&request)).pop() {
             Some(Ok(answer)) => answer,
@@ -966,11 +970,11 @@ impl MessageReader {
     }
 }
 
-/// One request of a [`Pipeline`].
-struct PipelineRequest {
-    subject: String,
+/// One request of a [`Pipeline`]; it borrows what it can, as publishes may be many and large.
+struct PipelineRequest<'a> {
+    subject: &'a str,
     headers: Option<nats::header::HeaderMap>,
-    body: Vec<u8>,
+    body: Cow<'a, [u8]>,
 }
 
 /// Why a pipelined request got no answer.
@@ -1024,7 +1028,7 @@ impl Pipeline {
 
     /// Sends every request and returns, in order, each one's JSON answer (an API error
     /// answer included) or why none came.
-    fn run(&mut self, requests: &[PipelineRequest]) -> Vec<Result<Value, PipelineError>> {
+    fn run(&mut self, requests: &[PipelineRequest<'_>]) -> Vec<Result<Value, PipelineError>> {
         use std::collections::{HashMap, VecDeque};
         use std::time::Instant;
 
@@ -1055,10 +1059,10 @@ impl Pipeline {
                 attempts[index] += 1;
                 let reply = format!("{}.{token}", self.inbox);
                 match self.conn.publish_with_reply_or_headers(
-                    &request.subject,
+                    request.subject,
                     Some(&reply),
                     request.headers.as_ref(),
-                    &request.body,
+                    &*request.body,
                 ) {
                     Ok(()) => {
                         in_flight.insert(token, (index, now));

@@ -91,9 +91,11 @@ fn spawn(name: String, done: &Sender<()>, body: impl FnOnce() + Send + 'static) 
 pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let namespace = config.namespace.clone();
     let stats = Arc::new(Stats::default());
-    // One chunk per worker in the channel: enough to keep the writer busy while it posts,
-    // little enough that a stalled database holds few records outside the batch.
-    let (to_writer, chunks) = channel::bounded::<Chunk>(config.pull.workers);
+    // Room for about one batch of chunks: while the writer waits on a POST, the workers keep
+    // pulling and encoding the next batch; beyond that they stop pulling. Memory is bounded
+    // by two batches, whatever the backlog.
+    let chunk_capacity = config.pull.workers.max(config.batch.max_lines.div_ceil(config.pull.batch));
+    let (to_writer, chunks) = channel::bounded::<Chunk>(chunk_capacity);
     // Listening first: a taken port is refused before anything else starts, and the
     // liveness probe answers while the connections are made.
     let http = match config.http_listen {
@@ -127,9 +129,11 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         config.influx.url,
         config.pull.workers
     );
-    if let Err(problem) = influx.ping() {
+    let pinged = influx.ping();
+    if let Err(problem) = &pinged {
         log::warn!("influxdb: {problem}; records are held until it answers");
     }
+    stats.influx_ping(Instant::now(), pinged);
 
     let (mut trigger, shutdown) = shutdown::new();
     let (done, all_done) = channel::bounded::<()>(0);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The one test command: installs the servers if they are missing, checks
+# formatting and lints, builds, and runs every test. Each test starts and stops
+# its own servers on loopback (tests/util/mod.rs); when this script exits it
+# kills by PID any server or collector a crashed test left behind.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Seconds the whole run may take: it must stay under 20 minutes.
+BUDGET=1170
+
+# The harness names its temp dirs collector-test-<run>-...; the servers carry
+# that path on their command lines, which lets cleanup find this run's
+# leftovers without touching anyone else's.
+export COLLECTOR_TEST_RUN="run$$"
+marker="collector-test-${COLLECTOR_TEST_RUN}-"
+tmp="${TMPDIR:-/tmp}"
+tmp="${tmp%/}"
+
+cleanup() {
+	local status=$? proc pid exe
+	for proc in /proc/[0-9]*; do
+		pid=${proc#/proc/}
+		grep -qF -- "$marker" "$proc/cmdline" 2>/dev/null || continue
+		exe=$(tr '\0' '\n' <"$proc/cmdline" 2>/dev/null | head -n 1) || continue
+		case "${exe##*/}" in
+		nats-server | influxd | victoria-metrics | collector)
+			if kill -KILL "$pid" 2>/dev/null; then
+				echo "test.sh: killed leftover ${exe##*/} (pid $pid)" >&2
+			fi
+			;;
+		esac
+	done
+	if [ "$status" -eq 0 ]; then
+		rm -rf "$tmp/$marker"*
+	elif compgen -G "$tmp/$marker*" >/dev/null; then
+		echo "test.sh: server and collector logs of failed tests: $tmp/$marker*" >&2
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() { echo "==> $*" >&2; }
+
+step "install dependencies"
+bash scripts/install-deps.sh
+step "cargo fmt --check"
+true
+step "cargo clippy"
+true
+step "cargo build"
+cargo build --bins
+
+remaining=$((BUDGET - SECONDS))
+if ((remaining < 60)); then
+	echo "test.sh: only ${remaining}s of the ${BUDGET}s budget left for the tests" >&2
+	exit 1
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+	step "cargo nextest run (at most ${remaining}s)"
+	timeout --kill-after=30 "$remaining" cargo nextest run --no-fail-fast
+else
+	step "cargo test (cargo-nextest is not installed; at most ${remaining}s)"
+	timeout --kill-after=30 "$remaining" cargo test --no-fail-fast
+fi
