@@ -16,9 +16,10 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::Receiver;
 
@@ -38,6 +39,7 @@ pub struct Sources {
 /// The running listener.
 pub struct Http {
     server: Arc<tiny_http::Server>,
+    finishing: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     addr: SocketAddr,
 }
@@ -49,10 +51,11 @@ pub fn start(listen: SocketAddr, sources: Sources) -> Result<Http> {
         .map_err(|e| Error::config("http.listen", format!("cannot listen on {listen}: {e}")))?;
     let addr = server.server_addr().to_ip().unwrap_or(listen);
     let server = Arc::new(server);
-    let serving = server.clone();
+    let finishing = Arc::new(AtomicBool::new(false));
+    let (serving, stop) = (server.clone(), finishing.clone());
     let handle = std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || serve(&serving, &sources))
+        .spawn(move || serve(&serving, &stop, &sources))
         .map_err(|e| Error::Thread {
             name: "http".into(),
             problem: e.to_string(),
@@ -60,6 +63,7 @@ pub fn start(listen: SocketAddr, sources: Sources) -> Result<Http> {
     log::info!("http: serving /metrics, /healthz and /readyz on {addr}");
     Ok(Http {
         server,
+        finishing,
         handle,
         addr,
     })
@@ -74,6 +78,7 @@ impl Http {
     /// Stops answering and joins the thread. Called last, after the data path has stopped,
     /// so `/readyz` says `stopping` for the whole shutdown.
     pub fn finish(self) {
+        self.finishing.store(true, Ordering::SeqCst);
         self.server.unblock();
         if self.handle.join().is_err() {
             log::error!("http: the thread panicked");
@@ -81,15 +86,17 @@ impl Http {
     }
 }
 
-fn serve(server: &tiny_http::Server, sources: &Sources) {
-    // `recv` fails only when `finish` unblocks it, or on an accept error, which tiny_http
+fn serve(server: &tiny_http::Server, finishing: &AtomicBool, sources: &Sources) {
+    // `recv` fails when `finish` unblocks it, or on an accept error, which tiny_http
     // reports and survives.
     loop {
         let request = match server.recv() {
             Ok(request) => request,
-            Err(e) if e.to_string() == "thread unblocked" => return,
+            Err(_) if finishing.load(Ordering::SeqCst) => return,
             Err(e) => {
                 log::warn!("http: {e}");
+                // An accept error that repeats (no file descriptors left) must not spin.
+                std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
@@ -309,7 +316,6 @@ fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn gauges() -> Gauges<'static> {
         Gauges {

@@ -17,8 +17,11 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 
 /// Whether the target database accepts unsigned integers (`u` suffix): InfluxDB v2 does, v1 does not.
@@ -88,6 +91,7 @@ pub enum Part {
 
 /// What is wrong with a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameProblem {
     Empty,
     /// `\n` or `\r`: a line break ends the line in every parser.
@@ -212,15 +216,19 @@ impl Encoder {
                 key: key.into_owned(),
             });
         }
-        let mut tags = payload.tags.into_entries("tags")?;
-        let mut fields = payload.fields.into_entries("fields")?;
+        let tags = payload.tags.range("tags")?;
+        let fields = payload.fields.range("fields")?;
+        let mut entries = payload.entries;
         let time_ns = match payload.time {
             Some(raw) if raw.get() != "null" => time_from_raw(raw.get())?,
             _ => fallback_time_ns,
         };
         if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&time_ns) {
             let text = match payload.time {
-                Some(raw) if raw.get() != "null" => raw.get().to_owned(),
+                // Only a string that parsed gets here.
+                Some(raw) if raw.get() != "null" => {
+                    json_string(raw.get()).map_or_else(|_| raw.get().to_owned(), Cow::into_owned)
+                }
                 _ => format!("{time_ns} ns (the message timestamp)"),
             };
             return Err(RecordError::TimeOutOfRange { text });
@@ -228,12 +236,12 @@ impl Encoder {
 
         // Sorted by key (byte order, as Go's bytes.Compare) so the same record always gives
         // the same line and InfluxDB need not sort the tags itself.
-        sort_and_check(&mut tags, "tags")?;
-        sort_and_check(&mut fields, "fields")?;
+        sort_and_check(&mut entries[tags.clone()], "tags")?;
+        sort_and_check(&mut entries[fields.clone()], "fields")?;
 
         let line_start = out.len();
         out.extend_from_slice(&self.measurement);
-        for (key, raw) in &tags {
+        for (key, raw) in &entries[tags] {
             write_tag(out, key, raw.get())?;
         }
         let n_series_bytes = out.len() - line_start;
@@ -244,7 +252,7 @@ impl Encoder {
         }
 
         let mut n_fields = 0usize;
-        for (key, raw) in &fields {
+        for (key, raw) in &entries[fields] {
             let raw = raw.get();
             if raw == "null" {
                 continue;
@@ -295,6 +303,10 @@ impl Encoder {
         // JSON decides the type by spelling, not by value: `1.0` and `1e3` are floats even
         // though they are integral, so the field keeps one type whatever the producer's values.
         if raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+            if is_ryu_text(raw.as_bytes()) {
+                out.extend_from_slice(raw.as_bytes());
+                return Ok(());
+            }
             // Rust's parser is correctly rounded, unlike serde_json's default fast path, so
             // the value is the nearest double to the producer's text.
             let value: f64 = raw.parse().map_err(|_| float_out_of_range(key, raw))?;
@@ -307,7 +319,12 @@ impl Encoder {
             return Ok(());
         }
         if let Ok(value) = raw.parse::<i64>() {
-            out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+            // A JSON integer is already in canonical decimal form, except for `-0`.
+            if value == 0 {
+                out.push(b'0');
+            } else {
+                out.extend_from_slice(raw.as_bytes());
+            }
             out.push(b'i');
             return Ok(());
         }
@@ -328,6 +345,43 @@ impl Encoder {
                 text: raw.to_owned(),
             }),
         }
+    }
+}
+
+/// Whether `raw`, a JSON number with a fraction or an exponent, is already exactly the text
+/// ryu writes for its value, so it can be copied instead of parsed and formatted again (which
+/// is most of a record's float cost). True for the plain decimals producers usually send
+/// (`12.5`, `0.001`, `3.0`) when:
+/// - there is no exponent and no superfluous trailing zero (only `.0` for integral values);
+/// - there are at most 15 significant digits: every such decimal reads back from its double
+///   unchanged (`f64::DIGITS`), so no shorter text names the same double, and ryu's shortest
+///   digits are exactly these;
+/// - the magnitude is where ryu uses plain notation, 1e-5 to below 1e16.
+fn is_ryu_text(raw: &[u8]) -> bool {
+    let unsigned = raw.strip_prefix(b"-").unwrap_or(raw);
+    let Some(point) = unsigned.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (integer, fraction) = (&unsigned[..point], &unsigned[point + 1..]);
+    // JSON has already guaranteed digits on both sides of the point and no leading zero
+    // other than a lone `0`; what is left to rule out is an exponent.
+    if !fraction.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let is_zero = |d: &u8| *d == b'0';
+    if fraction == b"0" {
+        // An integral value: ryu writes its digits, the zeros up to the point, and `.0`.
+        let n_trailing_zeros = integer.iter().rev().take_while(|d| is_zero(d)).count();
+        return integer == b"0" || (integer.len() <= 16 && integer.len() - n_trailing_zeros <= 15);
+    }
+    if fraction.last().is_some_and(is_zero) {
+        return false;
+    }
+    if integer == b"0" {
+        let n_leading_zeros = fraction.iter().take_while(|d| is_zero(d)).count();
+        n_leading_zeros <= 4 && fraction.len() - n_leading_zeros <= 15
+    } else {
+        integer.len() + fraction.len() <= 15
     }
 }
 
@@ -472,23 +526,22 @@ enum Quoting {
 /// everything else (newlines too) is written raw. Decodes JSON escapes in place so a string
 /// field never costs an allocation.
 fn decode_json_string(raw: &str, out: &mut Vec<u8>, quoting: Quoting) -> Result<(), &'static str> {
-    let inner = &raw.as_bytes()[1..raw.len() - 1];
+    let text = &raw[1..raw.len() - 1];
+    let inner = text.as_bytes();
     // Without a backslash a JSON string holds no `"` or `\` either (both must be escaped in
-    // JSON), so the bytes are already a valid field value.
-    let Some(first) = inner.iter().position(|&b| b == b'\\') else {
+    // JSON), so the bytes are already a valid field value. (`str::find` of one ASCII byte
+    // is a word-at-a-time memchr, several times faster than a byte loop on a long message.)
+    let Some(first) = text.find('\\') else {
         out.extend_from_slice(inner);
         return Ok(());
     };
     out.extend_from_slice(&inner[..first]);
     let mut i = first;
     while i < inner.len() {
-        let b = inner[i];
-        if b != b'\\' {
-            // Plain bytes up to the next escape are copied in one go.
-            let end = inner[i..]
-                .iter()
-                .position(|&b| b == b'\\')
-                .map_or(inner.len(), |n| i + n);
+        if inner[i] != b'\\' {
+            // Plain bytes up to the next escape are copied in one go. Escapes decode to whole
+            // characters, so `i` is always on a character boundary here.
+            let end = text[i..].find('\\').map_or(inner.len(), |n| i + n);
             out.extend_from_slice(&inner[i..end]);
             i = end;
             continue;
@@ -543,14 +596,10 @@ fn decode_unicode_escape(escape: &[u8]) -> Result<(char, usize), &'static str> {
     Ok((char::from_u32(c).unwrap_or('\u{fffd}'), 12))
 }
 
+/// The value of four hex digits (already validated by serde_json).
 fn hex4(digits: &[u8]) -> u32 {
     digits.iter().fold(0, |acc, &d| {
-        let v = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            _ => d - b'A' + 10,
-        };
-        (acc << 4) | u32::from(v)
+        (acc << 4) | char::from(d).to_digit(16).unwrap_or(0)
     })
 }
 
@@ -624,12 +673,17 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
     {
         return Err(LAYOUT);
     }
-    let year = decimal(&b[0..4]).ok_or(LAYOUT)?;
-    let month = decimal(&b[5..7]).ok_or(LAYOUT)?;
-    let day = decimal(&b[8..10]).ok_or(LAYOUT)?;
-    let hour = decimal(&b[11..13]).ok_or(LAYOUT)?;
-    let minute = decimal(&b[14..16]).ok_or(LAYOUT)?;
-    let second = decimal(&b[17..19]).ok_or(LAYOUT)?;
+    // A digit's value, or more than 9 for any other byte: the digits of the date and time are
+    // checked in one pass, then read without further checks.
+    let digit = |i: usize| u32::from(b[i].wrapping_sub(b'0'));
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if DIGITS.iter().any(|&i| digit(i) > 9) {
+        return Err(LAYOUT);
+    }
+    let two = |i: usize| digit(i) * 10 + digit(i + 1);
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     if !(1..=12).contains(&month) {
         return Err("month out of range");
     }
@@ -646,26 +700,43 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
         return Err("second out of range (leap seconds are not supported)");
     }
 
-    let mut rest = &b[19..];
+    let mut i = 19;
     let mut nanos = 0;
-    if let [b'.', fraction @ ..] = rest {
-        let n_digits = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
-        if n_digits == 0 {
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start == 9 {
+                return Err("more than 9 fraction digits");
+            }
+            nanos = nanos * 10 + digit(i);
+            i += 1;
+        }
+        if i == start {
             return Err("no digit after the decimal point");
         }
-        if n_digits > 9 {
-            return Err("more than 9 fraction digits");
-        }
-        nanos = decimal(&fraction[..n_digits]).ok_or(LAYOUT)? * 10u32.pow(9 - n_digits as u32);
-        rest = &fraction[n_digits..];
+        const SCALE: [u32; 9] = [
+            1,
+            10,
+            100,
+            1_000,
+            10_000,
+            100_000,
+            1_000_000,
+            10_000_000,
+            100_000_000,
+        ];
+        nanos *= SCALE[9 - (i - start)];
     }
 
     const OFFSET: &str = "expected Z or an offset ±hh:mm";
-    let offset_seconds = match rest {
+    let offset_seconds = match &b[i..] {
         [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), hours @ .., b':', _, _] if hours.len() == 2 => {
-            let hours = decimal(hours).ok_or(OFFSET)?;
-            let minutes = decimal(&rest[4..6]).ok_or(OFFSET)?;
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            if [i + 1, i + 2, i + 4, i + 5].iter().any(|&j| digit(j) > 9) {
+                return Err(OFFSET);
+            }
+            let (hours, minutes) = (two(i + 1), two(i + 4));
             if hours > 23 || minutes > 59 {
                 return Err("offset out of range");
             }
@@ -682,14 +753,6 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
     let days = days_from_civil(i64::from(year), month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     Ok(i128::from(seconds) * 1_000_000_000 + i128::from(nanos))
-}
-
-/// The value of a run of ASCII digits (at most nine, so it fits), or `None` if any byte is
-/// not a digit.
-fn decimal(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0u32, |acc, &d| {
-        d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-    })
 }
 
 fn is_leap_year(year: u32) -> bool {
@@ -732,27 +795,30 @@ enum Top<'a> {
 }
 
 struct Payload<'a> {
-    tags: Members<'a>,
-    fields: Members<'a>,
+    /// The tags and the fields, in one vector so a record costs one allocation.
+    entries: Vec<Entry<'a>>,
+    tags: Members,
+    fields: Members,
     time: Option<&'a RawValue>,
     /// The first top-level key seen twice.
     duplicate: Option<Cow<'a, str>>,
 }
 
-/// `tags` or `fields`.
-enum Members<'a> {
+/// `tags` or `fields`: where its members are in [`Payload::entries`], or what it was instead
+/// of an object.
+enum Members {
     Absent,
-    Object(Vec<Entry<'a>>),
+    Object(Range<usize>),
     Other(JsonKind),
 }
 
-impl<'a> Members<'a> {
-    fn into_entries(self, key: &'static str) -> Result<Vec<Entry<'a>>, RecordError> {
+impl Members {
+    fn range(&self, key: &'static str) -> Result<Range<usize>, RecordError> {
         match self {
             // A null `tags` or `fields` is read as an empty one, as Go's decoder does.
-            Members::Absent | Members::Other(JsonKind::Null) => Ok(Vec::new()),
-            Members::Object(entries) => Ok(entries),
-            Members::Other(found) => Err(RecordError::NotAnObject { key, found }),
+            Members::Absent | Members::Other(JsonKind::Null) => Ok(0..0),
+            Members::Object(range) => Ok(range.clone()),
+            Members::Other(found) => Err(RecordError::NotAnObject { key, found: *found }),
         }
     }
 }
@@ -792,6 +858,8 @@ impl<'de> Deserialize<'de> for Top<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
                 let mut payload = Payload {
+                    // Sixteen covers the usual record, so the vector is allocated once.
+                    entries: Vec::with_capacity(16),
                     tags: Members::Absent,
                     fields: Members::Absent,
                     time: None,
@@ -813,8 +881,13 @@ impl<'de> Deserialize<'de> for Top<'de> {
                     }
                     seen[slot] = true;
                     match slot {
-                        0 => payload.tags = map.next_value()?,
-                        1 => payload.fields = map.next_value()?,
+                        0 => {
+                            payload.tags = map.next_value_seed(MembersSeed(&mut payload.entries))?
+                        }
+                        1 => {
+                            payload.fields =
+                                map.next_value_seed(MembersSeed(&mut payload.entries))?
+                        }
                         _ => payload.time = Some(map.next_value()?),
                     }
                 }
@@ -830,30 +903,33 @@ impl<'de> Deserialize<'de> for Top<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a json object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                // Eight covers the usual record, so the vector is allocated once.
-                let mut entries = Vec::with_capacity(8);
-                while let Some(Key(key)) = map.next_key()? {
-                    entries.push((key, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(Members::Object(entries))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Members<'de>, A::Error> {
-                drain_seq(seq)?;
-                Ok(Members::Other(JsonKind::Array))
-            }
-            scalar_kinds!(Members::Other);
-        }
-        deserializer.deserialize_any(MembersVisitor)
+/// Reads `tags` or `fields`, appending its members to the payload's one vector.
+struct MembersSeed<'v, 'de>(&'v mut Vec<Entry<'de>>);
+
+impl<'de> DeserializeSeed<'de> for MembersSeed<'_, 'de> {
+    type Value = Members;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Members, D::Error> {
+        deserializer.deserialize_any(self)
     }
+}
+
+impl<'de> Visitor<'de> for MembersSeed<'_, 'de> {
+    type Value = Members;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let start = self.0.len();
+        while let Some(Key(key)) = map.next_key()? {
+            self.0.push((key, map.next_value::<&'de RawValue>()?));
+        }
+        Ok(Members::Object(start..self.0.len()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Members, A::Error> {
+        drain_seq(seq)?;
+        Ok(Members::Other(JsonKind::Array))
+    }
+    scalar_kinds!(Members::Other);
 }
 
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
@@ -1158,6 +1234,26 @@ mod tests {
                 "m f=1.7976931348623157e308 7",
             ),
             (r#"{"fields":{"f":123456789.125}}"#, "m f=123456789.125 7"),
+            // Around the limits of copying a decimal as is (see `is_ryu_text`).
+            (r#"{"fields":{"f":12.50}}"#, "m f=12.5 7"),
+            (r#"{"fields":{"f":100.0}}"#, "m f=100.0 7"),
+            (r#"{"fields":{"f":100.00}}"#, "m f=100.0 7"),
+            (r#"{"fields":{"f":0.00001}}"#, "m f=0.00001 7"),
+            (r#"{"fields":{"f":0.000001}}"#, "m f=1e-6 7"),
+            (
+                r#"{"fields":{"f":1000000000000000.0}}"#,
+                "m f=1000000000000000.0 7",
+            ),
+            (r#"{"fields":{"f":10000000000000000.0}}"#, "m f=1e16 7"),
+            (
+                r#"{"fields":{"f":123456789012345.6}}"#,
+                "m f=123456789012345.6 7",
+            ),
+            (
+                r#"{"fields":{"f":0.30000000000000004}}"#,
+                "m f=0.30000000000000004 7",
+            ),
+            (r#"{"fields":{"f":0.300000000000000001}}"#, "m f=0.3 7"),
             // Correctly rounded: 2^53 + 1 is halfway and rounds to even.
             (
                 r#"{"fields":{"f":9007199254740993.0}}"#,
@@ -1608,7 +1704,7 @@ mod tests {
             (r#""2022-08-01T00:00:00,5Z""#, "expected Z or an offset"),
             (
                 r#""2262-04-11T23:47:16.854775807Z""#,
-                r#"time "\"2262-04-11T23:47:16.854775807Z\"" is outside the range InfluxDB stores"#,
+                r#"time "2262-04-11T23:47:16.854775807Z" is outside the range InfluxDB stores"#,
             ),
             (
                 r#""2262-04-11T23:47:16.854775808Z""#,
@@ -1708,33 +1804,5 @@ mod tests {
         let (result, _) = encode_with("m", Unsigned::Allowed, json.as_bytes(), FALLBACK);
         let message = result.unwrap_err().to_string();
         assert!(message.starts_with(&format!("field \"{}\"…: integer", "k".repeat(80))));
-    }
-}
-#[doc(hidden)]
-pub fn __decode_only(payload: &[u8]) -> usize {
-    let text = std::str::from_utf8(payload).unwrap();
-    let top: Top<'_> = serde_json::from_str(text).unwrap();
-    match top {
-        Top::Object(p) => {
-            let t = p.tags.into_entries("t").unwrap();
-            let f = p.fields.into_entries("f").unwrap();
-            t.len() + f.len()
-        }
-        _ => 0,
-    }
-}
-#[doc(hidden)]
-pub fn __decode_sort(payload: &[u8]) -> usize {
-    let text = std::str::from_utf8(payload).unwrap();
-    let top: Top<'_> = serde_json::from_str(text).unwrap();
-    match top {
-        Top::Object(p) => {
-            let mut t = p.tags.into_entries("t").unwrap();
-            let mut f = p.fields.into_entries("f").unwrap();
-            sort_and_check(&mut t, "t").unwrap();
-            sort_and_check(&mut f, "f").unwrap();
-            t.len() + f.len()
-        }
-        _ => 0,
     }
 }

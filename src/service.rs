@@ -94,7 +94,10 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     // Room for about one batch of chunks: while the writer waits on a POST, the workers keep
     // pulling and encoding the next batch; beyond that they stop pulling. Memory is bounded
     // by two batches, whatever the backlog.
-    let chunk_capacity = config.pull.workers.max(config.batch.max_lines.div_ceil(config.pull.batch));
+    let chunk_capacity = config
+        .pull
+        .workers
+        .max(config.batch.max_lines.div_ceil(config.pull.batch));
     let (to_writer, chunks) = channel::bounded::<Chunk>(chunk_capacity);
     // Listening first: a taken port is refused before anything else starts, and the
     // liveness probe answers while the connections are made.

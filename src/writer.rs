@@ -63,6 +63,8 @@ struct Running {
     jitter_state: u64,
     /// The failure being retried, logged once when it starts and once when it ends.
     failing: Option<String>,
+    /// Whether the idle pings are failing, so an outage is logged once, not every ping.
+    ping_failing: bool,
 }
 
 impl Writer {
@@ -74,6 +76,7 @@ impl Writer {
             settled: 0,
             jitter_state: 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64,
             failing: None,
+            ping_failing: false,
         };
         running.run();
     }
@@ -133,8 +136,16 @@ impl Running {
 
     fn ping(&mut self) {
         let outcome = self.writer.influx.ping();
-        if let Err(problem) = &outcome {
-            log::debug!("writer: influxdb ping failed: {problem}");
+        match (&outcome, self.ping_failing) {
+            (Err(problem), false) => {
+                log::warn!("writer: influxdb does not answer: {problem}; not ready until it does");
+                self.ping_failing = true;
+            }
+            (Ok(()), true) => {
+                log::info!("writer: influxdb answers again");
+                self.ping_failing = false;
+            }
+            _ => {}
         }
         self.writer.stats.influx_ping(Instant::now(), outcome);
     }

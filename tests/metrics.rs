@@ -180,7 +180,10 @@ fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
         .find(|s| s.metric == "collector_info")
         .expect("collector_info");
     assert_eq!(info.labels.get("namespace"), Some("mx"));
-    assert!(after.scrape.docs.contains_key("collector_records_written_total"));
+    assert!(after
+        .scrape
+        .docs
+        .contains_key("collector_records_written_total"));
 
     // The other endpoints and methods.
     assert_eq!(get(port, "/healthz").map(|r| r.status), Some(200));
@@ -216,9 +219,8 @@ fn readiness_follows_influxdb_and_nats() {
     let collector = Collector::start(&config("rd", &nats, &influx, port, ""));
     let readyz = || get(port, "/readyz");
     let is_ready = || readyz().is_some_and(|r| r.status == 200);
-    let not_ready_because = |needle: &str| {
-        readyz().is_some_and(|r| r.status == 503 && r.body.contains(needle))
-    };
+    let not_ready_because =
+        |needle: &str| readyz().is_some_and(|r| r.status == 503 && r.body.contains(needle));
 
     assert!(
         wait_until(Duration::from_secs(30), is_ready),
@@ -235,14 +237,13 @@ fn readiness_follows_influxdb_and_nats() {
         readyz()
     );
     assert_eq!(get(port, "/healthz").map(|r| r.status), Some(200));
-    assert_eq!(
-        Metrics::take(port).value("collector_influxdb_up", &[]),
-        0.0
-    );
+    assert_eq!(Metrics::take(port).value("collector_influxdb_up", &[]), 0.0);
     // Records arriving meanwhile are held, and the reason becomes the failing writes.
     transfer.publish_many("access", &sample_payloads(100));
     assert!(
-        wait_until(Duration::from_secs(30), || not_ready_because("writes failing")),
+        wait_until(Duration::from_secs(30), || not_ready_because(
+            "writes failing"
+        )),
         "still {:?}",
         readyz()
     );
@@ -252,7 +253,9 @@ fn readiness_follows_influxdb_and_nats() {
         "not ready again: {:?}",
         readyz()
     );
-    assert!(wait_until(Duration::from_secs(30), || influx.count("rd", "access") == 100));
+    assert!(wait_until(Duration::from_secs(30), || influx
+        .count("rd", "access")
+        == 100));
     let metrics = Metrics::take(port);
     assert_eq!(metrics.value("collector_influxdb_up", &[]), 1.0);
     assert!(metrics.value("collector_write_retries_total", &[]) >= 1.0);

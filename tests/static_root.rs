@@ -38,7 +38,10 @@ fn build_static() -> PathBuf {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let path = PathBuf::from(stdout.trim().lines().last().unwrap_or_default());
-    assert!(path.is_file(), "the script printed no binary path: {stdout:?}");
+    assert!(
+        path.is_file(),
+        "the script printed no binary path: {stdout:?}"
+    );
     path
 }
 
@@ -57,7 +60,10 @@ fn read_dockerfile() -> Image {
     let text = fs::read_to_string(Path::new(REPO).join("docker/Dockerfile")).unwrap();
     // The final stage starts at the last FROM.
     let final_stage = text.rsplit_once("\nFROM ").expect("two stages").1;
-    assert!(final_stage.starts_with("scratch"), "the image is FROM scratch");
+    assert!(
+        final_stage.starts_with("scratch"),
+        "the image is FROM scratch"
+    );
     let instruction = |name: &str| -> Vec<String> {
         final_stage
             .lines()
@@ -154,8 +160,11 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
             "/passwd" => {
                 let path = dir.join("passwd");
                 let (uid, gid) = image.user;
-                fs::write(&path, format!("collector:x:{uid}:{gid}:collector:/app:/sbin/nologin\n"))
-                    .unwrap();
+                fs::write(
+                    &path,
+                    format!("collector:x:{uid}:{gid}:collector:/app:/sbin/nologin\n"),
+                )
+                .unwrap();
                 path
             }
             "/group" => {
@@ -193,7 +202,11 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
     )
     .unwrap();
     expected.insert("/app/config/config.yml".into());
-    assert_eq!(files_under(&root), expected, "the root holds only the image");
+    assert_eq!(
+        files_under(&root),
+        expected,
+        "the root holds only the image"
+    );
 
     // Run it as the image would: the Dockerfile's user, working directory and command.
     let log = dir.join("collector.log");
@@ -202,7 +215,13 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
     let mut child = Command::new("unshare")
         .arg(format!("--root={}", root.display()))
         .arg(format!("--wd={}", image.workdir))
-        .args(["--setgid", &gid.to_string(), "--setuid", &uid.to_string(), "--"])
+        .args([
+            "--setgid",
+            &gid.to_string(),
+            "--setuid",
+            &uid.to_string(),
+            "--",
+        ])
         .args(&image.argv)
         .env_clear()
         .envs(image.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -237,7 +256,10 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
     influx
         .check_samples("static", "access", &samples(500))
         .unwrap_or_else(|problems| panic!("{problems}"));
-    assert!(wait_until(Duration::from_secs(30), || transfer.stream_state("access").0 == 0));
+    assert!(wait_until(Duration::from_secs(30), || transfer
+        .stream_state("access")
+        .0
+        == 0));
 
     util::send_signal(pid, "TERM");
     let mut status = None;
@@ -245,8 +267,13 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
         status = guard.0.try_wait().ok().flatten();
         status.is_some()
     });
-    let status = status.unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", read_log(&log)));
-    assert!(status.success(), "exit {status}; its log:\n{}", read_log(&log));
+    let status =
+        status.unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", read_log(&log)));
+    assert!(
+        status.success(),
+        "exit {status}; its log:\n{}",
+        read_log(&log)
+    );
     let log_text = read_log(&log);
     for line in log_text.lines() {
         assert!(
@@ -254,7 +281,10 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
             "not a JSON log line: {line}"
         );
     }
-    assert!(log_text.contains("stopped: fetched 500, written 500"), "{log_text}");
+    assert!(
+        log_text.contains("stopped: fetched 500, written 500"),
+        "{log_text}"
+    );
     // The collector wrote nothing into its root: a read-only root file system suits it.
     assert_eq!(files_under(&root), expected);
 }

@@ -24,7 +24,7 @@ mod nats;
 mod sample;
 
 pub use collector::{collector_bin, run_to_exit, Collector};
-pub use influx::{Influx, VictoriaMetrics};
+pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, Transfer};
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
 

@@ -1,0 +1,212 @@
+//! Benchmark helper for `scripts/bench.sh`: the raw InfluxDB limit, and the count check.
+//! See docs/BENCHMARKS.md.
+//!
+//! ```text
+//! bench_influx write --url URL --db NAME --dir DIR --measurements a,b [--batch 5000] [--threads 2]
+//! bench_influx count --url URL --db NAME --measurements a,b [--field status]
+//! ```
+//!
+//! `write` is limit B. It reads the records `DIR/<m>.jsonl`, turns them into line protocol
+//! with the collector's own encoder *before* the clock starts, creates the database, then
+//! POSTs the lines in batches of `--batch` over `--threads` kept-alive connections (one
+//! thread each) and stops the clock at the last 2xx. It then counts the points and fails
+//! unless InfluxDB holds every record. It prints `records=N seconds=S bytes=B`.
+//!
+//! `count` prints `points=N`: how many points of the measurements have the field.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use collector::record::{Encoder, Unsigned};
+
+struct Args {
+    mode: String,
+    url: String,
+    db: String,
+    dir: String,
+    measurements: Vec<String>,
+    batch: usize,
+    threads: usize,
+    field: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("write or count is missing")?;
+    let mut parsed = Args {
+        mode,
+        url: String::new(),
+        db: String::new(),
+        dir: String::new(),
+        measurements: Vec::new(),
+        batch: 5000,
+        threads: 2,
+        field: "status".into(),
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || value.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--url" => parsed.url = value.trim_end_matches('/').to_string(),
+            "--db" => parsed.db = value.clone(),
+            "--dir" => parsed.dir = value.clone(),
+            "--measurements" => {
+                parsed.measurements = value.split(',').map(str::to_string).collect()
+            }
+            "--batch" => parsed.batch = number()?.max(1),
+            "--threads" => parsed.threads = number()?.max(1),
+            "--field" => parsed.field = value.clone(),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if parsed.url.is_empty() || parsed.db.is_empty() || parsed.measurements.is_empty() {
+        return Err("--url, --db and --measurements are required".into());
+    }
+    Ok(parsed)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// Runs an InfluxQL statement (`POST /query`) and returns its JSON answer.
+fn query(agent: &ureq::Agent, args: &Args, influxql: &str) -> Result<serde_json::Value, String> {
+    let mut response = agent
+        .post(&format!("{}/query", args.url))
+        .query("db", &args.db)
+        .query("q", influxql)
+        .send_empty()
+        .map_err(|e| format!("{influxql}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{influxql}: {e}"))?;
+    if status != 200 {
+        return Err(format!("{influxql}: {status} {body}"));
+    }
+    let answer: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("{influxql}: {e}"))?;
+    if let Some(error) = answer["results"][0].get("error") {
+        return Err(format!("{influxql}: {error}"));
+    }
+    Ok(answer)
+}
+
+/// Points of the measurements that have `field`.
+fn count(agent: &ureq::Agent, args: &Args) -> Result<u64, String> {
+    let from: Vec<String> = args
+        .measurements
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect();
+    let answer = query(
+        agent,
+        args,
+        &format!("SELECT count(\"{}\") FROM {}", args.field, from.join(",")),
+    )?;
+    Ok(answer["results"][0]["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|series| series["values"][0][1].as_u64())
+        .sum())
+}
+
+/// Every record as line protocol, cut into bodies of `batch` lines.
+fn bodies(args: &Args) -> Result<(Vec<Vec<u8>>, usize), String> {
+    let mut bodies = Vec::new();
+    let mut n_records = 0;
+    for m in &args.measurements {
+        let path = format!("{}/{m}.jsonl", args.dir);
+        let text = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let encoder = Encoder::new(m, Unsigned::Refused).map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        let mut n_lines = 0;
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            encoder
+                .encode(line, 0, &mut body)
+                .map_err(|e| format!("{path}: {e}"))?;
+            n_lines += 1;
+            n_records += 1;
+            if n_lines == args.batch {
+                bodies.push(std::mem::take(&mut body));
+                n_lines = 0;
+            }
+        }
+        if n_lines > 0 {
+            bodies.push(body);
+        }
+    }
+    Ok((bodies, n_records))
+}
+
+fn write(args: &Args) -> Result<(), String> {
+    let (bodies, n_records) = bodies(args)?;
+    let n_bytes: usize = bodies.iter().map(Vec::len).sum();
+    let setup = agent();
+    query(&setup, args, &format!("CREATE DATABASE \"{}\"", args.db))?;
+    if count(&setup, args)? != 0 {
+        return Err(format!("database {} is not fresh", args.db));
+    }
+    let url = format!("{}/write?db={}&precision=ns", args.url, args.db);
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    let agent = agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else {
+                            return Ok(());
+                        };
+                        let mut response = agent
+                            .post(&url)
+                            .header("Content-Type", "text/plain; charset=utf-8")
+                            .send(&body[..])
+                            .map_err(|e| format!("write: {e}"))?;
+                        let status = response.status().as_u16();
+                        if !(200..300).contains(&status) {
+                            let text = response.body_mut().read_to_string().unwrap_or_default();
+                            return Err(format!("write answered {status}: {text}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("writer thread panicked"))
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stored = count(&setup, args)?;
+    if stored != n_records as u64 {
+        return Err(format!(
+            "InfluxDB holds {stored} points, not the {n_records} records written"
+        ));
+    }
+    println!("records={n_records} seconds={seconds:.3} bytes={n_bytes}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| match args.mode.as_str() {
+        "write" => write(&args),
+        "count" => count(&agent(), &args).map(|n| println!("points={n}")),
+        other => Err(format!("unknown mode {other}; use write or count")),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_influx: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Benchmark helper for `scripts/bench.sh`: the raw JetStream limit, and the wait for a
+//! collector to empty its streams. See docs/BENCHMARKS.md.
+//!
+//! ```text
+//! bench_jetstream drain --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
+//! bench_jetstream wait  --nats URL --namespace NS --measurements a,b --since UNIX_NS
+//! ```
+//!
+//! `drain` is limit A: it empties the preloaded streams `<ns>:logs:<m>` with nothing but
+//! fetches and acks, through the crate's own `jetstream` functions (`request_pull` with its
+//! explicit flush, two pulls outstanding per stream, `ack` without waiting), with no
+//! database. The time runs from the first pull to the last ack *and* every stream empty, so
+//! acks still in flight are counted. It prints `records=N seconds=S`.
+//!
+//! `wait` polls the streams until every one is empty and prints `seconds=S`, the time since
+//! `--since` (when the script started the collector). On a work-queue stream a record leaves
+//! only when it is acknowledged, and the collector acknowledges only what InfluxDB stored.
+#![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use collector::config::{NatsAuth, NatsConfig, PullConfig};
+use collector::jetstream::{self, Ack, Arrival, JetStream};
+
+const EXPIRES: Duration = Duration::from_secs(2);
+/// How often `wait` asks for the streams' state.
+const POLL: Duration = Duration::from_millis(20);
+
+struct Args {
+    mode: String,
+    nats: String,
+    namespace: String,
+    measurements: Vec<String>,
+    batch: usize,
+    threads: usize,
+    since_ns: Option<u128>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("drain or wait is missing")?;
+    let mut parsed = Args {
+        mode,
+        nats: String::new(),
+        namespace: String::new(),
+        measurements: Vec::new(),
+        batch: 500,
+        threads: 1,
+        since_ns: None,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || value.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--nats" => parsed.nats = value.clone(),
+            "--namespace" => parsed.namespace = value.clone(),
+            "--measurements" => {
+                parsed.measurements = value.split(',').map(str::to_string).collect()
+            }
+            "--batch" => parsed.batch = number()?,
+            "--threads" => parsed.threads = number()?.max(1),
+            "--since" => {
+                parsed.since_ns = Some(value.parse().map_err(|e| format!("--since: {e}"))?)
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if parsed.nats.is_empty() || parsed.namespace.is_empty() || parsed.measurements.is_empty() {
+        return Err("--nats, --namespace and --measurements are required".into());
+    }
+    Ok(parsed)
+}
+
+fn connect(url: &str) -> Result<JetStream, String> {
+    let config = NatsConfig {
+        hosts: vec![url.to_string()],
+        auth: NatsAuth::None,
+    };
+    jetstream::connect(&config, "bench_jetstream")
+        .map(JetStream::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Messages waiting in each stream.
+fn waiting(js: &JetStream, args: &Args) -> Result<u64, String> {
+    let mut total = 0;
+    for m in &args.measurements {
+        let stream = jetstream::stream_name(&args.namespace, m);
+        let state = js
+            .stream_state(&stream, None)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("stream {stream} does not exist"))?;
+        total += state.messages;
+    }
+    Ok(total)
+}
+
+/// Drains `measurements` on its own connection; returns how many records it acked.
+fn drain_some(args: &Args, measurements: &[String], expected: u64) -> Result<u64, String> {
+    let js = connect(&args.nats)?;
+    let conn = js.connection().clone();
+    let prefix = conn.new_inbox();
+    let inbox = conn
+        .subscribe(&format!("{prefix}.*"))
+        .map_err(|e| e.to_string())?;
+    struct Stream {
+        name: String,
+        reply: String,
+        /// Records still to come for each outstanding pull, oldest first.
+        pulls: Vec<usize>,
+    }
+    let mut streams: HashMap<String, Stream> = measurements
+        .iter()
+        .map(|m| {
+            let stream = Stream {
+                name: jetstream::stream_name(&args.namespace, m),
+                reply: format!("{prefix}.{m}"),
+                pulls: Vec::new(),
+            };
+            (m.clone(), stream)
+        })
+        .collect();
+    let mut n_acked = 0u64;
+    while n_acked < expected {
+        for stream in streams.values_mut() {
+            while stream.pulls.len() < 2 {
+                jetstream::request_pull(&conn, &stream.name, &stream.reply, args.batch, EXPIRES)
+                    .map_err(|e| format!("pull on {}: {e}", stream.name))?;
+                stream.pulls.push(args.batch);
+            }
+        }
+        let message = inbox
+            .next_timeout(EXPIRES * 5)
+            .map_err(|e| format!("no record for {:?}: {e}", EXPIRES * 5))?;
+        let measurement = message.subject.rsplit('.').next().unwrap_or("");
+        let Some(stream) = streams.get_mut(measurement) else {
+            continue;
+        };
+        match jetstream::classify(&message) {
+            Arrival::Record(_) => {
+                jetstream::ack(&message, Ack::Done).map_err(|e| e.to_string())?;
+                n_acked += 1;
+                if let Some(first) = stream.pulls.first_mut() {
+                    *first -= 1;
+                    if *first == 0 {
+                        stream.pulls.remove(0);
+                    }
+                }
+            }
+            Arrival::PullEnded { .. } => {
+                if !stream.pulls.is_empty() {
+                    stream.pulls.remove(0);
+                }
+            }
+            Arrival::Heartbeat | Arrival::Unknown => {}
+        }
+    }
+    jetstream::flush(&conn).map_err(|e| e.to_string())?;
+    Ok(n_acked)
+}
+
+fn drain(args: &Args) -> Result<(), String> {
+    let js = connect(&args.nats)?;
+    let pull = PullConfig {
+        workers: args.threads,
+        batch: args.batch,
+        expires: EXPIRES,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
+        max_deliver: 10,
+    };
+    let mut per_stream = HashMap::new();
+    for m in &args.measurements {
+        js.ensure_consumer(&args.namespace, m, &pull)
+            .map_err(|e| e.to_string())?;
+        let stream = jetstream::stream_name(&args.namespace, m);
+        let state = js
+            .stream_state(&stream, None)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("stream {stream} does not exist"))?;
+        per_stream.insert(m.clone(), state.messages);
+    }
+    let total: u64 = per_stream.values().sum();
+    if total == 0 {
+        return Err("the streams are empty: preload them first".into());
+    }
+    let groups: Vec<Vec<String>> = (0..args.threads)
+        .map(|t| {
+            args.measurements
+                .iter()
+                .skip(t)
+                .step_by(args.threads)
+                .cloned()
+                .collect()
+        })
+        .filter(|g: &Vec<String>| !g.is_empty())
+        .collect();
+    let started = Instant::now();
+    let acked = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                let expected = group.iter().map(|m| per_stream[m]).sum();
+                scope.spawn(move || drain_some(args, group, expected))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("drain thread panicked"))
+            .sum::<Result<u64, String>>()
+    })?;
+    while waiting(&js, args)? > 0 {
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err("acked everything, but the streams are not empty".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if acked != total {
+        return Err(format!("acked {acked} records of {total}"));
+    }
+    println!("records={total} seconds={seconds:.3}");
+    Ok(())
+}
+
+fn wait(args: &Args) -> Result<(), String> {
+    let js = connect(&args.nats)?;
+    let since = args.since_ns.ok_or("--since is required")?;
+    loop {
+        if waiting(&js, args)? == 0 {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    println!("seconds={:.3}", now.saturating_sub(since) as f64 / 1e9);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| match args.mode.as_str() {
+        "drain" => drain(&args),
+        "wait" => wait(&args),
+        other => Err(format!("unknown mode {other}; use drain or wait")),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_jetstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

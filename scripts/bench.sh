@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# The throughput benchmark (docs/BENCHMARKS.md): how fast the collector drains a backlog,
+# next to how fast the servers themselves can go, on loopback, with real servers this script
+# starts and stops by PID.
+#
+#   scripts/bench.sh [--quick] [--records N] [--keep]
+#
+#   --quick        N = 100,000 instead of 1,000,000
+#   --records N    any N (a multiple of 4: the records are spread over 4 measurements)
+#   --keep         keep the temp dir (server logs, the collector's log, the records)
+#
+# Steps, each checked (the script fails loudly when a count is off):
+#   A  raw JetStream: drain N preloaded records with fetch + ack only (examples/bench_jetstream.rs)
+#   B  raw InfluxDB: write the same N records as line protocol, 5,000 lines a POST over
+#      2 connections, into a fresh database (examples/bench_influx.rs)
+#   C  the release collector, default configuration, N records preloaded over 4
+#      measurements: from its start until InfluxDB holds all N and the streams are empty;
+#      its CPU time and peak RSS are read from /proc just before SIGTERM
+#   D  decode + encode of one record (examples/encode_bench.rs)
+# and prints the table: the limit is L = N / (tA + tB), the time one record takes through
+# both servers one after the other.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib/servers.sh
+
+N=1000000
+keep=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) N=100000 ;;
+	--records)
+		[[ ${2-} =~ ^[0-9]+$ ]] || {
+			echo "bench: --records needs a number" >&2
+			exit 2
+		}
+		N=$2
+		shift
+		;;
+	--keep) keep=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+		exit 0
+		;;
+	*)
+		echo "bench: unknown argument $1 (try --help)" >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+MEASUREMENTS=(m0 m1 m2 m3)
+M=${#MEASUREMENTS[@]}
+if ((N == 0 || N % M != 0)); then
+	echo "bench: the record count must be a positive multiple of $M" >&2
+	exit 2
+fi
+PER=$((N / M))
+LIST=$(
+	IFS=,
+	echo "${MEASUREMENTS[*]}"
+)
+
+say() { echo "bench: $*" >&2; }
+die() {
+	say "FAILED: $*"
+	exit 1
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/collector-bench-XXXXXX")
+pids=()
+collector_pid=
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	if [ -n "$collector_pid" ]; then kill -KILL "$collector_pid" 2>/dev/null || true; fi
+	if ((${#pids[@]})); then stop_pids "${pids[@]}"; fi
+	if ((keep)) || ((status != 0)); then
+		say "logs and records kept in $work"
+	else
+		rm -rf "$work"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building the release binary and the benchmark examples"
+examples=(--example bench_jetstream --example bench_influx)
+encode_bench=0
+if [ -f examples/encode_bench.rs ]; then
+	examples+=(--example encode_bench)
+	encode_bench=1
+fi
+cargo build --release --quiet --bin collector "${examples[@]}"
+bin=target/release/collector
+ex=target/release/examples
+
+# --- the records ---------------------------------------------------------------------------
+# One typical record: 3 tags, 5 fields (an integer status, a float latency, an integer size,
+# a boolean, a ~100-byte message), and a time unique to the record (50 µs apart, each with
+# its own nanoseconds), so no point overwrites another.
+say "writing $N records ($PER per measurement)"
+mkdir -p "$work/records"
+for ((k = 0; k < M; k++)); do
+	awk -v per="$PER" -v k="$k" -v M="$M" 'BEGIN {
+		split("eu-west-1 us-east-1 ap-south-1", regions, " ")
+		split("checkout search auth cart", services, " ")
+		split("hit miss stale", caches, " ")
+		for (i = 0; i < per; i++) {
+			g = i * M + k
+			t = g * 50000 + g % 7
+			s = int(t / 1000000000)
+			ns = t - s * 1000000000
+			latency = (g % 9973) / 7.0 + 0.125
+			status = (g % 50 == 0) ? 500 : ((g % 10 == 0) ? 404 : 200)
+			printf "{\"tags\":{\"host\":\"web-%02d\",\"region\":\"%s\",\"service\":\"%s\"},", g % 20, regions[g % 3 + 1], services[g % 4 + 1]
+			printf "\"fields\":{\"status\":%d,\"latency_ms\":%.3f,\"bytes\":%d,\"cached\":%s,", status, latency, 200 + (g * 7919) % 60000, (g % 3 == 0) ? "true" : "false"
+			printf "\"message\":\"GET /api/v1/orders/%07d completed for user %05d in %.3f ms; cache=%s upstream=orders-%d\"},", g % 9999991, g % 99991, latency, caches[g % 3 + 1], g % 8
+			printf "\"time\":\"2024-03-01T%02d:%02d:%02d.%09dZ\"}\n", int(s / 3600), int(s / 60) % 60, s % 60, ns
+		}
+	}' >"$work/records/${MEASUREMENTS[k]}.jsonl"
+done
+record_bytes=$(($(cat "$work"/records/*.jsonl | wc -c) / N))
+
+# --- the servers ----------------------------------------------------------------------------
+say "starting nats-server and influxd on loopback in $work"
+start_nats "$work"
+pids+=("$NATS_PID")
+start_influx "$work"
+pids+=("$INFLUX_PID")
+
+# config NAMESPACE DATABASE: a collector configuration with every tuning key at its default.
+config() {
+	cat >"$work/$1.yml" <<YAML
+namespace: $1
+nats:
+  hosts: [$NATS_URL]
+influx:
+  url: $INFLUX_URL
+  api: v1
+  database: $2
+log:
+  level: warn
+YAML
+	echo "$work/$1.yml"
+}
+
+# preload CONFIG: the measurements' streams, then every record, with pipelined acknowledged
+# publishes (`collector publish`).
+preload() {
+	local config=$1 m
+	for m in "${MEASUREMENTS[@]}"; do
+		"$bin" --config "$config" streams set "$m" --description bench >/dev/null
+		"$bin" --config "$config" publish "$m" <"$work/records/$m.jsonl" >/dev/null
+	done
+}
+
+# value KEY TEXT: the value of `KEY=value` in TEXT.
+value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# --- A: raw JetStream -----------------------------------------------------------------------
+say "A: preloading $N records, then draining them with fetch + ack only"
+preload "$(config limita limita)"
+out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace limita --measurements "$LIST")
+[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
+t_a=$(value seconds "$out")
+say "A: $out"
+
+# --- B: raw InfluxDB ------------------------------------------------------------------------
+say "B: writing $N records as line protocol, 5000 lines a POST, 2 connections"
+out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db limitb --dir "$work/records" \
+	--measurements "$LIST" --batch 5000 --threads 2)
+[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
+t_b=$(value seconds "$out")
+line_bytes=$(($(value bytes "$out") / N))
+say "B: $out"
+
+# --- C: the collector -----------------------------------------------------------------------
+say "C: preloading $N records over $M measurements, then running the collector"
+config_c=$(config bench bench)
+influx_query "$INFLUX_URL" "" 'CREATE DATABASE "bench"' >/dev/null
+preload "$config_c"
+start_ns=$(date +%s%N)
+"$bin" --config "$config_c" >"$work/collector.log" 2>&1 &
+collector_pid=$!
+out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace bench \
+	--measurements "$LIST" --since "$start_ns") || die "C: the streams did not empty (see $work/collector.log)"
+t_c=$(value seconds "$out")
+kill -0 "$collector_pid" 2>/dev/null || die "C: the collector exited early (see $work/collector.log)"
+# utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the `(comm)`.
+ticks=$(sed 's/^.*) //' "/proc/$collector_pid/stat" | awk '{ print $12 + $13 }')
+hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$collector_pid/status")
+kill -TERM "$collector_pid"
+wait "$collector_pid" || die "C: the collector exited with status $? after SIGTERM"
+collector_pid=
+stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db bench --measurements "$LIST")
+[ "$(value points "$stored")" = "$N" ] || die "C: InfluxDB holds $(value points "$stored") points, not $N"
+say "C: $out, $stored, cpu ticks $ticks, VmHWM $hwm_kb kB"
+if grep -q . "$work/collector.log"; then
+	say "C: the collector logged (level warn):"
+	head -n 20 "$work/collector.log" >&2
+fi
+
+# --- D: decode + encode ---------------------------------------------------------------------
+ns_record=
+if ((encode_bench)); then
+	say "D: decode + encode micro-benchmark"
+	out=$("$ex/encode_bench" 2>&1 | tee /dev/stderr)
+	ns_record=$(grep -io '[0-9.]* *ns/record' <<<"$out" | head -n 1 | grep -o '^[0-9.]*' || true)
+fi
+
+# --- the table ------------------------------------------------------------------------------
+for candidate in target/x86_64-unknown-linux-musl/release/collector \
+	target/static/x86_64-unknown-linux-musl/release/collector; do
+	if [ -f "$candidate" ]; then
+		binary=$candidate
+		binary_kind="static musl"
+		break
+	fi
+done
+if [ -z "${binary-}" ]; then
+	binary=$bin
+	binary_kind="release, not static: run scripts/build-static.sh for the musl one"
+fi
+binary_bytes=$(stat -c %s "$binary")
+clk_tck=$(getconf CLK_TCK)
+
+awk -v n="$N" -v ta="$t_a" -v tb="$t_b" -v tc="$t_c" -v ticks="$ticks" -v hz="$clk_tck" \
+	-v hwm="$hwm_kb" -v ns="$ns_record" -v size="$binary_bytes" -v bin="$binary" \
+	-v kind="$binary_kind" -v rb="$record_bytes" -v lb="$line_bytes" -v m="$M" 'BEGIN {
+	l = n / (ta + tb)
+	cpu = ticks / hz
+	printf "\ncollector benchmark: %d records over %d measurements (%d B of JSON, %d B of line protocol each)\n\n", n, m, rb, lb
+	printf "  %-44s %10s %12s\n", "", "seconds", "records/s"
+	printf "  %-44s %10.3f %12.0f\n", "A  JetStream fetch + ack, no database", ta, n / ta
+	printf "  %-44s %10.3f %12.0f\n", "B  InfluxDB write of line protocol", tb, n / tb
+	printf "  %-44s %10.3f %12.0f\n", "L  limit N / (tA + tB)", ta + tb, l
+	printf "  %-44s %10.3f %12.0f\n", "C  collector, start to all stored and acked", tc, n / tc
+	printf "\n"
+	printf "  %-44s %10.2f   (target >= 0.8)\n", "collector / L", (n / tc) / l
+	printf "  %-44s %10.2f   (target <= 1.5; %.2f s user+sys)\n", "collector CPU-us per record", cpu * 1e6 / n, cpu
+	printf "  %-44s %10.1f   (target <= 40 during a 1M drain)\n", "collector peak RSS, MB (VmHWM)", hwm / 1024
+	if (ns != "") printf "  %-44s %10.0f   (target <= 500)\n", "decode + encode, ns per record", ns
+	else printf "  %-44s %10s\n", "decode + encode, ns per record", "n/a (examples/encode_bench.rs missing)"
+	printf "  %-44s %10.2f   (%s: %s)\n", "binary size, MB", size / 1048576, kind, bin
+}'
