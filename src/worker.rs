@@ -325,6 +325,12 @@ impl Running {
                 consumer.pulls.pop_front();
             }
         }
+        if consumer.removing {
+            // A pull issued before the measurement was removed brought it: leave it in the
+            // stream with the others, for when the measurement is added again.
+            let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
+            return;
+        }
         if delivery.delivered > self.worker.pull.max_deliver {
             let reason = format!(
                 "delivered {} times without being stored (pull.max_deliver is {})",
