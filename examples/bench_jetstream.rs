@@ -77,6 +77,7 @@ fn connect(url: &str) -> Result<JetStream, String> {
     let config = NatsConfig {
         hosts: vec![url.to_string()],
         auth: NatsAuth::None,
+        tls: None,
     };
     jetstream::connect(&config, "bench_jetstream")
         .map(JetStream::new)

@@ -43,6 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         config.log_level.min(log::LevelFilter::Warn),
         config.log_format,
     );
+    config.log_warnings();
     let js = JetStream::new(jetstream::connect(&config.nats, "collector-admin")?);
     let code = match args.command {
         Command::Run | Command::Check => unreachable!("handled by the caller and above"),
@@ -445,11 +446,18 @@ fn check(path: &Path) -> ExitCode {
             influx.target
         ),
     };
+    let secrets = match config.secret_sources.is_empty() {
+        true => String::new(),
+        false => format!("; secrets: {}", config.secret_sources.join(", ")),
+    };
     checks.pass(format!(
-        "config {}: namespace `{}`, InfluxDB {target}",
+        "config {}: namespace `{}`, InfluxDB {target}{secrets}",
         path.display(),
         config.namespace
     ));
+    for warning in &config.warnings {
+        println!("⚠ {warning}");
+    }
 
     let hosts = config.nats.hosts.join(", ");
     match jetstream::connect(&config.nats, "collector-check") {
@@ -459,6 +467,8 @@ fn check(path: &Path) -> ExitCode {
                 None // a credential the configuration holds is unusable; the text names it
             } else if text.to_ascii_lowercase().contains("authorization") {
                 Some("check the NATS credentials: nats.nkey, nats.token, nats.username/password or nats.creds")
+            } else if text.contains("TLS: ") {
+                Some("fix the server's certificate, or nats.tls (ca, cert, key) and nats.hosts")
             } else {
                 Some("start nats-server, or correct nats.hosts")
             };
@@ -472,7 +482,11 @@ fn check(path: &Path) -> ExitCode {
                 NatsAuth::UserPassword { .. } => "username and password",
                 NatsAuth::Creds(_) => "credentials file",
             };
-            checks.pass(format!("nats: connected to {hosts} ({auth})"));
+            let tls = match config.nats.tls.is_some() || hosts.contains("tls://") {
+                true => ", TLS",
+                false => "",
+            };
+            checks.pass(format!("nats: connected to {hosts} ({auth}{tls})"));
             check_jetstream(&mut checks, &config, &JetStream::new(conn));
         }
     }

@@ -6,13 +6,15 @@
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 
 use std::fmt;
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::tls::{self, TlsFiles};
 
 /// A credential. Its `Debug` and `Display` never show the value, so a config dump, a log line
 /// or a panic message cannot leak it.
@@ -75,6 +77,19 @@ pub struct RawNats {
     pub username: Option<String>,
     pub password: Option<String>,
     pub creds: Option<String>,
+    pub nkey_file: Option<String>,
+    pub token_file: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// A `tls` block: PEM file paths.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +105,9 @@ pub struct RawInflux {
     pub username: Option<String>,
     pub password: Option<String>,
     pub timeout: Option<String>,
+    pub token_file: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +165,14 @@ pub struct Config {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` (the default) serves
     /// nothing.
     pub http_listen: Option<SocketAddr>,
+    /// Where each secret in use came from, for the start-up log and `collector check`:
+    /// `influx.token (from COLLECTOR_INFLUX_TOKEN_FILE)`. Never a value.
+    pub secret_sources: Vec<String>,
+    /// The secret keys written inline in the file (`influx.password`), whatever overrides
+    /// them: a file holding any should not be readable by everyone.
+    pub inline_secrets: Vec<&'static str>,
+    /// Problems that do not stop the service, to log once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 /// How log lines are written to stderr.
@@ -163,6 +189,9 @@ pub enum LogFormat {
 pub struct NatsConfig {
     pub hosts: Vec<String>,
     pub auth: NatsAuth,
+    /// Set by a `nats.tls` block: TLS is then required on every host, `nats://` ones too.
+    /// Hosts written `tls://` use TLS in any case, with the system's CAs when this is `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// How the collector authenticates to NATS: at most one method.
@@ -201,6 +230,9 @@ pub struct InfluxConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub timeout: Duration,
+    /// HTTPS settings from `influx.tls` (checked and loaded at start); `None` for the
+    /// defaults: the built-in Mozilla CA list, no client certificate.
+    pub tls: Option<ureq::tls::TlsConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,7 +272,22 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &|name| std::env::var(name).ok())
+        let mut config = Config::parse(&text, &|name| std::env::var(name).ok())?;
+        if !config.inline_secrets.is_empty() && world_readable(path) {
+            config.warnings.push(format!(
+                "config file {path} holds a secret ({}) and every user of this machine can read it: run chmod 600 {path}, or move the secret to a *_file key or a COLLECTOR_* variable",
+                config.inline_secrets.join(", "),
+                path = path.display(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Logs [`Config::warnings`]; called once logging is set up.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            log::warn!("{warning}");
+        }
     }
 
     /// Parses and validates YAML text. `env` supplies `COLLECTOR_*` secret overrides.
@@ -254,11 +301,67 @@ impl Config {
 fn yaml_error(e: &serde_yaml::Error) -> Error {
     // serde_yaml prefixes the message with the dotted path of the key when it knows it
     // (`nats.hosts[0]: invalid type ...`); split it off so the line reads like the others.
-    let text = e.to_string();
+    let text = redact_values(&e.to_string());
     match text.split_once(": ") {
         Some((key, problem)) if !key.contains(' ') => Error::config(key, problem),
         _ => Error::config("(file)", format!("not valid YAML: {text}")),
     }
+}
+
+/// Removes the value serde quotes in a wrong-type error (`invalid type: string "hunter2",
+/// expected ...` becomes `invalid type: string, expected ...`): the value may be a secret
+/// written at the wrong place, and the key and the expected type say enough.
+fn redact_values(text: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        let Some(start) = text.find(marker).map(|i| i + marker.len()) else {
+            continue;
+        };
+        // serde writes `{unexpected}, expected {what}`; the expectation names a type, so the
+        // last `, expected ` is the real one whatever the value holds.
+        let Some(end) = text.rfind(", expected ").filter(|end| *end >= start) else {
+            return format!("{}(value not shown)", &text[..start]);
+        };
+        let unexpected = &text[start..end];
+        let kind = unexpected
+            .split(['"', '`'])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        return format!("{}{kind}{}", &text[..start], &text[end..]);
+    }
+    text.to_string()
+}
+
+/// Whether everyone may read the file at `path` (`o+r`). False where that cannot be told.
+fn world_readable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// The URL without `user:password@`, for messages.
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Whether the authority part of `url` holds `user:password@`.
+fn has_credentials(url: &str) -> bool {
+    without_credentials(url) != url
 }
 
 /// A name that can stand in a NATS subject token, a stream name and a KV bucket name:
@@ -319,39 +422,186 @@ fn positive(key: &str, value: Option<usize>, default: usize, max: usize) -> Resu
     }
 }
 
-/// A secret from the file, overridden by the environment variable `env_name` when set.
-fn secret(env: EnvLookup, env_name: &str, value: Option<String>) -> Option<Secret> {
-    present(env(env_name))
-        .or_else(|| present(value))
-        .map(Secret)
+/// The names one secret goes by. It is looked for, first found wins:
+/// 1. the environment variable `env` (`COLLECTOR_INFLUX_TOKEN`),
+/// 2. the file named by the variable `<env>_FILE`,
+/// 3. the systemd credential `$CREDENTIALS_DIRECTORY/<credential>` when that file exists,
+/// 4. the file named by the key `<key>_file` (`influx.token_file`),
+/// 5. the inline key `key` (`influx.token`).
+///
+/// The process's surroundings (environment, service manager) override the file, so one
+/// config file serves every deployment. Setting both of one pair (`COLLECTOR_X` and
+/// `COLLECTOR_X_FILE`, or `x` and `x_file`) is refused as ambiguous.
+struct SecretNames {
+    key: &'static str,
+    file_key: &'static str,
+    env: &'static str,
+    credential: &'static str,
+}
+
+const INFLUX_TOKEN: SecretNames = SecretNames {
+    key: "influx.token",
+    file_key: "influx.token_file",
+    env: "COLLECTOR_INFLUX_TOKEN",
+    credential: "influx-token",
+};
+const INFLUX_PASSWORD: SecretNames = SecretNames {
+    key: "influx.password",
+    file_key: "influx.password_file",
+    env: "COLLECTOR_INFLUX_PASSWORD",
+    credential: "influx-password",
+};
+const NATS_NKEY: SecretNames = SecretNames {
+    key: "nats.nkey",
+    file_key: "nats.nkey_file",
+    env: "COLLECTOR_NATS_NKEY",
+    credential: "nats-nkey",
+};
+const NATS_TOKEN: SecretNames = SecretNames {
+    key: "nats.token",
+    file_key: "nats.token_file",
+    env: "COLLECTOR_NATS_TOKEN",
+    credential: "nats-token",
+};
+const NATS_PASSWORD: SecretNames = SecretNames {
+    key: "nats.password",
+    file_key: "nats.password_file",
+    env: "COLLECTOR_NATS_PASSWORD",
+    credential: "nats-password",
+};
+
+/// A secret with the name of the key, variable or file it came from (never its value).
+struct Found {
+    secret: Secret,
+    source: String,
+}
+
+/// A secret file larger than this holds no single secret (and `/dev/zero` ends here).
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file named by `name` (a key or variable): its text without the trailing
+/// newline an editor or `echo` adds. Unreadable, empty or oversized files are refused.
+fn read_secret_file(name: &str, path: &str) -> Result<Secret> {
+    let refuse = |problem: String| Error::config(name, problem);
+    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(refuse(format!(
+            "{path} is larger than 64 KiB; it should hold only the secret"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| refuse(format!("{path} is not text")))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.trim().is_empty() {
+        return Err(refuse(format!("{path} is empty")));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+/// Finds a secret where [`SecretNames`] says, or `None` when it is nowhere.
+fn secret(
+    env: EnvLookup,
+    names: &SecretNames,
+    inline: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Found>> {
+    let found = |secret: Secret, source: &str| {
+        Ok(Some(Found {
+            secret,
+            source: source.to_string(),
+        }))
+    };
+    let env_file = format!("{}_FILE", names.env);
+    match (present(env(names.env)), present(env(&env_file))) {
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                names.env,
+                format!("set only one of {} and {env_file}", names.env),
+            ))
+        }
+        (Some(value), None) => return found(Secret(value), names.env),
+        (None, Some(path)) => return found(read_secret_file(&env_file, &path)?, &env_file),
+        (None, None) => {}
+    }
+    if let Some(dir) = present(env("CREDENTIALS_DIRECTORY")) {
+        let path = Path::new(&dir).join(names.credential);
+        if path.exists() {
+            let name = format!("$CREDENTIALS_DIRECTORY/{}", names.credential);
+            let secret = read_secret_file(&name, &path.to_string_lossy())?;
+            return found(secret, &name);
+        }
+    }
+    match (present(inline), present(file)) {
+        (Some(_), Some(_)) => Err(Error::config(
+            names.file_key,
+            format!("set only one of {} and {}", names.key, names.file_key),
+        )),
+        (None, Some(path)) => found(read_secret_file(names.file_key, &path)?, names.file_key),
+        (Some(value), None) => found(Secret(value), names.key),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The checked files of a `tls` block whose keys start with `prefix`.
+fn tls_files(prefix: &str, raw: Option<RawTls>) -> Result<Option<TlsFiles>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        ca: present(raw.ca).map(PathBuf::from),
+        cert: present(raw.cert).map(PathBuf::from),
+        key: present(raw.key).map(PathBuf::from),
+    };
+    match (&files.cert, &files.key) {
+        (Some(_), None) => {
+            return Err(Error::config(
+                format!("{prefix}.key"),
+                format!("is required with {prefix}.cert (the client certificate's private key)"),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                format!("{prefix}.cert"),
+                format!("is required with {prefix}.key (the client certificate)"),
+            ))
+        }
+        _ => {}
+    }
+    tls::check_files(prefix, &files)?;
+    Ok(Some(files))
 }
 
 fn check_nats_url(key: &str, url: &str) -> Result<()> {
+    // Quoted without credentials: a URL that is wrong in two ways must not print a password.
+    let not_a_url = || {
+        Error::config(
+            key,
+            format!(
+                "`{}` is not a NATS URL; write nats://HOST:PORT or tls://HOST:PORT",
+                without_credentials(url)
+            ),
+        )
+    };
+    if has_credentials(url) || url.contains('@') {
+        return Err(Error::config(
+            key,
+            "credentials in the URL are not supported; use nats.token, nats.username/password, nats.nkey or nats.creds",
+        ));
+    }
     let rest = ["nats://", "tls://"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| {
-            Error::config(
-                key,
-                format!("`{url}` is not a NATS URL; write nats://HOST:PORT"),
-            )
-        })?;
-    if rest.contains('@') {
-        return Err(Error::config(
-            key,
-            "credentials in the URL are not supported; use nats.token, nats.username/password or nats.nkey",
-        ));
-    }
+        .ok_or_else(not_a_url)?;
     let host = rest.split(':').next().unwrap_or("");
     let port_ok = match rest.rsplit_once(':') {
         Some((_, port)) => port.parse::<u16>().is_ok(),
         None => true,
     };
-    if host.is_empty() || host.contains('/') || !port_ok {
-        return Err(Error::config(
-            key,
-            format!("`{url}` is not a NATS URL; write nats://HOST:PORT"),
-        ));
+    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) || !port_ok {
+        return Err(not_a_url());
     }
     Ok(())
 }
@@ -381,44 +631,86 @@ impl RawConfig {
         for (i, host) in nats.hosts.iter().enumerate() {
             check_nats_url(&format!("nats.hosts[{i}]"), host.trim())?;
         }
-        let nkey = secret(env, "COLLECTOR_NATS_NKEY", nats.nkey);
-        let token = secret(env, "COLLECTOR_NATS_TOKEN", nats.token);
+        let mut inline_secrets = Vec::new();
+        for (key, value) in [
+            (NATS_NKEY.key, &nats.nkey),
+            (NATS_TOKEN.key, &nats.token),
+            (NATS_PASSWORD.key, &nats.password),
+            (INFLUX_TOKEN.key, &self.influx.token),
+            (INFLUX_PASSWORD.key, &self.influx.password),
+        ] {
+            if present(value.clone()).is_some() {
+                inline_secrets.push(key);
+            }
+        }
+        let mut secret_sources = Vec::new();
+        let mut note = |names: &SecretNames, found: Option<Found>| {
+            found.map(|Found { secret, source }| {
+                secret_sources.push(match source == names.key {
+                    true => names.key.to_string(),
+                    false => format!("{} (from {source})", names.key),
+                });
+                (secret, source)
+            })
+        };
+        let nkey = note(
+            &NATS_NKEY,
+            secret(env, &NATS_NKEY, nats.nkey, nats.nkey_file)?,
+        );
+        let token = note(
+            &NATS_TOKEN,
+            secret(env, &NATS_TOKEN, nats.token, nats.token_file)?,
+        );
         let username = present(nats.username);
-        let password = secret(env, "COLLECTOR_NATS_PASSWORD", nats.password);
+        let password = note(
+            &NATS_PASSWORD,
+            secret(env, &NATS_PASSWORD, nats.password, nats.password_file)?,
+        );
         let creds = present(nats.creds);
-        let n_methods = [
-            nkey.is_some(),
-            token.is_some(),
-            username.is_some(),
-            creds.is_some(),
+        let methods: Vec<String> = [
+            nkey.as_ref().map(|(_, source)| source.clone()),
+            token.as_ref().map(|(_, source)| source.clone()),
+            username.as_ref().map(|_| "nats.username".to_string()),
+            creds.as_ref().map(|_| "nats.creds".to_string()),
         ]
-        .iter()
-        .filter(|set| **set)
-        .count();
-        if n_methods > 1 {
+        .into_iter()
+        .flatten()
+        .collect();
+        if methods.len() > 1 {
             return Err(Error::config(
                 "nats",
-                "set only one of nkey, token, username/password, creds",
+                format!(
+                    "set only one of nkey, token, username/password, creds (found {})",
+                    methods.join(" and ")
+                ),
             ));
         }
         let auth = match (nkey, token, username, creds) {
-            (Some(seed), ..) => {
-                if !seed.expose().starts_with("SU") {
+            (Some((seed, source)), ..) => {
+                // Checked here rather than at connect, so the line names where it came from.
+                // The value is never quoted, nor the decoder's error about it.
+                if !seed.expose().starts_with("SU")
+                    || nkeys::KeyPair::from_seed(seed.expose()).is_err()
+                {
                     return Err(Error::config(
-                        "nats.nkey",
-                        "must be an nkey user seed (it starts with SU)",
+                        source,
+                        "must be an nkey user seed (58 characters starting with SU)",
                     ));
                 }
                 NatsAuth::Nkey(seed)
             }
-            (_, Some(token), ..) => NatsAuth::Token(token),
+            (_, Some((token, _)), ..) => NatsAuth::Token(token),
             (_, _, Some(username), _) => {
-                let password = password.ok_or_else(|| {
+                let (password, _) = password.ok_or_else(|| {
                     Error::config("nats.password", "is required with nats.username")
                 })?;
                 NatsAuth::UserPassword { username, password }
             }
-            (_, _, _, Some(path)) => NatsAuth::Creds(path),
+            (_, _, _, Some(path)) => {
+                // The client reads the file at every connect; an unreadable one is refused now.
+                read_secret_file("nats.creds", &path)?;
+                NatsAuth::Creds(path)
+            }
             _ if password.is_some() => {
                 return Err(Error::config(
                     "nats.username",
@@ -430,14 +722,23 @@ impl RawConfig {
         let nats = NatsConfig {
             hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
             auth,
+            tls: tls_files("nats.tls", nats.tls)?,
         };
 
         let raw = self.influx;
         let url = present(raw.url).ok_or_else(|| {
             Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086")
         })?;
-        if !(url.starts_with("http://") || url.starts_with("https://"))
+        if has_credentials(&url) {
+            return Err(Error::config(
+                "influx.url",
+                "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
+            ));
+        }
+        let https = url.starts_with("https://");
+        if !(url.starts_with("http://") || https)
             || url.len() < "http://x".len()
+            || url.contains(char::is_whitespace)
         {
             return Err(Error::config(
                 "influx.url",
@@ -455,7 +756,11 @@ impl RawConfig {
             }
         };
         let org = present(raw.org);
-        let token = secret(env, "COLLECTOR_INFLUX_TOKEN", raw.token);
+        let token = note(
+            &INFLUX_TOKEN,
+            secret(env, &INFLUX_TOKEN, raw.token, raw.token_file)?,
+        )
+        .map(|(token, _)| token);
         let target = match api {
             InfluxApi::V2 => {
                 if org.is_none() {
@@ -483,13 +788,27 @@ impl RawConfig {
             }
         };
         let username = present(raw.username);
-        let password = secret(env, "COLLECTOR_INFLUX_PASSWORD", raw.password);
+        let password = note(
+            &INFLUX_PASSWORD,
+            secret(env, &INFLUX_PASSWORD, raw.password, raw.password_file)?,
+        )
+        .map(|(password, _)| password);
         if username.is_some() != password.is_some() {
             return Err(Error::config(
                 "influx.username",
                 "influx.username and influx.password go together",
             ));
         }
+        let tls = match tls_files("influx.tls", raw.tls)? {
+            Some(_) if !https => {
+                return Err(Error::config(
+                    "influx.tls",
+                    "is set, but influx.url is not https://",
+                ))
+            }
+            Some(files) => Some(tls::http_config("influx.tls", &files)?),
+            None => None,
+        };
         let influx = InfluxConfig {
             url: url.trim_end_matches('/').to_string(),
             api,
@@ -500,6 +819,7 @@ impl RawConfig {
             username,
             password,
             timeout: duration("influx.timeout", raw.timeout, Duration::from_secs(10))?,
+            tls,
         };
 
         let pull = PullConfig {
@@ -591,6 +911,9 @@ impl RawConfig {
             log_level,
             log_format,
             http_listen,
+            secret_sources,
+            inline_secrets,
+            warnings: Vec::new(),
         })
     }
 }
@@ -651,9 +974,11 @@ mod tests {
 
     #[test]
     fn seed_document_config_is_accepted() {
-        // The ConfigMap of the seed deployment document, with its empty token and org filled.
-        let text = "namespace: alpha\nnats:\n  hosts:\n    - nats://nats.default.svc.cluster.local:4222\n  nkey: SUAEXAMPLE\ninflux:\n  url: http://influx:8086/\n  token: abc\n  org: weplanx\n";
-        let c = parse(text).unwrap();
+        // The ConfigMap of the seed deployment document, with its empty token and org filled
+        // and a real user seed for its `<Your NKey>` placeholder.
+        let seed = nkeys::KeyPair::new_user().seed().unwrap();
+        let text = format!("namespace: alpha\nnats:\n  hosts:\n    - nats://nats.default.svc.cluster.local:4222\n  nkey: {seed}\ninflux:\n  url: http://influx:8086/\n  token: abc\n  org: weplanx\n");
+        let c = parse(&text).unwrap();
         assert_eq!(c.influx.api, InfluxApi::V2);
         assert_eq!(c.influx.url, "http://influx:8086");
         assert_eq!(c.influx.target, "alpha");
@@ -786,5 +1111,218 @@ mod tests {
             "nats.hosts",
             "sequence",
         );
+    }
+
+    /// A fresh directory for secret files, removed by the caller.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "collector-config-unit-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// An environment made of `vars`.
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn secrets_come_from_env_files_credentials_or_the_file_in_that_order() {
+        let dir = temp_dir("precedence");
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let env_file = write("env-file", "from-env-file\n");
+        let key_file = write("key-file", "from-key-file\r\n");
+        let credentials = dir.join("credentials");
+        std::fs::create_dir_all(&credentials).unwrap();
+        std::fs::write(credentials.join("influx-password"), "from-credential").unwrap();
+        let credentials = credentials.display().to_string();
+        let text = format!("{MINIMAL_V1}  username: u\n  password_file: {key_file}\n");
+        let password = |vars: &[(&str, &str)]| {
+            let c = Config::parse(&text, &env_of(vars)).unwrap();
+            (
+                c.influx.password.unwrap().expose().to_string(),
+                c.secret_sources,
+            )
+        };
+        let all = [
+            ("COLLECTOR_INFLUX_PASSWORD", "from-env"),
+            ("CREDENTIALS_DIRECTORY", credentials.as_str()),
+        ];
+        assert_eq!(password(&all).0, "from-env");
+        let (value, sources) = password(&[
+            ("COLLECTOR_INFLUX_PASSWORD_FILE", env_file.as_str()),
+            ("CREDENTIALS_DIRECTORY", credentials.as_str()),
+        ]);
+        assert_eq!(value, "from-env-file");
+        assert_eq!(
+            sources,
+            ["influx.password (from COLLECTOR_INFLUX_PASSWORD_FILE)"]
+        );
+        let (value, sources) = password(&[("CREDENTIALS_DIRECTORY", credentials.as_str())]);
+        assert_eq!(value, "from-credential");
+        assert_eq!(
+            sources,
+            ["influx.password (from $CREDENTIALS_DIRECTORY/influx-password)"]
+        );
+        // The trailing newline of the file goes, a carriage return too.
+        assert_eq!(password(&[]).0, "from-key-file");
+        // An inline value is the last resort.
+        let inline = format!("{MINIMAL_V1}  username: u\n  password: inline\n");
+        let c = Config::parse(&inline, &env_of(&[])).unwrap();
+        assert_eq!(c.influx.password.unwrap().expose(), "inline");
+        assert_eq!(c.secret_sources, ["influx.password"]);
+        assert_eq!(c.inline_secrets, ["influx.password"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn secret_files_that_cannot_serve_are_refused_naming_the_key() {
+        let dir = temp_dir("refused");
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let missing = dir.join("missing");
+        let check = |text: String, vars: &[(&str, &str)], key: &str, needle: &str| {
+            let message = Config::parse(&text, &env_of(vars))
+                .expect_err(&text)
+                .to_string();
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+            assert!(message.contains(needle), "{message}");
+        };
+        let v2 = "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, org: o}\n";
+        check(
+            v2.to_string(),
+            &[("COLLECTOR_INFLUX_TOKEN_FILE", &empty.display().to_string())],
+            "COLLECTOR_INFLUX_TOKEN_FILE",
+            "is empty",
+        );
+        check(
+            v2.replace(
+                "org: o",
+                &format!("org: o, token_file: {}", missing.display()),
+            ),
+            &[],
+            "influx.token_file",
+            "cannot read",
+        );
+        check(
+            v2.replace("org: o", "org: o, token: a, token_file: /x"),
+            &[],
+            "influx.token_file",
+            "only one of influx.token and influx.token_file",
+        );
+        check(
+            v2.to_string(),
+            &[
+                ("COLLECTOR_INFLUX_TOKEN", "a"),
+                ("COLLECTOR_INFLUX_TOKEN_FILE", "/x"),
+            ],
+            "COLLECTOR_INFLUX_TOKEN",
+            "only one of",
+        );
+        check(
+            v2.replace(
+                "[nats://h:1]",
+                &format!("[nats://h:1], nkey_file: {}", empty.display()),
+            ),
+            &[],
+            "nats.nkey_file",
+            "is empty",
+        );
+        check(
+            v2.replace(
+                "[nats://h:1]",
+                "[nats://h:1], password_file: /nonexistent/x, username: u",
+            ),
+            &[],
+            "nats.password_file",
+            "cannot read",
+        );
+        check(
+            v2.to_string(),
+            &[("COLLECTOR_NATS_NKEY", "SUNOTASEED")],
+            "COLLECTOR_NATS_NKEY",
+            "nkey user seed",
+        );
+        // Two NATS methods, wherever they come from, are refused naming both sources.
+        check(
+            v2.replace("[nats://h:1]", "[nats://h:1], username: u, password: p"),
+            &[("COLLECTOR_NATS_TOKEN", "t")],
+            "nats",
+            "found COLLECTOR_NATS_TOKEN and nats.username",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn no_error_quotes_a_secret() {
+        let secret = "hunter2-secret";
+        let cases = [
+            format!("{MINIMAL_V1}  password: [{secret}]\n"),
+            format!("{MINIMAL_V1}  password: {{a: {secret}}}\n"),
+            format!("namespace: a\nnats: {secret}\ninflux: {{url: http://h, api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1]}}\ninflux: {secret}\n"),
+            format!("{secret}\n"),
+            format!("- {secret}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1]}}\ninflux: {{url: http://h, api: v1}}\npull: {{workers: {secret}}}\n"),
+            format!("namespace: a\nnats: {{hosts: ['nats://u:{secret}@h:1']}}\ninflux: {{url: http://h, api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: ['u:{secret}@h']}}\ninflux: {{url: http://h, api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1]}}\ninflux: {{url: 'http://u:{secret}@h', api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1]}}\ninflux: {{url: 'ftp://u:{secret}@h', api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1], nkey: SU{secret}}}\ninflux: {{url: http://h, api: v1}}\n"),
+            format!("namespace: a\nnats: {{hosts: [nats://h:1], token: {secret}, nkey: x}}\ninflux: {{url: http://h, api: v1}}\n"),
+            format!("{MINIMAL_V1}  password: '{secret}\n"),
+        ];
+        for text in cases {
+            let message = parse(&text).expect_err(&text).to_string();
+            assert!(!message.contains(secret), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+        // The type of a wrong value is still said.
+        let message = parse(&format!("{MINIMAL_V1}pull: {{workers: many}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`pull.workers`")
+                && message.contains("invalid type: string, expected"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn tls_blocks_are_checked() {
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1], tls: {cert: /c.pem}}\ninflux: {url: http://h, api: v1}\n",
+            "nats.tls.key",
+            "required",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1], tls: {ca: /nonexistent/ca.pem}}\ninflux: {url: http://h, api: v1}\n",
+            "nats.tls.ca",
+            "cannot read",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1], tls: {bogus: x}}\ninflux: {url: http://h, api: v1}\n",
+            "nats.tls",
+            "bogus",
+        );
+        refused(
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v1, tls: {}}\n",
+            "influx.tls",
+            "https://",
+        );
+        let c = parse("namespace: a\nnats: {hosts: [tls://h:1], tls: {}}\ninflux: {url: https://h, api: v1, tls: {}}\n").unwrap();
+        assert_eq!(c.nats.tls, Some(TlsFiles::default()));
+        assert!(c.influx.tls.is_some());
     }
 }

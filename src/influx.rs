@@ -196,13 +196,15 @@ pub struct Influx {
 
 impl Influx {
     pub fn new(config: &InfluxConfig) -> Influx {
-        let agent = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout))
             .max_idle_connections_per_host(2)
-            .user_agent(concat!("collector/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .user_agent(concat!("collector/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(tls.clone());
+        }
+        let agent = builder.build().new_agent();
         Influx {
             agent,
             base_url: config.url.clone(),
@@ -241,7 +243,7 @@ impl Influx {
                 classify(status, &text, retry_after.as_deref())
             }
             Err(e) => Err(WriteError::Retry {
-                reason: format!("{} unreachable: {e}", self.base_url),
+                reason: format!("{} unreachable: {}", self.base_url, transport_error(&e)),
                 retry_after: None,
             }),
         }
@@ -256,8 +258,43 @@ impl Influx {
                 self.base_url,
                 response.status().as_u16()
             )),
-            Err(e) => Err(format!("{} unreachable: {e}", self.base_url)),
+            Err(e) => Err(format!(
+                "{} unreachable: {}",
+                self.base_url,
+                transport_error(&e)
+            )),
         }
+    }
+
+    /// Refuses to start when an `https://` InfluxDB fails the TLS handshake (an unknown CA,
+    /// a wrong name, an expired certificate, a refused client certificate): unlike a
+    /// database that is down, that needs a fix in the configuration or the certificates.
+    /// Anything else (no answer at all) is left to the writer's retries.
+    pub fn check_tls(&self) -> crate::error::Result<()> {
+        if !self.base_url.starts_with("https://") {
+            return Ok(());
+        }
+        match self.agent.get(&format!("{}/ping", self.base_url)).call() {
+            Err(e) => match crate::tls::explain(&e.to_string(), "influx.tls") {
+                Some(problem) => Err(crate::error::Error::Influx {
+                    what: format!("TLS with {}", self.base_url),
+                    problem,
+                }),
+                None => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+/// The text of a failed request, with a TLS failure said plainly. ureq's errors name the
+/// problem and at most the URL (which holds no credentials: the configuration refuses them),
+/// never a header.
+fn transport_error(e: &ureq::Error) -> String {
+    let text = e.to_string();
+    match crate::tls::explain(&text, "influx.tls") {
+        Some(problem) => format!("TLS: {problem}"),
+        None => text,
     }
 }
 
@@ -490,7 +527,8 @@ impl Influx {
                 request.call()
             }
         };
-        let mut response = result.map_err(|e| format!("cannot reach InfluxDB: {e}"))?;
+        let mut response =
+            result.map_err(|e| format!("cannot reach InfluxDB: {}", transport_error(&e)))?;
         let version = response
             .headers()
             .get("x-influxdb-version")
@@ -513,6 +551,10 @@ impl Influx {
     pub fn probe_ping(&self) -> Probe {
         match self.probe_request("GET", &format!("{}/ping", self.base_url)) {
             Ok(answer) => classify_ping(answer.status, answer.version.as_deref()),
+            Err(problem) if problem.contains("TLS: ") => failed(
+                problem,
+                "fix the server's certificate, or influx.tls (ca, cert, key) and influx.url",
+            ),
             Err(problem) => failed(
                 problem,
                 "start InfluxDB, or correct influx.url (scheme, host and port)",
@@ -565,6 +607,7 @@ mod probe_tests {
             username: None,
             password: None,
             timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 
@@ -759,6 +802,7 @@ mod tests {
             username: None,
             password: None,
             timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 

@@ -49,14 +49,31 @@ pub fn subject_name(namespace: &str, measurement: &str) -> String {
 
 /// Connects to every host of `nats.hosts` and reconnects forever: the crate's default gives
 /// up after a few minutes of outage, which would leave a collector running but deaf.
+///
+/// With a `nats.tls` block TLS is required on every host, its CA file replaces the system's
+/// CAs and its client certificate is presented; the server's name is always checked. A
+/// failed handshake becomes one line saying what failed (see [`crate::tls::explain`]).
 pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
-    let options = match &config.auth {
+    let mut options = match &config.auth {
         NatsAuth::None => nats::Options::new(),
         NatsAuth::Token(token) => nats::Options::with_token(token.expose()),
         NatsAuth::UserPassword { username, password } => {
             nats::Options::with_user_pass(username, password.expose())
         }
-        NatsAuth::Creds(path) => nats::Options::with_credentials(path),
+        NatsAuth::Creds(path) => {
+            // The crate reads the file again at every (re)connect, so a rotated file is
+            // picked up; parse it once now so a bad one is refused naming the key. Its
+            // errors say what is missing, never the file's content.
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::config("nats.creds", format!("cannot read {path}: {e}")))?;
+            nats::Options::with_static_credentials(&text).map_err(|e| {
+                Error::config(
+                    "nats.creds",
+                    format!("{path} is not a NATS credentials file: {e}"),
+                )
+            })?;
+            nats::Options::with_credentials(path)
+        }
         NatsAuth::Nkey(seed) => {
             let pair = nkeys::KeyPair::from_seed(seed.expose()).map_err(|e| {
                 Error::config("nats.nkey", format!("not a valid nkey user seed: {e}"))
@@ -65,6 +82,15 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
             nats::Options::with_nkey(&public, move |nonce| pair.sign(nonce).unwrap_or_default())
         }
     };
+    if let Some(tls) = &config.tls {
+        options = options.tls_required(true);
+        if let Some(ca) = &tls.ca {
+            options = options.add_root_certificate(ca);
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            options = options.client_cert(cert, key);
+        }
+    }
     let hosts = config.hosts.join(",");
     options
         .with_name(client_name)
@@ -79,7 +105,13 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
             log::info!("nats: reconnected")
         })
         .connect(hosts.as_str())
-        .map_err(|e| Error::nats(format!("connect to {hosts}"), e))
+        .map_err(|e| {
+            let e = match crate::tls::explain(&e.to_string(), "nats.tls") {
+                Some(problem) => io::Error::other(format!("TLS: {problem}")),
+                None => e,
+            };
+            Error::nats(format!("connect to {hosts}"), e)
+        })
 }
 
 /// The parts of a stream's info the collector reads.

@@ -18,5 +18,6 @@ pub mod record;
 pub mod service;
 pub mod shutdown;
 pub mod stats;
+pub mod tls;
 pub mod worker;
 pub mod writer;

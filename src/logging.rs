@@ -17,7 +17,9 @@ use log::{LevelFilter, Log, Metadata, Record};
 use crate::config::LogFormat;
 
 /// Crates whose debug lines are per request and say nothing our own lines do not.
-const QUIET_TARGETS: &[&str] = &["ureq", "rustls", "tiny_http"];
+/// `ureq_proto` also dumps the raw request at trace level, `Authorization` header included:
+/// it must stay quiet at every level.
+const QUIET_TARGETS: &[&str] = &["ureq", "ureq_proto", "rustls", "tiny_http"];
 
 /// Installs the process's logger. A second call does nothing.
 pub fn init(level: LevelFilter, format: LogFormat) {
@@ -179,7 +181,8 @@ mod tests {
         assert!(is_quiet("ureq"));
         assert!(is_quiet("ureq::unversioned::transport"));
         assert!(is_quiet("rustls::client"));
-        assert!(!is_quiet("ureq_proto"));
+        assert!(is_quiet("ureq_proto::client"));
+        assert!(!is_quiet("ureqx"));
         assert!(!is_quiet("collector::writer"));
     }
 }

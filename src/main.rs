@@ -49,6 +49,7 @@ fn run() -> Result<ExitCode> {
     };
     let config = Config::load(&config_path)?;
     collector::logging::init(config.log_level, config.log_format);
+    config.log_warnings();
     let signals = service::signals()?;
     service::run(config, signals)?;
     Ok(ExitCode::SUCCESS)

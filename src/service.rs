@@ -132,6 +132,10 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         config.influx.url,
         config.pull.workers
     );
+    if !config.secret_sources.is_empty() {
+        log::info!("secrets: {}", config.secret_sources.join(", "));
+    }
+    influx.check_tls()?;
     let pinged = influx.ping();
     if let Err(problem) = &pinged {
         log::warn!("influxdb: {problem}; records are held until it answers");

@@ -56,6 +56,9 @@ pub struct Stats {
     pub stopping: AtomicBool,
     /// What the writer last learned about InfluxDB.
     influx: Mutex<InfluxHealth>,
+    /// The reason of the last write that stored nothing, for the history a dead letter
+    /// carries when a record was delivered too often.
+    last_write_failure: Mutex<Option<String>>,
     /// Records fetched per measurement; a counter is created when a worker starts pulling it.
     by_measurement: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
@@ -75,6 +78,7 @@ impl Default for Stats {
             config_loaded: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             influx: Mutex::new(InfluxHealth::default()),
+            last_write_failure: Mutex::new(None),
             by_measurement: Mutex::new(BTreeMap::new()),
         }
     }
@@ -128,7 +132,15 @@ impl Stats {
     /// that shows it works (2xx, or a rejection of bad lines), `Err` with the reason when it
     /// could not store anything.
     pub fn influx_write(&self, at: Instant, outcome: Result<(), String>) {
+        if let Err(reason) = &outcome {
+            *lock(&self.last_write_failure) = Some(reason.clone());
+        }
         lock(&self.influx).write = Some(Seen { at, outcome });
+    }
+
+    /// The reason of the last write that stored nothing, if any write failed since start.
+    pub fn last_write_failure(&self) -> Option<String> {
+        lock(&self.last_write_failure).clone()
     }
 
     /// Records the answer to a `/ping`.

@@ -332,8 +332,13 @@ impl Running {
             return;
         }
         if delivery.delivered > self.worker.pull.max_deliver {
+            // The history: how often it came back, and what last stopped a write here.
+            let last_failure = match self.worker.stats.last_write_failure() {
+                Some(failure) => format!("; last write failure here: {failure}"),
+                None => String::new(),
+            };
             let reason = format!(
-                "delivered {} times without being stored (pull.max_deliver is {})",
+                "delivered {} times without being stored (pull.max_deliver is {}){last_failure}",
                 delivery.delivered, self.worker.pull.max_deliver
             );
             self.dead_letter(Held { message, delivery }, &reason);
