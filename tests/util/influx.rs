@@ -3,7 +3,9 @@
 //! format, `/api/v2/write`).
 
 use super::{
-    free_port, http_get, http_post, kill_child, log_tail, read_log, spawn_logged, stop_child,
+    free_port, http_agent, http_get, http_post, kill_child, log_tail, read_log, spawn_logged,
+    stop_child,
+    tls::{get_with, post_with, Issued, TestCa},
     wait_until, HttpReply, Sample, TempDir,
 };
 use serde_json::{Map, Value};
@@ -30,21 +32,29 @@ pub struct Influx {
     config: PathBuf,
     log: PathBuf,
     auth: Option<(String, String)>,
+    /// With HTTPS: the server's certificate, and an agent that trusts its CA.
+    https: Option<(Issued, ureq::Agent)>,
 }
 
 impl Influx {
     /// Starts influxd without authentication and waits until `/ping` answers.
     pub fn start() -> Influx {
-        Influx::start_inner(None)
+        Influx::start_inner(None, None)
     }
 
     /// Starts influxd with `auth-enabled = true` and an admin user with all
     /// privileges. The harness's own requests authenticate as that user.
     pub fn start_with_auth(user: &str, password: &str) -> Influx {
-        Influx::start_inner(Some((user.to_string(), password.to_string())))
+        Influx::start_inner(Some((user.to_string(), password.to_string())), None)
     }
 
-    fn start_inner(auth: Option<(String, String)>) -> Influx {
+    /// Starts influxd serving HTTPS only (`https-enabled`) with `server`, a
+    /// certificate `ca` issued; the harness's own requests trust `ca`.
+    pub fn start_with_https(ca: &TestCa, server: &Issued) -> Influx {
+        Influx::start_inner(None, Some((server.clone(), ca.agent())))
+    }
+
+    fn start_inner(auth: Option<(String, String)>, https: Option<(Issued, ureq::Agent)>) -> Influx {
         let dir = TempDir::new("influx");
         let mut influx = Influx {
             child: None,
@@ -54,6 +64,7 @@ impl Influx {
             log: dir.join("influxd.log"),
             dir,
             auth,
+            https,
         };
         // Ports are picked before influxd binds them; if another process takes
         // one in between, influxd exits and we try again with new ports.
@@ -92,6 +103,14 @@ impl Influx {
     fn write_config(&self) {
         let d = self.dir.path().display();
         let auth = self.auth.is_some();
+        let https = match &self.https {
+            Some((server, _)) => format!(
+                "  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"\n",
+                server.cert.display(),
+                server.key.display()
+            ),
+            None => String::new(),
+        };
         let text = format!(
             r#"reporting-disabled = true
 bind-address = "127.0.0.1:{rpc}"
@@ -114,7 +133,7 @@ bind-address = "127.0.0.1:{rpc}"
   log-enabled = true
   pprof-enabled = false
   unix-socket-enabled = false
-
+{https}
 [ifql]
   enabled = false
   bind-address = "127.0.0.1:0"
@@ -152,7 +171,8 @@ bind-address = "127.0.0.1:{rpc}"
                 exited = true;
                 return true;
             }
-            http_get(&format!("{url}/ping"), &[]).is_ok_and(|r| r.status == 204)
+            self.get(&format!("{url}/ping"), &[])
+                .is_ok_and(|r| r.status == 204)
         });
         if exited || !ready || !matches!(child.try_wait(), Ok(None)) {
             kill_child(&mut child);
@@ -162,9 +182,31 @@ bind-address = "127.0.0.1:{rpc}"
         true
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// The agent for the harness's own requests: one that trusts the test CA
+    /// with HTTPS.
+    fn agent(&self) -> &ureq::Agent {
+        match &self.https {
+            Some((_, agent)) => agent,
+            None => http_agent(),
+        }
+    }
+
+    fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<HttpReply, String> {
+        get_with(self.agent(), url, query)
+    }
+
+    fn post(&self, url: &str, query: &[(&str, &str)], body: &[u8]) -> Result<HttpReply, String> {
+        post_with(self.agent(), url, query, body)
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://` with HTTPS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -192,7 +234,8 @@ bind-address = "127.0.0.1:{rpc}"
     /// nanoseconds). Panics unless the answer is 200 with JSON.
     pub fn query(&self, db: &str, influxql: &str) -> Value {
         let query = self.with_auth(vec![("db", db), ("q", influxql), ("epoch", "ns")]);
-        let reply = http_get(&format!("{}/query", self.url()), &query)
+        let reply = self
+            .get(&format!("{}/query", self.url()), &query)
             .unwrap_or_else(|e| panic!("influx query {influxql:?}: {e}"));
         assert_eq!(
             reply.status, 200,
@@ -206,7 +249,8 @@ bind-address = "127.0.0.1:{rpc}"
     /// Panics unless the answer is 200 without a statement error.
     pub fn exec(&self, influxql: &str) -> Value {
         let query = self.with_auth(vec![("q", influxql)]);
-        let reply = http_post(&format!("{}/query", self.url()), &query, &[], b"")
+        let reply = self
+            .post(&format!("{}/query", self.url()), &query, b"")
             .unwrap_or_else(|e| panic!("influx exec {influxql:?}: {e}"));
         assert_eq!(
             reply.status, 200,
@@ -229,13 +273,8 @@ bind-address = "127.0.0.1:{rpc}"
     /// its status.
     pub fn write(&self, db: &str, lines: &str) -> HttpReply {
         let query = self.with_auth(vec![("db", db), ("precision", "ns")]);
-        http_post(
-            &format!("{}/write", self.url()),
-            &query,
-            &[],
-            lines.as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("influx write: {e}"))
+        self.post(&format!("{}/write", self.url()), &query, lines.as_bytes())
+            .unwrap_or_else(|e| panic!("influx write: {e}"))
     }
 
     /// The rows of one query result as JSON objects column → value, with null

@@ -22,11 +22,13 @@ mod collector;
 mod influx;
 mod nats;
 mod sample;
+mod tls;
 
 pub use collector::{collector_bin, run_to_exit, Collector};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, Transfer};
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
+pub use tls::{Issued, TestCa};
 
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -97,7 +97,12 @@ impl TestCa {
         self.sign(
             name,
             sans,
-            &["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"],
+            &[
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200102000000Z",
+            ],
         )
     }
 
