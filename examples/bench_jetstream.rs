@@ -2,9 +2,16 @@
 //! collector to empty its streams. See docs/BENCHMARKS.md.
 //!
 //! ```text
-//! bench_jetstream drain --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
-//! bench_jetstream wait  --nats URL --namespace NS --measurements a,b --since UNIX_NS
+//! bench_jetstream preload --nats URL --namespace NS --measurements a,b --dir DIR
+//! bench_jetstream drain   --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
+//! bench_jetstream wait    --nats URL --namespace NS --measurements a,b --since UNIX_NS
 //! ```
+//!
+//! `preload` does what the Transfer client does for each measurement `m`: puts the key `m`
+//! in the bucket `<ns>_logs`, creates the stream, and publishes every line of `DIR/<m>.jsonl`
+//! as one record, without headers (as the Transfer client publishes), many acknowledged
+//! publishes in flight at once (`JetStream::publish_all`). It fails unless each stream then
+//! holds exactly its file's records.
 //!
 //! `drain` is limit A: it empties the preloaded streams `<ns>:logs:<m>` with nothing but
 //! fetches and acks, through the crate's own `jetstream` functions (`request_pull` with its
@@ -22,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use collector::config::{NatsAuth, NatsConfig, PullConfig};
-use collector::jetstream::{self, Ack, Arrival, JetStream};
+use collector::jetstream::{self, Ack, Arrival, JetStream, Outgoing};
 
 const EXPIRES: Duration = Duration::from_secs(2);
 /// How often `wait` asks for the streams' state.
@@ -36,11 +43,12 @@ struct Args {
     batch: usize,
     threads: usize,
     since_ns: Option<u128>,
+    dir: String,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mode = args.next().ok_or("drain or wait is missing")?;
+    let mode = args.next().ok_or("preload, drain or wait is missing")?;
     let mut parsed = Args {
         mode,
         nats: String::new(),
@@ -49,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         batch: 500,
         threads: 1,
         since_ns: None,
+        dir: String::new(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -59,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--measurements" => {
                 parsed.measurements = value.split(',').map(str::to_string).collect()
             }
+            "--dir" => parsed.dir = value.clone(),
             "--batch" => parsed.batch = number()?,
             "--threads" => parsed.threads = number()?.max(1),
             "--since" => {
@@ -226,6 +236,48 @@ fn drain(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn preload(args: &Args) -> Result<(), String> {
+    let js = connect(&args.nats)?;
+    let bucket = jetstream::bucket_name(&args.namespace);
+    js.ensure_bucket(&bucket).map_err(|e| e.to_string())?;
+    for m in &args.measurements {
+        let value = serde_json::json!({ "measurement": m, "description": "bench" });
+        js.kv_put(&bucket, m, value.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        js.ensure_stream(&args.namespace, m, "bench")
+            .map_err(|e| e.to_string())?;
+        let path = format!("{}/{m}.jsonl", args.dir);
+        let text = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let subject = jetstream::subject_name(&args.namespace, m);
+        let messages: Vec<Outgoing> = text
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| Outgoing {
+                subject: subject.clone(),
+                payload: line.to_vec(),
+                id: String::new(),
+                headers: Vec::new(),
+            })
+            .collect();
+        let results = js.publish_all(&messages).map_err(|e| e.to_string())?;
+        if let Some(Err(problem)) = results.iter().find(|r| r.is_err()) {
+            return Err(format!("publish to {subject}: {problem}"));
+        }
+        let stream = jetstream::stream_name(&args.namespace, m);
+        let stored = js
+            .stream_state(&stream, None)
+            .map_err(|e| e.to_string())?
+            .map_or(0, |s| s.messages);
+        if stored != messages.len() as u64 {
+            return Err(format!(
+                "stream {stream} holds {stored} records, not the {} published",
+                messages.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn wait(args: &Args) -> Result<(), String> {
     let js = connect(&args.nats)?;
     let since = args.since_ns.ok_or("--since is required")?;
@@ -245,9 +297,10 @@ fn wait(args: &Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args.mode.as_str() {
+        "preload" => preload(&args),
         "drain" => drain(&args),
         "wait" => wait(&args),
-        other => Err(format!("unknown mode {other}; use drain or wait")),
+        other => Err(format!("unknown mode {other}; use preload, drain or wait")),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,11 +92,11 @@ impl<T> Lines<T> {
         other.ends.clear();
     }
 
-    /// Empties the lines and hands back the records.
-    pub fn take_items(&mut self) -> Vec<T> {
+    /// Empties the lines and drops the records, keeping the capacity for the next ones.
+    pub fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
-        std::mem::take(&mut self.items)
+        self.items.clear();
     }
 }
 
@@ -109,6 +109,9 @@ pub enum Flush {
     Bytes,
     /// Its oldest line has waited `interval`.
     Interval,
+    /// The workers caught up with their streams while it held records of a backlog: nothing
+    /// more is coming soon, so waiting for `interval` would only delay them.
+    CaughtUp,
     /// The service is stopping.
     Shutdown,
 }
@@ -177,10 +180,10 @@ impl<T> Batch<T> {
         self.opened_at.map(|opened| opened + self.limits.interval)
     }
 
-    /// Empties the batch after it was written, handing back the records.
-    pub fn take_items(&mut self) -> Vec<T> {
+    /// Empties the batch after it was written, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
         self.opened_at = None;
-        self.lines.take_items()
+        self.lines.clear();
     }
 }
 
@@ -271,7 +274,9 @@ mod tests {
             "age counts from the first line"
         );
         assert_eq!(batch.flush_now(t0), Some(Flush::Lines));
-        assert_eq!(batch.take_items().len(), 4);
+        assert_eq!(batch.lines.len(), 4);
+        batch.clear();
+        assert!(batch.lines.is_empty());
         assert_eq!(batch.deadline(), None);
         batch.add(&mut chunk(&["012345678901234567890123456789"]), t0);
         assert_eq!(batch.flush_now(t0), Some(Flush::Bytes));

@@ -6,6 +6,7 @@
 //! classification is a pure function so each status InfluxDB v1 and v2 can send is tested
 //! without a server.
 
+use std::io::Write;
 use std::time::Duration;
 
 use crate::config::{InfluxApi, InfluxConfig};
@@ -192,6 +193,20 @@ pub struct Influx {
     base_url: String,
     write_url: String,
     authorization: Option<String>,
+    /// The buffer write bodies are compressed into, reused from write to write; `None` when
+    /// `influx.gzip` is off.
+    gzip: Option<Vec<u8>>,
+}
+
+/// Compresses `body` into `out` (emptied first) as one gzip member at level 1: the fastest
+/// level, which already makes line protocol about five times smaller.
+pub fn gzip(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.try_finish())
+        .expect("compressing into memory cannot fail");
 }
 
 impl Influx {
@@ -210,11 +225,13 @@ impl Influx {
             base_url: config.url.clone(),
             write_url: write_url(config),
             authorization: authorization(config),
+            gzip: config.gzip.then(Vec::new),
         }
     }
 
-    /// Writes a body of newline-terminated lines; `Ok` only when InfluxDB answered 2xx.
-    pub fn write(&self, body: &[u8]) -> Result<(), WriteError> {
+    /// Writes a body of newline-terminated lines, compressed when `influx.gzip` is on; `Ok`
+    /// only when InfluxDB answered 2xx.
+    pub fn write(&mut self, body: &[u8]) -> Result<(), WriteError> {
         let mut request = self
             .agent
             .post(&self.write_url)
@@ -222,6 +239,14 @@ impl Influx {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
+        let body = match &mut self.gzip {
+            Some(compressed) => {
+                gzip(body, compressed);
+                request = request.header("Content-Encoding", "gzip");
+                &compressed[..]
+            }
+            None => body,
+        };
         match request.send(body) {
             Ok(mut response) => {
                 let status = response.status().as_u16();
@@ -608,6 +633,7 @@ mod probe_tests {
             password: None,
             timeout: Duration::from_secs(1),
             tls: None,
+            gzip: true,
         }
     }
 
@@ -803,6 +829,7 @@ mod tests {
             password: None,
             timeout: Duration::from_secs(1),
             tls: None,
+            gzip: true,
         }
     }
 

@@ -106,12 +106,44 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
         })
         .connect(hosts.as_str())
         .map_err(|e| {
-            let e = match crate::tls::explain(&e.to_string(), "nats.tls") {
-                Some(problem) => io::Error::other(format!("TLS: {problem}")),
-                None => e,
-            };
-            Error::nats(format!("connect to {hosts}"), e)
+            Error::nats(
+                format!("connect to {hosts}"),
+                connect_error(e, &config.auth),
+            )
         })
+}
+
+/// The crate's connect error in plain words: a TLS failure said by what failed, a refusal
+/// by what was refused (`unexpected line while connecting: Err("Authorization Violation")`
+/// is the crate's text). The server's `-ERR` texts never quote a credential.
+fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
+    let text = e.to_string();
+    if let Some(problem) = crate::tls::explain(&text, "nats.tls") {
+        return io::Error::other(format!("TLS: {problem}"));
+    }
+    if text.contains("Authorization Violation") {
+        let refused = match auth {
+            NatsAuth::None => {
+                "the server requires credentials: set nats.nkey, nats.token, nats.username/password or nats.creds".to_string()
+            }
+            NatsAuth::Nkey(_) => "the server does not accept this nkey (nats.nkey)".to_string(),
+            NatsAuth::Token(_) => "the server refused the token (nats.token)".to_string(),
+            NatsAuth::UserPassword { username, .. } => format!(
+                "the server refused user `{username}` or its password (nats.username, nats.password)"
+            ),
+            NatsAuth::Creds(path) => {
+                format!("the server refused the user of credentials file {path} (nats.creds)")
+            }
+        };
+        return io::Error::other(format!("authorization violation: {refused}"));
+    }
+    match text.strip_prefix("unexpected line while connecting: Err(\"") {
+        Some(rest) => io::Error::other(format!(
+            "the server refused the connection: {}",
+            rest.trim_end_matches("\")")
+        )),
+        None => e,
+    }
 }
 
 /// The parts of a stream's info the collector reads.
@@ -494,14 +526,25 @@ pub struct Delivery {
     /// When the record was stored in the stream, in nanoseconds since the epoch: the record's
     /// time when its payload has none, so a redelivery writes the very same point.
     pub timestamp_ns: i64,
+    /// How many records the consumer still had waiting for delivery after this one: 0 when
+    /// this one caught up with the stream.
+    pub pending: u64,
 }
 
 /// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>` and the
 /// newer form with a domain and account hash in front and a random token after.
 pub fn parse_ack_subject(reply: &str) -> Option<Delivery> {
     let rest = reply.strip_prefix("$JS.ACK.")?;
-    let tokens: Vec<&str> = rest.split('.').collect();
-    let numbers = match tokens.len() {
+    // Runs once per record: the tokens go into an array rather than a new Vec.
+    let mut tokens = [""; 9];
+    let mut n_tokens = 0;
+    for token in rest.split('.') {
+        if let Some(slot) = tokens.get_mut(n_tokens) {
+            *slot = token;
+        }
+        n_tokens += 1;
+    }
+    let numbers = match n_tokens {
         7 => &tokens[2..7],
         n if n >= 9 => &tokens[4..9],
         _ => return None,
@@ -510,6 +553,7 @@ pub fn parse_ack_subject(reply: &str) -> Option<Delivery> {
         delivered: numbers[0].parse().ok()?,
         stream_sequence: numbers[1].parse().ok()?,
         timestamp_ns: numbers[3].parse().ok()?,
+        pending: numbers[4].parse().ok()?,
     })
 }
 
@@ -677,7 +721,8 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// Its `Nats-Msg-Id`: the stream stores a message sent again with the same id within its
     /// duplicate window (2 minutes by default) only once, so a send repeated after a lost
-    /// acknowledgement, or a replay run twice, does not store it twice.
+    /// acknowledgement, or a replay run twice, does not store it twice. Empty: no id (and no
+    /// headers at all when `headers` is empty too), as the Transfer client publishes.
     pub id: String,
     /// More headers, such as a dead letter's `Collector-*` ones.
     pub headers: Vec<(String, String)>,
@@ -864,13 +909,15 @@ impl JetStream {
             .iter()
             .map(|message| {
                 let mut headers = nats::header::HeaderMap::new();
-                headers.insert("Nats-Msg-Id", message.id.as_str());
+                if !message.id.is_empty() {
+                    headers.insert("Nats-Msg-Id", message.id.as_str());
+                }
                 for (name, value) in &message.headers {
                     headers.insert(name.as_str(), value.as_str());
                 }
                 PipelineRequest {
                     subject: &message.subject,
-                    headers: Some(headers),
+                    headers: (!headers.is_empty()).then_some(headers),
                     body: Cow::Borrowed(&message.payload),
                 }
             })
@@ -1237,7 +1284,8 @@ mod tests {
             Some(Delivery {
                 delivered: 2,
                 stream_sequence: 15,
-                timestamp_ns: 1_700_000_000_123_456_789
+                timestamp_ns: 1_700_000_000_123_456_789,
+                pending: 40,
             })
         );
         let new = "$JS.ACK.hub.ACCHASH.beta:logs:access.collector.1.9.9.1700000000000000001.0.abcd";
@@ -1246,7 +1294,8 @@ mod tests {
             Some(Delivery {
                 delivered: 1,
                 stream_sequence: 9,
-                timestamp_ns: 1_700_000_000_000_000_001
+                timestamp_ns: 1_700_000_000_000_000_001,
+                pending: 0,
             })
         );
         assert_eq!(parse_ack_subject("_INBOX.x"), None);
@@ -1260,5 +1309,46 @@ mod tests {
         assert_eq!(decode_base64(""), b"");
         assert_eq!(decode_base64("TWFu"), b"Man");
         assert_eq!(decode_base64("TWE="), b"Ma");
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn connect_errors_say_what_was_refused() {
+        let violation = || {
+            io::Error::other("unexpected line while connecting: Err(\"Authorization Violation\")")
+        };
+        let token = NatsAuth::Token(Secret::new("t0ken-value"));
+        let text = connect_error(violation(), &token).to_string();
+        assert_eq!(
+            text,
+            "authorization violation: the server refused the token (nats.token)"
+        );
+        let text = connect_error(violation(), &NatsAuth::None).to_string();
+        assert!(text.contains("requires credentials"), "{text}");
+        let text = connect_error(
+            io::Error::other("unexpected line while connecting: Err(\"Authentication Timeout\")"),
+            &token,
+        )
+        .to_string();
+        assert_eq!(
+            text,
+            "the server refused the connection: Authentication Timeout"
+        );
+        let text = connect_error(
+            io::Error::other("TLS error: invalid peer certificate: UnknownIssuer"),
+            &token,
+        )
+        .to_string();
+        assert!(text.starts_with("TLS: unknown CA"), "{text}");
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            connect_error(refused, &token).kind(),
+            io::ErrorKind::ConnectionRefused
+        );
     }
 }

@@ -112,6 +112,10 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         )?),
         None => None,
     };
+    // An https:// InfluxDB whose certificate is refused needs a fix, not a wait: said in one
+    // line before anything else starts.
+    let influx = Influx::new(&config.influx);
+    influx.check_tls()?;
     let conn = jetstream::connect(&config.nats, &format!("collector {namespace}"))?;
     Stats::set(&NATS_CONNECTED, true);
     let js = JetStream::new(conn.clone());
@@ -120,7 +124,6 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         log::info!("created configuration bucket {bucket}; waiting for measurements");
     }
     js.ensure_dead_letter_stream(&namespace, config.dead_letter_max_age)?;
-    let influx = Influx::new(&config.influx);
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),
@@ -135,7 +138,6 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     if !config.secret_sources.is_empty() {
         log::info!("secrets: {}", config.secret_sources.join(", "));
     }
-    influx.check_tls()?;
     let pinged = influx.ping();
     if let Err(problem) = &pinged {
         log::warn!("influxdb: {problem}; records are held until it answers");

@@ -49,6 +49,8 @@ pub enum Control {
 const LOST_PULL_GRACE: Duration = Duration::from_secs(2);
 /// How often the loop wakes with nothing to do, to re-issue pulls and notice lost ones.
 const IDLE_TICK: Duration = Duration::from_millis(200);
+/// How often it wakes while it holds a chunk it is letting grow (see `chunk_due`).
+const HOLD_TICK: Duration = Duration::from_millis(5);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
@@ -141,6 +143,11 @@ impl Running {
                 &self.worker.control
             };
             let inbox = self.inbox.receiver().clone();
+            let tick = if self.chunk.is_empty() {
+                IDLE_TICK
+            } else {
+                HOLD_TICK
+            };
             channel::select! {
                 recv(control) -> message => match message {
                     Ok(message) => self.apply(message),
@@ -159,9 +166,11 @@ impl Running {
                         }
                     }
                 },
-                default(IDLE_TICK) => {},
+                default(tick) => {},
             }
-            self.hand_over();
+            if stopping || self.chunk_due() {
+                self.hand_over();
+            }
             self.consumers
                 .retain(|_, c| !(c.removing && c.pulls.is_empty()));
             if stopping {
@@ -312,8 +321,8 @@ impl Running {
 
     fn record(&mut self, message: Message, delivery: Delivery) {
         Stats::add(&self.worker.stats.fetched, 1);
-        let measurement = message.subject.rsplit('.').next().unwrap_or("").to_string();
-        let Some(consumer) = self.consumers.get_mut(&measurement) else {
+        let measurement = message.subject.rsplit('.').next().unwrap_or("");
+        let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next.
             let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
             return;
@@ -379,6 +388,20 @@ impl Running {
                 held.delivery.stream_sequence, held.message.subject
             ),
         }
+    }
+
+    /// Whether the chunk goes to the writer now rather than growing: it holds a pull's worth,
+    /// or its last record caught up with its stream (nothing more is waiting there), or the
+    /// writer has nothing queued (it would wait for these records). Otherwise the writer is
+    /// busy and the chunk grows: the channel's capacity counts chunks, so a backlog travels
+    /// in full chunks instead of filling the channel with small ones while InfluxDB writes.
+    fn chunk_due(&self) -> bool {
+        let Some(last) = self.chunk.items().last() else {
+            return false;
+        };
+        self.chunk.len() >= self.chunk_lines
+            || last.delivery.pending == 0
+            || self.worker.to_writer.is_empty()
     }
 
     /// Sends the chunk to the writer. While the writer is not taking it (InfluxDB slow or

@@ -65,6 +65,11 @@ struct Running {
     failing: Option<String>,
     /// Whether the idle pings are failing, so an outage is logged once, not every ping.
     ping_failing: bool,
+    /// Whether the batch holds a record delivered while more waited in its stream. Such a
+    /// batch is written as soon as the workers catch up, instead of after `interval`: the
+    /// tail of a backlog is not kept waiting, while a steady trickle still makes one write
+    /// per interval.
+    backlog: bool,
 }
 
 impl Writer {
@@ -77,6 +82,7 @@ impl Writer {
             jitter_state: 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64,
             failing: None,
             ping_failing: false,
+            backlog: false,
         };
         running.run();
     }
@@ -96,9 +102,14 @@ impl Running {
                         if let Some(reason) = self.batch.flush_before(&chunk) {
                             self.flush(reason);
                         }
+                        let items = chunk.items();
+                        let caught_up = items.last().is_some_and(|held| held.delivery.pending == 0);
+                        self.backlog |= items.iter().any(|held| held.delivery.pending > 0);
                         self.batch.add(&mut chunk, Instant::now());
                         if let Some(reason) = self.batch.flush_now(Instant::now()) {
                             self.flush(reason);
+                        } else if caught_up && self.backlog && self.writer.chunks.is_empty() {
+                            self.flush(Flush::CaughtUp);
                         }
                     }
                     Err(_) => {
@@ -181,7 +192,8 @@ impl Running {
                 started.elapsed()
             );
         }
-        self.batch.take_items();
+        self.batch.clear();
+        self.backlog = false;
     }
 
     /// Writes records `range`, splitting it when InfluxDB rejects some of its lines.

@@ -498,7 +498,7 @@ fn a_record_redelivered_past_max_deliver_is_dead_lettered() {
 #[test]
 fn v2_401_and_404_hold_records_until_fixed() {
     for (mode, fix) in [
-        (Mode::Unauthorized, "influx.token"),
+        (Mode::Unauthorized, "check influx.token"),
         (Mode::BucketNotFound, "create the bucket"),
     ] {
         let nats = NatsServer::start();

@@ -41,7 +41,7 @@ fn kubernetes_manifests_match_the_service() {
     let filled = text
         .replace("<namespace>", "beta")
         .replace("<k8s_service>", "nats")
-        .replace("<Your NKey>", "SUAEXAMPLE")
+        .replace("<Your NKey>", &nkeys::KeyPair::new_user().seed().unwrap())
         .replace("<influxdb 2.0 url>", "http://influxdb:8086")
         .replace("<org>", "acme");
     assert!(!filled.contains('<'), "an unknown placeholder in {filled}");
