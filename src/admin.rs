@@ -491,7 +491,7 @@ fn check(path: &Path) -> ExitCode {
         }
     }
 
-    let url = redact_url(&influx.url);
+    let url = crate::config::without_credentials(&influx.url);
     let client = Influx::new(influx);
     if checks.probe(&format!("influxdb {url}: "), client.probe_ping()) {
         checks.probe("influxdb: ", client.probe_target(influx));
@@ -631,7 +631,7 @@ fn dead_letter_json(namespace: &str, message: &StoredMessage) -> Value {
     });
     if std::str::from_utf8(&message.data).is_err() {
         // The text above replaced what is not UTF-8; the bytes themselves go here.
-        item["payload_base64"] = json!(encode_base64(&message.data));
+        item["payload_base64"] = json!(crate::influx::encode_base64(&message.data));
     }
     item
 }
@@ -800,36 +800,6 @@ fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The URL without `user:password@`, for printing.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
-fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            match i <= chunk.len() {
-                true => out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char),
-                false => out.push('='),
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -876,7 +846,7 @@ mod tests {
             ("nonsense", "nonsense"),
         ];
         for (url, expected) in table {
-            assert_eq!(redact_url(url), expected);
+            assert_eq!(crate::config::without_credentials(url), expected);
         }
     }
 
@@ -942,10 +912,10 @@ mod tests {
 
     #[test]
     fn base64_round_trips_with_the_api_decoder() {
-        assert_eq!(encode_base64(b""), "");
-        assert_eq!(encode_base64(b"Man"), "TWFu");
-        assert_eq!(encode_base64(b"Ma"), "TWE=");
-        assert_eq!(encode_base64(b"M"), "TQ==");
-        assert_eq!(encode_base64(&[0xff, 0xfe]), "//4=");
+        assert_eq!(crate::influx::encode_base64(b""), "");
+        assert_eq!(crate::influx::encode_base64(b"Man"), "TWFu");
+        assert_eq!(crate::influx::encode_base64(b"Ma"), "TWE=");
+        assert_eq!(crate::influx::encode_base64(b"M"), "TQ==");
+        assert_eq!(crate::influx::encode_base64(&[0xff, 0xfe]), "//4=");
     }
 }

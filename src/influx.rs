@@ -168,7 +168,8 @@ fn authorization(config: &InfluxConfig) -> Option<String> {
     }
 }
 
-fn encode_base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (basic auth, and payloads in `dlq list --json`).
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

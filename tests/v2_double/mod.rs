@@ -12,8 +12,10 @@
 //! - 429 and 503 with a `Retry-After` header (seconds) when throttled or unavailable.
 //!
 //! It parses only what it needs of HTTP/1.1 (request line, headers, Content-Length body,
-//! keep-alive) and of line protocol (a line with the field `reject=` is "unparsable"; a point
-//! is keyed by everything before its fields plus its timestamp, so a rewrite overwrites).
+//! keep-alive, `Content-Encoding: gzip`, whose bodies it decompresses as InfluxDB does, the
+//! size limit applying to the decompressed body) and of line protocol (a line with the field
+//! `reject=` is "unparsable"; a point is keyed by everything before its fields plus its
+//! timestamp, so a rewrite overwrites).
 
 #![allow(dead_code)]
 
@@ -50,6 +52,8 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub n_lines: usize,
     pub status: u16,
+    /// Whether the body came gzip-compressed.
+    pub gzip: bool,
 }
 
 struct State {
@@ -219,6 +223,21 @@ fn answer(
     headers: &BTreeMap<String, String>,
     body: &[u8],
 ) -> (u16, Vec<(&'static str, String)>, String) {
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let mut decompressed = Vec::new();
+    let body = match gzip {
+        true => match flate2::read::MultiGzDecoder::new(body).read_to_end(&mut decompressed) {
+            Ok(_) => &decompressed[..],
+            Err(_) => {
+                let message =
+                    r#"{"code":"invalid","message":"unable to decompress the gzip body"}"#;
+                return (400, vec![], message.into());
+            }
+        },
+        false => body,
+    };
     let mut state = state.lock().unwrap();
     let text = String::from_utf8_lossy(body).into_owned();
     let n_lines = text.lines().filter(|l| !l.is_empty()).count();
@@ -236,6 +255,7 @@ fn answer(
         authorization,
         n_lines,
         status,
+        gzip,
     });
     (status, extra, reply)
 }
