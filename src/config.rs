@@ -964,6 +964,18 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.http_listen, None);
+        assert!(c.influx.gzip);
+    }
+
+    #[test]
+    fn gzip_can_be_turned_off() {
+        let c = parse(&MINIMAL_V1.replace("api: v1", "api: v1\n  gzip: false")).unwrap();
+        assert!(!c.influx.gzip);
+        refused(
+            &MINIMAL_V1.replace("api: v1", "api: v1\n  gzip: fast"),
+            "influx.gzip",
+            "boolean",
+        );
     }
 
     #[test]

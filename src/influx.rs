@@ -835,6 +835,20 @@ mod tests {
     }
 
     #[test]
+    fn gzip_bodies_decompress_to_the_same_lines() {
+        use std::io::Read;
+        let body = b"m,host=a value=1i 1659312000000000000\n".repeat(100);
+        let mut compressed = b"left over".to_vec();
+        gzip(&body, &mut compressed);
+        assert!(compressed.len() < body.len() / 5, "{}", compressed.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, body);
+    }
+
+    #[test]
     fn urls_per_api() {
         assert_eq!(
             write_url(&config(InfluxApi::V2)),

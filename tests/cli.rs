@@ -4,97 +4,18 @@
 
 mod util;
 
-use std::fs;
-use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
 use std::time::Duration;
 
 use collector::config::Config;
 use collector::jetstream::{JetStream, Outgoing};
 use serde_json::{json, Value};
-use util::{
-    collector_bin, run_to_exit, wait_until, Collector, Influx, NatsServer, TempDir, Transfer,
-};
+use util::{run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run, Transfer};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a run printed and how it ended.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-
-    /// Asserts the exit code, showing the output when it differs.
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code(),
-            code,
-            "exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-/// Runs `collector ARGS... --config <file>` (the option after the command, where
-/// [`run_to_exit`] puts it before) with `stdin` as its standard input.
+/// Runs `collector ARGS... --config <file>` with `stdin` as its standard input.
 fn run(config_yaml: &str, args: &[&str], stdin: &[u8]) -> Run {
-    let dir = TempDir::new("cli");
-    let config = dir.join("config.yml");
-    fs::write(&config, config_yaml).expect("cannot write the config");
-    let mut child = Command::new(collector_bin())
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the collector binary");
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
-    let mut status = None;
-    wait_until(TIMEOUT, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        panic!("collector {args:?} still running after {TIMEOUT:?}");
-    };
-    let _ = writer.join();
-    Run {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    run_command(config_yaml, 0o600, args, &[], stdin, TIMEOUT)
 }
 
 /// Like [`run`] with nothing on stdin.

@@ -8,16 +8,14 @@ mod util;
 mod v2_double;
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nkeys::KeyPair;
 use serde_json::{json, Value};
 use util::{
-    collector_bin, wait_until, Collector, Influx, Issued, NatsServer, TempDir, TestCa, Transfer,
+    run_command, wait_until, Collector, Influx, Issued, NatsServer, Run, TempDir, TestCa, Transfer,
 };
 use v2_double::InfluxV2Double;
 
@@ -25,79 +23,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Records published in each scenario that must arrive.
 const N_RECORDS: usize = 40;
 
-/// What a run printed and how it ended.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts the exit code, showing the output when it differs.
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
 /// Runs `collector ARGS... --config <file>` with `envs` added to its environment and `stdin`
 /// as its input. The config file is written `mode` (0600 unless a test wants otherwise).
 fn run_mode(yaml: &str, mode: u32, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let dir = TempDir::new("security-run");
-    let config = dir.join("config.yml");
-    fs::write(&config, yaml).expect("cannot write the config");
-    fs::set_permissions(&config, fs::Permissions::from_mode(mode)).expect("chmod");
-    let mut child = Command::new(collector_bin())
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .current_dir(dir.path())
-        .envs(envs.iter().copied())
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the collector binary");
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
-    let mut status = None;
-    wait_until(TIMEOUT, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        panic!("collector {args:?} still running after {TIMEOUT:?}");
-    };
-    let _ = writer.join();
-    Run {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    run_command(yaml, mode, args, envs, stdin, TIMEOUT)
 }
 
 fn run(yaml: &str, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Run {

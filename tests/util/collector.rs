@@ -2,7 +2,8 @@
 
 use super::{kill_child, log_tail, read_log, send_signal, wait_child, wait_until, TempDir};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -184,4 +185,93 @@ pub fn run_to_exit(
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     (status, stdout, stderr)
+}
+
+/// What a one-shot run printed and how it ended.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Everything it printed.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `collector ARGS... --config <file>` (the option after the command, where
+/// [`run_to_exit`] puts it before) in a fresh empty directory, the config file written with
+/// permissions `mode`, `envs` added to the environment and `stdin` as its input. Panics if
+/// it is still running after `timeout`.
+pub fn run_command(
+    config_yaml: &str,
+    mode: u32,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: &[u8],
+    timeout: Duration,
+) -> Run {
+    let dir = TempDir::new("run");
+    let config = dir.join("config.yml");
+    fs::write(&config, config_yaml).expect("cannot write the config");
+    fs::set_permissions(&config, fs::Permissions::from_mode(mode)).expect("chmod the config");
+    let mut child = Command::new(collector_bin())
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .envs(envs.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the collector binary");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    let Some(status) = wait_child(&mut child, timeout) else {
+        kill_child(&mut child);
+        panic!("collector {args:?} still running after {timeout:?}");
+    };
+    let _ = writer.join();
+    Run {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }

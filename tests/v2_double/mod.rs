@@ -228,27 +228,31 @@ fn answer(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let mut decompressed = Vec::new();
     let body = match gzip {
-        true => match flate2::read::MultiGzDecoder::new(body).read_to_end(&mut decompressed) {
-            Ok(_) => &decompressed[..],
-            Err(_) => {
-                let message =
-                    r#"{"code":"invalid","message":"unable to decompress the gzip body"}"#;
-                return (400, vec![], message.into());
-            }
-        },
-        false => body,
+        true => flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut decompressed)
+            .map(|_| &decompressed[..]),
+        false => Ok(body),
     };
     let mut state = state.lock().unwrap();
-    let text = String::from_utf8_lossy(body).into_owned();
-    let n_lines = text.lines().filter(|l| !l.is_empty()).count();
     let authorization = headers.get("authorization").cloned();
-    let (status, extra, reply) = decide(
-        &mut state,
-        path,
-        authorization.as_deref(),
-        &text,
-        body.len(),
-    );
+    let (n_lines, (status, extra, reply)) = match body {
+        Ok(body) => {
+            let text = String::from_utf8_lossy(body).into_owned();
+            let n_lines = text.lines().filter(|l| !l.is_empty()).count();
+            let decision = decide(
+                &mut state,
+                path,
+                authorization.as_deref(),
+                &text,
+                body.len(),
+            );
+            (n_lines, decision)
+        }
+        Err(_) => {
+            let message = r#"{"code":"invalid","message":"unable to decompress the gzip body"}"#;
+            (0, (400, vec![], message.to_string()))
+        }
+    };
     state.seen.push(Seen {
         at: Instant::now(),
         path: path.to_string(),
