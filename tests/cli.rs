@@ -9,7 +9,10 @@ use std::time::Duration;
 use collector::config::Config;
 use collector::jetstream::{JetStream, Outgoing};
 use serde_json::{json, Value};
-use util::{run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run, Transfer};
+use util::{
+    decode_base64, run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run,
+    Transfer,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -35,23 +38,6 @@ fn nats_only(nats: &NatsServer) -> String {
     config("beta", &nats.url(), "http://127.0.0.1:9", "")
 }
 
-/// Decodes the JetStream API's standard base64.
-fn base64(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
 /// `STREAM.MSG.GET` through the harness: `(headers, data)`, or `None` when there is no such
 /// message.
 fn stored(transfer: &Transfer, stream: &str, request: Value) -> Option<(String, Vec<u8>)> {
@@ -59,10 +45,10 @@ fn stored(transfer: &Transfer, stream: &str, request: Value) -> Option<(String, 
     match transfer.js_request(&subject, request.to_string().as_bytes()) {
         Ok(answer) => {
             let message = &answer["message"];
-            let headers = base64(message["hdrs"].as_str().unwrap_or_default());
+            let headers = decode_base64(message["hdrs"].as_str().unwrap_or_default());
             Some((
                 String::from_utf8_lossy(&headers).into_owned(),
-                base64(message["data"].as_str().unwrap_or_default()),
+                decode_base64(message["data"].as_str().unwrap_or_default()),
             ))
         }
         Err(e) if e.err_code == 10037 => None,

@@ -9,7 +9,10 @@ mod v2_double;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use util::{samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample, Transfer};
+use util::{
+    decode_base64, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
+    Transfer,
+};
 use v2_double::{InfluxV2Double, Mode};
 
 fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
@@ -104,8 +107,9 @@ fn dead_letters(transfer: &Transfer) -> Vec<(String, String, Vec<u8>)> {
         let message = &answer["message"];
         letters.push((
             message["subject"].as_str().unwrap_or("").to_string(),
-            String::from_utf8_lossy(&base64(message["hdrs"].as_str().unwrap_or(""))).into_owned(),
-            base64(message["data"].as_str().unwrap_or("")),
+            String::from_utf8_lossy(&decode_base64(message["hdrs"].as_str().unwrap_or("")))
+                .into_owned(),
+            decode_base64(message["data"].as_str().unwrap_or("")),
         ));
     }
     letters
@@ -118,28 +122,6 @@ fn header_map(text: &str) -> std::collections::BTreeMap<String, String> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect()
-}
-
-fn base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for v in text.bytes().filter_map(value) {
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 /// How many write requests the double has received (its `/ping`s left out).
