@@ -599,16 +599,17 @@ fn dlq_list(
                     one_line(&String::from_utf8_lossy(&message.data), CELL_WIDTH),
                 ]);
             }
-            print!(
-                "{}",
-                table(
-                    &["SEQ", "MEASUREMENT", "REASON", "PAYLOAD"],
-                    &[true, false, false, false],
-                    &cells
-                )
-            );
             if cells.is_empty() {
                 eprintln!("no dead letters in {stream}");
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        &["SEQ", "MEASUREMENT", "REASON", "PAYLOAD"],
+                        &[true, false, false, false],
+                        &cells
+                    )
+                );
             }
         }
     }
