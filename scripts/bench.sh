@@ -97,27 +97,27 @@ bin=target/release/collector
 ex=target/release/examples
 
 # --- the records ---------------------------------------------------------------------------
-# One typical record: 3 tags, 5 fields (an integer status, a float latency, an integer size,
-# a boolean, a ~100-byte message), and a time unique to the record (50 µs apart, each with
-# its own nanoseconds), so no point overwrites another.
+# The typical record of examples/encode_bench.rs, as the Transfer client (Go's encoding/json)
+# publishes it: compact, keys sorted; 3 tags, 5 fields (an integer size, a boolean, a float
+# duration, a 100-byte message, an integer status) and an RFC 3339 time with nanoseconds and
+# an offset, unique to the record (50 µs apart, each with its own nanoseconds), so no point
+# overwrites another.
 say "writing $N records ($PER per measurement)"
 mkdir -p "$work/records"
 for ((k = 0; k < M; k++)); do
 	awk -v per="$PER" -v k="$k" -v M="$M" 'BEGIN {
-		split("eu-west-1 us-east-1 ap-south-1", regions, " ")
+		split("info warn error debug", levels, " ")
 		split("checkout search auth cart", services, " ")
-		split("hit miss stale", caches, " ")
 		for (i = 0; i < per; i++) {
 			g = i * M + k
 			t = g * 50000 + g % 7
 			s = int(t / 1000000000)
 			ns = t - s * 1000000000
-			latency = (g % 9973) / 7.0 + 0.125
-			status = (g % 50 == 0) ? 500 : ((g % 10 == 0) ? 404 : 200)
-			printf "{\"tags\":{\"host\":\"web-%02d\",\"region\":\"%s\",\"service\":\"%s\"},", g % 20, regions[g % 3 + 1], services[g % 4 + 1]
-			printf "\"fields\":{\"status\":%d,\"latency_ms\":%.3f,\"bytes\":%d,\"cached\":%s,", status, latency, 200 + (g * 7919) % 60000, (g % 3 == 0) ? "true" : "false"
-			printf "\"message\":\"GET /api/v1/orders/%07d completed for user %05d in %.3f ms; cache=%s upstream=orders-%d\"},", g % 9999991, g % 99991, latency, caches[g % 3 + 1], g % 8
-			printf "\"time\":\"2024-03-01T%02d:%02d:%02d.%09dZ\"}\n", int(s / 3600), int(s / 60) % 60, s % 60, ns
+			printf "{\"tags\":{\"host\":\"web-%02d\",\"level\":\"%s\",\"service\":\"%s\"},", g % 20, levels[g % 4 + 1], services[g % 3 + 1]
+			printf "\"fields\":{\"bytes\":%d,\"cached\":%s,\"duration_ms\":%.3f,", 200 + (g * 7919) % 60000, (g % 3 == 0) ? "true" : "false", (g % 9973) / 7.0 + 0.125
+			printf "\"message\":\"order %05d paid by card ending %04d after %d retries; receipt mailed to the customer, all good!!!!!!\",", g % 99991, g % 9973, g % 10
+			printf "\"status\":%d},", (g % 50 == 0) ? 500 : ((g % 10 == 0) ? 404 : 200)
+			printf "\"time\":\"2024-03-01T%02d:%02d:%02d.%09d+08:00\"}\n", 12 + int(s / 3600), int(s / 60) % 60, s % 60, ns
 		}
 	}' >"$work/records/${MEASUREMENTS[k]}.jsonl"
 done
@@ -146,23 +146,23 @@ YAML
 	echo "$work/$1.yml"
 }
 
-# preload CONFIG: the measurements' streams, then every record, with pipelined acknowledged
-# publishes (`collector publish`).
+# preload NAMESPACE: what the Transfer client does: the measurements' keys and streams, then
+# every record, published as it publishes them (no headers), many acknowledged publishes in
+# flight at once. `collector publish` would add a Nats-Msg-Id header to each record, which
+# the client library then parses on every delivery: not the typical record.
 preload() {
-	local config=$1 m
-	for m in "${MEASUREMENTS[@]}"; do
-		"$bin" --config "$config" streams set "$m" --description bench >/dev/null
-		"$bin" --config "$config" publish "$m" <"$work/records/$m.jsonl" >/dev/null
-	done
+	"$ex/bench_jetstream" preload --nats "$NATS_URL" --namespace "$1" --measurements "$LIST" \
+		--dir "$work/records"
 }
 
 # value KEY TEXT: the value of `KEY=value` in TEXT.
 value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 # --- A: raw JetStream -----------------------------------------------------------------------
-say "A: preloading $N records, then draining them with fetch + ack only"
-preload "$(config limita limita)"
-out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace limita --measurements "$LIST")
+say "A: preloading $N records, then draining them with fetch + ack only (2 threads, as 2 workers)"
+preload limita
+out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace limita --measurements "$LIST" \
+	--batch 500 --threads 2)
 [ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
 t_a=$(value seconds "$out")
 say "A: $out"
@@ -180,7 +180,7 @@ say "B: $out"
 say "C: preloading $N records over $M measurements, then running the collector"
 config_c=$(config bench bench)
 influx_query "$INFLUX_URL" "" 'CREATE DATABASE "bench"' >/dev/null
-preload "$config_c"
+preload bench
 start_ns=$(date +%s%N)
 "$bin" --config "$config_c" >"$work/collector.log" 2>&1 &
 collector_pid=$!
@@ -206,22 +206,25 @@ fi
 ns_record=
 if ((encode_bench)); then
 	say "D: decode + encode micro-benchmark"
-	out=$("$ex/encode_bench" 2>&1 | tee /dev/stderr)
+	out=$("$ex/encode_bench" 2>&1)
+	echo "$out" >&2
 	ns_record=$(grep -io '[0-9.]* *ns/record' <<<"$out" | head -n 1 | grep -o '^[0-9.]*' || true)
 fi
 
 # --- the table ------------------------------------------------------------------------------
+# The static binary: the newest of a plain musl build and scripts/build-static.sh's.
 for candidate in target/x86_64-unknown-linux-musl/release/collector \
 	target/static/x86_64-unknown-linux-musl/release/collector; do
-	if [ -f "$candidate" ]; then
+	if [ -f "$candidate" ] && { [ -z "${binary-}" ] || [ "$candidate" -nt "$binary" ]; }; then
 		binary=$candidate
 		binary_kind="static musl"
-		break
 	fi
 done
 if [ -z "${binary-}" ]; then
 	binary=$bin
 	binary_kind="release, not static: run scripts/build-static.sh for the musl one"
+elif [ "$binary" -ot "$bin" ]; then
+	binary_kind="$binary_kind, older than the release build"
 fi
 binary_bytes=$(stat -c %s "$binary")
 clk_tck=$(getconf CLK_TCK)

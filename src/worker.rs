@@ -49,8 +49,6 @@ pub enum Control {
 const LOST_PULL_GRACE: Duration = Duration::from_secs(2);
 /// How often the loop wakes with nothing to do, to re-issue pulls and notice lost ones.
 const IDLE_TICK: Duration = Duration::from_millis(200);
-/// How often it wakes while it holds a chunk it is letting grow (see `chunk_due`).
-const HOLD_TICK: Duration = Duration::from_millis(5);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
@@ -72,6 +70,9 @@ struct Consumer {
     removing: bool,
     /// Records fetched for this measurement (shared with the metrics endpoint).
     fetched: Arc<AtomicU64>,
+    /// Whether its latest record had more waiting behind it in the stream (counted in
+    /// `Stats::streams_behind` while true).
+    behind: bool,
 }
 
 pub struct Worker {
@@ -143,11 +144,6 @@ impl Running {
                 &self.worker.control
             };
             let inbox = self.inbox.receiver().clone();
-            let tick = if self.chunk.is_empty() {
-                IDLE_TICK
-            } else {
-                HOLD_TICK
-            };
             channel::select! {
                 recv(control) -> message => match message {
                     Ok(message) => self.apply(message),
@@ -166,13 +162,17 @@ impl Running {
                         }
                     }
                 },
-                default(tick) => {},
+                default(IDLE_TICK) => {},
             }
-            if stopping || self.chunk_due() {
-                self.hand_over();
-            }
-            self.consumers
-                .retain(|_, c| !(c.removing && c.pulls.is_empty()));
+            self.hand_over();
+            let stats = &self.worker.stats;
+            self.consumers.retain(|_, c| {
+                let keep = !(c.removing && c.pulls.is_empty());
+                if !keep && c.behind {
+                    stats.behind(false);
+                }
+                keep
+            });
             if stopping {
                 // Leave once every pull request has ended (filled, expired or lost), so none
                 // is left on the server to swallow records after this inbox is gone; but in
@@ -229,6 +229,7 @@ impl Running {
                         pulls: VecDeque::new(),
                         removing: false,
                         fetched: self.worker.stats.measurement_counter(&measurement.name),
+                        behind: false,
                     },
                 );
             }
@@ -328,6 +329,10 @@ impl Running {
             return;
         };
         Stats::add(&consumer.fetched, 1);
+        if consumer.behind != (delivery.pending > 0) {
+            consumer.behind = delivery.pending > 0;
+            self.worker.stats.behind(consumer.behind);
+        }
         if let Some(front) = consumer.pulls.front_mut() {
             front.remaining -= 1;
             if front.remaining == 0 {
@@ -388,20 +393,6 @@ impl Running {
                 held.delivery.stream_sequence, held.message.subject
             ),
         }
-    }
-
-    /// Whether the chunk goes to the writer now rather than growing: it holds a pull's worth,
-    /// or its last record caught up with its stream (nothing more is waiting there), or the
-    /// writer has nothing queued (it would wait for these records). Otherwise the writer is
-    /// busy and the chunk grows: the channel's capacity counts chunks, so a backlog travels
-    /// in full chunks instead of filling the channel with small ones while InfluxDB writes.
-    fn chunk_due(&self) -> bool {
-        let Some(last) = self.chunk.items().last() else {
-            return false;
-        };
-        self.chunk.len() >= self.chunk_lines
-            || last.delivery.pending == 0
-            || self.worker.to_writer.is_empty()
     }
 
     /// Sends the chunk to the writer. While the writer is not taking it (InfluxDB slow or

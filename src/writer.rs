@@ -66,9 +66,10 @@ struct Running {
     /// Whether the idle pings are failing, so an outage is logged once, not every ping.
     ping_failing: bool,
     /// Whether the batch holds a record delivered while more waited in its stream. Such a
-    /// batch is written as soon as the workers catch up, instead of after `interval`: the
-    /// tail of a backlog is not kept waiting, while a steady trickle still makes one write
-    /// per interval.
+    /// batch is written as soon as every stream has caught up (`Stats::caught_up`) and no
+    /// chunk waits, instead of after `interval`: the tail of a backlog is not kept waiting,
+    /// while a steady trickle still makes one write per interval, and a stream still behind
+    /// keeps its batches full.
     backlog: bool,
 }
 
@@ -102,13 +103,14 @@ impl Running {
                         if let Some(reason) = self.batch.flush_before(&chunk) {
                             self.flush(reason);
                         }
-                        let items = chunk.items();
-                        let caught_up = items.last().is_some_and(|held| held.delivery.pending == 0);
-                        self.backlog |= items.iter().any(|held| held.delivery.pending > 0);
+                        self.backlog |= chunk.items().iter().any(|held| held.delivery.pending > 0);
                         self.batch.add(&mut chunk, Instant::now());
                         if let Some(reason) = self.batch.flush_now(Instant::now()) {
                             self.flush(reason);
-                        } else if caught_up && self.backlog && self.writer.chunks.is_empty() {
+                        } else if self.backlog
+                            && self.writer.stats.caught_up()
+                            && self.writer.chunks.is_empty()
+                        {
                             self.flush(Flush::CaughtUp);
                         }
                     }

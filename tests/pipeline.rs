@@ -124,6 +124,29 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
 }
 
 #[test]
+fn the_tail_of_a_backlog_is_written_without_waiting_for_the_interval() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("tail");
+    let transfer = Transfer::new(nats.connect(), "tail");
+    transfer.set("app", "");
+    // Fewer records than a batch holds, and an interval longer than the wait below: only the
+    // flush on catching up with the stream can store them in time.
+    let shares = publish_samples(&transfer, &["app"], 1_234);
+    let config = format!(
+        "{}batch:\n  interval: 5m\n",
+        v1_config("tail", &nats, &influx)
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        wait_drained(&transfer, &influx, "tail", &["app"], &[1_234]),
+        "{}",
+        collector.log()
+    );
+    influx.check_samples("tail", "app", &shares[0]).unwrap();
+}
+
+#[test]
 fn sigint_stops_it_too() {
     let nats = NatsServer::start();
     let influx = Influx::start();
