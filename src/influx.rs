@@ -622,19 +622,11 @@ mod probe_tests {
     use super::*;
     use crate::config::Secret;
 
+    /// The write tests' configuration, with organisation `acme`.
     fn config(api: InfluxApi) -> InfluxConfig {
         InfluxConfig {
-            url: "http://db:8086".into(),
-            api,
-            token: None,
             org: Some("acme".into()),
-            target: "beta".into(),
-            retention_policy: None,
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(1),
-            tls: None,
-            gzip: true,
+            ..super::tests::config(api)
         }
     }
 
@@ -818,7 +810,7 @@ mod tests {
     use super::*;
     use crate::config::Secret;
 
-    fn config(api: InfluxApi) -> InfluxConfig {
+    pub(super) fn config(api: InfluxApi) -> InfluxConfig {
         InfluxConfig {
             url: "http://db:8086".into(),
             api,

@@ -213,18 +213,7 @@ impl JetStream {
                 io::Error::other(format!("unreadable API answer: {e}")),
             )
         })?;
-        if let Some(error) = answer.get("error") {
-            return Err(Error::JetStream {
-                what: what.to_string(),
-                code: error["code"].as_u64().unwrap_or(0) as u16,
-                err_code: error["err_code"].as_u64().unwrap_or(0) as u32,
-                description: error["description"]
-                    .as_str()
-                    .unwrap_or("unknown error")
-                    .to_string(),
-            });
-        }
-        Ok(answer)
+        api_result(what, answer)
     }
 
     /// The state of stream `name`, or `None` when it does not exist.
