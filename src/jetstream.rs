@@ -197,23 +197,12 @@ impl JetStream {
     /// Sends one API request and returns its JSON answer, or the API error it carries.
     fn request(&self, what: &str, subject: &str, body: &Value) -> Result<Value> {
         let payload = serde_json::to_vec(body).expect("a json value always serializes");
-        let reply = self
-            .conn
-            .request_timeout(subject, payload, API_TIMEOUT)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::nats(
-                    what,
-                    io::Error::other("no responders: is JetStream enabled on the server (-js)?"),
-                ),
-                _ => Error::nats(what, e),
-            })?;
-        let answer: Value = serde_json::from_slice(&reply.data).map_err(|e| {
-            Error::nats(
-                what,
-                io::Error::other(format!("unreadable API answer: {e}")),
-            )
-        })?;
-        api_result(what, answer)
+        let reply = self.conn.request_timeout(subject, payload, API_TIMEOUT);
+        json_answer(
+            what,
+            reply,
+            "no responders: is JetStream enabled on the server (-js)?",
+        )
     }
 
     /// The state of stream `name`, or `None` when it does not exist.
@@ -736,6 +725,18 @@ fn kv_removed(headers: &[(String, String)]) -> bool {
     })
 }
 
+/// The JSON answer to a JetStream request (an API call or an acknowledged publish), or the
+/// error it carries. `no_responders` says what an answer from nobody means for this request.
+fn json_answer(what: &str, reply: io::Result<Message>, no_responders: &str) -> Result<Value> {
+    let reply = reply.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::nats(what, io::Error::other(no_responders.to_string())),
+        _ => Error::nats(what, e),
+    })?;
+    let answer: Value = serde_json::from_slice(&reply.data)
+        .map_err(|e| Error::nats(what, io::Error::other(format!("unreadable answer: {e}"))))?;
+    api_result(what, answer)
+}
+
 /// A JSON API answer, or the error it carries.
 fn api_result(what: &str, answer: Value) -> Result<Value> {
     match answer.get("error") {
@@ -871,23 +872,10 @@ impl JetStream {
         headers: Option<&nats::header::HeaderMap>,
         payload: &[u8],
     ) -> Result<()> {
-        let reply = self
-            .conn
-            .request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::nats(
-                    what,
-                    io::Error::other(format!("no stream stores subject {subject}")),
-                ),
-                _ => Error::nats(what, e),
-            })?;
-        let answer: Value = serde_json::from_slice(&reply.data).map_err(|e| {
-            Error::nats(
-                what,
-                io::Error::other(format!("unreadable acknowledgement: {e}")),
-            )
-        })?;
-        api_result(what, answer).map(drop)
+        let reply =
+            self.conn
+                .request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload);
+        json_answer(what, reply, &format!("no stream stores subject {subject}")).map(drop)
     }
 
     /// Publishes every message and waits for each acknowledgement, many in flight at once
