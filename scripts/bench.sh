@@ -3,11 +3,13 @@
 # next to how fast the servers themselves can go, on loopback, with real servers this script
 # starts and stops by PID.
 #
-#   scripts/bench.sh [--quick] [--records N] [--keep]
+#   scripts/bench.sh [--quick] [--records N] [--keep] [--profile]
 #
 #   --quick        N = 100,000 instead of 1,000,000
 #   --records N    any N (a multiple of 4: the records are spread over 4 measurements)
 #   --keep         keep the temp dir (server logs, the collector's log, the records)
+#   --profile      sample the collector with `perf record` during C and print where its CPU
+#                  time goes, by thread and function (needs perf; the sampling costs a little)
 #
 # Steps, each checked (the script fails loudly when a count is off):
 #   A  raw JetStream: drain N preloaded records with fetch + ack only (examples/bench_jetstream.rs)
@@ -25,6 +27,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 N=1000000
 keep=0
+profile=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) N=100000 ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--keep) keep=1 ;;
+	--profile) profile=1 ;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
 		exit 0
@@ -69,9 +73,11 @@ die() {
 work=$(mktemp -d "${TMPDIR:-/tmp}/collector-bench-XXXXXX")
 pids=()
 collector_pid=
+perf_pid=
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
+	if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; fi
 	if [ -n "$collector_pid" ]; then kill -KILL "$collector_pid" 2>/dev/null || true; fi
 	if ((${#pids[@]})); then stop_pids "${pids[@]}"; fi
 	if ((keep)) || ((status != 0)); then
@@ -91,6 +97,10 @@ encode_bench=0
 if [ -f examples/encode_bench.rs ]; then
 	examples+=(--example encode_bench)
 	encode_bench=1
+fi
+if ((profile)); then
+	# Symbols for perf: the release profile strips them.
+	export CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 fi
 cargo build --release --quiet --bin collector "${examples[@]}"
 bin=target/release/collector
@@ -182,8 +192,21 @@ config_c=$(config bench bench)
 influx_query "$INFLUX_URL" "" 'CREATE DATABASE "bench"' >/dev/null
 preload bench
 start_ns=$(date +%s%N)
-"$bin" --config "$config_c" >"$work/collector.log" 2>&1 &
-collector_pid=$!
+if ((profile)); then
+	# perf starts the collector, so it sees every thread from its birth, names included.
+	perf record -q ${PERF_RECORD_FLAGS:--F 1999} -o "$work/perf.data" -- "$bin" --config "$config_c" \
+		>"$work/collector.log" 2>"$work/perf.log" &
+	perf_pid=$!
+	for _ in $(seq 100); do
+		collector_pid=$(pgrep -P "$perf_pid" || true)
+		[ -n "$collector_pid" ] && break
+		sleep 0.05
+	done
+	[ -n "$collector_pid" ] || die "C: perf did not start the collector (see $work/perf.log)"
+else
+	"$bin" --config "$config_c" >"$work/collector.log" 2>&1 &
+	collector_pid=$!
+fi
 out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace bench \
 	--measurements "$LIST" --since "$start_ns") || die "C: the streams did not empty (see $work/collector.log)"
 t_c=$(value seconds "$out")
@@ -192,11 +215,28 @@ kill -0 "$collector_pid" 2>/dev/null || die "C: the collector exited early (see 
 ticks=$(sed 's/^.*) //' "/proc/$collector_pid/stat" | awk '{ print $12 + $13 }')
 hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$collector_pid/status")
 kill -TERM "$collector_pid"
-wait "$collector_pid" || die "C: the collector exited with status $? after SIGTERM"
+if [ -n "$perf_pid" ]; then
+	wait "$perf_pid" || die "C: the collector (under perf) exited with status $? after SIGTERM"
+	perf_pid=
+	# Per thread (the collector names its threads), then per function inside each. `head`
+	# closes the pipe early, so perf's own status is not looked at.
+	{
+		perf report -q -i "$work/perf.data" --stdio --sort comm 2>/dev/null || true
+		echo
+		perf report -q -i "$work/perf.data" --stdio --sort comm,dso,symbol 2>/dev/null | head -n 60 || true
+	} >"$work/profile.txt"
+else
+	wait "$collector_pid" || die "C: the collector exited with status $? after SIGTERM"
+fi
 collector_pid=
 stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db bench --measurements "$LIST")
 [ "$(value points "$stored")" = "$N" ] || die "C: InfluxDB holds $(value points "$stored") points, not $N"
 say "C: $out, $stored, cpu ticks $ticks, VmHWM $hwm_kb kB"
+if ((profile)); then
+	say "C: where the collector's CPU time went (perf samples; kept in $work/perf.data):"
+	cat "$work/profile.txt" >&2
+	keep=1
+fi
 if grep -q . "$work/collector.log"; then
 	say "C: the collector logged (level warn):"
 	head -n 20 "$work/collector.log" >&2

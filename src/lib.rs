@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod influx;
 pub mod jetstream;
+pub mod json;
 pub mod logging;
 pub mod record;
 pub mod service;

@@ -19,10 +19,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
-use serde_json::value::RawValue;
+use crate::json::{self, Failed, Scanner};
 
 /// Whether the target database accepts unsigned integers (`u` suffix): InfluxDB v2 does, v1 does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,14 +190,12 @@ impl Encoder {
         fallback_time_ns: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
-        // Checking UTF-8 once up front lets serde_json borrow every string and raw value
-        // without validating each again.
+        // Checking UTF-8 once up front lets the scanner hand out every string and raw value
+        // as `&str` without validating each again.
         let text = std::str::from_utf8(payload).map_err(|e| RecordError::NotJson {
             message: format!("payload is not utf-8: {e}"),
         })?;
-        let top: Top<'_> = serde_json::from_str(text).map_err(|e| RecordError::NotJson {
-            message: e.to_string(),
-        })?;
+        let top = read_payload(text)?;
         let payload = match top {
             Top::Object(payload) => payload,
             Top::Other(found) => {
@@ -220,14 +215,14 @@ impl Encoder {
         let fields = payload.fields.range("fields")?;
         let mut entries = payload.entries;
         let time_ns = match payload.time {
-            Some(raw) if raw.get() != "null" => time_from_raw(raw.get())?,
+            Some(raw) if raw != "null" => time_from_raw(raw)?,
             _ => fallback_time_ns,
         };
         if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&time_ns) {
             let text = match payload.time {
                 // Only a string that parsed gets here.
-                Some(raw) if raw.get() != "null" => {
-                    json_string(raw.get()).map_or_else(|_| raw.get().to_owned(), Cow::into_owned)
+                Some(raw) if raw != "null" => {
+                    json_string(raw).map_or_else(|_| raw.to_owned(), Cow::into_owned)
                 }
                 _ => format!("{time_ns} ns (the message timestamp)"),
             };
@@ -242,7 +237,7 @@ impl Encoder {
         let line_start = out.len();
         out.extend_from_slice(&self.measurement);
         for (key, raw) in &entries[tags] {
-            write_tag(out, key, raw.get())?;
+            write_tag(out, key, raw)?;
         }
         let n_series_bytes = out.len() - line_start;
         if n_series_bytes > MAX_SERIES_KEY_BYTES {
@@ -252,8 +247,7 @@ impl Encoder {
         }
 
         let mut n_fields = 0usize;
-        for (key, raw) in &entries[fields] {
-            let raw = raw.get();
+        for &(ref key, raw) in &entries[fields] {
             if raw == "null" {
                 continue;
             }
@@ -546,7 +540,7 @@ fn decode_json_string(raw: &str, out: &mut Vec<u8>, quoting: Quoting) -> Result<
             i = end;
             continue;
         }
-        // serde_json has validated the escapes' syntax (it does not decode raw values): a
+        // The scanner has validated the escapes' syntax (it does not decode values): a
         // valid letter follows every backslash and four hex digits follow every `u`. Lone
         // surrogates pass that check, so they are caught here.
         let decoded = match inner[i + 1] {
@@ -596,7 +590,7 @@ fn decode_unicode_escape(escape: &[u8]) -> Result<(char, usize), &'static str> {
     Ok((char::from_u32(c).unwrap_or('\u{fffd}'), 12))
 }
 
-/// The value of four hex digits (already validated by serde_json).
+/// The value of four hex digits (already validated by the scanner).
 fn hex4(digits: &[u8]) -> u32 {
     digits.iter().fold(0, |acc, &d| {
         (acc << 4) | char::from(d).to_digit(16).unwrap_or(0)
@@ -781,12 +775,12 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Decoding: the payload is read into borrowed slices. Tag and field values stay raw JSON
-// text (`&RawValue`) until they are written, so no value is converted twice and numbers
-// keep the producer's exact spelling.
+// Decoding: the payload is read into borrowed slices by the JSON scanner. Tag and field
+// values stay raw JSON text until they are written, so no value is converted twice and
+// numbers keep the producer's exact spelling.
 
 /// One tag or field: its key (borrowed unless the JSON key had escapes) and raw JSON value.
-type Entry<'a> = (Cow<'a, str>, &'a RawValue);
+type Entry<'a> = (Cow<'a, str>, &'a str);
 
 /// The top-level JSON value: the payload object, or the kind of whatever else it was.
 enum Top<'a> {
@@ -799,7 +793,7 @@ struct Payload<'a> {
     entries: Vec<Entry<'a>>,
     tags: Members,
     fields: Members,
-    time: Option<&'a RawValue>,
+    time: Option<&'a str>,
     /// The first top-level key seen twice.
     duplicate: Option<Cow<'a, str>>,
 }
@@ -823,144 +817,111 @@ impl Members {
     }
 }
 
-/// The visitor methods of the non-container JSON kinds, each answering `$other(kind)`:
-/// a wrong type is a typed refusal, not a deserialization error.
-macro_rules! scalar_kinds {
-    ($other:path) => {
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::Null))
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::Bool))
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::Number))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::Number))
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::Number))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other(JsonKind::String))
-        }
-    };
+/// Reads the whole payload, checking all of it is JSON (keys nobody reads too).
+fn read_payload(text: &str) -> Result<Top<'_>, RecordError> {
+    let mut scanner = Scanner::new(text);
+    let top = read_top(&mut scanner);
+    let top = top.and_then(|top| Ok(scanner.finish().map(|()| top)?));
+    top.map_err(|stop| match stop {
+        Stop::Record(e) => e,
+        Stop::Json(Failed) => RecordError::NotJson {
+            message: scanner.failure().to_string(),
+        },
+    })
 }
 
-impl<'de> Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TopVisitor;
-        impl<'de> Visitor<'de> for TopVisitor {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a json object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-                let mut payload = Payload {
-                    // Sixteen covers the usual record, so the vector is allocated once.
-                    entries: Vec::with_capacity(16),
-                    tags: Members::Absent,
-                    fields: Members::Absent,
-                    time: None,
-                    duplicate: None,
-                };
-                let mut seen = [false; 3];
-                while let Some(Key(key)) = map.next_key()? {
-                    let slot = match key.as_ref() {
-                        "tags" => 0,
-                        "fields" => 1,
-                        "time" => 2,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    if seen[slot] && payload.duplicate.is_none() {
-                        payload.duplicate = Some(key);
-                    }
-                    seen[slot] = true;
-                    match slot {
-                        0 => {
-                            payload.tags = map.next_value_seed(MembersSeed(&mut payload.entries))?
-                        }
-                        1 => {
-                            payload.fields =
-                                map.next_value_seed(MembersSeed(&mut payload.entries))?
-                        }
-                        _ => payload.time = Some(map.next_value()?),
-                    }
-                }
-                Ok(Top::Object(payload))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
-                drain_seq(seq)?;
-                Ok(Top::Other(JsonKind::Array))
-            }
-            scalar_kinds!(Top::Other);
-        }
-        deserializer.deserialize_any(TopVisitor)
+/// Why reading a payload stopped: not JSON (the scanner knows where), or a record error.
+enum Stop {
+    Json(Failed),
+    Record(RecordError),
+}
+
+impl From<Failed> for Stop {
+    fn from(failed: Failed) -> Stop {
+        Stop::Json(failed)
     }
+}
+
+impl From<RecordError> for Stop {
+    fn from(e: RecordError) -> Stop {
+        Stop::Record(e)
+    }
+}
+
+fn read_top<'a>(scanner: &mut Scanner<'a>) -> Result<Top<'a>, Stop> {
+    if scanner.peek_value()? != b'{' {
+        return Ok(Top::Other(JsonKind::of_raw(scanner.value()?)));
+    }
+    let mut payload = Payload {
+        // Sixteen covers the usual record, so the vector is allocated once.
+        entries: Vec::with_capacity(16),
+        tags: Members::Absent,
+        fields: Members::Absent,
+        time: None,
+        duplicate: None,
+    };
+    let mut seen = [false; 3];
+    let mut object = scanner.object()?;
+    while let Some(key) = scanner.next_key(&mut object)? {
+        let key = key_text(key)?;
+        let slot = match key.as_ref() {
+            "tags" => 0,
+            "fields" => 1,
+            "time" => 2,
+            _ => {
+                scanner.value()?;
+                continue;
+            }
+        };
+        if seen[slot] && payload.duplicate.is_none() {
+            payload.duplicate = Some(key);
+        }
+        seen[slot] = true;
+        match slot {
+            0 => payload.tags = read_members(scanner, &mut payload.entries)?,
+            1 => payload.fields = read_members(scanner, &mut payload.entries)?,
+            _ => payload.time = Some(scanner.value()?),
+        }
+    }
+    Ok(Top::Object(payload))
 }
 
 /// Reads `tags` or `fields`, appending its members to the payload's one vector.
-struct MembersSeed<'v, 'de>(&'v mut Vec<Entry<'de>>);
-
-impl<'de> DeserializeSeed<'de> for MembersSeed<'_, 'de> {
-    type Value = Members;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Members, D::Error> {
-        deserializer.deserialize_any(self)
+fn read_members<'a>(
+    scanner: &mut Scanner<'a>,
+    entries: &mut Vec<Entry<'a>>,
+) -> Result<Members, Stop> {
+    if scanner.peek_value()? != b'{' {
+        return Ok(Members::Other(JsonKind::of_raw(scanner.value()?)));
     }
+    let start = entries.len();
+    let mut object = scanner.object()?;
+    while let Some(key) = scanner.next_key(&mut object)? {
+        let key = key_text(key)?;
+        entries.push((key, scanner.value()?));
+    }
+    Ok(Members::Object(start..entries.len()))
 }
 
-impl<'de> Visitor<'de> for MembersSeed<'_, 'de> {
-    type Value = Members;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a json object")
+/// A key's text, borrowed from the payload unless it has escapes. (Inlined, with the rare
+/// escaped key out of line: a large error type returned through memory for every key cost
+/// more than reading the key.)
+#[inline(always)]
+fn key_text(key: json::Str<'_>) -> Result<Cow<'_, str>, Stop> {
+    if !key.escaped {
+        return Ok(Cow::Borrowed(key.inner()));
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        let start = self.0.len();
-        while let Some(Key(key)) = map.next_key()? {
-            self.0.push((key, map.next_value::<&'de RawValue>()?));
-        }
-        Ok(Members::Object(start..self.0.len()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Members, A::Error> {
-        drain_seq(seq)?;
-        Ok(Members::Other(JsonKind::Array))
-    }
-    scalar_kinds!(Members::Other);
+    decode_key(key)
 }
 
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-/// A JSON object key, borrowed from the payload when it has no escapes. (serde's own
-/// `Cow<str>` always copies outside a derive with `#[serde(borrow)]`.)
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(key)))
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
+#[cold]
+#[inline(never)]
+fn decode_key(key: json::Str<'_>) -> Result<Cow<'_, str>, Stop> {
+    json_string(key.raw).map_err(|problem| {
+        Stop::Record(RecordError::NotJson {
+            message: format!("key {}: {problem}", Shown(key.inner())),
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1516,7 +1477,7 @@ mod tests {
             ),
             (
                 r#"{"fields":{"\ud800":1}}"#,
-                "payload is not json: unexpected end of hex escape",
+                r#"payload is not json: key "\\ud800": lone leading surrogate"#,
             ),
         ] {
             refused(json, expected);

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use collector::json::{Failed, Scanner};
 use collector::record::{parse_rfc3339_ns, Encoder, RecordError, Unsigned};
 use influxdb_line_protocol::{parse_lines, FieldValue};
 use proptest::prelude::*;
@@ -492,5 +493,75 @@ proptest! {
         encoder.encode(format!(r#"{{"fields":{{"f":{json}}}}}"#).as_bytes(), 1, &mut out).unwrap();
         let expected = format!("m f={} 1\n", ryu::Buffer::new().format_finite(value));
         prop_assert_eq!(String::from_utf8(out).unwrap(), expected, "from {}", json);
+    }
+}
+
+/// A JSON document for the scanner: a record-like object or any nested value, written
+/// compact or pretty, with floats and exponents too.
+fn json_document() -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| serde_json::to_string(&f).unwrap()),
+        "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?",
+    ];
+    let document = prop_oneof![
+        nested_json().prop_map(|v| serde_json::to_string(&v).unwrap()),
+        nested_json().prop_map(|v| serde_json::to_string_pretty(&v).unwrap()),
+        (number, nested_json()).prop_map(|(n, v)| {
+            format!(
+                r#"{{"tags":{{"a":"b"}},"fields":{{"n":{n},"v":{}}},"time":null}}"#,
+                serde_json::to_string(&v).unwrap()
+            )
+        }),
+    ];
+    document
+}
+
+/// Bytes that change what a JSON text means: structure, escapes, digits, letters of the
+/// literals, control characters and whitespace.
+const JSON_BYTES: &[u8] = b"{}[]:,\"\\/ \n\t\r0123456789-+.eEtrufalsnbu\x00\x01\x1fxA";
+
+proptest! {
+    #![proptest_config(Config { cases: 4000, ..Config::default() })]
+
+    /// The payload scanner accepts exactly the texts serde_json accepts (below its nesting
+    /// limit, which these documents stay under), and hands back the value's own text: checked
+    /// on valid documents and on the same documents with a few bytes inserted, deleted or
+    /// replaced, which is where a hand-written scanner goes wrong.
+    #[test]
+    fn the_json_scanner_accepts_what_serde_json_accepts(
+        document in json_document(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0..3u8, prop::sample::select(JSON_BYTES)), 0..4),
+    ) {
+        let mut bytes = document.into_bytes();
+        for (at, kind, byte) in edits {
+            let i = at.index(bytes.len() + 1);
+            match kind {
+                0 => bytes.insert(i, byte),
+                1 if i < bytes.len() => { bytes.remove(i); }
+                _ if i < bytes.len() => bytes[i] = byte,
+                _ => {}
+            }
+        }
+        // The scanner reads text; the encoder checks UTF-8 before it.
+        let Ok(text) = std::str::from_utf8(&bytes) else { return Ok(()); };
+        let mut scanner = Scanner::new(text);
+        let ours = scanner.value().and_then(|raw| scanner.finish().map(|()| raw));
+        let theirs = serde_json::from_str::<serde::de::IgnoredAny>(text);
+        match (ours, theirs) {
+            (Ok(raw), Ok(_)) => prop_assert_eq!(raw, text.trim_matches([' ', '\n', '\t', '\r'])),
+            (Err(Failed), Err(theirs)) => {
+                prop_assert_eq!(scanner.failure().to_string(), theirs.to_string(), "for {:?}", text)
+            }
+            (ours, theirs) => prop_assert!(
+                false,
+                "{:?}: scanner {:?}, serde_json {:?}",
+                text,
+                ours.map_err(|_| scanner.failure().to_string()),
+                theirs.map_err(|e| e.to_string())
+            ),
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use collector::json::{Failed, Scanner};
 use collector::record::{Encoder, Unsigned};
 use influxdb_line_protocol::{parse_lines, FieldValue};
 use libfuzzer_sys::fuzz_target;
@@ -33,6 +34,23 @@ fuzz_target!(|data: &[u8]| {
     };
     let measurement = MEASUREMENTS[usize::from(selector >> 1) % MEASUREMENTS.len()];
     let encoder = Encoder::new(measurement, unsigned).expect("fixed measurements are valid");
+
+    // The payload scanner agrees with serde_json on what is JSON, error message included
+    // (bar nesting deeper than the scanner's limit, which serde_json skips without one).
+    if let Ok(text) = std::str::from_utf8(payload) {
+        let mut scanner = Scanner::new(text);
+        let ours = scanner.value().and_then(|_| scanner.finish());
+        let theirs = serde_json::from_str::<Box<RawValue>>(text);
+        let too_deep =
+            ours.is_err() && scanner.failure().to_string().starts_with("recursion limit exceeded");
+        match (ours, theirs) {
+            (Ok(()), Ok(_)) => {}
+            (Err(Failed), _) if too_deep => {}
+            (Err(Failed), Err(e)) => assert_eq!(scanner.failure().to_string(), e.to_string()),
+            (Err(Failed), Ok(_)) => panic!("scanner refuses what serde_json accepts: {}", scanner.failure()),
+            (Ok(()), Err(e)) => panic!("scanner accepts what serde_json refuses: {e}"),
+        }
+    }
 
     let mut out = b"earlier\n".to_vec();
     if encoder.encode(payload, fallback, &mut out).is_err() {
