@@ -3,11 +3,13 @@
 # next to how fast the servers themselves can go, on loopback, with real servers this script
 # starts and stops by PID.
 #
-#   scripts/bench.sh [--quick] [--records N] [--keep] [--profile]
+#   scripts/bench.sh [--quick] [--records N] [--keep] [--profile] [--binary PATH]
 #
 #   --quick        N = 100,000 instead of 1,000,000
 #   --records N    any N (a multiple of 4: the records are spread over 4 measurements)
 #   --keep         keep the temp dir (server logs, the collector's log, the records)
+#   --binary PATH  run C with this collector binary instead of the release build (e.g. the
+#                  static musl build of scripts/build-static.sh, or an older build to compare)
 #   --profile      sample the collector with `perf record` during C and print where its CPU
 #                  time goes, by thread and function (needs perf; the sampling costs a little)
 #
@@ -28,6 +30,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=1000000
 keep=0
 profile=0
+c_binary=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) N=100000 ;;
@@ -41,6 +44,14 @@ while [ $# -gt 0 ]; do
 		;;
 	--keep) keep=1 ;;
 	--profile) profile=1 ;;
+	--binary)
+		[ -x "${2-}" ] || {
+			echo "bench: --binary needs an executable collector" >&2
+			exit 2
+		}
+		c_binary=$(realpath "$2")
+		shift
+		;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
 		exit 0
@@ -103,7 +114,21 @@ if ((profile)); then
 	export CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 fi
 cargo build --release --quiet --bin collector "${examples[@]}"
-bin=target/release/collector
+# C runs what ships: the static musl binary (with its own allocator, see Cargo.toml), unless
+# --binary names another, or --profile needs the symbols of the release build.
+static_bin=target/static/x86_64-unknown-linux-musl/release/collector
+if [ -n "$c_binary" ]; then
+	bin=$c_binary
+	bin_kind="given with --binary"
+elif ((profile)); then
+	bin=target/release/collector
+	bin_kind="release build with symbols, for perf (glibc malloc)"
+else
+	say "building the static musl binary (scripts/build-static.sh)"
+	scripts/build-static.sh >/dev/null
+	bin=$static_bin
+	bin_kind="static musl, as shipped"
+fi
 ex=target/release/examples
 
 # --- the records ---------------------------------------------------------------------------
@@ -187,7 +212,7 @@ line_bytes=$(($(value bytes "$out") / N))
 say "B: $out"
 
 # --- C: the collector -----------------------------------------------------------------------
-say "C: preloading $N records over $M measurements, then running the collector"
+say "C: preloading $N records over $M measurements, then running the collector ($bin)"
 config_c=$(config bench bench)
 influx_query "$INFLUX_URL" "" 'CREATE DATABASE "bench"' >/dev/null
 preload bench
@@ -252,26 +277,32 @@ if ((encode_bench)); then
 fi
 
 # --- the table ------------------------------------------------------------------------------
-# The static binary: the newest of a plain musl build and scripts/build-static.sh's.
-for candidate in target/x86_64-unknown-linux-musl/release/collector \
-	target/static/x86_64-unknown-linux-musl/release/collector; do
-	if [ -f "$candidate" ] && { [ -z "${binary-}" ] || [ "$candidate" -nt "$binary" ]; }; then
-		binary=$candidate
-		binary_kind="static musl"
-	fi
-done
-if [ -z "${binary-}" ]; then
+# The static binary's size: the one C ran, or the newest of a plain musl build and
+# scripts/build-static.sh's.
+binary=
+if [ "$bin" = "$static_bin" ]; then
 	binary=$bin
-	binary_kind="release, not static: run scripts/build-static.sh for the musl one"
-elif [ "$binary" -ot "$bin" ]; then
-	binary_kind="$binary_kind, older than the release build"
+	binary_kind="static musl"
+else
+	for candidate in target/x86_64-unknown-linux-musl/release/collector "$static_bin"; do
+		if [ -f "$candidate" ] && { [ -z "$binary" ] || [ "$candidate" -nt "$binary" ]; }; then
+			binary=$candidate
+			binary_kind="static musl"
+		fi
+	done
+	if [ -z "$binary" ]; then
+		binary=target/release/collector
+		binary_kind="release, not static: run scripts/build-static.sh for the musl one"
+	elif [ "$binary" -ot target/release/collector ]; then
+		binary_kind="$binary_kind, older than the release build"
+	fi
 fi
 binary_bytes=$(stat -c %s "$binary")
 clk_tck=$(getconf CLK_TCK)
 
 awk -v n="$N" -v ta="$t_a" -v tb="$t_b" -v tc="$t_c" -v ticks="$ticks" -v hz="$clk_tck" \
 	-v hwm="$hwm_kb" -v ns="$ns_record" -v size="$binary_bytes" -v bin="$binary" \
-	-v kind="$binary_kind" -v rb="$record_bytes" -v lb="$line_bytes" -v m="$M" 'BEGIN {
+	-v kind="$binary_kind" -v ckind="$bin_kind" -v cbin="$bin" -v rb="$record_bytes" -v lb="$line_bytes" -v m="$M" 'BEGIN {
 	l = n / (ta + tb)
 	cpu = ticks / hz
 	printf "\ncollector benchmark: %d records over %d measurements (%d B of JSON, %d B of line protocol each)\n\n", n, m, rb, lb
@@ -280,6 +311,7 @@ awk -v n="$N" -v ta="$t_a" -v tb="$t_b" -v tc="$t_c" -v ticks="$ticks" -v hz="$c
 	printf "  %-44s %10.3f %12.0f\n", "B  InfluxDB write of line protocol", tb, n / tb
 	printf "  %-44s %10.3f %12.0f\n", "L  limit N / (tA + tB)", ta + tb, l
 	printf "  %-44s %10.3f %12.0f\n", "C  collector, start to all stored and acked", tc, n / tc
+	printf "     (%s: %s)\n", ckind, cbin
 	printf "\n"
 	printf "  %-44s %10.2f   (target >= 0.8)\n", "collector / L", (n / tc) / l
 	printf "  %-44s %10.2f   (target <= 1.5; %.2f s user+sys)\n", "collector CPU-us per record", cpu * 1e6 / n, cpu
