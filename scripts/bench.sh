@@ -8,17 +8,19 @@
 #   --quick        N = 100,000 instead of 1,000,000
 #   --records N    any N (a multiple of 4: the records are spread over 4 measurements)
 #   --keep         keep the temp dir (server logs, the collector's log, the records)
-#   --binary PATH  run C with this collector binary instead of the release build (e.g. the
-#                  static musl build of scripts/build-static.sh, or an older build to compare)
+#   --binary PATH  run C with this collector binary instead of the static build (e.g. an
+#                  older build, to compare)
 #   --profile      sample the collector with `perf record` during C and print where its CPU
-#                  time goes, by thread and function (needs perf; the sampling costs a little)
+#                  time goes, by thread and function (needs perf; the sampling costs a little;
+#                  C then runs the release build, which has symbols). PERF_RECORD_FLAGS
+#                  replaces perf's options (default -F 1999), e.g. "--call-graph dwarf"
 #
 # Steps, each checked (the script fails loudly when a count is off):
 #   A  raw JetStream: drain N preloaded records with fetch + ack only (examples/bench_jetstream.rs)
 #   B  raw InfluxDB: write the same N records as line protocol, 5,000 lines a POST over
 #      2 connections, into a fresh database (examples/bench_influx.rs)
-#   C  the release collector, default configuration, N records preloaded over 4
-#      measurements: from its start until InfluxDB holds all N and the streams are empty;
+#   C  the static collector (scripts/build-static.sh), default configuration, N records
+#      preloaded over 4 measurements: from its start until InfluxDB holds all N and the streams are empty;
 #      its CPU time and peak RSS are read from /proc just before SIGTERM
 #   D  decode + encode of one record (examples/encode_bench.rs)
 # and prints the table: the limit is L = N / (tA + tB), the time one record takes through

@@ -820,8 +820,10 @@ impl Members {
 /// Reads the whole payload, checking all of it is JSON (keys nobody reads too).
 fn read_payload(text: &str) -> Result<Top<'_>, RecordError> {
     let mut scanner = Scanner::new(text);
-    let top = read_top(&mut scanner);
-    let top = top.and_then(|top| Ok(scanner.finish().map(|()| top)?));
+    let top = read_top(&mut scanner).and_then(|top| {
+        scanner.finish()?;
+        Ok(top)
+    });
     top.map_err(|stop| match stop {
         Stop::Record(e) => e,
         Stop::Json(Failed) => RecordError::NotJson {

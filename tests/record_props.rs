@@ -506,7 +506,7 @@ fn json_document() -> impl Strategy<Value = String> {
             .prop_map(|f| serde_json::to_string(&f).unwrap()),
         "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?",
     ];
-    let document = prop_oneof![
+    prop_oneof![
         nested_json().prop_map(|v| serde_json::to_string(&v).unwrap()),
         nested_json().prop_map(|v| serde_json::to_string_pretty(&v).unwrap()),
         (number, nested_json()).prop_map(|(n, v)| {
@@ -515,8 +515,7 @@ fn json_document() -> impl Strategy<Value = String> {
                 serde_json::to_string(&v).unwrap()
             )
         }),
-    ];
-    document
+    ]
 }
 
 /// Bytes that change what a JSON text means: structure, escapes, digits, letters of the
