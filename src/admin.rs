@@ -102,7 +102,7 @@ fn streams_list(config: &Config, js: &JetStream, format: Format) -> Result<ExitC
             Err(problem) => (String::new(), Some(problem)),
         };
         // A key that is no valid name must not be used in a stream name: the client would
-        // break the connection or time out (NATS-CRATE.md trap 4).
+        // break the connection or time out (docs/NATS-CLIENT.md, trap 4).
         let (stream, consumer) = if is_valid_name(&entry.key) {
             let name = stream_name(&config.namespace, &entry.key);
             match js.stream_state(&name, None)? {

@@ -6,7 +6,7 @@
 //! code it does not know into a serde error and cannot time out some calls, while the raw API
 //! lets every answer be classified. Pull requests are published by the worker threads
 //! themselves with an explicit flush (the crate's `fetch` waits on its 5 ms flusher and can
-//! hang on a 409); see NATS-CRATE.md.
+//! hang on a 409); see docs/NATS-CLIENT.md.
 #![allow(deprecated)]
 
 use std::io;
@@ -1057,7 +1057,7 @@ impl std::fmt::Display for PipelineError {
 }
 
 /// Sends requests on the core connection with reply subjects of one inbox, many in flight,
-/// and flushes explicitly instead of waiting for the client's 5 ms flusher (NATS-CRATE.md
+/// and flushes explicitly instead of waiting for the client's 5 ms flusher (docs/NATS-CLIENT.md
 /// trap 1). Core publishes alone could be dropped by a busy server (trap 11); each request
 /// here is answered, and sent again when its answer does not come.
 struct Pipeline {

@@ -119,11 +119,10 @@ fn kubernetes_manifests_match_the_service() {
 
 #[test]
 fn systemd_unit_verifies() {
-    let output = Command::new("bash")
-        .arg(Path::new(REPO).join("scripts/verify-systemd.sh"))
+    let output = Command::new(Path::new(REPO).join("scripts/verify-systemd.sh"))
         .arg(util::collector_bin())
         .output()
-        .expect("cannot run bash");
+        .expect("cannot run scripts/verify-systemd.sh");
     assert!(
         output.status.success(),
         "scripts/verify-systemd.sh failed:\n{}",
@@ -146,5 +145,51 @@ fn systemd_unit_verifies() {
             unit.lines().any(|l| l == line),
             "{line} missing from the unit"
         );
+    }
+}
+
+/// Every script the README tells a user to run is committed executable: run as the README
+/// says (`scripts/x.sh ...`), a missing bit answers "Permission denied". Checked in git's
+/// index, not on disk, because a checkout can add a bit the commit lacks.
+#[test]
+fn scripts_named_in_the_readme_are_executable() {
+    let readme = fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
+    let mut named: Vec<&str> = readme
+        .split(|c: char| c.is_whitespace() || "`()[],;:".contains(c))
+        .filter(|word| word.starts_with("scripts/") && word.ends_with(".sh"))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    assert!(
+        named.contains(&"scripts/test.sh") && named.contains(&"scripts/rolling-restart.sh"),
+        "the README no longer names its scripts as expected: {named:?}"
+    );
+    let output = Command::new("git")
+        .current_dir(REPO)
+        .args(["ls-files", "--stage", "--", "scripts"])
+        .output()
+        .expect("cannot run git");
+    let index = String::from_utf8_lossy(&output.stdout);
+    for script in named {
+        let mode = index
+            .lines()
+            .find(|line| line.ends_with(&format!("\t{script}")))
+            .and_then(|line| line.split_whitespace().next());
+        match mode {
+            // Not committed yet (a working tree under change): the file itself must be.
+            None => {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = fs::metadata(Path::new(REPO).join(script))
+                    .unwrap_or_else(|e| panic!("the README names {script}, which is missing: {e}"));
+                assert!(
+                    meta.permissions().mode() & 0o111 != 0,
+                    "{script} is not executable"
+                );
+            }
+            Some(mode) => assert_eq!(
+                mode, "100755",
+                "{script} is committed without its executable bit"
+            ),
+        }
     }
 }

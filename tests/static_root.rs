@@ -26,11 +26,10 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Builds the static binary with the project's script; returns its path.
 fn build_static() -> PathBuf {
-    let output = Command::new("bash")
-        .arg(Path::new(REPO).join("scripts/build-static.sh"))
+    let output = Command::new(Path::new(REPO).join("scripts/build-static.sh"))
         .stderr(Stdio::piped())
         .output()
-        .expect("cannot run bash");
+        .expect("cannot run scripts/build-static.sh");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),

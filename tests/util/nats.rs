@@ -3,7 +3,7 @@
 //! configure measurements and publish records.
 
 // The synchronous `nats` crate is deprecated in favour of async-nats; the
-// design card keeps it (no async runtime), so its warnings are allowed in the
+// project keeps it (a threaded service, no async runtime), so its warnings are allowed in the
 // one harness module that uses it.
 #![allow(deprecated)]
 
