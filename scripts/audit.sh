@@ -12,7 +12,7 @@
 # The database: a directory `advisory-db` beside this checkout's parent (../shared/advisory-db
 # from the repository root), when there is one, read offline as it is: it is a snapshot for
 # machines that cannot fetch the database, so it is allowed to be older than 90 days, and
-# yanked crates (which need the crates.io index) are not looked up. Otherwise cargo audit
+# yanked crates (which need the registry index) are not looked up. Otherwise cargo audit
 # fetches the current database into ~/.cargo/advisory-db and checks yanked crates too.
 # COLLECTOR_ADVISORY_DB names another local copy.
 set -euo pipefail

