@@ -9,9 +9,9 @@
 # (cargo audit reads the accepted list from the current directory); the tests use it to run
 # the check with an emptied list. Other options go to cargo audit unchanged.
 #
-# The database: a directory `advisory-db` beside this checkout's parent (../shared/advisory-db
-# from the repository root), when there is one, read offline as it is: it is a snapshot for
-# machines that cannot fetch the database, so it is allowed to be older than 90 days, and
+# The database: ../shared/advisory-db from the repository root (shared/advisory-db in the
+# directory that holds this checkout), when there is one, read offline as it is: it is a
+# snapshot for machines that cannot fetch the database, so it may be older than 90 days, and
 # yanked crates (which need the registry index) are not looked up. Otherwise cargo audit
 # fetches the current database into ~/.cargo/advisory-db and checks yanked crates too.
 # COLLECTOR_ADVISORY_DB names another local copy.
