@@ -81,6 +81,36 @@ impl<T> Lines<T> {
         &self.buf[start..self.ends[range.end - 1]]
     }
 
+    /// Replaces some lines in place: `replace(index, line, out)` appends the new line (with its
+    /// `\n`) to `out` and returns true, or returns false and leaves `out` alone to keep the
+    /// line. Rebuilds the buffer once, so rewriting many lines costs one copy of the batch.
+    /// Returns how many lines were replaced.
+    pub fn rewrite(
+        &mut self,
+        mut replace: impl FnMut(usize, &[u8], &mut Vec<u8>) -> bool,
+    ) -> usize {
+        let mut buf = Vec::with_capacity(self.buf.len() + 64);
+        let mut n_replaced = 0;
+        let mut start = 0;
+        for (index, end) in self.ends.iter_mut().enumerate() {
+            let line = &self.buf[start..*end];
+            start = *end;
+            if replace(index, line, &mut buf) {
+                n_replaced += 1;
+            } else {
+                buf.extend_from_slice(line);
+            }
+            *end = buf.len();
+        }
+        if n_replaced > 0 {
+            self.buf = buf;
+        } else {
+            // Nothing changed: the offsets were rewritten to the same values.
+            debug_assert_eq!(self.ends.last().copied().unwrap_or(0), self.buf.len());
+        }
+        n_replaced
+    }
+
     /// Moves every line and record of `other` to the end of `self`, leaving `other` empty
     /// with its capacity, so a worker can reuse its chunk buffers.
     pub fn append(&mut self, other: &mut Lines<T>) {
@@ -218,6 +248,26 @@ mod tests {
         assert_eq!(lines.body(1..2), b"bb\n");
         assert_eq!(lines.body(2..3), b"ccc\n");
         assert_eq!(lines.body(1..1), b"");
+    }
+
+    #[test]
+    fn rewrite_replaces_chosen_lines_and_keeps_offsets() {
+        let mut lines = chunk(&["a", "bb", "ccc", "d"]);
+        let n = lines.rewrite(|index, line, out| {
+            if index % 2 == 1 {
+                out.extend_from_slice(b"<");
+                out.extend_from_slice(line);
+                true
+            } else {
+                false
+            }
+        });
+        assert_eq!(n, 2);
+        assert_eq!(lines.body(0..4), b"a\n<bb\nccc\n<d\n");
+        assert_eq!(lines.body(1..2), b"<bb\n");
+        assert_eq!(lines.body(2..3), b"ccc\n");
+        assert_eq!(lines.rewrite(|_, _, _| false), 0);
+        assert_eq!(lines.body(3..4), b"<d\n");
     }
 
     #[test]

@@ -11,12 +11,32 @@ use std::time::Duration;
 
 use crate::config::{InfluxApi, InfluxConfig};
 
+/// The most rejected lines an InfluxDB 3 answer names.
+pub const V3_MAX_LINE_ERRORS: usize = 100;
+
+/// One line InfluxDB 3 rejected: its number in the request body (from 1) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLine {
+    pub number: usize,
+    pub message: String,
+}
+
 /// Why a write did not store the batch, and so what the writer does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteError {
     /// Some lines are bad (400/422: unparsable line, field type conflict, v1 partial write).
     /// Rewriting the good ones is safe, so the writer splits the batch to find the bad ones.
     Rejected { status: u16, message: String },
+    /// InfluxDB 3 stored every line of the body but these (a partial write, with
+    /// `accept_partial=true`). `complete` is false when the list may be cut short: the server
+    /// names at most [`V3_MAX_LINE_ERRORS`] lines, so lines after the last one named may have
+    /// been rejected too.
+    Partial {
+        rejected: Vec<RejectedLine>,
+        complete: bool,
+    },
+    /// InfluxDB 3 refused the whole body, naming one line: nothing was stored.
+    Refused { line: RejectedLine },
     /// The body is over the server's limit (413): split and retry the halves.
     TooLarge,
     /// A passing failure (connection refused or reset, timeout, 429, 5xx): retry the same
@@ -38,6 +58,12 @@ impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
+            WriteError::Partial { rejected, .. } => {
+                write!(f, "partial write: {} lines rejected", rejected.len())
+            }
+            WriteError::Refused { line } => {
+                write!(f, "refused at line {}: {}", line.number, line.message)
+            }
             WriteError::TooLarge => write!(f, "request body too large (413)"),
             WriteError::Retry { reason, .. } => write!(f, "{reason}"),
             WriteError::Fatal {
