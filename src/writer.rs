@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits};
-use crate::influx::{Influx, RejectedLine, WriteError};
+use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
 use crate::jetstream::{self, Ack, Connection};
 use crate::schema::{self, Schema};
 use crate::shutdown::Shutdown;
@@ -221,7 +221,7 @@ impl Running {
     /// rejection naming a type conflict teaches the schema and the lines that convert
     /// without loss are rewritten and written again; a v3 answer naming the rejected lines
     /// settles the others at once; only what stays unexplained is split in halves.
-    fn store(&mut self, part: Vec<usize>) -> Result<(), GaveUp> {
+    fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
         let mut backoff = FIRST_BACKOFF;
         // Conversion rounds before splitting: each round needs a conflict InfluxDB named and a
         // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
@@ -279,11 +279,13 @@ impl Running {
                         return self.split(part, &error);
                     };
                     let again = self.settle_rejected(&[(index, line.message)]);
-                    let rest: Vec<usize> = part
-                        .into_iter()
-                        .filter(|&i| i != index || again.contains(&i))
-                        .collect();
-                    return self.store(rest);
+                    part.retain(|&i| i != index || again.contains(&i));
+                    if part.is_empty() {
+                        return Ok(());
+                    }
+                    // A loop, not a call: a body may hold thousands of lines refused one at
+                    // a time.
+                    continue;
                 }
                 Err(WriteError::Retry {
                     reason,
@@ -343,24 +345,16 @@ impl Running {
     }
 
     /// Settles a v3 partial write of `part`: InfluxDB stored every line but the `rejected`
-    /// ones (numbered from 1 in the body). When the list may be cut short (`complete` false:
-    /// the server names at most 100 lines), the lines after the last one named are unknown
-    /// and written again.
+    /// ones. When the list may be cut short (the server names at most 100 lines), the lines
+    /// after the last one named are unknown and written again (see [`plan_partial`]).
     fn settle_partial(
         &mut self,
         part: Vec<usize>,
         rejected: Vec<RejectedLine>,
         complete: bool,
     ) -> Result<(), GaveUp> {
-        let mut named: Vec<(usize, String)> = Vec::with_capacity(rejected.len());
-        for line in rejected {
-            if let Some(&index) = line.number.checked_sub(1).and_then(|i| part.get(i)) {
-                if !named.iter().any(|(i, _)| *i == index) {
-                    named.push((index, line.message));
-                }
-            }
-        }
-        if named.is_empty() {
+        let plan = plan_partial(part.len(), rejected, complete);
+        if plan.rejected.is_empty() {
             // An answer that names no line of the body explains nothing.
             let error = WriteError::Rejected {
                 status: 400,
@@ -368,20 +362,17 @@ impl Running {
             };
             return self.split(part, &error);
         }
-        named.sort_by_key(|(i, _)| *i);
-        let explained = if complete {
-            part.len()
-        } else {
-            let last = named.last().map_or(0, |(i, _)| *i);
-            part.iter().position(|&i| i == last).map_or(0, |p| p + 1)
-        };
-        let (explained, unknown) = part.split_at(explained);
-        let stored: Vec<usize> = explained
+        let named: Vec<(usize, String)> = plan
+            .rejected
+            .into_iter()
+            .map(|(position, message)| (part[position], message))
+            .collect();
+        let stored: Vec<usize> = part[..plan.explained]
             .iter()
             .copied()
             .filter(|i| named.binary_search_by_key(i, |(n, _)| *n).is_err())
             .collect();
-        let unknown = unknown.to_vec();
+        let unknown = part[plan.explained..].to_vec();
         self.acknowledge(&stored);
         let again = self.settle_rejected(&named);
         if !again.is_empty() {
