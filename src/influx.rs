@@ -3,8 +3,8 @@
 //! answer into what the writer must do next.
 //!
 //! Runs on the writer thread (writes) and the main thread (the start-up ping). The
-//! classification is a pure function so each status InfluxDB v1 and v2 can send is tested
-//! without a server.
+//! classification is a pure function so each status InfluxDB v1, v2 and v3 can send (and v3's
+//! per-line partial-write answers) is tested without a server.
 
 use std::io::Write;
 use std::time::Duration;

@@ -7,9 +7,13 @@
 //! sender, after a last flush. While a write is failing it reads no chunks, so the workers
 //! stop pulling: the channel and the batch are the only buffers.
 //!
-//! Failure handling follows the answer (see [`WriteError`]): a rejected batch is split in
-//! halves until each bad line stands alone and is dead-lettered (rewriting the good lines is
-//! harmless: InfluxDB overwrites a point with the same series and time); a passing failure is
+//! Failure handling follows the answer (see [`WriteError`]): a rejection naming a type
+//! conflict teaches the [`Schema`], and lines whose values convert without loss are rewritten
+//! and written again in the same flush; an InfluxDB 3 partial write names its rejected lines,
+//! so the others are acknowledged and only the named ones dead-lettered (or converted); any
+//! other rejected batch is split in halves until each bad line stands alone and is
+//! dead-lettered (rewriting the good lines is harmless: InfluxDB overwrites a point with the
+//! same series and time); a passing failure is
 //! retried with exponential backoff and jitter, honouring `Retry-After`; a fatal answer is
 //! retried slowly with an error log saying what to fix. Meanwhile the held records are kept
 //! alive with in-progress acks, and at the shutdown deadline they are given back (NAK).
