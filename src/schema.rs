@@ -157,11 +157,13 @@ impl Schema {
         if self.types.is_empty() {
             return converted;
         }
-        let Some(parsed) = parse_line(line) else {
+        // Lines of measurements without learned types are the common case: they cost one
+        // scan of the measurement name.
+        let measurement = unescape(&line[..measurement_end(line)]);
+        let Some(learned) = self.types.get(&measurement) else {
             return converted;
         };
-        let measurement = unescape(&line[..parsed.measurement_end]);
-        let Some(learned) = self.types.get(&measurement) else {
+        let Some(parsed) = parse_line(line) else {
             return converted;
         };
         let start = out.len();
@@ -195,6 +197,20 @@ impl Schema {
 /// The measurement of a line, unescaped, or `None` for a line that is not line protocol.
 pub fn measurement_of(line: &[u8]) -> Option<String> {
     parse_line(line).map(|parsed| unescape(&line[..parsed.measurement_end]))
+}
+
+/// Where the (escaped) measurement of a line ends: at its first unescaped `,` or space.
+fn measurement_end(line: &[u8]) -> usize {
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'\\' => i += 1,
+            b',' | b' ' => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    line.len()
 }
 
 /// The largest magnitude up to which every integer is exactly a 64-bit float.

@@ -169,6 +169,53 @@ fn more_than_100_rejected_lines_are_all_settled() {
 }
 
 #[test]
+fn a_whole_body_refusal_settles_the_named_line_and_writes_the_rest() {
+    let nats = NatsServer::start();
+    let double = InfluxV3Double::start("apiv3_t0ken", "aon");
+    double.set_mode(Mode::AllOrNothing);
+    double.seed(&format!("m latency=1.5 {T0}\n"));
+    let transfer = Transfer::new(nats.connect(), "aon");
+    transfer.set("m", "");
+    // 100 records: every 20th a string (refused), every 25th an integer (converted).
+    let kind = |i: usize| match i {
+        _ if i % 20 == 3 => "string",
+        _ if i % 25 == 4 => "integer",
+        _ => "float",
+    };
+    let payloads: Vec<Vec<u8>> = (1..=100)
+        .map(|i| match kind(i) {
+            "string" => record("{}", r#"{"latency":"slow"}"#, i),
+            "integer" => record("{}", &format!(r#"{{"latency":{i}}}"#), i),
+            _ => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let collector = Collector::start(&v3_config("aon", &nats, &double, ""));
+    assert!(settled(&transfer, "m"), "{}", collector.log());
+    let n_strings = (1..=100).filter(|&i| kind(i) == "string").count();
+    assert_eq!(
+        double.points().len(),
+        1 + 100 - n_strings,
+        "{}",
+        collector.log()
+    );
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), n_strings, "{letters:?}");
+    assert!(letters
+        .iter()
+        .all(|(_, reason, _)| reason.contains("expected iox::column_type::field::float")));
+    // One request per refused or converted line, plus one per batch that stores the rest
+    // (a few batches at most): each answer settles one line, nothing is split in halves,
+    // which would take dozens of requests.
+    let n_integers = (1..=100).filter(|&i| kind(i) == "integer").count();
+    assert!(
+        double.n_writes() <= n_strings + n_integers + 4,
+        "{} writes",
+        double.n_writes()
+    );
+}
+
+#[test]
 fn table_and_column_limits_are_named_in_the_dead_letter() {
     let nats = NatsServer::start();
     let double = InfluxV3Double::start("apiv3_t0ken", "lim");

@@ -43,6 +43,9 @@ pub const MAX_LINE_ERRORS: usize = 100;
 pub enum Mode {
     /// Stores lines that fit the schema; names the others.
     Normal,
+    /// Writes as with `accept_partial=false` whatever the request says: all or nothing, the
+    /// answer naming the first rejected line.
+    AllOrNothing,
     /// 401 for every request.
     Unauthorized,
     /// 404 database not found for every write.
@@ -361,7 +364,8 @@ fn decide(
     if n_bytes > state.max_body_bytes {
         return error(413, "request body too large");
     }
-    let accept_partial = params.get("accept_partial") != Some(&"false");
+    let accept_partial =
+        params.get("accept_partial") != Some(&"false") && state.mode != Mode::AllOrNothing;
     let lines: Vec<&str> = text.split('\n').collect();
     let mut rejected = Vec::new();
     if accept_partial {
