@@ -440,6 +440,7 @@ fn check(path: &Path) -> ExitCode {
     let influx = &config.influx;
     let target = match influx.api {
         InfluxApi::V1 => format!("v1 database `{}`", influx.target),
+        InfluxApi::V3 => format!("v3 database `{}`", influx.target),
         InfluxApi::V2 => format!(
             "v2 org `{}` bucket `{}`",
             influx.org.as_deref().unwrap_or_default(),

@@ -81,6 +81,48 @@ impl<T> Lines<T> {
         &self.buf[start..self.ends[range.end - 1]]
     }
 
+    /// Replaces some lines in place: `replace(index, line, out)` appends the new line (with its
+    /// `\n`) to `out` and returns true, or returns false and leaves `out` alone to keep the
+    /// line. The buffer is rebuilt from the first replaced line on, once, so rewriting many
+    /// lines costs one copy of the batch and rewriting none costs no copy. Returns how many
+    /// lines were replaced.
+    pub fn rewrite(
+        &mut self,
+        mut replace: impl FnMut(usize, &[u8], &mut Vec<u8>) -> bool,
+    ) -> usize {
+        // `rebuilt` holds the new buffer once a line was replaced; until then lines stay put.
+        let mut rebuilt: Option<Vec<u8>> = None;
+        let mut scratch = Vec::new();
+        let mut n_replaced = 0;
+        let mut start = 0;
+        for index in 0..self.ends.len() {
+            let end = self.ends[index];
+            let line = &self.buf[start..end];
+            let out = rebuilt.as_mut().unwrap_or(&mut scratch);
+            let replaced = replace(index, line, out);
+            if replaced {
+                n_replaced += 1;
+                if rebuilt.is_none() {
+                    let mut buf = Vec::with_capacity(self.buf.len() + 64);
+                    buf.extend_from_slice(&self.buf[..start]);
+                    buf.extend_from_slice(&scratch);
+                    scratch.clear();
+                    rebuilt = Some(buf);
+                }
+            } else if let Some(buf) = rebuilt.as_mut() {
+                buf.extend_from_slice(line);
+            }
+            start = end;
+            if let Some(buf) = &rebuilt {
+                self.ends[index] = buf.len();
+            }
+        }
+        if let Some(buf) = rebuilt {
+            self.buf = buf;
+        }
+        n_replaced
+    }
+
     /// Moves every line and record of `other` to the end of `self`, leaving `other` empty
     /// with its capacity, so a worker can reuse its chunk buffers.
     pub fn append(&mut self, other: &mut Lines<T>) {
@@ -218,6 +260,36 @@ mod tests {
         assert_eq!(lines.body(1..2), b"bb\n");
         assert_eq!(lines.body(2..3), b"ccc\n");
         assert_eq!(lines.body(1..1), b"");
+    }
+
+    #[test]
+    fn rewrite_replaces_chosen_lines_and_keeps_offsets() {
+        let mut lines = chunk(&["a", "bb", "ccc", "d"]);
+        let n = lines.rewrite(|index, line, out| {
+            if index % 2 == 1 {
+                out.extend_from_slice(b"<");
+                out.extend_from_slice(line);
+                true
+            } else {
+                false
+            }
+        });
+        assert_eq!(n, 2);
+        assert_eq!(lines.body(0..4), b"a\n<bb\nccc\n<d\n");
+        assert_eq!(lines.body(1..2), b"<bb\n");
+        assert_eq!(lines.body(2..3), b"ccc\n");
+        assert_eq!(lines.rewrite(|_, _, _| false), 0);
+        assert_eq!(lines.body(3..4), b"<d\n");
+        let n = lines.rewrite(|index, _, out| {
+            if index == 0 {
+                out.extend_from_slice(b"first\n");
+            }
+            index == 0
+        });
+        assert_eq!(n, 1);
+        assert_eq!(lines.body(0..4), b"first\n<bb\nccc\n<d\n");
+        assert_eq!(lines.body(0..1), b"first\n");
+        assert_eq!(lines.body(1..2), b"<bb\n");
     }
 
     #[test]

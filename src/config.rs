@@ -109,6 +109,7 @@ pub struct RawInflux {
     pub password_file: Option<String>,
     pub tls: Option<RawTls>,
     pub gzip: Option<bool>,
+    pub no_sync: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +217,9 @@ pub enum InfluxApi {
     V2,
     /// InfluxDB 1.x: `/write?db=&rp=` with optional basic auth.
     V1,
+    /// InfluxDB 3.x native: `/api/v3/write_lp?db=` with a bearer token, partial writes
+    /// answered line by line.
+    V3,
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +229,7 @@ pub struct InfluxConfig {
     pub api: InfluxApi,
     pub token: Option<Secret>,
     pub org: Option<String>,
-    /// The v2 bucket or v1 database; the namespace unless overridden.
+    /// The v2 bucket or v1/v3 database; the namespace unless overridden.
     pub target: String,
     pub retention_policy: Option<String>,
     pub username: Option<String>,
@@ -238,6 +242,9 @@ pub struct InfluxConfig {
     /// InfluxDB 1.x, 2.x, 3.x and VictoriaMetrics all accept. On by default: line protocol
     /// shrinks about fivefold for a little CPU, which is what a network link wants.
     pub gzip: bool,
+    /// v3 only: acknowledge writes before InfluxDB has persisted them to its write-ahead log
+    /// (`no_sync=true`): faster, but a crash of InfluxDB may lose acknowledged records.
+    pub no_sync: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -753,10 +760,11 @@ impl RawConfig {
         let api = match present(raw.api).as_deref() {
             None | Some("v2") => InfluxApi::V2,
             Some("v1") => InfluxApi::V1,
+            Some("v3") => InfluxApi::V3,
             Some(other) => {
                 return Err(Error::config(
                     "influx.api",
-                    format!("`{other}` is not v2 or v1"),
+                    format!("`{other}` is not v2, v1 or v3"),
                 ))
             }
         };
@@ -791,7 +799,41 @@ impl RawConfig {
                 }
                 present(raw.database).unwrap_or_else(|| namespace.clone())
             }
+            InfluxApi::V3 => {
+                let misplaced = [
+                    (
+                        "influx.bucket",
+                        raw.bucket.is_some(),
+                        "is for api v2; with v3 use influx.database",
+                    ),
+                    (
+                        "influx.org",
+                        org.is_some(),
+                        "is for api v2; v3 has no organisations",
+                    ),
+                    (
+                        "influx.retention_policy",
+                        raw.retention_policy.is_some(),
+                        "is for api v1; v3 has none",
+                    ),
+                    (
+                        "influx.username",
+                        raw.username.is_some(),
+                        "is for api v1; v3 takes influx.token",
+                    ),
+                ];
+                if let Some((key, _, problem)) = misplaced.into_iter().find(|(_, set, _)| *set) {
+                    return Err(Error::config(key, problem));
+                }
+                present(raw.database).unwrap_or_else(|| namespace.clone())
+            }
         };
+        if raw.no_sync.is_some() && api != InfluxApi::V3 {
+            return Err(Error::config(
+                "influx.no_sync",
+                "is for api v3 (its write_lp endpoint)",
+            ));
+        }
         let username = present(raw.username);
         let password = note(
             &INFLUX_PASSWORD,
@@ -826,6 +868,7 @@ impl RawConfig {
             timeout: duration("influx.timeout", raw.timeout, Duration::from_secs(10))?,
             tls,
             gzip: raw.gzip.unwrap_or(true),
+            no_sync: raw.no_sync.unwrap_or(false),
         };
 
         let pull = PullConfig {
@@ -968,6 +1011,40 @@ mod tests {
     }
 
     #[test]
+    fn v3_names_a_database_and_may_skip_the_sync() {
+        let v3 = "namespace: beta\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v3, token: t}\n";
+        let c = parse(v3).unwrap();
+        assert_eq!(c.influx.api, InfluxApi::V3);
+        assert_eq!(c.influx.target, "beta");
+        assert!(!c.influx.no_sync);
+        let c = parse(&v3.replace("token: t", "token: t, database: logs, no_sync: true")).unwrap();
+        assert_eq!(c.influx.target, "logs");
+        assert!(c.influx.no_sync);
+        for (extra, key, problem) in [
+            ("bucket: b", "influx.bucket", "influx.database"),
+            ("org: o", "influx.org", "api v2"),
+            ("retention_policy: w", "influx.retention_policy", "api v1"),
+            (
+                "username: u, password: p",
+                "influx.username",
+                "influx.token",
+            ),
+            ("no_sync: yes please", "influx.no_sync", "boolean"),
+        ] {
+            refused(
+                &v3.replace("token: t", &format!("token: t, {extra}")),
+                key,
+                problem,
+            );
+        }
+        refused(
+            &MINIMAL_V1.replace("api: v1", "api: v1\n  no_sync: true"),
+            "influx.no_sync",
+            "api v3",
+        );
+    }
+
+    #[test]
     fn gzip_can_be_turned_off() {
         let c = parse(&MINIMAL_V1.replace("api: v1", "api: v1\n  gzip: false")).unwrap();
         assert!(!c.influx.gzip);
@@ -1083,9 +1160,9 @@ mod tests {
             "http",
         );
         refused(
-            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v3}\n",
+            "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h, api: v4}\n",
             "influx.api",
-            "v3",
+            "`v4` is not v2, v1 or v3",
         );
         refused(
             "namespace: a\nnats: {hosts: [nats://h:1]}\ninflux: {url: http://h}\n",

@@ -205,27 +205,33 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     for (name, help, value) in counters {
         metric(&mut out, name, "counter", help, &[("", value.to_string())]);
     }
-    let per_measurement: Vec<(String, String)> = stats
-        .by_measurement()
-        .into_iter()
-        .map(|(name, n)| {
-            (
-                format!("measurement=\"{}\"", escape_label(&name)),
-                n.to_string(),
-            )
-        })
-        .collect();
-    let per_measurement: Vec<(&str, String)> = per_measurement
-        .iter()
-        .map(|(labels, value)| (labels.as_str(), value.clone()))
-        .collect();
-    metric(
-        &mut out,
-        "collector_measurement_records_fetched_total",
-        "counter",
-        "Records received from JetStream, per measurement.",
-        &per_measurement,
-    );
+    for (name, help, values) in [
+        (
+            "collector_measurement_records_fetched_total",
+            "Records received from JetStream, per measurement.",
+            stats.by_measurement(),
+        ),
+        (
+            "collector_field_conversions_total",
+            "Field values converted without loss to the type InfluxDB stores, per measurement.",
+            stats.conversions(),
+        ),
+    ] {
+        let per_measurement: Vec<(String, String)> = values
+            .into_iter()
+            .map(|(measurement, n)| {
+                (
+                    format!("measurement=\"{}\"", escape_label(&measurement)),
+                    n.to_string(),
+                )
+            })
+            .collect();
+        let per_measurement: Vec<(&str, String)> = per_measurement
+            .iter()
+            .map(|(labels, value)| (labels.as_str(), value.clone()))
+            .collect();
+        metric(&mut out, name, "counter", help, &per_measurement);
+    }
     let gauge_values: [(&str, &str, u64); 6] = [
         (
             "collector_records_held",

@@ -3,13 +3,23 @@
 //! answer into what the writer must do next.
 //!
 //! Runs on the writer thread (writes) and the main thread (the start-up ping). The
-//! classification is a pure function so each status InfluxDB v1 and v2 can send is tested
-//! without a server.
+//! classification is a pure function so each status InfluxDB v1, v2 and v3 can send (and v3's
+//! per-line partial-write answers) is tested without a server.
 
 use std::io::Write;
 use std::time::Duration;
 
 use crate::config::{InfluxApi, InfluxConfig};
+
+/// The most rejected lines an InfluxDB 3 answer names.
+pub const V3_MAX_LINE_ERRORS: usize = 100;
+
+/// One line InfluxDB 3 rejected: its number in the request body (from 1) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLine {
+    pub number: usize,
+    pub message: String,
+}
 
 /// Why a write did not store the batch, and so what the writer does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +27,16 @@ pub enum WriteError {
     /// Some lines are bad (400/422: unparsable line, field type conflict, v1 partial write).
     /// Rewriting the good ones is safe, so the writer splits the batch to find the bad ones.
     Rejected { status: u16, message: String },
+    /// InfluxDB 3 stored every line of the body but these (a partial write, with
+    /// `accept_partial=true`). `complete` is false when the list may be cut short: the server
+    /// names at most [`V3_MAX_LINE_ERRORS`] lines, so lines after the last one named may have
+    /// been rejected too.
+    Partial {
+        rejected: Vec<RejectedLine>,
+        complete: bool,
+    },
+    /// InfluxDB 3 refused the whole body, naming one line: nothing was stored.
+    Refused { line: RejectedLine },
     /// The body is over the server's limit (413): split and retry the halves.
     TooLarge,
     /// A passing failure (connection refused or reset, timeout, 429, 5xx): retry the same
@@ -38,6 +58,12 @@ impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::Rejected { status, message } => write!(f, "rejected ({status}): {message}"),
+            WriteError::Partial { rejected, .. } => {
+                write!(f, "partial write: {} lines rejected", rejected.len())
+            }
+            WriteError::Refused { line } => {
+                write!(f, "refused at line {}: {}", line.number, line.message)
+            }
             WriteError::TooLarge => write!(f, "request body too large (413)"),
             WriteError::Retry { reason, .. } => write!(f, "{reason}"),
             WriteError::Fatal {
@@ -72,7 +98,8 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
         404 => Err(WriteError::Fatal {
             status,
             message,
-            fix: "create the bucket (v2) or database (v1), or set influx.bucket/influx.database",
+            fix:
+                "create the bucket (v2) or database (v1, v3), or set influx.bucket/influx.database",
         }),
         413 => Err(WriteError::TooLarge),
         // InfluxDB 1.x answers a write to a missing retention policy with a 500; no retry
@@ -93,7 +120,74 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
     }
 }
 
-/// The reason InfluxDB gave: v1 answers `{"error": "..."}`, v2 `{"code": ..., "message": "..."}`.
+/// Classifies an HTTP answer to an InfluxDB 3 `/api/v3/write_lp` write. Its refusals of
+/// lines come in the two shapes of the InfluxDB 3 Core API reference ("Use the v3 write_lp API
+/// to write data"): a partial write, 400 `{"error": "partial write of line protocol
+/// occurred", "data": [{"original_line", "line_number", "error_message"}, ...]}`, where every
+/// line not listed was stored; and a refusal of the whole body, `"data"` a single such object,
+/// where nothing was. Everything else (401, 403, 404, 413, 429, 5xx) is read as for v2.
+pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
+    if matches!(status, 400 | 422) {
+        let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let line = |item: &serde_json::Value| -> Option<RejectedLine> {
+            Some(RejectedLine {
+                number: usize::try_from(item.get("line_number")?.as_u64()?).ok()?,
+                message: one_line(item.get("error_message")?.as_str()?),
+            })
+        };
+        match parsed.get("data") {
+            Some(serde_json::Value::Array(items)) if !items.is_empty() => {
+                let rejected: Vec<RejectedLine> = items.iter().filter_map(line).collect();
+                if rejected.len() == items.len() {
+                    return Err(WriteError::Partial {
+                        complete: rejected.len() < V3_MAX_LINE_ERRORS,
+                        rejected,
+                    });
+                }
+            }
+            Some(item @ serde_json::Value::Object(_)) => {
+                if let Some(line) = line(item) {
+                    return Err(WriteError::Refused { line });
+                }
+            }
+            _ => {}
+        }
+    }
+    classify(status, body, retry_after)
+}
+
+/// How a v3 partial write of `n` lines settles them: lines `0..explained` were stored, except
+/// the `rejected` ones (positions from 0, ascending, each once, with InfluxDB's message);
+/// lines `explained..n` are unknown and must be written again. Everything is explained when
+/// the list is `complete`; otherwise only up to the last line it names. Line numbers outside
+/// the body are ignored; an answer naming none explains nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialPlan {
+    pub rejected: Vec<(usize, String)>,
+    pub explained: usize,
+}
+
+pub fn plan_partial(n: usize, rejected: Vec<RejectedLine>, complete: bool) -> PartialPlan {
+    let mut positions: Vec<(usize, String)> = rejected
+        .into_iter()
+        .filter(|line| (1..=n).contains(&line.number))
+        .map(|line| (line.number - 1, line.message))
+        .collect();
+    positions.sort_by_key(|(i, _)| *i);
+    positions.dedup_by_key(|(i, _)| *i);
+    let explained = match (positions.last(), complete) {
+        (None, _) => 0,
+        (Some(_), true) => n,
+        (Some((last, _)), false) => last + 1,
+    };
+    PartialPlan {
+        rejected: positions,
+        explained,
+    }
+}
+
+/// The reason InfluxDB gave: v1 and v3 answer `{"error": "..."}`, v2 `{"code": ...,
+/// "message": "..."}`.
 fn error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let text = parsed
@@ -102,7 +196,11 @@ fn error_message(body: &str) -> String {
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| body.trim().to_string());
-    // One line, bounded: it goes into logs and dead-letter headers.
+    one_line(&text)
+}
+
+/// A message as one bounded line: it goes into logs and dead-letter headers.
+fn one_line(text: &str) -> String {
     let mut line: String = text.replace(['\r', '\n'], " ");
     if line.len() > 500 {
         let mut cut = 500;
@@ -151,13 +249,25 @@ pub fn write_url(config: &InfluxConfig) -> String {
             }
             url
         }
+        // `accept_partial=true` (the server's default, said explicitly): the good lines of a
+        // batch are stored and the answer names the rejected ones, so nothing is bisected.
+        InfluxApi::V3 => format!(
+            "{}/api/v3/write_lp?db={}&precision=nanosecond&accept_partial=true{}",
+            config.url,
+            encode_query(&config.target),
+            if config.no_sync { "&no_sync=true" } else { "" }
+        ),
     }
 }
 
 /// The `Authorization` header value, if any.
 fn authorization(config: &InfluxConfig) -> Option<String> {
     if let Some(token) = &config.token {
-        return Some(format!("Token {}", token.expose()));
+        let scheme = match config.api {
+            InfluxApi::V3 => "Bearer",
+            InfluxApi::V1 | InfluxApi::V2 => "Token",
+        };
+        return Some(format!("{scheme} {}", token.expose()));
     }
     match (&config.username, &config.password) {
         (Some(user), Some(password)) => Some(format!(
@@ -191,6 +301,7 @@ pub(crate) fn encode_base64(bytes: &[u8]) -> String {
 /// A blocking InfluxDB client with one kept-alive connection.
 pub struct Influx {
     agent: ureq::Agent,
+    api: InfluxApi,
     base_url: String,
     write_url: String,
     authorization: Option<String>,
@@ -223,6 +334,7 @@ impl Influx {
         let agent = builder.build().new_agent();
         Influx {
             agent,
+            api: config.api,
             base_url: config.url.clone(),
             write_url: write_url(config),
             authorization: authorization(config),
@@ -266,7 +378,12 @@ impl Influx {
                         .read_to_string()
                         .unwrap_or_default()
                 };
-                classify(status, &text, retry_after.as_deref())
+                match self.api {
+                    InfluxApi::V3 => classify_v3(status, &text, retry_after.as_deref()),
+                    InfluxApi::V1 | InfluxApi::V2 => {
+                        classify(status, &text, retry_after.as_deref())
+                    }
+                }
             }
             Err(e) => Err(WriteError::Retry {
                 reason: format!("{} unreachable: {}", self.base_url, transport_error(&e)),
@@ -277,7 +394,13 @@ impl Influx {
 
     /// Checks that InfluxDB answers at all (`/ping`, on both v1 and v2).
     pub fn ping(&self) -> Result<(), String> {
-        match self.agent.get(&format!("{}/ping", self.base_url)).call() {
+        // InfluxDB 3 guards `/ping` with the token unless told otherwise; 1.x and 2.x ignore
+        // the header there.
+        let mut request = self.agent.get(&format!("{}/ping", self.base_url));
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        match request.call() {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!(
                 "{}/ping answered {}",
@@ -362,13 +485,19 @@ fn credentials_fix(config: &InfluxConfig) -> &'static str {
         (InfluxApi::V1, false, false) => {
             "InfluxDB requires authentication: set influx.username and influx.password"
         }
+        (InfluxApi::V3, true, _) => {
+            "check influx.token (or COLLECTOR_INFLUX_TOKEN): it may be wrong, revoked or expired"
+        }
+        (InfluxApi::V3, false, _) => {
+            "set influx.token (or COLLECTOR_INFLUX_TOKEN) to a token of this InfluxDB 3 server"
+        }
     }
 }
 
 /// The target as named in messages: ``database `x` `` or ``bucket `x` ``.
 fn target_name(config: &InfluxConfig) -> String {
     match config.api {
-        InfluxApi::V1 => format!("database `{}`", config.target),
+        InfluxApi::V1 | InfluxApi::V3 => format!("database `{}`", config.target),
         InfluxApi::V2 => format!("bucket `{}`", config.target),
     }
 }
@@ -465,6 +594,40 @@ pub fn classify_buckets(config: &InfluxConfig, status: u16, body: &str) -> Probe
     }
 }
 
+/// Classifies the answer to the v3 `GET /api/v3/configure/database?format=json`, a JSON array
+/// of `{"iox::database": "name"}`. A token may write to a database it cannot list, so a
+/// missing name is left to the write probe.
+pub fn classify_v3_databases(config: &InfluxConfig, status: u16, body: &str) -> Probe {
+    let database = &config.target;
+    match status {
+        200 => {
+            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let found = answer
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|row| row["iox::database"].as_str() == Some(database));
+            Probe::Passed(match found {
+                true => format!("token accepted; database `{database}` exists"),
+                false => format!(
+                    "token accepted (database `{database}` is not listed; the write check decides)"
+                ),
+            })
+        }
+        401 | 403 => failed(
+            format!("token refused: {}", error_message(body)),
+            credentials_fix(config),
+        ),
+        _ => failed(
+            format!(
+                "/api/v3/configure/database answered {status}: {}",
+                error_message(body)
+            ),
+            "check influx.url and influx.api (v3 here, for InfluxDB 3 Core or Enterprise)",
+        ),
+    }
+}
+
 /// Classifies the answer to a write of an empty body. InfluxDB checks the credentials, the
 /// database or bucket and the write permission before it reads the body: 1.6.7 then answers
 /// 204 and stores nothing (found by experiment), 2.x answers 400 `writing requires points`
@@ -497,6 +660,10 @@ pub fn classify_write_probe(config: &InfluxConfig, status: u16, body: &str) -> P
                     "give the token write permission on bucket `{}`",
                     config.target
                 ),
+                InfluxApi::V3 => format!(
+                    "use a token with write permission on database `{}`",
+                    config.target
+                ),
             },
         ),
         404 => failed(
@@ -510,6 +677,10 @@ pub fn classify_write_probe(config: &InfluxConfig, status: u16, body: &str) -> P
                     "create bucket `{}` in org `{}`, or set influx.bucket / influx.org",
                     config.target,
                     config.org.as_deref().unwrap_or_default()
+                ),
+                InfluxApi::V3 => format!(
+                    "create it (influxdb3 create database {}), or set influx.database",
+                    config.target
                 ),
             },
         ),
@@ -598,11 +769,13 @@ impl Influx {
                 encode_query(config.org.as_deref().unwrap_or_default()),
                 encode_query(&config.target)
             ),
+            InfluxApi::V3 => format!("{}/api/v3/configure/database?format=json", self.base_url),
         };
         match self.probe_request("GET", &url) {
             Ok(answer) => match config.api {
                 InfluxApi::V1 => classify_databases(config, answer.status, &answer.body),
                 InfluxApi::V2 => classify_buckets(config, answer.status, &answer.body),
+                InfluxApi::V3 => classify_v3_databases(config, answer.status, &answer.body),
             },
             Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
         }
@@ -690,6 +863,21 @@ mod probe_tests {
             "authorization failed",
             "check influx.username",
         );
+    }
+
+    #[test]
+    fn v3_databases() {
+        let mut v3 = config(InfluxApi::V3);
+        v3.token = Some(Secret::new("t"));
+        let list = r#"[{"iox::database":"_internal"},{"iox::database":"beta"}]"#;
+        assert!(passed(classify_v3_databases(&v3, 200, list)).contains("database `beta` exists"));
+        assert!(passed(classify_v3_databases(&v3, 200, "[]")).contains("the write check decides"));
+        check_failed(
+            classify_v3_databases(&v3, 401, r#"{"error":"the request was not authenticated"}"#),
+            "not authenticated",
+            "check influx.token",
+        );
+        check_failed(classify_v3_databases(&v3, 404, ""), "404", "v3 here");
     }
 
     #[test]
@@ -823,6 +1011,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             tls: None,
             gzip: true,
+            no_sync: false,
         }
     }
 
@@ -912,6 +1101,127 @@ mod tests {
             classify(500, r#"{"error":"timeout"}"#, None),
             Err(WriteError::Retry { .. })
         ));
+    }
+
+    #[test]
+    fn v3_url_and_bearer_token() {
+        let mut v3 = config(InfluxApi::V3);
+        v3.org = None;
+        assert_eq!(
+            write_url(&v3),
+            "http://db:8086/api/v3/write_lp?db=beta&precision=nanosecond&accept_partial=true"
+        );
+        v3.no_sync = true;
+        v3.target = "logs db".into();
+        assert_eq!(
+            write_url(&v3),
+            "http://db:8086/api/v3/write_lp?db=logs%20db&precision=nanosecond&accept_partial=true&no_sync=true"
+        );
+        v3.token = Some(Secret::new("apiv3_x"));
+        assert_eq!(authorization(&v3).unwrap(), "Bearer apiv3_x");
+    }
+
+    fn rejected(number: usize, message: &str) -> RejectedLine {
+        RejectedLine {
+            number,
+            message: message.into(),
+        }
+    }
+
+    // Bodies below follow the InfluxDB 3 Core API reference for `/api/v3/write_lp`.
+    #[test]
+    fn v3_answers_are_classified() {
+        assert_eq!(classify_v3(204, "", None), Ok(()));
+        let partial = r#"{"error":"partial write of line protocol occurred","data":[{"original_line":"home,room=Sunroom temp=hi 1735549200","line_number":2,"error_message":"invalid column type for column 'temp', expected iox::column_type::field::float, got iox::column_type::field::string"},{"original_line":"x","line_number":7,"error_message":"No fields were\nprovided"}]}"#;
+        assert_eq!(
+            classify_v3(400, partial, None),
+            Err(WriteError::Partial {
+                rejected: vec![
+                    rejected(2, "invalid column type for column 'temp', expected iox::column_type::field::float, got iox::column_type::field::string"),
+                    rejected(7, "No fields were provided"),
+                ],
+                complete: true
+            })
+        );
+        let items: Vec<String> = (1..=100)
+            .map(|n| format!(r#"{{"original_line":"m","line_number":{n},"error_message":"bad"}}"#))
+            .collect();
+        let hundred = format!(
+            r#"{{"error":"partial write of line protocol occurred","data":[{}]}}"#,
+            items.join(",")
+        );
+        assert!(matches!(
+            classify_v3(400, &hundred, None),
+            Err(WriteError::Partial { complete: false, rejected }) if rejected.len() == 100
+        ));
+        let whole = r#"{"error":"parsing failed for write_lp endpoint","data":{"original_line":"m v=","line_number":3,"error_message":"No fields were provided"}}"#;
+        assert_eq!(
+            classify_v3(400, whole, None),
+            Err(WriteError::Refused {
+                line: rejected(3, "No fields were provided")
+            })
+        );
+        // Without line details a refusal is read as v1/v2 read it: split to find the lines.
+        assert!(matches!(
+            classify_v3(400, r#"{"error":"Update to schema would exceed number of tables limit of 2000 tables"}"#, None),
+            Err(WriteError::Rejected { status: 400, message }) if message.contains("limit of 2000 tables")
+        ));
+        assert!(matches!(
+            classify_v3(400, r#"{"error":"x","data":[{"line_number":"two"}]}"#, None),
+            Err(WriteError::Rejected { .. })
+        ));
+        assert!(matches!(
+            classify_v3(
+                401,
+                r#"{"error":"the request was not authenticated"}"#,
+                None
+            ),
+            Err(WriteError::Fatal { status: 401, .. })
+        ));
+        assert!(matches!(
+            classify_v3(404, r#"{"error":"database not found: beta"}"#, None),
+            Err(WriteError::Fatal { status: 404, fix, .. }) if fix.contains("v3")
+        ));
+        assert_eq!(classify_v3(413, "", None), Err(WriteError::TooLarge));
+        assert_eq!(
+            classify_v3(429, "", Some("3")),
+            Err(WriteError::Retry {
+                reason: "429: no reason given".into(),
+                retry_after: Some(Duration::from_secs(3))
+            })
+        );
+        assert!(matches!(
+            classify_v3(503, "", Some("1")),
+            Err(WriteError::Retry { .. })
+        ));
+    }
+
+    #[test]
+    fn partial_writes_are_planned() {
+        let plan = plan_partial(
+            10,
+            vec![rejected(7, "b"), rejected(2, "a"), rejected(7, "c")],
+            true,
+        );
+        assert_eq!(
+            plan,
+            PartialPlan {
+                rejected: vec![(1, "a".into()), (6, "b".into())],
+                explained: 10
+            }
+        );
+        // Cut short: only up to the last named line is known.
+        let plan = plan_partial(10, vec![rejected(2, "a"), rejected(4, "b")], false);
+        assert_eq!(plan.explained, 4);
+        // Numbers outside the body are ignored; naming none explains nothing.
+        let plan = plan_partial(3, vec![rejected(0, "a"), rejected(4, "b")], true);
+        assert_eq!(
+            plan,
+            PartialPlan {
+                rejected: vec![],
+                explained: 0
+            }
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod jetstream;
 pub mod json;
 pub mod logging;
 pub mod record;
+pub mod schema;
 pub mod service;
 pub mod shutdown;
 pub mod stats;

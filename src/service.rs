@@ -127,6 +127,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),
+        InfluxApi::V3 => format!("v3, database {}", config.influx.target),
     };
     log::info!(
         "collector {} starting: namespace {namespace}, nats {}, influxdb {} ({target}), {} workers",
@@ -166,7 +167,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let writer = spawn("writer".into(), &done, move || writer.run())?;
 
     let unsigned = match config.influx.api {
-        InfluxApi::V2 => Unsigned::Allowed,
+        InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
         InfluxApi::V1 => Unsigned::Refused,
     };
     let mut controls = Vec::with_capacity(config.pull.workers);

@@ -65,6 +65,8 @@ pub struct Stats {
     last_write_failure: Mutex<Option<String>>,
     /// Records fetched per measurement; a counter is created when a worker starts pulling it.
     by_measurement: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Field values converted to the type InfluxDB stores (`crate::schema`), per measurement.
+    conversions: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Stats {
@@ -85,6 +87,7 @@ impl Default for Stats {
             influx: Mutex::new(InfluxHealth::default()),
             last_write_failure: Mutex::new(None),
             by_measurement: Mutex::new(BTreeMap::new()),
+            conversions: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -142,6 +145,21 @@ impl Stats {
         lock(&self.by_measurement)
             .iter()
             .map(|(name, n)| (name.clone(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Counts `n` field values of `measurement` converted to their stored type.
+    pub fn converted(&self, measurement: &str, n: u64) {
+        *lock(&self.conversions)
+            .entry(measurement.to_string())
+            .or_default() += n;
+    }
+
+    /// `(measurement, field values converted)` for every measurement that had any.
+    pub fn conversions(&self) -> Vec<(String, u64)> {
+        lock(&self.conversions)
+            .iter()
+            .map(|(name, n)| (name.clone(), *n))
             .collect()
     }
 

@@ -7,22 +7,27 @@
 //! sender, after a last flush. While a write is failing it reads no chunks, so the workers
 //! stop pulling: the channel and the batch are the only buffers.
 //!
-//! Failure handling follows the answer (see [`WriteError`]): a rejected batch is split in
-//! halves until each bad line stands alone and is dead-lettered (rewriting the good lines is
-//! harmless: InfluxDB overwrites a point with the same series and time); a passing failure is
+//! Failure handling follows the answer (see [`WriteError`]): a rejection naming a type
+//! conflict teaches the [`Schema`], and lines whose values convert without loss are rewritten
+//! and written again in the same flush; an InfluxDB 3 partial write names its rejected lines,
+//! so the others are acknowledged and only the named ones dead-lettered (or converted); any
+//! other rejected batch is split in halves until each bad line stands alone and is
+//! dead-lettered (rewriting the good lines is harmless: InfluxDB overwrites a point with the
+//! same series and time); a passing failure is
 //! retried with exponential backoff and jitter, honouring `Retry-After`; a fatal answer is
 //! retried slowly with an error log saying what to fix. Meanwhile the held records are kept
 //! alive with in-progress acks, and at the shutdown deadline they are given back (NAK).
 
-use std::ops::Range;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits};
-use crate::influx::{Influx, WriteError};
+use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
 use crate::jetstream::{self, Ack, Connection};
+use crate::schema::{self, Schema};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::worker::{Chunk, Held};
@@ -57,8 +62,16 @@ struct GaveUp;
 struct Running {
     writer: Writer,
     batch: Batch<Held>,
-    /// Records `0..settled` of the batch are acknowledged or dead-lettered.
-    settled: usize,
+    /// Which records of the batch are acknowledged or dead-lettered; the others are given
+    /// back at the shutdown deadline.
+    settled: Vec<bool>,
+    /// Field types learned from InfluxDB's type-conflict answers, so drifted values are
+    /// converted where nothing is lost.
+    schema: Schema,
+    /// The fields whose first conversion was logged, so each is logged once.
+    conversions_logged: HashSet<(String, String)>,
+    /// The body of a write of records that are not adjacent in the batch.
+    scattered: Vec<u8>,
     /// A deterministic jitter source; no need for a random crate.
     jitter_state: u64,
     /// The failure being retried, logged once when it starts and once when it ends.
@@ -79,7 +92,10 @@ impl Writer {
         let mut running = Running {
             writer: self,
             batch: Batch::new(limits),
-            settled: 0,
+            settled: Vec::new(),
+            schema: Schema::default(),
+            conversions_logged: HashSet::new(),
+            scattered: Vec::new(),
             jitter_state: 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64,
             failing: None,
             ping_failing: false,
@@ -171,19 +187,26 @@ impl Running {
             return;
         }
         let started = Instant::now();
-        self.settled = 0;
-        let outcome = self.store(0..n);
+        self.settled.clear();
+        self.settled.resize(n, false);
+        // Types learned from earlier batches apply before the first write, so a drifted field
+        // costs one rejected write, not one per batch.
+        let all: Vec<usize> = (0..n).collect();
+        self.convert(&all);
+        let outcome = self.store(all);
         if outcome.is_err() {
-            let given_back = &self.batch.lines.items()[self.settled..];
             let delay = self.writer.give_back_delay;
-            for held in given_back {
-                let _ = jetstream::ack(&held.message, Ack::Nak(delay));
+            let mut n_given_back = 0;
+            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
+                if !settled {
+                    let _ = jetstream::ack(&held.message, Ack::Nak(delay));
+                    n_given_back += 1;
+                }
             }
-            Stats::add(&self.writer.stats.given_back, given_back.len() as u64);
-            self.writer.stats.hold(-(given_back.len() as i64));
+            Stats::add(&self.writer.stats.given_back, n_given_back);
+            self.writer.stats.hold(-(n_given_back as i64));
             log::warn!(
-                "writer: shutdown deadline reached; gave {} unwritten records back to JetStream",
-                given_back.len()
+                "writer: shutdown deadline reached; gave {n_given_back} unwritten records back to JetStream"
             );
         } else {
             Stats::add(&self.writer.stats.batches, 1);
@@ -198,15 +221,19 @@ impl Running {
         self.backlog = false;
     }
 
-    /// Writes records `range`, splitting it when InfluxDB rejects some of its lines.
-    fn store(&mut self, range: Range<usize>) -> Result<(), GaveUp> {
+    /// Writes records `part` (indices into the batch, ascending), settling each one. A
+    /// rejection naming a type conflict teaches the schema and the lines that convert
+    /// without loss are rewritten and written again; a v3 answer naming the rejected lines
+    /// settles the others at once; only what stays unexplained is split in halves.
+    fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
         let mut backoff = FIRST_BACKOFF;
+        // Conversion rounds before splitting: each round needs a conflict InfluxDB named and a
+        // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
+        // disagree and keep undoing each other's conversions.
+        let mut conversion_rounds = 3;
         loop {
             let started = Instant::now();
-            let result = self
-                .writer
-                .influx
-                .write(self.batch.lines.body(range.clone()));
+            let result = self.write_part(&part);
             let stats = &self.writer.stats;
             stats.write_micros.observe_micros(started.elapsed());
             // A rejection of bad lines still shows a working database.
@@ -218,28 +245,51 @@ impl Running {
                     _ => Ok(()),
                 },
             );
+            if !matches!(
+                result,
+                Err(WriteError::Retry { .. } | WriteError::Fatal { .. })
+            ) {
+                if let Some(failure) = self.failing.take() {
+                    log::info!("writer: InfluxDB is storing again (after: {failure})");
+                }
+            }
             match result {
                 Ok(()) => {
-                    if let Some(failure) = self.failing.take() {
-                        log::info!("writer: InfluxDB is storing again (after: {failure})");
-                    }
-                    for held in &self.batch.lines.items()[range.clone()] {
-                        let _ = jetstream::ack(&held.message, Ack::Done);
-                    }
-                    Stats::add(&self.writer.stats.written, range.len() as u64);
-                    self.writer.stats.hold(-(range.len() as i64));
-                    self.settled = range.end;
+                    self.acknowledge(&part);
                     return Ok(());
                 }
-                Err(error @ (WriteError::Rejected { .. } | WriteError::TooLarge)) => {
-                    if range.len() == 1 {
-                        self.dead_letter(range.start, &format!("influxdb {error}"));
-                        self.settled = range.end;
+                Err(WriteError::Rejected { status, message }) => {
+                    for conflict in schema::conflicts(&message) {
+                        self.schema.learn(&conflict);
+                    }
+                    if conversion_rounds > 0 && self.convert(&part) > 0 {
+                        conversion_rounds -= 1;
+                        continue;
+                    }
+                    return self.split(part, &WriteError::Rejected { status, message });
+                }
+                Err(error @ WriteError::TooLarge) => return self.split(part, &error),
+                Err(WriteError::Partial { rejected, complete }) => {
+                    return self.settle_partial(part, rejected, complete);
+                }
+                Err(WriteError::Refused { line }) => {
+                    // Nothing was stored: the named line is settled on its own, the others
+                    // are written again.
+                    let Some(&index) = line.number.checked_sub(1).and_then(|i| part.get(i)) else {
+                        let error = WriteError::Rejected {
+                            status: 400,
+                            message: line.message,
+                        };
+                        return self.split(part, &error);
+                    };
+                    let again = self.settle_rejected(&[(index, line.message)]);
+                    part.retain(|&i| i != index || again.contains(&i));
+                    if part.is_empty() {
                         return Ok(());
                     }
-                    let middle = range.start + range.len() / 2;
-                    self.store(range.start..middle)?;
-                    return self.store(middle..range.end);
+                    // A loop, not a call: a body may hold thousands of lines refused one at
+                    // a time.
+                    continue;
                 }
                 Err(WriteError::Retry {
                     reason,
@@ -270,14 +320,160 @@ impl Running {
         }
     }
 
+    /// Sends the lines of `part` in one request.
+    fn write_part(&mut self, part: &[usize]) -> Result<(), WriteError> {
+        let (Some(&first), Some(&last)) = (part.first(), part.last()) else {
+            return Ok(());
+        };
+        let lines = &self.batch.lines;
+        if last - first + 1 == part.len() {
+            return self.writer.influx.write(lines.body(first..last + 1));
+        }
+        self.scattered.clear();
+        for &i in part {
+            self.scattered.extend_from_slice(lines.body(i..i + 1));
+        }
+        self.writer.influx.write(&self.scattered)
+    }
+
+    /// Splits a rejected `part` in halves until each bad line stands alone and is
+    /// dead-lettered with `error`.
+    fn split(&mut self, mut part: Vec<usize>, error: &WriteError) -> Result<(), GaveUp> {
+        if part.len() == 1 {
+            self.dead_letter(part[0], &format!("influxdb {error}"));
+            return Ok(());
+        }
+        let second = part.split_off(part.len() / 2);
+        self.store(part)?;
+        self.store(second)
+    }
+
+    /// Settles a v3 partial write of `part`: InfluxDB stored every line but the `rejected`
+    /// ones. When the list may be cut short (the server names at most 100 lines), the lines
+    /// after the last one named are unknown and written again (see [`plan_partial`]).
+    fn settle_partial(
+        &mut self,
+        part: Vec<usize>,
+        rejected: Vec<RejectedLine>,
+        complete: bool,
+    ) -> Result<(), GaveUp> {
+        let plan = plan_partial(part.len(), rejected, complete);
+        if plan.rejected.is_empty() {
+            // An answer that names no line of the body explains nothing.
+            let error = WriteError::Rejected {
+                status: 400,
+                message: "partial write naming no line of the request".into(),
+            };
+            return self.split(part, &error);
+        }
+        let named: Vec<(usize, String)> = plan
+            .rejected
+            .into_iter()
+            .map(|(position, message)| (part[position], message))
+            .collect();
+        let stored: Vec<usize> = part[..plan.explained]
+            .iter()
+            .copied()
+            .filter(|i| named.binary_search_by_key(i, |(n, _)| *n).is_err())
+            .collect();
+        let unknown = part[plan.explained..].to_vec();
+        self.acknowledge(&stored);
+        let again = self.settle_rejected(&named);
+        if !again.is_empty() {
+            self.store(again)?;
+        }
+        if !unknown.is_empty() {
+            self.store(unknown)?;
+        }
+        Ok(())
+    }
+
+    /// Settles lines InfluxDB rejected with its `message` each: learns the types named in
+    /// type conflicts, and returns the lines that converted, to be written again; the others
+    /// are dead-lettered with InfluxDB's message.
+    fn settle_rejected(&mut self, rejected: &[(usize, String)]) -> Vec<usize> {
+        for (index, message) in rejected {
+            let line = self.batch.lines.body(*index..*index + 1);
+            if let Some(measurement) = schema::measurement_of(line) {
+                if let Some(conflict) = schema::v3_conflict(message, &measurement) {
+                    self.schema.learn(&conflict);
+                }
+            }
+        }
+        let indices: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+        let mut again = Vec::new();
+        self.convert_into(&indices, &mut again);
+        for (index, message) in rejected {
+            if !again.contains(index) {
+                self.dead_letter(*index, &format!("influxdb rejected the line: {message}"));
+            }
+        }
+        again
+    }
+
+    /// Acknowledges records stored by InfluxDB.
+    fn acknowledge(&mut self, indices: &[usize]) {
+        for &i in indices {
+            let _ = jetstream::ack(&self.batch.lines.items()[i].message, Ack::Done);
+            self.settled[i] = true;
+        }
+        Stats::add(&self.writer.stats.written, indices.len() as u64);
+        self.writer.stats.hold(-(indices.len() as i64));
+    }
+
+    /// Rewrites the lines of `part` (ascending) whose values convert to the learned types;
+    /// returns how many lines changed.
+    fn convert(&mut self, part: &[usize]) -> usize {
+        let mut changed = Vec::new();
+        self.convert_into(part, &mut changed);
+        changed.len()
+    }
+
+    /// As [`Self::convert`], pushing the indices of the changed lines onto `changed`; counts
+    /// each converted value and logs the first conversion of each field.
+    fn convert_into(&mut self, part: &[usize], changed: &mut Vec<usize>) {
+        if self.schema.is_empty() || part.is_empty() {
+            return;
+        }
+        let schema = &self.schema;
+        let mut conversions = Vec::new();
+        self.batch.lines.rewrite(|index, line, out| {
+            if part.binary_search(&index).is_err() {
+                return false;
+            }
+            let converted = schema.convert_line(line, out);
+            if converted.is_empty() {
+                return false;
+            }
+            changed.push(index);
+            conversions.extend(converted);
+            true
+        });
+        for converted in conversions {
+            self.writer.stats.converted(&converted.measurement, 1);
+            let key = (converted.measurement, converted.field);
+            if !self.conversions_logged.contains(&key) {
+                log::info!(
+                    "writer: field {:?} of measurement {:?} is stored as {} in InfluxDB; converting its values without loss from now on",
+                    key.1,
+                    key.0,
+                    converted.to
+                );
+                self.conversions_logged.insert(key);
+            }
+        }
+    }
+
     /// Waits before a retry, keeping the unsettled records alive with in-progress acks well
     /// inside their ack wait. Fails once the shutdown deadline has passed.
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
         let progress_every = (self.writer.ack_wait / 3).max(Duration::from_secs(1));
         let until = Instant::now() + total;
         loop {
-            for held in &self.batch.lines.items()[self.settled..] {
-                let _ = jetstream::ack(&held.message, Ack::Progress);
+            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
+                if !settled {
+                    let _ = jetstream::ack(&held.message, Ack::Progress);
+                }
             }
             let now = Instant::now();
             if self.writer.shutdown.is_overdue(now) {
@@ -304,7 +500,8 @@ impl Running {
         base.mul_f64(fraction)
     }
 
-    fn dead_letter(&self, index: usize, reason: &str) {
+    fn dead_letter(&mut self, index: usize, reason: &str) {
+        self.settled[index] = true;
         let held = &self.batch.lines.items()[index];
         let Writer {
             conn,

@@ -639,7 +639,7 @@ fn check_passes_on_good_servers_and_says_what_to_fix_otherwise() {
     );
 
     // A bad configuration is exit 2, with the key named.
-    let bad = cli(&good.replace("api: v1", "api: v3"), &["check"]).expect(2);
+    let bad = cli(&good.replace("api: v1", "api: v4"), &["check"]).expect(2);
     assert!(
         bad.stdout.contains("✘ config: config key `influx.api`"),
         "{}",

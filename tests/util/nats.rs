@@ -745,6 +745,40 @@ impl Transfer {
         let _ = sub.unsubscribe();
     }
 
+    /// The dead letters of the namespace, oldest first: `(subject, Collector-Error header,
+    /// payload)`.
+    pub fn dead_letters(&self) -> Vec<(String, String, Vec<u8>)> {
+        let stream = format!("{}:dlq", self.namespace);
+        let info = self.stream_info(&stream);
+        let (first, last) = (
+            info["state"]["first_seq"].as_u64().unwrap_or(0),
+            info["state"]["last_seq"].as_u64().unwrap_or(0),
+        );
+        let mut letters = Vec::new();
+        for seq in first.max(1)..=last {
+            let body = json!({ "seq": seq }).to_string();
+            let Ok(answer) =
+                self.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
+            else {
+                continue;
+            };
+            let message = &answer["message"];
+            let headers = super::decode_base64(message["hdrs"].as_str().unwrap_or(""));
+            let reason = String::from_utf8_lossy(&headers)
+                .lines()
+                .find_map(|line| line.strip_prefix("Collector-Error:"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            letters.push((
+                message["subject"].as_str().unwrap_or("").to_string(),
+                reason,
+                super::decode_base64(message["data"].as_str().unwrap_or("")),
+            ));
+        }
+        letters
+    }
+
     /// The stream's `(messages, consumer_count)`. Retries for up to 10 s while
     /// JetStream cannot answer (as during a failover).
     pub fn stream_state(&self, measurement: &str) -> (u64, usize) {

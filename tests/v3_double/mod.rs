@@ -1,0 +1,554 @@
+//! A TEST DOUBLE of InfluxDB 3's native write endpoint, `POST /api/v3/write_lp`.
+//!
+//! No InfluxDB 3 can be installed here, so its write semantics are tested against this double,
+//! written from the InfluxDB 3 Core documentation: "Use the v3 write_lp API to write data"
+//! (query parameters `db`, `precision`, `accept_partial`, `no_sync`; the two error bodies) and
+//! the `/api/v3/write_lp` operation of the InfluxDB 3 Core HTTP API reference. What it does:
+//! - `Authorization: Bearer <token>` on every request (`/ping` too, as 3.x guards it by
+//!   default); 401 `{"error": "the request was not authenticated"}` otherwise;
+//! - 404 `{"error": "database not found: <db>"}` for another database;
+//! - a per-table schema, as InfluxDB 3 keeps one: the first line that writes a column fixes
+//!   whether it is a tag or a field and the field's type; a later line that disagrees is
+//!   rejected with the engine's message `invalid column type for column 'f', expected
+//!   iox::column_type::field::float, got iox::column_type::field::integer`; a new table past
+//!   the table limit or a new column past the per-table column limit is rejected with
+//!   `Update to schema would exceed number of tables limit of N tables` / `... number of
+//!   columns per table limit of N columns`;
+//! - with `accept_partial=true` every other line is stored, and the answer is 400
+//!   `{"error": "partial write of line protocol occurred", "data": [{"original_line",
+//!   "line_number", "error_message"}, ...]}` naming at most the first 100 rejected lines;
+//!   with `accept_partial=false` nothing is stored and `"data"` is the first rejected line's
+//!   object (`"error": "parsing failed for write_lp endpoint"`);
+//! - 413 over a body limit, 429/503 with `Retry-After` when told to throttle.
+//!
+//! HTTP is parsed only as far as needed (request line, headers, Content-Length body,
+//! keep-alive, gzip bodies), like the v2 double. A point is keyed by table, tags and
+//! timestamp, so a rewrite overwrites.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The most rejected lines an answer names, as InfluxDB 3 does.
+pub const MAX_LINE_ERRORS: usize = 100;
+
+/// How the double answers writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Stores lines that fit the schema; names the others.
+    Normal,
+    /// Writes as with `accept_partial=false` whatever the request says: all or nothing, the
+    /// answer naming the first rejected line.
+    AllOrNothing,
+    /// 401 for every request.
+    Unauthorized,
+    /// 404 database not found for every write.
+    DatabaseNotFound,
+    /// The next `count` writes answer `status` (429 or 503) with `Retry-After: secs`.
+    Throttle {
+        count: usize,
+        status: u16,
+        retry_after_secs: u64,
+    },
+}
+
+/// One request the double received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub n_lines: usize,
+    pub status: u16,
+}
+
+/// A column of a table: a tag, or a field of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Tag,
+    Field(&'static str),
+}
+
+impl Column {
+    fn name(self) -> String {
+        match self {
+            Column::Tag => "iox::column_type::tag".into(),
+            Column::Field(kind) => format!("iox::column_type::field::{kind}"),
+        }
+    }
+}
+
+struct State {
+    mode: Mode,
+    max_body_bytes: usize,
+    max_tables: usize,
+    max_columns: usize,
+    token: String,
+    database: String,
+    seen: Vec<Seen>,
+    schema: BTreeMap<String, BTreeMap<String, Column>>,
+    points: BTreeMap<String, String>,
+}
+
+pub struct InfluxV3Double {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl InfluxV3Double {
+    /// Starts the double on a loopback port, accepting `token` for database `database`.
+    pub fn start(token: &str, database: &str) -> InfluxV3Double {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the v3 double");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Normal,
+            max_body_bytes: usize::MAX,
+            max_tables: 2000,
+            max_columns: 500,
+            token: token.to_string(),
+            database: database.to_string(),
+            seen: Vec::new(),
+            schema: BTreeMap::new(),
+            points: BTreeMap::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (accept_state, accept_stop) = (state.clone(), stop.clone());
+        thread::spawn(move || {
+            while !accept_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (state, stop) = (accept_state.clone(), accept_stop.clone());
+                        thread::spawn(move || serve(stream, &state, &stop));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        InfluxV3Double { port, state, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// Sets the limits on tables per database and columns per table (including `time`).
+    pub fn set_limits(&self, max_tables: usize, max_columns: usize) {
+        let mut state = self.state.lock().unwrap();
+        state.max_tables = max_tables;
+        state.max_columns = max_columns;
+    }
+
+    /// Writes `lines` as if another client had: they fix the schema like any write.
+    pub fn seed(&self, lines: &str) {
+        let mut state = self.state.lock().unwrap();
+        for line in lines.lines().filter(|l| !l.is_empty()) {
+            if let Err(e) = accept(&mut state, line) {
+                panic!("seed line {line:?} rejected: {e}");
+            }
+        }
+    }
+
+    /// The stored lines, keyed by table, tags and timestamp.
+    pub fn points(&self) -> BTreeMap<String, String> {
+        self.state.lock().unwrap().points.clone()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many write requests arrived (pings left out).
+    pub fn n_writes(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.starts_with("/api/v3/write_lp"))
+            .count()
+    }
+}
+
+impl Drop for InfluxV3Double {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok();
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut writer = stream;
+    while !stop.load(Ordering::Relaxed) {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let (status, extra, text) = answer(state, &path, &headers, &body);
+        let mut response = format!(
+            "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\n",
+            text.len()
+        );
+        if !text.is_empty() {
+            response.push_str("Content-Type: application/json\r\n");
+        }
+        for (name, value) in extra {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+        response.push_str("\r\n");
+        response.push_str(&text);
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+fn error(status: u16, message: &str) -> Answer {
+    (
+        status,
+        vec![],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+fn answer(
+    state: &Mutex<State>,
+    path: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Answer {
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let mut decompressed = Vec::new();
+    let body = match gzip {
+        true => flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut decompressed)
+            .map(|_| &decompressed[..]),
+        false => Ok(body),
+    };
+    let mut state = state.lock().unwrap();
+    let authorization = headers.get("authorization").cloned();
+    let (n_lines, reply) = match body {
+        Ok(body) => {
+            let text = String::from_utf8_lossy(body).into_owned();
+            let n_lines = text.lines().filter(|l| !l.is_empty()).count();
+            let reply = decide(
+                &mut state,
+                path,
+                authorization.as_deref(),
+                &text,
+                body.len(),
+            );
+            (n_lines, reply)
+        }
+        Err(_) => (0, error(400, "unable to decompress the gzip body")),
+    };
+    state.seen.push(Seen {
+        at: Instant::now(),
+        path: path.to_string(),
+        authorization,
+        n_lines,
+        status: reply.0,
+    });
+    reply
+}
+
+fn decide(
+    state: &mut State,
+    path: &str,
+    authorization: Option<&str>,
+    text: &str,
+    n_bytes: usize,
+) -> Answer {
+    let expected = format!("Bearer {}", state.token);
+    if state.mode == Mode::Unauthorized || authorization != Some(expected.as_str()) {
+        return error(401, "the request was not authenticated");
+    }
+    if path.starts_with("/ping") {
+        return (
+            200,
+            vec![],
+            r#"{"version":"3.double","revision":"0"}"#.into(),
+        );
+    }
+    let Some(query) = path.strip_prefix("/api/v3/write_lp?") else {
+        return error(404, "not found");
+    };
+    let params: BTreeMap<&str, &str> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .collect();
+    if params.get("precision") != Some(&"nanosecond") {
+        return error(400, "the double expects precision=nanosecond");
+    }
+    if state.mode == Mode::DatabaseNotFound || params.get("db") != Some(&state.database.as_str()) {
+        return error(
+            404,
+            &format!("database not found: {}", params.get("db").unwrap_or(&"")),
+        );
+    }
+    if let Mode::Throttle {
+        count,
+        status,
+        retry_after_secs,
+    } = state.mode.clone()
+    {
+        if count > 0 {
+            state.mode = match count {
+                1 => Mode::Normal,
+                _ => Mode::Throttle {
+                    count: count - 1,
+                    status,
+                    retry_after_secs,
+                },
+            };
+            let (status, _, body) = error(status, "throttled");
+            return (
+                status,
+                vec![("Retry-After", retry_after_secs.to_string())],
+                body,
+            );
+        }
+    }
+    if n_bytes > state.max_body_bytes {
+        return error(413, "request body too large");
+    }
+    let accept_partial =
+        params.get("accept_partial") != Some(&"false") && state.mode != Mode::AllOrNothing;
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut rejected = Vec::new();
+    if accept_partial {
+        for (i, line) in lines.iter().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Err(message) = accept(state, line) {
+                rejected.push((i + 1, *line, message));
+            }
+        }
+    } else {
+        // All or nothing: check on a copy of the schema, store only when every line fits.
+        let (schema, points) = (state.schema.clone(), state.points.clone());
+        for (i, line) in lines.iter().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Err(message) = accept(state, line) {
+                state.schema = schema;
+                state.points = points;
+                let data = serde_json::json!({
+                    "original_line": line, "line_number": i + 1, "error_message": message,
+                });
+                let body = serde_json::json!({
+                    "error": "parsing failed for write_lp endpoint", "data": data,
+                });
+                return (400, vec![], body.to_string());
+            }
+        }
+    }
+    if rejected.is_empty() {
+        return (204, vec![], String::new());
+    }
+    let data: Vec<serde_json::Value> = rejected
+        .iter()
+        .take(MAX_LINE_ERRORS)
+        .map(|(number, line, message)| {
+            serde_json::json!({
+                "original_line": line, "line_number": number, "error_message": message,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "error": "partial write of line protocol occurred", "data": data,
+    });
+    (400, vec![], body.to_string())
+}
+
+/// Checks one line against the schema and stores it, extending the schema; or says why not.
+fn accept(state: &mut State, line: &str) -> Result<(), String> {
+    let point = parse(line)?;
+    let known = state.schema.contains_key(&point.table);
+    if !known && state.schema.len() >= state.max_tables {
+        return Err(format!(
+            "Update to schema would exceed number of tables limit of {} tables",
+            state.max_tables
+        ));
+    }
+    let columns = state.schema.get(&point.table).cloned().unwrap_or_default();
+    let mut new_columns = 0;
+    let wanted = point.tags.iter().map(|(k, _)| (k, Column::Tag)).chain(
+        point
+            .fields
+            .iter()
+            .map(|(k, kind, _)| (k, Column::Field(kind))),
+    );
+    for (name, column) in wanted {
+        match columns.get(name.as_str()) {
+            Some(existing) if *existing != column => {
+                return Err(format!(
+                    "invalid column type for column '{name}', expected {}, got {}",
+                    existing.name(),
+                    column.name()
+                ))
+            }
+            Some(_) => {}
+            None => new_columns += 1,
+        }
+    }
+    // `time` is a column of every table.
+    if columns.len() + 1 + new_columns > state.max_columns {
+        return Err(format!(
+            "Update to schema would exceed number of columns per table limit of {} columns",
+            state.max_columns
+        ));
+    }
+    let table = state.schema.entry(point.table.clone()).or_default();
+    for (name, _) in &point.tags {
+        table.insert(name.clone(), Column::Tag);
+    }
+    for (name, kind, _) in &point.fields {
+        table.insert(name.clone(), Column::Field(kind));
+    }
+    let tags: Vec<String> = point.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let key = format!("{},{} {}", point.table, tags.join(","), point.time);
+    state.points.insert(key, line.to_string());
+    Ok(())
+}
+
+struct Point {
+    table: String,
+    tags: Vec<(String, String)>,
+    fields: Vec<(String, &'static str, String)>,
+    time: String,
+}
+
+/// Splits `text` at unescaped `separator`s outside double quotes.
+fn split_unescaped(text: &str, separator: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let (mut escaped, mut quoted) = (false, false);
+    for c in text.chars() {
+        let current = parts.last_mut().unwrap();
+        if escaped {
+            current.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            current.push(c);
+            escaped = true;
+        } else if c == '"' {
+            current.push(c);
+            quoted = !quoted;
+        } else if c == separator && !quoted {
+            parts.push(String::new());
+        } else {
+            current.push(c);
+        }
+    }
+    parts
+}
+
+/// The parts of a line, with names unescaped and each field's type from its spelling.
+fn parse(line: &str) -> Result<Point, String> {
+    let unescape = |s: &str| {
+        s.replace("\\,", ",")
+            .replace("\\=", "=")
+            .replace("\\ ", " ")
+    };
+    let sections = split_unescaped(line, ' ');
+    let [series, fields, time] = &sections[..] else {
+        return Err(format!("invalid line protocol: {line}"));
+    };
+    let mut series = split_unescaped(series, ',').into_iter();
+    let table = unescape(&series.next().unwrap_or_default());
+    let mut tags = Vec::new();
+    for tag in series {
+        let (k, v) = tag
+            .split_once('=')
+            .ok_or_else(|| format!("Tag set malformed: {tag}"))?;
+        tags.push((unescape(k), unescape(v)));
+    }
+    let mut parsed = Vec::new();
+    for field in split_unescaped(fields, ',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| "No fields were provided".to_string())?;
+        let kind = if v.starts_with('"') {
+            "string"
+        } else if matches!(
+            v,
+            "t" | "T" | "true" | "True" | "f" | "F" | "false" | "False"
+        ) {
+            "bool"
+        } else if v.ends_with('i') {
+            "integer"
+        } else if v.ends_with('u') {
+            "uinteger"
+        } else if v.parse::<f64>().is_ok() {
+            "float"
+        } else {
+            return Err(format!(
+                "invalid field value in line protocol for field '{k}'"
+            ));
+        };
+        parsed.push((unescape(k), kind, v.to_string()));
+    }
+    if table.is_empty() || parsed.is_empty() {
+        return Err("No fields were provided".into());
+    }
+    Ok(Point {
+        table,
+        tags,
+        fields: parsed,
+        time: time.clone(),
+    })
+}
