@@ -128,14 +128,13 @@ fn bodies(args: &Args) -> Result<(Vec<Vec<u8>>, usize), String> {
         let encoder = Encoder::new(m, Unsigned::Refused).map_err(|e| e.to_string())?;
         let mut body = Vec::new();
         let mut n_lines = 0;
-        let mut n_lines_of_m = 0;
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        for (sequence, line) in (1..).zip(lines) {
             // The sequence the record would have in a fresh stream, as the collector sees it.
             let origin = Origin {
-                stream_sequence: n_lines_of_m + 1,
+                stream_sequence: sequence,
                 timestamp_ns: 0,
             };
-            n_lines_of_m += 1;
             encoder
                 .encode(line, origin, &mut body)
                 .map_err(|e| format!("{path}: {e}"))?;

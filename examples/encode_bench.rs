@@ -57,7 +57,9 @@ fn main() {
     };
     let encoder = Encoder::new("logs", Unsigned::Allowed).expect("measurement is valid");
     let mut line = Vec::new();
-    encoder.encode(SORTED.as_bytes(), origin(1), &mut line).unwrap();
+    encoder
+        .encode(SORTED.as_bytes(), origin(1), &mut line)
+        .unwrap();
     print!("line: {}", String::from_utf8_lossy(&line));
     for (name, payload) in [("keys sorted", SORTED), ("keys unsorted", UNSORTED)] {
         let (ns_per_record, allocations_per_record) = measure(&encoder, payload, n_records);

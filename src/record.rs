@@ -55,25 +55,6 @@ pub struct WrittenTime {
     pub fraction_digits: u8,
 }
 
-/// The largest shift [`point_time`] applies, in nanoseconds: under a millisecond, so a point
-/// never moves by as much as the coarsest resolution a reader usually looks at.
-const MAX_SPAN_NS: u64 = 1_000_000;
-
-/// `min(10^(9 - f), MAX_SPAN_NS)` for `f` fraction digits: the shifts a time written with
-/// `f` digits can take, `0..SPAN_NS[f]`, all below the producer's unit of `10^(9 - f)` ns.
-const SPAN_NS: [u64; 10] = [
-    MAX_SPAN_NS,
-    MAX_SPAN_NS,
-    MAX_SPAN_NS,
-    MAX_SPAN_NS,
-    100_000,
-    10_000,
-    1_000,
-    100,
-    10,
-    1,
-];
-
 /// The timestamp of the point a record with a written `time` becomes: the written time
 /// `time_ns` plus `stream_sequence mod span` nanoseconds, where `span` is the producer's unit
 /// (`10^(9 - fraction_digits)` ns) capped at 1 ms.
@@ -96,9 +77,20 @@ const SPAN_NS: [u64; 10] = [
 /// its time, and still the same point on redelivery. `time_ns` is a time InfluxDB stores
 /// (already checked); the result then is one too. More than 9 digits counts as 9.
 pub fn point_time(time_ns: i64, fraction_digits: u8, stream_sequence: u64) -> i64 {
-    let span = SPAN_NS[usize::from(fraction_digits.min(9))];
+    // The span is min(10^(9 - digits), 10^6): under a millisecond, so a point never moves by
+    // as much as the coarsest resolution a reader usually looks at. Each arm divides by a
+    // constant, which compiles to a multiplication instead of a 64-bit division.
+    let shift = match fraction_digits {
+        0..=3 => stream_sequence % 1_000_000,
+        4 => stream_sequence % 100_000,
+        5 => stream_sequence % 10_000,
+        6 => stream_sequence % 1_000,
+        7 => stream_sequence % 100,
+        8 => stream_sequence % 10,
+        _ => 0,
+    };
     // Below 1,000,000, so the conversion is exact.
-    let shift = (stream_sequence % span) as i64;
+    let shift = shift as i64;
     match time_ns.checked_add(shift) {
         Some(shifted) if shifted <= MAX_TIME_NS => shifted,
         _ => time_ns.saturating_sub(shift),
@@ -1833,7 +1825,7 @@ mod tests {
     #[test]
     fn point_time_adds_the_sequence_modulo_the_producers_unit_capped_at_a_millisecond() {
         const T: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-        // (time, fraction digits, stream sequence, stored time)
+                                                  // (time, fraction digits, stream sequence, stored time)
         for (time_ns, digits, sequence, expected) in [
             // Whole seconds and milliseconds: + (sequence mod 1,000,000) ns.
             (T, 0, 1, T + 1),
@@ -1864,14 +1856,29 @@ mod tests {
             (MIN_TIME_NS, 0, 5, MIN_TIME_NS + 5),
             // The last millisecond InfluxDB stores: subtracted where adding would pass it.
             (MAX_TIME_NS - 775_806, 3, 775_806, MAX_TIME_NS),
-            (MAX_TIME_NS - 775_806, 3, 775_807, MAX_TIME_NS - 775_806 - 775_807),
-            (MAX_TIME_NS - 775_806, 3, 999_999, MAX_TIME_NS - 775_806 - 999_999),
+            (
+                MAX_TIME_NS - 775_806,
+                3,
+                775_807,
+                MAX_TIME_NS - 775_806 - 775_807,
+            ),
+            (
+                MAX_TIME_NS - 775_806,
+                3,
+                999_999,
+                MAX_TIME_NS - 775_806 - 999_999,
+            ),
             (MAX_TIME_NS - 775_806, 3, 1_000_000, MAX_TIME_NS - 775_806),
             (MAX_TIME_NS - 806, 6, 999, MAX_TIME_NS - 806 - 999),
             (MAX_TIME_NS - 806, 6, 800, MAX_TIME_NS - 6),
             (MAX_TIME_NS, 9, 999, MAX_TIME_NS),
             // A whole second never comes near it: 2262-04-11T23:47:16Z + 999,999 ns.
-            (MAX_TIME_NS - 854_775_806, 0, 999_999, MAX_TIME_NS - 853_775_807),
+            (
+                MAX_TIME_NS - 854_775_806,
+                0,
+                999_999,
+                MAX_TIME_NS - 853_775_807,
+            ),
         ] {
             assert_eq!(
                 point_time(time_ns, digits, sequence),
@@ -1880,6 +1887,11 @@ mod tests {
             );
         }
     }
+
+    /// `min(10^(9 - f), 10^6)` for `f` fraction digits, stated on its own for the tests.
+    const SPAN_NS: [u64; 10] = [
+        1_000_000, 1_000_000, 1_000_000, 1_000_000, 100_000, 10_000, 1_000, 100, 10, 1,
+    ];
 
     #[test]
     fn point_time_keeps_the_records_of_one_written_time_apart_and_in_range() {
@@ -1901,9 +1913,15 @@ mod tests {
             for sequence in 1..=span {
                 let stored = point_time(time_ns, digits, sequence);
                 assert!((MIN_TIME_NS..=MAX_TIME_NS).contains(&stored), "{stored}");
-                assert!(stored.abs_diff(time_ns) < span, "{time_ns} moved to {stored}");
+                assert!(
+                    stored.abs_diff(time_ns) < span,
+                    "{time_ns} moved to {stored}"
+                );
                 let slot = (stored - time_ns + span as i64) as usize;
-                assert!(!seen[slot], "{time_ns}/{digits}: {sequence} repeats {stored}");
+                assert!(
+                    !seen[slot],
+                    "{time_ns}/{digits}: {sequence} repeats {stored}"
+                );
                 seen[slot] = true;
             }
         }
@@ -1915,35 +1933,69 @@ mod tests {
         for (time, sequence, line) in [
             (r#""2022-08-01T00:00:00Z""#, 1, "m x=1i 1659312000000000001"),
             (r#""2022-08-01T00:00:00Z""#, 2, "m x=1i 1659312000000000002"),
-            (r#""2022-08-01T00:00:00Z""#, 1_000_002, "m x=1i 1659312000000000002"),
+            (
+                r#""2022-08-01T00:00:00Z""#,
+                1_000_002,
+                "m x=1i 1659312000000000002",
+            ),
             // Trailing zeros count: `.120` is written to the millisecond.
-            (r#""2022-08-01T00:00:00.120Z""#, 45_678, "m x=1i 1659312000120045678"),
-            (r#""2022-08-01T08:00:00.1+08:00""#, 45_678, "m x=1i 1659312000100045678"),
-            (r#""2022-08-01T00:00:00.000001Z""#, 45_678, "m x=1i 1659312000000001678"),
+            (
+                r#""2022-08-01T00:00:00.120Z""#,
+                45_678,
+                "m x=1i 1659312000120045678",
+            ),
+            (
+                r#""2022-08-01T08:00:00.1+08:00""#,
+                45_678,
+                "m x=1i 1659312000100045678",
+            ),
+            (
+                r#""2022-08-01T00:00:00.000001Z""#,
+                45_678,
+                "m x=1i 1659312000000001678",
+            ),
             (
                 r#""2022-08-01T00:00:00.123456789Z""#,
                 45_678,
                 "m x=1i 1659312000123456789",
             ),
             // A JSON escape in `time` is decoded before the digits are counted.
-            (r#""2022-08-01T00:00:00.5Z""#, 3, "m x=1i 1659312000500000003"),
+            (
+                r#""2022-08-01T00:00:00.5Z""#,
+                3,
+                "m x=1i 1659312000500000003",
+            ),
             // No time: the stream's timestamp, as it is.
             ("null", 45_678, "m x=1i 7"),
         ] {
             let json = format!(r#"{{{X},"time":{time}}}"#);
-            let (result, out) = encode_at("m", Unsigned::Allowed, json.as_bytes(), FALLBACK, sequence);
+            let (result, out) =
+                encode_at("m", Unsigned::Allowed, json.as_bytes(), FALLBACK, sequence);
             result.unwrap_or_else(|e| panic!("{json}: {e}"));
             let written = std::str::from_utf8(&out["previous line\n".len()..]).unwrap();
-            assert_eq!(written, format!("{line}\n"), "{json} at sequence {sequence}");
+            assert_eq!(
+                written,
+                format!("{line}\n"),
+                "{json} at sequence {sequence}"
+            );
         }
-        let (result, out) = encode_at("m", Unsigned::Allowed, br#"{"fields":{"x":1}}"#, FALLBACK, 45_678);
+        let (result, out) = encode_at(
+            "m",
+            Unsigned::Allowed,
+            br#"{"fields":{"x":1}}"#,
+            FALLBACK,
+            45_678,
+        );
         assert_eq!(result, Ok(()));
         assert_eq!(&out["previous line\n".len()..], b"m x=1i 7\n");
         // The top of the range: stored below the written time rather than refused.
         let json = r#"{"fields":{"x":1},"time":"2262-04-11T23:47:16.854Z"}"#;
         let (result, out) = encode_at("m", Unsigned::Allowed, json.as_bytes(), FALLBACK, 999_999);
         assert_eq!(result, Ok(()));
-        assert_eq!(&out["previous line\n".len()..], b"m x=1i 9223372036853000001\n");
+        assert_eq!(
+            &out["previous line\n".len()..],
+            b"m x=1i 9223372036853000001\n"
+        );
     }
 
     #[test]

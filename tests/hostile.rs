@@ -31,9 +31,9 @@ struct Stored {
 /// is stored, by the rule stated on its own here: plus the sequence modulo the producer's unit
 /// (10^(9 - fraction digits) ns), at most 10^6.
 fn point_time(time_ns: i64, time: &str, sequence: u64) -> i64 {
-    let n_digits = time
-        .split_once('.')
-        .map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
+    let n_digits = time.split_once('.').map_or(0, |(_, rest)| {
+        rest.bytes().take_while(u8::is_ascii_digit).count()
+    });
     let span = 10u64.pow(9 - n_digits as u32).min(1_000_000);
     time_ns + (sequence % span) as i64
 }
