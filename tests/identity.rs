@@ -243,6 +243,11 @@ fn records_written_again_after_kill_9_land_on_the_same_points() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no shutdown summary:\n{log}"));
     let missing = 2 * N_RECORDS as u64 - before_restart;
+    eprintln!(
+        "{before_restart} points before the restart; the second collector wrote {written}, \
+         {} of them onto points already there",
+        written - missing.min(written)
+    );
     assert!(
         written > missing,
         "the second collector wrote {written} records, only the {missing} missing: nothing was \
