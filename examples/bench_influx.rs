@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use collector::record::{Encoder, Unsigned};
+use collector::record::{Encoder, Origin, Unsigned};
 
 struct Args {
     mode: String,
@@ -128,9 +128,15 @@ fn bodies(args: &Args) -> Result<(Vec<Vec<u8>>, usize), String> {
         let encoder = Encoder::new(m, Unsigned::Refused).map_err(|e| e.to_string())?;
         let mut body = Vec::new();
         let mut n_lines = 0;
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        for (sequence, line) in (1..).zip(lines) {
+            // The sequence the record would have in a fresh stream, as the collector sees it.
+            let origin = Origin {
+                stream_sequence: sequence,
+                timestamp_ns: 0,
+            };
             encoder
-                .encode(line, 0, &mut body)
+                .encode(line, origin, &mut body)
                 .map_err(|e| format!("{path}: {e}"))?;
             n_lines += 1;
             n_records += 1;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use collector::json::Scanner;
-use collector::record::{Encoder, Unsigned};
+use collector::record::{Encoder, Origin, Unsigned};
 
 struct CountingAllocator;
 
@@ -57,7 +57,9 @@ fn main() {
     };
     let encoder = Encoder::new("logs", Unsigned::Allowed).expect("measurement is valid");
     let mut line = Vec::new();
-    encoder.encode(SORTED.as_bytes(), 0, &mut line).unwrap();
+    encoder
+        .encode(SORTED.as_bytes(), origin(1), &mut line)
+        .unwrap();
     print!("line: {}", String::from_utf8_lossy(&line));
     for (name, payload) in [("keys sorted", SORTED), ("keys unsorted", UNSORTED)] {
         let (ns_per_record, allocations_per_record) = measure(&encoder, payload, n_records);
@@ -80,14 +82,22 @@ fn main() {
     );
 }
 
+/// Record `sequence` of a fresh stream, as the worker passes it from the `$JS.ACK` subject.
+fn origin(sequence: u64) -> Origin {
+    Origin {
+        stream_sequence: black_box(sequence),
+        timestamp_ns: 0,
+    }
+}
+
 /// Encodes `payload` `n_records` times into a batch buffer cleared every `BATCH_LINES`
 /// lines, as the writer clears it after a flush; returns ns and allocations per record.
 fn measure(encoder: &Encoder, payload: &str, n_records: u64) -> (f64, f64) {
     let mut out = Vec::with_capacity(512 * BATCH_LINES as usize);
     // Warm-up: fills caches and checks the record is accepted.
-    for _ in 0..10_000 {
+    for i in 0..10_000 {
         encoder
-            .encode(black_box(payload.as_bytes()), 0, &mut out)
+            .encode(black_box(payload.as_bytes()), origin(i + 1), &mut out)
             .expect("the typical record is accepted");
         out.clear();
     }
@@ -95,7 +105,7 @@ fn measure(encoder: &Encoder, payload: &str, n_records: u64) -> (f64, f64) {
     let started = Instant::now();
     for i in 0..n_records {
         encoder
-            .encode(black_box(payload.as_bytes()), 0, &mut out)
+            .encode(black_box(payload.as_bytes()), origin(i + 1), &mut out)
             .expect("the typical record is accepted");
         if i % BATCH_LINES == BATCH_LINES - 1 {
             out.clear();

@@ -500,6 +500,8 @@ fn decode_base64(text: &str) -> Vec<u8> {
 pub struct Delivery {
     /// How many times this record has been delivered, 1 the first time.
     pub delivered: u64,
+    /// The record's place in its stream, the same on every delivery: it keeps records of one
+    /// written time apart in InfluxDB (`record::point_time`).
     pub stream_sequence: u64,
     /// When the record was stored in the stream, in nanoseconds since the epoch: the record's
     /// time when its payload has none, so a redelivery writes the very same point.

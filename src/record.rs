@@ -1,13 +1,19 @@
 //! Record mapping: one JetStream payload in, one InfluxDB line-protocol line out.
 //!
 //! The worker threads run this module: each fetched message's payload (the Transfer client's
-//! `{"tags": {...}, "fields": {...}, "time": "..."}` JSON) and its JetStream timestamp go
-//! into [`Encoder::encode`], which appends exactly one line to the batch buffer the worker
-//! hands to the writer, or returns a [`RecordError`] saying why the record can never be
-//! written, so the worker dead-letters it instead. The module is pure — no IO, no logging,
-//! no clock — because the same bytes must always give the same line: a redelivered record
-//! has to produce the very same point so InfluxDB overwrites it instead of duplicating it,
-//! and a pure function can be tested exhaustively as a plain function.
+//! `{"tags": {...}, "fields": {...}, "time": "..."}` JSON) and where it sits in its stream
+//! (its [`Origin`]: stream sequence and JetStream timestamp) go into [`Encoder::encode`],
+//! which appends exactly one line to the batch buffer the worker hands to the writer, or
+//! returns a [`RecordError`] saying why the record can never be written, so the worker
+//! dead-letters it instead. The module is pure — no IO, no logging, no clock — because the
+//! same record must always give the same line: a redelivered record has to produce the very
+//! same point so InfluxDB overwrites it instead of duplicating it, and a pure function can be
+//! tested exhaustively as a plain function.
+//!
+//! InfluxDB keeps one point per measurement, tag set and timestamp, so distinct records that
+//! share all three would silently merge. [`point_time`] keeps them apart by moving a written
+//! time by the record's stream sequence, by less than the producer's own resolution: a pure
+//! function of the record and its sequence, never of arrival order or batch position.
 //!
 //! Names (measurement, tag keys and values, field keys) are written only when InfluxDB 1.x
 //! and 2.x (the Go parser) and InfluxDB 3.x (whose parser is the `influxdb-line-protocol`
@@ -26,6 +32,69 @@ use crate::json::{self, Failed, Scanner};
 pub enum Unsigned {
     Allowed,
     Refused,
+}
+
+/// Where a record sits in its JetStream stream, read from the `$JS.ACK` reply subject of its
+/// delivery: the same for every delivery of the record, whichever collector gets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The record's sequence number in its stream: unique within the stream.
+    pub stream_sequence: u64,
+    /// When the stream stored the record, in nanoseconds since the epoch: the point's time
+    /// when the payload has no `time`.
+    pub timestamp_ns: i64,
+}
+
+/// A `time` as the producer wrote it: its instant and how finely it was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrittenTime {
+    /// Nanoseconds since the epoch.
+    pub ns: i64,
+    /// How many fraction-of-second digits the text has (0 to 9), trailing zeros included:
+    /// `…:00Z` has 0, `…:00.120Z` has 3. This is the producer's resolution.
+    pub fraction_digits: u8,
+}
+
+/// The timestamp of the point a record with a written `time` becomes: the written time
+/// `time_ns` plus `stream_sequence mod span` nanoseconds, where `span` is the producer's unit
+/// (`10^(9 - fraction_digits)` ns) capped at 1 ms.
+///
+/// InfluxDB keeps one point per measurement, tag set and timestamp, so without this, distinct
+/// records with the same tags and the same coarse `time` (1,000 log lines in one second)
+/// would overwrite each other. The shift depends only on the record's stream sequence, which
+/// every redelivery carries unchanged, so a redelivered record still gives the very same
+/// point; and it adds no tag, so series cardinality does not grow.
+///
+/// - 0 to 3 digits (seconds, milliseconds): + (sequence mod 1,000,000) ns, under 1 ms;
+/// - 6 digits (microseconds): + (sequence mod 1000) ns; 9 digits: unchanged.
+///
+/// The point stays within the producer's own unit (and under 1 ms away), and records of one
+/// unit keep their stream order except where the sequence wraps at the span.
+///
+/// Near the top of the range InfluxDB stores, where the shifted time would pass
+/// 2262-04-11T23:47:16.854775806Z (only times in the last millisecond before it), the shift
+/// is subtracted instead, so such a record is still stored, still distinct from the others of
+/// its time, and still the same point on redelivery. `time_ns` is a time InfluxDB stores
+/// (already checked); the result then is one too. More than 9 digits counts as 9.
+pub fn point_time(time_ns: i64, fraction_digits: u8, stream_sequence: u64) -> i64 {
+    // The span is min(10^(9 - digits), 10^6): under a millisecond, so a point never moves by
+    // as much as the coarsest resolution a reader usually looks at. Each arm divides by a
+    // constant, which compiles to a multiplication instead of a 64-bit division.
+    let shift = match fraction_digits {
+        0..=3 => stream_sequence % 1_000_000,
+        4 => stream_sequence % 100_000,
+        5 => stream_sequence % 10_000,
+        6 => stream_sequence % 1_000,
+        7 => stream_sequence % 100,
+        8 => stream_sequence % 10,
+        _ => 0,
+    };
+    // Below 1,000,000, so the conversion is exact.
+    let shift = shift as i64;
+    match time_ns.checked_add(shift) {
+        Some(shifted) if shifted <= MAX_TIME_NS => shifted,
+        _ => time_ns.saturating_sub(shift),
+    }
 }
 
 /// Encodes records of one measurement. Built once per measurement (escapes the measurement once).
@@ -166,16 +235,19 @@ impl Encoder {
         })
     }
 
-    /// Appends exactly one line plus a trailing '\n' to `out`. `fallback_time_ns` is the JetStream
-    /// message's own timestamp, used when the payload has no `time`. On error `out` is left exactly as it was.
+    /// Appends exactly one line plus a trailing '\n' to `out`. `origin` is where the record sits
+    /// in its stream: its sequence keeps records of the same written `time` apart
+    /// ([`point_time`]), and its timestamp is the point's time when the payload has no `time`.
+    /// The line depends on nothing else, so every delivery of a record gives the same line.
+    /// On error `out` is left exactly as it was.
     pub fn encode(
         &self,
         payload: &[u8],
-        fallback_time_ns: i64,
+        origin: Origin,
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
         let start = out.len();
-        let result = self.encode_line(payload, fallback_time_ns, out);
+        let result = self.encode_line(payload, origin, out);
         if result.is_err() {
             // The line is built in place to avoid a copy; a refused record must leave no trace
             // in the batch, so whatever part of it was written goes again.
@@ -187,7 +259,7 @@ impl Encoder {
     fn encode_line(
         &self,
         payload: &[u8],
-        fallback_time_ns: i64,
+        origin: Origin,
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
         // Checking UTF-8 once up front lets the scanner hand out every string and raw value
@@ -214,10 +286,16 @@ impl Encoder {
         let tags = payload.tags.range("tags")?;
         let fields = payload.fields.range("fields")?;
         let mut entries = payload.entries;
-        let time_ns = match payload.time {
+        // The stream's timestamp is already in nanoseconds and unique to the record, so it
+        // counts as written with 9 digits: it is kept as it is.
+        let written = match payload.time {
             Some(raw) if raw != "null" => time_from_raw(raw)?,
-            _ => fallback_time_ns,
+            _ => WrittenTime {
+                ns: origin.timestamp_ns,
+                fraction_digits: 9,
+            },
         };
+        let time_ns = written.ns;
         if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&time_ns) {
             let text = match payload.time {
                 // Only a string that parsed gets here.
@@ -228,6 +306,7 @@ impl Encoder {
             };
             return Err(RecordError::TimeOutOfRange { text });
         }
+        let time_ns = point_time(time_ns, written.fraction_digits, origin.stream_sequence);
 
         // Sorted by key (byte order, as Go's bytes.Compare) so the same record always gives
         // the same line and InfluxDB need not sort the tags itself.
@@ -626,13 +705,13 @@ fn write_compact_json_as_field(out: &mut Vec<u8>, raw: &str) {
     }
 }
 
-fn time_from_raw(raw: &str) -> Result<i64, RecordError> {
+fn time_from_raw(raw: &str) -> Result<WrittenTime, RecordError> {
     match JsonKind::of_raw(raw) {
         JsonKind::String => {
             let text = json_string(raw).map_err(|problem| RecordError::NotJson {
                 message: format!("time: {problem}"),
             })?;
-            parse_rfc3339_ns(&text)
+            parse_rfc3339(&text)
         }
         found => Err(RecordError::TimeNotString { found }),
     }
@@ -644,19 +723,31 @@ fn time_from_raw(raw: &str) -> Result<i64, RecordError> {
 /// RFC 3339 allows. A leap second (`:60`) is refused, as Go's `time.Parse` does, because
 /// nanoseconds since the epoch cannot name it.
 pub fn parse_rfc3339_ns(text: &str) -> Result<i64, RecordError> {
-    let ns = rfc3339_to_ns(text.as_bytes()).map_err(|reason| RecordError::TimeUnparsable {
+    parse_rfc3339(text).map(|written| written.ns)
+}
+
+/// [`parse_rfc3339_ns`] that also says how many fraction digits the text has, counted while
+/// parsing: the encoder needs both for [`point_time`].
+pub fn parse_rfc3339(text: &str) -> Result<WrittenTime, RecordError> {
+    let (ns, fraction_digits) =
+        rfc3339_to_ns(text.as_bytes()).map_err(|reason| RecordError::TimeUnparsable {
+            text: text.to_owned(),
+            reason,
+        })?;
+    let ns = i64::try_from(ns).map_err(|_| RecordError::TimeOutOfRange {
         text: text.to_owned(),
-        reason,
     })?;
-    i64::try_from(ns).map_err(|_| RecordError::TimeOutOfRange {
-        text: text.to_owned(),
+    Ok(WrittenTime {
+        ns,
+        fraction_digits,
     })
 }
 
-/// The parser behind [`parse_rfc3339_ns`], free of allocation until it fails. The result is
-/// an i128 so the edge cases stay exact: near the lower end the whole seconds alone are below
-/// i64::MIN nanoseconds while seconds plus fraction are not.
-fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
+/// The parser behind [`parse_rfc3339`], free of allocation until it fails: nanoseconds and
+/// the number of fraction digits. The nanoseconds are an i128 so the edge cases stay exact:
+/// near the lower end the whole seconds alone are below i64::MIN nanoseconds while seconds
+/// plus fraction are not.
+fn rfc3339_to_ns(b: &[u8]) -> Result<(i128, u8), &'static str> {
     const LAYOUT: &str = "expected YYYY-MM-DDTHH:MM:SS";
     if b.len() < 20
         || b[4] != b'-'
@@ -696,6 +787,7 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
 
     let mut i = 19;
     let mut nanos = 0;
+    let mut n_fraction_digits = 0;
     if b[i] == b'.' {
         i += 1;
         let start = i;
@@ -720,7 +812,8 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
             10_000_000,
             100_000_000,
         ];
-        nanos *= SCALE[9 - (i - start)];
+        n_fraction_digits = i - start;
+        nanos *= SCALE[9 - n_fraction_digits];
     }
 
     const OFFSET: &str = "expected Z or an offset ±hh:mm";
@@ -746,7 +839,12 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<i128, &'static str> {
 
     let days = days_from_civil(i64::from(year), month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
-    Ok(i128::from(seconds) * 1_000_000_000 + i128::from(nanos))
+    // At most 9, checked in the loop above.
+    let n_fraction_digits = n_fraction_digits as u8;
+    Ok((
+        i128::from(seconds) * 1_000_000_000 + i128::from(nanos),
+        n_fraction_digits,
+    ))
 }
 
 fn is_leap_year(year: u32) -> bool {
@@ -1046,16 +1144,35 @@ mod tests {
     /// The message timestamp used when a payload has no `time`.
     const FALLBACK: i64 = 7;
 
+    /// The stream sequence the table tests encode with: a multiple of every span, so
+    /// [`point_time`] shifts nothing and the expected times are the written ones. The shift
+    /// itself is tested on its own below.
+    const SEQUENCE: u64 = 3_000_000;
+
     fn encode_with(
         measurement: &str,
         unsigned: Unsigned,
         payload: &[u8],
         fallback: i64,
     ) -> (Result<(), RecordError>, Vec<u8>) {
+        encode_at(measurement, unsigned, payload, fallback, SEQUENCE)
+    }
+
+    fn encode_at(
+        measurement: &str,
+        unsigned: Unsigned,
+        payload: &[u8],
+        fallback: i64,
+        stream_sequence: u64,
+    ) -> (Result<(), RecordError>, Vec<u8>) {
         let encoder = Encoder::new(measurement, unsigned).expect("test measurement is valid");
         // A previous line already in the batch must survive both success and refusal.
         let mut out = b"previous line\n".to_vec();
-        let result = encoder.encode(payload, fallback, &mut out);
+        let origin = Origin {
+            stream_sequence,
+            timestamp_ns: fallback,
+        };
+        let result = encoder.encode(payload, origin, &mut out);
         (result, out)
     }
 
@@ -1703,6 +1820,203 @@ mod tests {
             i64::MIN,
             "is outside the range InfluxDB stores",
         );
+    }
+
+    #[test]
+    fn point_time_adds_the_sequence_modulo_the_producers_unit_capped_at_a_millisecond() {
+        const T: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+                                                  // (time, fraction digits, stream sequence, stored time)
+        for (time_ns, digits, sequence, expected) in [
+            // Whole seconds and milliseconds: + (sequence mod 1,000,000) ns.
+            (T, 0, 1, T + 1),
+            (T, 0, 999_999, T + 999_999),
+            (T, 0, 1_000_000, T),
+            (T, 0, 1_000_001, T + 1),
+            (T, 1, 123_456_789, T + 456_789),
+            (T, 2, 42, T + 42),
+            (T + 120_000_000, 3, 7, T + 120_000_007),
+            (T + 120_000_000, 3, 2_000_007, T + 120_000_007),
+            // Finer than a millisecond: the producer's own unit is the span.
+            (T, 4, 123_456, T + 23_456),
+            (T, 5, 123_456, T + 3_456),
+            (T, 6, 123_456, T + 456),
+            (T, 6, 1_000, T),
+            (T, 7, 123_456, T + 56),
+            (T, 8, 123_456, T + 6),
+            // Nanoseconds: unchanged whatever the sequence.
+            (T + 123_456_789, 9, 123_456, T + 123_456_789),
+            (T, 9, u64::MAX, T),
+            (T, 10, 5, T),
+            // The sequence's full range.
+            (T, 0, u64::MAX, T + (u64::MAX % 1_000_000) as i64),
+            (T, 0, 0, T),
+            // Before the epoch and at the lower end InfluxDB stores: added as anywhere.
+            (-1_000_000_000, 0, 5, -999_999_995),
+            (MIN_TIME_NS, 9, 5, MIN_TIME_NS),
+            (MIN_TIME_NS, 0, 5, MIN_TIME_NS + 5),
+            // The last millisecond InfluxDB stores: subtracted where adding would pass it.
+            (MAX_TIME_NS - 775_806, 3, 775_806, MAX_TIME_NS),
+            (
+                MAX_TIME_NS - 775_806,
+                3,
+                775_807,
+                MAX_TIME_NS - 775_806 - 775_807,
+            ),
+            (
+                MAX_TIME_NS - 775_806,
+                3,
+                999_999,
+                MAX_TIME_NS - 775_806 - 999_999,
+            ),
+            (MAX_TIME_NS - 775_806, 3, 1_000_000, MAX_TIME_NS - 775_806),
+            (MAX_TIME_NS - 806, 6, 999, MAX_TIME_NS - 806 - 999),
+            (MAX_TIME_NS - 806, 6, 800, MAX_TIME_NS - 6),
+            (MAX_TIME_NS, 9, 999, MAX_TIME_NS),
+            // A whole second never comes near it: 2262-04-11T23:47:16Z + 999,999 ns.
+            (
+                MAX_TIME_NS - 854_775_806,
+                0,
+                999_999,
+                MAX_TIME_NS - 853_775_807,
+            ),
+        ] {
+            assert_eq!(
+                point_time(time_ns, digits, sequence),
+                expected,
+                "point_time({time_ns}, {digits}, {sequence})"
+            );
+        }
+    }
+
+    /// `min(10^(9 - f), 10^6)` for `f` fraction digits, stated on its own for the tests.
+    const SPAN_NS: [u64; 10] = [
+        1_000_000, 1_000_000, 1_000_000, 1_000_000, 100_000, 10_000, 1_000, 100, 10, 1,
+    ];
+
+    #[test]
+    fn point_time_keeps_the_records_of_one_written_time_apart_and_in_range() {
+        // Every sequence of one span, at ordinary times and at both ends of the range:
+        // distinct sequences give distinct times, all within the span of the written time
+        // and inside what InfluxDB stores.
+        for (time_ns, digits) in [
+            (1_767_225_600_000_000_000, 0u8),
+            (1_767_225_600_120_000_000, 3),
+            (1_767_225_600_120_001_000, 6),
+            (1_767_225_600_120_001_100, 7),
+            (MAX_TIME_NS - 775_806, 3),
+            (MAX_TIME_NS - 806, 6),
+            (MIN_TIME_NS + 2, 6),
+        ] {
+            let span = SPAN_NS[usize::from(digits)];
+            // Indexed by the shift, -span to span: a plain table is fast in a debug build.
+            let mut seen = vec![false; 2 * span as usize];
+            for sequence in 1..=span {
+                let stored = point_time(time_ns, digits, sequence);
+                assert!((MIN_TIME_NS..=MAX_TIME_NS).contains(&stored), "{stored}");
+                assert!(
+                    stored.abs_diff(time_ns) < span,
+                    "{time_ns} moved to {stored}"
+                );
+                let slot = (stored - time_ns + span as i64) as usize;
+                assert!(
+                    !seen[slot],
+                    "{time_ns}/{digits}: {sequence} repeats {stored}"
+                );
+                seen[slot] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn written_times_move_by_the_stream_sequence_and_the_stream_timestamp_does_not() {
+        const X: &str = r#""fields":{"x":1}"#;
+        for (time, sequence, line) in [
+            (r#""2022-08-01T00:00:00Z""#, 1, "m x=1i 1659312000000000001"),
+            (r#""2022-08-01T00:00:00Z""#, 2, "m x=1i 1659312000000000002"),
+            (
+                r#""2022-08-01T00:00:00Z""#,
+                1_000_002,
+                "m x=1i 1659312000000000002",
+            ),
+            // Trailing zeros count: `.120` is written to the millisecond.
+            (
+                r#""2022-08-01T00:00:00.120Z""#,
+                45_678,
+                "m x=1i 1659312000120045678",
+            ),
+            (
+                r#""2022-08-01T08:00:00.1+08:00""#,
+                45_678,
+                "m x=1i 1659312000100045678",
+            ),
+            (
+                r#""2022-08-01T00:00:00.000001Z""#,
+                45_678,
+                "m x=1i 1659312000000001678",
+            ),
+            (
+                r#""2022-08-01T00:00:00.123456789Z""#,
+                45_678,
+                "m x=1i 1659312000123456789",
+            ),
+            // A JSON escape in `time` is decoded before the digits are counted.
+            (
+                r#""2022-08-01T00:00:00.5Z""#,
+                3,
+                "m x=1i 1659312000500000003",
+            ),
+            // No time: the stream's timestamp, as it is.
+            ("null", 45_678, "m x=1i 7"),
+        ] {
+            let json = format!(r#"{{{X},"time":{time}}}"#);
+            let (result, out) =
+                encode_at("m", Unsigned::Allowed, json.as_bytes(), FALLBACK, sequence);
+            result.unwrap_or_else(|e| panic!("{json}: {e}"));
+            let written = std::str::from_utf8(&out["previous line\n".len()..]).unwrap();
+            assert_eq!(
+                written,
+                format!("{line}\n"),
+                "{json} at sequence {sequence}"
+            );
+        }
+        let (result, out) = encode_at(
+            "m",
+            Unsigned::Allowed,
+            br#"{"fields":{"x":1}}"#,
+            FALLBACK,
+            45_678,
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(&out["previous line\n".len()..], b"m x=1i 7\n");
+        // The top of the range: stored below the written time rather than refused.
+        let json = r#"{"fields":{"x":1},"time":"2262-04-11T23:47:16.854Z"}"#;
+        let (result, out) = encode_at("m", Unsigned::Allowed, json.as_bytes(), FALLBACK, 999_999);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            &out["previous line\n".len()..],
+            b"m x=1i 9223372036853000001\n"
+        );
+    }
+
+    #[test]
+    fn parse_rfc3339_counts_the_fraction_digits_as_written() {
+        for (text, ns, digits) in [
+            ("1970-01-01T00:00:00Z", 0, 0),
+            ("1970-01-01T00:00:00.0Z", 0, 1),
+            ("1970-01-01T00:00:00.120Z", 120_000_000, 3),
+            ("1970-01-01T00:00:00.000000Z", 0, 6),
+            ("1970-01-01T00:00:00.000000001Z", 1, 9),
+            ("1970-01-01T08:00:00.12345+08:00", 123_450_000, 5),
+        ] {
+            assert_eq!(
+                parse_rfc3339(text),
+                Ok(WrittenTime {
+                    ns,
+                    fraction_digits: digits
+                }),
+                "{text}"
+            );
+        }
     }
 
     #[test]

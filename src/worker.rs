@@ -19,7 +19,7 @@ use crate::batch::Lines;
 use crate::catalog::Measurement;
 use crate::config::PullConfig;
 use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
-use crate::record::{Encoder, Unsigned};
+use crate::record::{Encoder, Origin, Unsigned};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use std::sync::atomic::AtomicU64;
@@ -361,7 +361,13 @@ impl Running {
         let encoder = &consumer.encoder;
         let held = Held { message, delivery };
         let encoded = self.chunk.push(held, |held, out| {
-            encoder.encode(&held.message.data, held.delivery.timestamp_ns, out)
+            // Both come from the `$JS.ACK` subject and are the same on every delivery, so a
+            // redelivered record gives the very same point.
+            let origin = Origin {
+                stream_sequence: held.delivery.stream_sequence,
+                timestamp_ns: held.delivery.timestamp_ns,
+            };
+            encoder.encode(&held.message.data, origin, out)
         });
         match encoded {
             Ok(()) => self.worker.stats.hold(1),

@@ -18,12 +18,24 @@ fn at(i: i64) -> String {
     format!("2026-01-01T00:00:{i:02}Z")
 }
 
-/// A record that must be stored with exactly these tags and fields at this time.
+/// A record that must be stored with exactly these tags and fields at this written time
+/// (moved by its stream sequence, see [`point_time`]).
 struct Stored {
     payload: Value,
     time_ns: i64,
     tags: Vec<(&'static str, &'static str)>,
     fields: Vec<(&'static str, Value)>,
+}
+
+/// Where a point with written time `time_ns` (the text `time`) and stream sequence `sequence`
+/// is stored, by the rule stated on its own here: plus the sequence modulo the producer's unit
+/// (10^(9 - fraction digits) ns), at most 10^6.
+fn point_time(time_ns: i64, time: &str, sequence: u64) -> i64 {
+    let n_digits = time.split_once('.').map_or(0, |(_, rest)| {
+        rest.bytes().take_while(u8::is_ascii_digit).count()
+    });
+    let span = 10u64.pow(9 - n_digits as u32).min(1_000_000);
+    time_ns + (sequence % span) as i64
 }
 
 #[test]
@@ -145,6 +157,10 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
         .collect();
     payloads.extend(refused.iter().map(|(p, _)| p.to_string().into_bytes()));
     transfer.publish_many("m", &payloads);
+    // Each record's stream sequence, read back from the stream before anything drains it.
+    let sequence_of: BTreeMap<Vec<u8>, u64> = (1..=payloads.len() as u64)
+        .map(|seq| (transfer.stream_message("hx:logs:m", seq), seq))
+        .collect();
     let config = format!(
         "namespace: hx\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
         nats.url(),
@@ -165,9 +181,15 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
         .collect();
     let types = influx.field_types("hx", "m");
     for record in &stored {
+        let sequence = sequence_of[&record.payload.to_string().into_bytes()];
+        let time_ns = point_time(
+            record.time_ns,
+            record.payload["time"].as_str().unwrap(),
+            sequence,
+        );
         let point = by_time
-            .get(&record.time_ns)
-            .unwrap_or_else(|| panic!("no point at {} for {}", record.time_ns, record.payload));
+            .get(&time_ns)
+            .unwrap_or_else(|| panic!("no point at {time_ns} for {}", record.payload));
         let mut expected: BTreeMap<String, Value> = BTreeMap::new();
         for (k, v) in &record.tags {
             expected.insert(k.to_string(), json!(v));

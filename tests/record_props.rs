@@ -1,12 +1,14 @@
 //! Property tests of the record → line-protocol conversion, checked against InfluxData's own
 //! parser (`influxdb-line-protocol`, the parser of InfluxDB 3) rather than against our code:
 //! every accepted record must read back as exactly the measurement, tags, typed fields and
-//! timestamp of the JSON, and every refusal must be one the mapping rules call for.
+//! timestamp of the JSON, and every refusal must be one the mapping rules call for. A
+//! record's line depends only on the record and its stream sequence: whatever order, count
+//! and batch its deliveries come in, and distinct sequences keep records of one time apart.
 
 use std::collections::BTreeMap;
 
 use collector::json::{Failed, Scanner};
-use collector::record::{parse_rfc3339_ns, Encoder, RecordError, Unsigned};
+use collector::record::{parse_rfc3339, parse_rfc3339_ns, Encoder, Origin, RecordError, Unsigned};
 use influxdb_line_protocol::{parse_lines, FieldValue};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -208,12 +210,26 @@ fn tag_value() -> impl Strategy<Value = TagValue> {
     ]
 }
 
-/// The `time` member: absent, null, or an RFC 3339 string with its expected nanoseconds.
+/// The `time` member: absent, null, or an RFC 3339 string with its expected nanoseconds and
+/// its number of fraction digits.
 #[derive(Clone, Debug)]
 enum Time {
     Absent,
     Null,
-    Text { text: String, ns: i128 },
+    Text { text: String, ns: i128, digits: u32 },
+}
+
+/// The point-identity rule, stated independently of the encoder: a time written with `digits`
+/// fraction digits moves by `sequence mod min(10^(9 - digits), 10^6)` ns, down instead of up
+/// where up would pass the largest time InfluxDB stores.
+fn expected_point_time(ns: i128, digits: u32, sequence: u64) -> i128 {
+    let span = 10u64.pow(9 - digits).min(1_000_000);
+    let shift = i128::from(sequence % span);
+    if ns + shift <= MAX_TIME_NS {
+        ns + shift
+    } else {
+        ns - shift
+    }
 }
 
 /// Days since the epoch → (year, month, day), Howard Hinnant's `civil_from_days`: the
@@ -270,7 +286,7 @@ prop_compose! {
                 text.push_str(&format!("{sign}{:02}:{:02}", offset / 60, offset % 60));
             }
         }
-        Time::Text { text, ns: i128::from(utc_seconds) * 1_000_000_000 + nanos }
+        Time::Text { text, ns: i128::from(utc_seconds) * 1_000_000_000 + nanos, digits: n_digits }
     }
 }
 
@@ -308,6 +324,22 @@ fn unique<T>(members: Vec<(String, T)>) -> Vec<(String, T)> {
         .collect()
 }
 
+/// A record without `time`, stored by the stream at `timestamp_ns` (sequence 1).
+fn at(timestamp_ns: i64) -> Origin {
+    Origin {
+        stream_sequence: 1,
+        timestamp_ns,
+    }
+}
+
+/// The timestamp of one line, as InfluxData's parser reads it.
+fn timestamp_of(line: &str) -> Option<i64> {
+    match parse_lines(line).next() {
+        Some(Ok(parsed)) => parsed.timestamp,
+        _ => None,
+    }
+}
+
 fn field_matches(read: &FieldValue<'_>, expected: &Expected) -> bool {
     match (read, expected) {
         (FieldValue::I64(a), Expected::I64(b)) => a == b,
@@ -328,6 +360,7 @@ proptest! {
         fields in prop::collection::vec((key(), field_value()), 0..7).prop_map(unique),
         time in time(),
         unsigned_allowed in any::<bool>(),
+        sequence in prop_oneof![1u64..2_000_000, any::<u64>()],
     ) {
         let unsigned = if unsigned_allowed { Unsigned::Allowed } else { Unsigned::Refused };
         let mut members = vec![
@@ -379,10 +412,16 @@ proptest! {
         if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&expected_ns) {
             refusal = Some("time out of range");
         }
+        // The stream's timestamp is kept as it is; a written time moves by the sequence.
+        let expected_ns = match &time {
+            Time::Absent | Time::Null => expected_ns,
+            Time::Text { digits, .. } => expected_point_time(expected_ns, *digits, sequence),
+        };
 
         let encoder = Encoder::new(MEASUREMENT, unsigned).unwrap();
         let mut out = b"earlier line\n".to_vec();
-        let result = encoder.encode(payload.as_bytes(), FALLBACK, &mut out);
+        let origin = Origin { stream_sequence: sequence, timestamp_ns: FALLBACK };
+        let result = encoder.encode(payload.as_bytes(), origin, &mut out);
         match (result, refusal) {
             (Err(e), Some(_)) => {
                 prop_assert_eq!(&out, b"earlier line\n");
@@ -429,16 +468,20 @@ proptest! {
         let Expected::F64(f) = value.expected else { unreachable!() };
         let encoder = Encoder::new("m", Unsigned::Allowed).unwrap();
         let mut out = Vec::new();
-        encoder.encode(format!(r#"{{"fields":{{"f":{}}}}}"#, value.json).as_bytes(), 1, &mut out).unwrap();
+        encoder.encode(format!(r#"{{"fields":{{"f":{}}}}}"#, value.json).as_bytes(), at(1), &mut out).unwrap();
         let expected = format!("m f={} 1\n", ryu::Buffer::new().format_finite(f));
         prop_assert_eq!(String::from_utf8(out).unwrap(), expected, "from {}", value.json);
     }
 
     #[test]
     fn rfc3339_texts_give_their_nanoseconds(time in rfc3339()) {
-        let Time::Text { text, ns } = time else { unreachable!() };
-        match parse_rfc3339_ns(&text) {
-            Ok(parsed) => prop_assert_eq!(i128::from(parsed), ns, "{}", text),
+        let Time::Text { text, ns, digits } = time else { unreachable!() };
+        match parse_rfc3339(&text) {
+            Ok(parsed) => {
+                prop_assert_eq!(i128::from(parsed.ns), ns, "{}", text);
+                prop_assert_eq!(u32::from(parsed.fraction_digits), digits, "{}", text);
+                prop_assert_eq!(parse_rfc3339_ns(&text), Ok(parsed.ns));
+            }
             Err(RecordError::TimeOutOfRange { .. }) => {
                 prop_assert!(i64::try_from(ns).is_err(), "{} refused though in range", text)
             }
@@ -461,16 +504,105 @@ proptest! {
             ).prop_map(|tokens| tokens.concat().into_bytes()),
         ],
         fallback in any::<i64>(),
+        sequence in any::<u64>(),
     ) {
         let encoder = Encoder::new("m", Unsigned::Allowed).unwrap();
         let mut out = Vec::new();
-        if encoder.encode(&payload, fallback, &mut out).is_ok() {
+        let origin = Origin { stream_sequence: sequence, timestamp_ns: fallback };
+        if encoder.encode(&payload, origin, &mut out).is_ok() {
             let line = std::str::from_utf8(&out).unwrap();
             let lines: Vec<_> = parse_lines(line).collect();
             prop_assert_eq!(lines.len(), 1);
             prop_assert!(lines[0].is_ok(), "{:?}", line);
         } else {
             prop_assert!(out.is_empty());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 500, ..Config::default() })]
+
+    /// Distinct records sharing tags and one written time, each with its own stream sequence,
+    /// delivered in any order, any number of times, in batches cut anywhere, each batch
+    /// encoded by the same encoder or a fresh one (another collector): every delivery of a
+    /// record gives exactly the line the record gives alone, and two records get the same
+    /// timestamp exactly when their sequences are congruent modulo the span of their time's
+    /// resolution (so distinct sequences within the span give distinct points).
+    #[test]
+    fn a_records_line_depends_only_on_the_record_and_its_sequence(
+        time in rfc3339().prop_filter("a time InfluxDB stores", |time| {
+            matches!(time, Time::Text { ns, .. } if (MIN_TIME_NS..=MAX_TIME_NS).contains(ns))
+        }),
+        first_sequence in prop_oneof![Just(0u64), 0u64..2_000_000, 0u64..u64::MAX / 2],
+        gaps in prop::collection::vec(prop_oneof![4 => 1u64..10, 1 => 1u64..1_100_000], 1..10),
+        extra_deliveries in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        order in prop::collection::vec(any::<u32>(), 30),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        fresh_encoder in prop::collection::vec(any::<bool>(), 5),
+    ) {
+        let Time::Text { text, digits, .. } = &time else { unreachable!() };
+        let sequences: Vec<u64> = gaps
+            .iter()
+            .scan(first_sequence, |sequence, gap| {
+                *sequence += gap;
+                Some(*sequence)
+            })
+            .collect();
+        let payloads: Vec<String> = (0..sequences.len())
+            .map(|i| format!(r#"{{"tags":{{"host":"a"}},"fields":{{"i":{i}}},"time":{}}}"#, serde_json::to_string(text).unwrap()))
+            .collect();
+        let origin = |i: usize| Origin { stream_sequence: sequences[i], timestamp_ns: FALLBACK };
+
+        // Each record encoded alone by its own encoder: the reference.
+        let alone: Vec<String> = (0..payloads.len())
+            .map(|i| {
+                let mut out = Vec::new();
+                Encoder::new(MEASUREMENT, Unsigned::Allowed).unwrap().encode(payloads[i].as_bytes(), origin(i), &mut out).unwrap();
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
+
+        // Every record delivered at least once, some again, in a shuffled order.
+        let mut deliveries: Vec<usize> = (0..payloads.len()).collect();
+        deliveries.extend(extra_deliveries.iter().map(|at| at.index(payloads.len())));
+        let mut keyed: Vec<(u32, usize)> = deliveries.iter().enumerate().map(|(k, &i)| (order[k % order.len()], i)).collect();
+        keyed.sort();
+        let deliveries: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+
+        let mut bounds: Vec<usize> = cuts.iter().map(|at| at.index(deliveries.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(deliveries.len());
+        bounds.sort_unstable();
+        let shared = Encoder::new(MEASUREMENT, Unsigned::Allowed).unwrap();
+        for (b, batch) in bounds.windows(2).enumerate() {
+            let fresh = Encoder::new(MEASUREMENT, Unsigned::Allowed).unwrap();
+            let encoder = if fresh_encoder[b % fresh_encoder.len()] { &fresh } else { &shared };
+            let mut out = b"earlier line\n".to_vec();
+            for &i in &deliveries[batch[0]..batch[1]] {
+                encoder.encode(payloads[i].as_bytes(), origin(i), &mut out).unwrap();
+            }
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.split_inclusive('\n').skip(1).collect();
+            prop_assert_eq!(lines.len(), batch[1] - batch[0]);
+            for (line, &i) in lines.iter().zip(&deliveries[batch[0]..batch[1]]) {
+                prop_assert_eq!(*line, alone[i].as_str(), "record {} at sequence {}", i, sequences[i]);
+            }
+        }
+
+        let span = 10u64.pow(9 - digits).min(1_000_000);
+        let times: Vec<Option<i64>> = alone.iter().map(|line| timestamp_of(line)).collect();
+        for i in 0..times.len() {
+            prop_assert!(times[i].is_some(), "{:?}", alone[i]);
+            for j in 0..i {
+                let congruent = sequences[i] % span == sequences[j] % span;
+                prop_assert_eq!(
+                    times[i] == times[j],
+                    congruent,
+                    "{} with {} digits: sequences {} and {} gave {:?} and {:?}",
+                    text, digits, sequences[i], sequences[j], times[i], times[j]
+                );
+            }
         }
     }
 }
@@ -490,7 +622,7 @@ proptest! {
         let value: f64 = json.parse().unwrap();
         let encoder = Encoder::new("m", Unsigned::Allowed).unwrap();
         let mut out = Vec::new();
-        encoder.encode(format!(r#"{{"fields":{{"f":{json}}}}}"#).as_bytes(), 1, &mut out).unwrap();
+        encoder.encode(format!(r#"{{"fields":{{"f":{json}}}}}"#).as_bytes(), at(1), &mut out).unwrap();
         let expected = format!("m f={} 1\n", ryu::Buffer::new().format_finite(value));
         prop_assert_eq!(String::from_utf8(out).unwrap(), expected, "from {}", json);
     }

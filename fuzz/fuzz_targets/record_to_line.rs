@@ -3,14 +3,15 @@
 //! InfluxData's own parser reads back as the record's measurement, tags and fields.
 //!
 //! Input layout: byte 0 chooses unsigned support (bit 0) and the measurement (the other bits);
-//! bytes 1..9 are the message timestamp; the rest is the payload.
+//! bytes 1..9 are the message timestamp, which also gives the stream sequence; the rest is
+//! the payload.
 
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use collector::json::{Failed, Scanner};
-use collector::record::{Encoder, Unsigned};
+use collector::record::{point_time, Encoder, Origin, Unsigned};
 use influxdb_line_protocol::{parse_lines, FieldValue};
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
@@ -52,8 +53,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // The seed corpus keeps its layout: the sequence is read from the same bytes as the
+    // timestamp, so the fuzzer still reaches every shift.
+    let origin = Origin {
+        stream_sequence: fallback as u64,
+        timestamp_ns: fallback,
+    };
     let mut out = b"earlier\n".to_vec();
-    if encoder.encode(payload, fallback, &mut out).is_err() {
+    if encoder.encode(payload, origin, &mut out).is_err() {
         assert_eq!(out, b"earlier\n", "a refusal changed the buffer");
         return;
     }
@@ -144,7 +151,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if matches!(record.get("time").map(|raw| raw.get()), None | Some("null")) {
-        assert_eq!(parsed.timestamp, Some(fallback));
+    match record.get("time").map(|raw| raw.get()) {
+        None | Some("null") => assert_eq!(parsed.timestamp, Some(fallback)),
+        Some(raw) => {
+            // The written time, moved by the sequence as `point_time` says, and no further.
+            let text: String = serde_json::from_str(raw).expect("an accepted time is a string");
+            let written = collector::record::parse_rfc3339(&text).expect("an accepted time parses");
+            let expected = point_time(written.ns, written.fraction_digits, origin.stream_sequence);
+            assert_eq!(parsed.timestamp, Some(expected), "time of {line:?}");
+            assert!(expected.abs_diff(written.ns) < 1_000_000);
+        }
     }
 });
