@@ -391,10 +391,41 @@ impl JetStream {
 
 impl JetStream {
     /// Creates the dead-letter stream `<ns>:dlq` (subjects `<ns>.dlq.>`, limits retention,
-    /// records kept for `max_age`) when missing.
-    pub fn ensure_dead_letter_stream(&self, namespace: &str, max_age: Duration) -> Result<bool> {
+    /// records kept for `max_age`, duplicates of a dead letter recognised for
+    /// `duplicate_window`) when missing. An existing one whose duplicate window is shorter
+    /// is given this one, so a dead letter published again by a redelivery is still stored
+    /// once; everything else about it stays.
+    pub fn ensure_dead_letter_stream(
+        &self,
+        namespace: &str,
+        max_age: Duration,
+        duplicate_window: Duration,
+    ) -> Result<bool> {
         let name = dead_letter_stream(namespace);
-        if self.stream_state(&name, None)?.is_some() {
+        let what = format!("stream info {name}");
+        let existing = match self.request(&what, &format!("$JS.API.STREAM.INFO.{name}"), &json!({}))
+        {
+            Ok(info) => Some(info),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(info) = existing {
+            let mut config = info["config"].clone();
+            let window = config["duplicate_window"].as_u64().unwrap_or(0);
+            if window < duplicate_window.as_nanos() as u64 {
+                config["duplicate_window"] = json!(duplicate_window.as_nanos() as u64);
+                self.request(
+                    &format!("update the duplicate window of stream {name}"),
+                    &format!("$JS.API.STREAM.UPDATE.{name}"),
+                    &config,
+                )?;
+                log::info!(
+                    "dead-letter stream {name}: duplicate window raised to {duplicate_window:?}"
+                );
+            }
             return Ok(false);
         }
         let config = json!({
@@ -402,6 +433,7 @@ impl JetStream {
             "subjects": [format!("{namespace}.dlq.>")],
             "retention": "limits",
             "max_age": max_age.as_nanos() as u64,
+            "duplicate_window": duplicate_window.as_nanos() as u64,
             "storage": "file",
             "discard": "old",
             "num_replicas": 1,
@@ -416,13 +448,41 @@ impl JetStream {
     }
 }
 
+/// How long the dead-letter stream recognises a dead letter published again. A record is
+/// dead-lettered again when its `+TERM` was lost (redelivered after `ack_wait`) or when a
+/// new consumer leader redelivered it while its first delivery was still being handled; a
+/// window of twice `ack_wait` × `max_deliver`, at least two minutes (JetStream's default),
+/// covers every redelivery the collector lets happen. JetStream refuses a window longer than
+/// the stream's `max_age`, which then bounds it.
+pub fn dead_letter_window(ack_wait: Duration, max_deliver: u64, max_age: Duration) -> Duration {
+    let redeliveries = ack_wait.saturating_mul(max_deliver.min(u32::MAX as u64) as u32);
+    redeliveries
+        .saturating_mul(2)
+        .max(Duration::from_secs(120))
+        .min(max_age)
+}
+
+/// The `Nats-Msg-Id` of a record's dead letter: the same for every delivery of the record,
+/// so the dead-letter stream stores it once whichever collector publishes it. The stream
+/// timestamp is part of it because a stream deleted and created again numbers its records
+/// from 1 again: without it, a new record dead-lettered within the window would be taken
+/// for an older one and dropped.
+pub fn dead_letter_id(stream: &str, delivery: &Delivery) -> String {
+    format!(
+        "{stream}:{}:{}",
+        delivery.stream_sequence, delivery.timestamp_ns
+    )
+}
+
 pub fn dead_letter_stream(namespace: &str) -> String {
     format!("{namespace}:dlq")
 }
 
 /// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
 /// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
-/// caller terminate the original.
+/// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
+/// makes a second publish of the same record, by this collector or another, a duplicate the
+/// stream acknowledges without storing.
 pub fn dead_letter(
     conn: &Connection,
     namespace: &str,
@@ -441,11 +501,10 @@ pub fn dead_letter(
         }
         reason.truncate(cut);
     }
+    let stream = stream_name(namespace, measurement);
+    headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
     headers.insert("Collector-Error", reason.as_str());
-    headers.insert(
-        "Collector-Stream",
-        stream_name(namespace, measurement).as_str(),
-    );
+    headers.insert("Collector-Stream", stream.as_str());
     headers.insert(
         "Collector-Sequence",
         delivery.stream_sequence.to_string().as_str(),
@@ -606,6 +665,38 @@ pub fn flush(conn: &Connection) -> io::Result<()> {
     conn.flush_timeout(API_TIMEOUT)
 }
 
+/// How many times [`terminate`] sends `+TERM` before giving up, and how long it waits for
+/// each confirmation: enough to outlast a consumer leader election (a few seconds).
+const TERM_ATTEMPTS: u32 = 4;
+const TERM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Terminates a dead-lettered record and waits for the consumer to confirm it (an ack with
+/// a reply subject is answered once the consumer's leader has applied it). Unconfirmed, the
+/// `+TERM` may have been lost with a leader that stepped down, and the record would come
+/// back after its ack wait; it is sent again a few times. Still unconfirmed, the error is
+/// returned: the record may be redelivered, and its dead letter is then a duplicate the
+/// dead-letter stream drops.
+pub fn terminate(conn: &Connection, message: &Message) -> io::Result<()> {
+    let Some(subject) = message.reply.as_deref() else {
+        return Err(io::Error::other(
+            "the record has no acknowledgement subject",
+        ));
+    };
+    let mut last = io::Error::other("not sent");
+    for attempt in 1..=TERM_ATTEMPTS {
+        match conn.request_timeout(subject, b"+TERM", TERM_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+        if attempt < TERM_ATTEMPTS {
+            // No responders comes back at once while no leader holds the consumer: pause
+            // rather than spend the attempts within a millisecond.
+            std::thread::sleep(Duration::from_millis(250 * attempt as u64));
+        }
+    }
+    Err(last)
+}
+
 /// Acknowledgement kinds sent for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
@@ -617,8 +708,6 @@ pub enum Ack {
     /// delay outlasts this collector's own pull requests, which stay on the server until they
     /// expire: redelivered at once, the record would go to them and wait out its ack wait.
     Nak(Duration),
-    /// Never redeliver (after it has been dead-lettered).
-    Term,
 }
 
 /// Sends an acknowledgement without waiting: the server's answer is not needed because a
@@ -628,7 +717,6 @@ pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
         Ack::Done => message.respond(b"+ACK"),
         Ack::Progress => message.respond(b"+WPI"),
         Ack::Nak(delay) => message.respond(format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos())),
-        Ack::Term => message.respond(b"+TERM"),
     }
 }
 
@@ -1278,6 +1366,54 @@ mod tests {
         assert_eq!(parse_ack_subject("_INBOX.x"), None);
         assert_eq!(parse_ack_subject("$JS.ACK.a.b.c"), None);
         assert_eq!(parse_ack_subject("$JS.ACK.s.c.x.1.1.1.1"), None);
+    }
+
+    #[test]
+    fn dead_letter_window_outlasts_every_redelivery() {
+        let check = |ack_wait: u64, max_deliver: u64, max_age: u64, expected: u64| {
+            assert_eq!(
+                dead_letter_window(
+                    Duration::from_secs(ack_wait),
+                    max_deliver,
+                    Duration::from_secs(max_age)
+                ),
+                Duration::from_secs(expected),
+                "ack_wait {ack_wait}s × {max_deliver}, max_age {max_age}s"
+            );
+        };
+        // The defaults: 30 s × 10 deliveries, twice over.
+        check(30, 10, 7 * 24 * 3600, 600);
+        // Never below JetStream's own default of two minutes.
+        check(5, 2, 3600, 120);
+        // Never above the stream's max_age, which JetStream requires.
+        check(30, 10, 300, 300);
+        check(5, 2, 60, 60);
+        // Absurd settings saturate instead of overflowing.
+        check(u64::MAX / 4, u64::MAX, 3600, 3600);
+    }
+
+    #[test]
+    fn dead_letter_ids_name_the_record_not_the_delivery() {
+        let first = Delivery {
+            delivered: 1,
+            stream_sequence: 15,
+            timestamp_ns: 1_700_000_000_123_456_789,
+            pending: 40,
+        };
+        let again = Delivery {
+            delivered: 3,
+            pending: 0,
+            ..first
+        };
+        let id = dead_letter_id("beta:logs:access", &first);
+        assert_eq!(id, "beta:logs:access:15:1700000000123456789");
+        assert_eq!(dead_letter_id("beta:logs:access", &again), id);
+        // The same sequence in a stream created again is another record.
+        let recreated = Delivery {
+            timestamp_ns: first.timestamp_ns + 1,
+            ..first
+        };
+        assert_ne!(dead_letter_id("beta:logs:access", &recreated), id);
     }
 
     #[test]

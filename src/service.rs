@@ -123,7 +123,15 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     if js.ensure_bucket(&bucket)? {
         log::info!("created configuration bucket {bucket}; waiting for measurements");
     }
-    js.ensure_dead_letter_stream(&namespace, config.dead_letter_max_age)?;
+    js.ensure_dead_letter_stream(
+        &namespace,
+        config.dead_letter_max_age,
+        jetstream::dead_letter_window(
+            config.pull.ack_wait,
+            config.pull.max_deliver,
+            config.dead_letter_max_age,
+        ),
+    )?;
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),

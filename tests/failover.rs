@@ -1,0 +1,188 @@
+//! NATS failover, on a real 3-node nats-server cluster on loopback (and a single server that
+//! comes up late): dead letters stay unique while consumer leaders are killed or frozen, a
+//! collector started while the cluster has no leader waits for it instead of exiting, and
+//! the streams the collector creates get the configured replicas. Every test is bounded in
+//! records and time and counts what the servers hold.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use util::{decode_base64, wait_until, Collector, Influx, NatsCluster, Transfer};
+
+/// A v1 configuration for `hosts`, with `extra` appended.
+fn v1_config(namespace: &str, hosts: &[String], influx: &Influx, extra: &str) -> String {
+    format!(
+        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n{extra}",
+        hosts.join(", "),
+        influx.url()
+    )
+}
+
+/// The payloads of the dead letters in `<ns>:dlq`, with how many times each is there.
+fn dead_letter_counts(transfer: &Transfer) -> BTreeMap<String, usize> {
+    let stream = format!("{}:dlq", transfer.namespace());
+    let info = transfer.stream_info(&stream);
+    let (first, last) = (
+        info["state"]["first_seq"].as_u64().unwrap_or(0),
+        info["state"]["last_seq"].as_u64().unwrap_or(0),
+    );
+    let mut counts = BTreeMap::new();
+    for seq in first.max(1)..=last {
+        let body = json!({ "seq": seq }).to_string();
+        let answer = wait_answer(|| {
+            transfer.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
+        });
+        if let Some(answer) = answer {
+            let data = decode_base64(answer["message"]["data"].as_str().unwrap_or(""));
+            *counts
+                .entry(String::from_utf8_lossy(&data).into_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// An API answer, retried for a while as JetStream settles after a fault; `None` for a
+/// 404 (a message or stream that is not there).
+fn wait_answer(mut request: impl FnMut() -> Result<Value, util::JsError>) -> Option<Value> {
+    let mut answer = None;
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(30), || match request() {
+        Ok(value) => {
+            answer = Some(value);
+            true
+        }
+        Err(e) if e.code == 404 => true,
+        Err(e) => {
+            last = e.to_string();
+            false
+        }
+    });
+    assert!(ok, "no answer: {last}");
+    answer
+}
+
+/// The node that leads the shared consumer of `measurement`, once there is one.
+fn consumer_leader(cluster: &NatsCluster, transfer: &Transfer, measurement: &str) -> usize {
+    let mut leader = None;
+    let found = wait_until(Duration::from_secs(30), || {
+        leader = transfer
+            .consumer_info(measurement, "collector")
+            .ok()
+            .and_then(|info| cluster.node_index(info["cluster"]["leader"].as_str()?));
+        leader.is_some()
+    });
+    assert!(found, "the consumer on {measurement} has no leader");
+    leader.expect("found")
+}
+
+#[test]
+fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
+    const ROUNDS: usize = 4;
+    const GOOD_PER_ROUND: usize = 200;
+    const POISON_PER_ROUND: usize = 8;
+
+    let mut cluster = NatsCluster::start(3);
+    let influx = Influx::start();
+    influx.create_database("fo");
+    let transfer = Transfer::new(cluster.connect(), "fo").with_replicas(3);
+    transfer.set("mix", "");
+    // An existing dead-letter stream with JetStream's default two-minute window: the
+    // collector raises it to outlast its redeliveries (2 × 10 s × 10 deliveries).
+    let dlq = json!({
+        "name": "fo:dlq",
+        "subjects": ["fo.dlq.>"],
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": 3,
+        "duplicate_window": 120_000_000_000u64,
+    });
+    transfer
+        .js_request("$JS.API.STREAM.CREATE.fo:dlq", dlq.to_string().as_bytes())
+        .expect("dead-letter stream");
+    let config = v1_config(
+        "fo",
+        &cluster.urls(),
+        &influx,
+        "pull:\n  batch: 50\n  ack_wait: 10s\nbatch:\n  max_lines: 200\n",
+    );
+    let mut collectors = [Collector::start(&config), Collector::start(&config)];
+    let log = |collectors: &[Collector]| {
+        collectors
+            .iter()
+            .map(Collector::log)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+
+    let mut poison: Vec<String> = Vec::new();
+    for round in 0..ROUNDS {
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        for i in 0..GOOD_PER_ROUND {
+            payloads.push(
+                format!(r#"{{"tags":{{"k":"r{round}i{i}"}},"fields":{{"n":{i}}},"time":"2026-01-02T00:00:00Z"}}"#)
+                    .into_bytes(),
+            );
+            if i % (GOOD_PER_ROUND / POISON_PER_ROUND) == 0 {
+                let bad = format!("not json, round {round} record {i}");
+                payloads.push(bad.clone().into_bytes());
+                poison.push(bad);
+            }
+        }
+        transfer.publish_many("mix", &payloads);
+        // The fault lands while the collectors are busy with this round's records.
+        let leader = consumer_leader(&cluster, &transfer, "mix");
+        if round % 2 == 0 {
+            cluster.kill9(leader);
+            std::thread::sleep(Duration::from_secs(2));
+            cluster.restart(leader);
+        } else {
+            cluster.freeze(leader);
+            std::thread::sleep(Duration::from_secs(4));
+            cluster.thaw(leader);
+        }
+        consumer_leader(&cluster, &transfer, "mix");
+    }
+
+    let n_good = ROUNDS * GOOD_PER_ROUND;
+    // An empty work-queue stream means every record was acknowledged or terminated: a lost
+    // `+TERM` would leave its record there until it is redelivered and terminated again.
+    let drained = wait_until(Duration::from_secs(240), || {
+        influx.count("fo", "mix") == n_good && transfer.stream_state("mix").0 == 0
+    });
+    assert!(
+        drained,
+        "stored {} of {n_good}, waiting {}:\n{}",
+        influx.count("fo", "mix"),
+        transfer.stream_state("mix").0,
+        log(&collectors)
+    );
+    let counts = dead_letter_counts(&transfer);
+    for payload in &poison {
+        assert_eq!(
+            counts.get(payload),
+            Some(&1),
+            "{payload} should be dead-lettered exactly once: {counts:?}"
+        );
+    }
+    assert_eq!(counts.values().sum::<usize>(), poison.len(), "{counts:?}");
+    let window = transfer.stream_info("fo:dlq")["config"]["duplicate_window"].as_u64();
+    assert_eq!(window, Some(200_000_000_000), "duplicate window");
+    eprintln!(
+        "failover: {ROUNDS} faults, {n_good} good records stored once, {} poison records dead-lettered once each",
+        poison.len()
+    );
+    for collector in &mut collectors {
+        collector.terminate();
+        let status = collector.wait_timeout(Duration::from_secs(30));
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            collector.log()
+        );
+    }
+}
