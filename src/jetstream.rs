@@ -31,6 +31,7 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 const ERR_STREAM_NOT_FOUND: u32 = 10059;
 const ERR_CONSUMER_NOT_FOUND: u32 = 10014;
 const ERR_NO_MESSAGE_FOUND: u32 = 10037;
+const ERR_STREAM_NAME_IN_USE: u32 = 10058;
 
 /// The durable pull consumer every collector of a namespace shares on each stream, so a
 /// record is handled by one collector at a time.
@@ -115,11 +116,14 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
 
 /// The crate's connect error in plain words: a TLS failure said by what failed, a refusal
 /// by what was refused (`unexpected line while connecting: Err("Authorization Violation")`
-/// is the crate's text). The server's `-ERR` texts never quote a credential.
+/// is the crate's text). The server's `-ERR` texts never quote a credential. Refusals get
+/// the kind `PermissionDenied`, which start-up does not wait out ([`Error::retry`]); a
+/// server not reachable yet keeps its own kind.
 fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
+    let refused = |text: String| io::Error::new(io::ErrorKind::PermissionDenied, text);
     let text = e.to_string();
     if let Some(problem) = crate::tls::explain(&text, "nats.tls") {
-        return io::Error::other(format!("TLS: {problem}"));
+        return refused(format!("TLS: {problem}"));
     }
     if text.contains("Authorization Violation") {
         let refused = match auth {
@@ -135,10 +139,13 @@ fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
                 format!("the server refused the user of credentials file {path} (nats.creds)")
             }
         };
-        return io::Error::other(format!("authorization violation: {refused}"));
+        return io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("authorization violation: {refused}"),
+        );
     }
     match text.strip_prefix("unexpected line while connecting: Err(\"") {
-        Some(rest) => io::Error::other(format!(
+        Some(rest) => refused(format!(
             "the server refused the connection: {}",
             rest.trim_end_matches("\")")
         )),
@@ -252,12 +259,7 @@ impl JetStream {
             "num_replicas": 1,
             "description": description,
         });
-        self.request(
-            &format!("create stream {name}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create stream {name}"), &name, &config)
     }
 
     /// Creates the shared durable pull consumer on a measurement's stream when missing.
@@ -298,6 +300,19 @@ impl JetStream {
         Ok(true)
     }
 
+    /// Creates stream `name`; `false` when another client (a Transfer client, another
+    /// collector) created it between the lookup and this request, which is as good.
+    fn create_stream(&self, what: &str, name: &str, config: &Value) -> Result<bool> {
+        match self.request(what, &format!("$JS.API.STREAM.CREATE.{name}"), config) {
+            Ok(_) => Ok(true),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NAME_IN_USE,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The shared consumer's state on `stream`.
     pub fn consumer_state(&self, stream: &str) -> Result<ConsumerState> {
         let answer = self.request(
@@ -326,12 +341,7 @@ impl JetStream {
             "allow_rollup_hdrs": true,
             "allow_direct": true,
         });
-        self.request(
-            &format!("create bucket {bucket}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create bucket {bucket}"), &name, &config)
     }
 
     /// The bucket stream's last sequence: it moves on every put, delete and purge, so one
@@ -439,12 +449,7 @@ impl JetStream {
             "num_replicas": 1,
             "description": "records the collector could never write, with the reason",
         });
-        self.request(
-            &format!("create stream {name}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create stream {name}"), &name, &config)
     }
 }
 
@@ -817,7 +822,11 @@ fn kv_removed(headers: &[(String, String)]) -> bool {
 /// error it carries. `no_responders` says what an answer from nobody means for this request.
 fn json_answer(what: &str, reply: io::Result<Message>, no_responders: &str) -> Result<Value> {
     let reply = reply.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::nats(what, io::Error::other(no_responders.to_string())),
+        // The kind stays: no responders while a cluster elects is worth waiting for.
+        io::ErrorKind::NotFound => Error::nats(
+            what,
+            io::Error::new(io::ErrorKind::NotFound, no_responders.to_string()),
+        ),
         _ => Error::nats(what, e),
     })?;
     let answer: Value = serde_json::from_slice(&reply.data)
@@ -1440,6 +1449,11 @@ mod connect_tests {
         assert_eq!(
             text,
             "authorization violation: the server refused the token (nats.token)"
+        );
+        // Refusals are not waited out at start-up; an unreachable server is.
+        assert_eq!(
+            connect_error(violation(), &token).kind(),
+            io::ErrorKind::PermissionDenied
         );
         let text = connect_error(violation(), &NatsAuth::None).to_string();
         assert!(text.contains("requires credentials"), "{text}");

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use util::{decode_base64, wait_until, Collector, Influx, NatsCluster, Transfer};
+use util::{
+    decode_base64, free_port, http_get, sample_payloads, wait_until, Collector, Influx,
+    NatsCluster, NatsServer, Transfer,
+};
 
 /// A v1 configuration for `hosts`, with `extra` appended.
 fn v1_config(namespace: &str, hosts: &[String], influx: &Influx, extra: &str) -> String {
@@ -185,4 +188,125 @@ fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
             collector.log()
         );
     }
+}
+
+/// `/readyz` of a collector listening on `port`: its status, 0 when it does not answer.
+fn readyz(port: u16) -> u16 {
+    http_get(&format!("http://127.0.0.1:{port}/readyz"), &[]).map_or(0, |r| r.status)
+}
+
+/// Waits until `collector` says it is waiting for NATS, then checks that it keeps running,
+/// serves `/readyz` as not ready, and logged the wait once.
+fn assert_waiting(collector: &mut Collector, port: u16) {
+    assert!(
+        collector.wait_for_log("waiting for nats", Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+    assert!(collector.is_running(), "{}", collector.log());
+    assert!(
+        wait_until(Duration::from_secs(10), || readyz(port) == 503),
+        "readyz {}: {}",
+        readyz(port),
+        collector.log()
+    );
+    assert!(collector.is_running(), "{}", collector.log());
+}
+
+/// SIGTERM, then exit code 0.
+fn assert_stops_cleanly(collector: &mut Collector) {
+    collector.terminate();
+    let status = collector.wait_timeout(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        collector.log()
+    );
+}
+
+#[test]
+fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everything() {
+    const N: usize = 300;
+    let mut cluster = NatsCluster::start(3);
+    let influx = Influx::start();
+    influx.create_database("el");
+    let transfer = Transfer::new(cluster.connect(), "el").with_replicas(3);
+    transfer.set("m", "");
+    transfer.publish_many("m", &sample_payloads(N));
+    // Two of three nodes down: the one left has no quorum, so no leader answers anything.
+    cluster.kill9(1);
+    cluster.kill9(2);
+    let port = free_port();
+    let mut collector = Collector::start(&v1_config(
+        "el",
+        &cluster.urls(),
+        &influx,
+        &format!("http:\n  listen: 127.0.0.1:{port}\n"),
+    ));
+    assert_waiting(&mut collector, port);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(collector.is_running(), "{}", collector.log());
+    assert_eq!(influx.count("el", "m"), 0);
+    cluster.restart(1);
+    cluster.restart(2);
+    let stored = wait_until(Duration::from_secs(120), || {
+        influx.count("el", "m") == N && transfer.stream_state("m").0 == 0
+    });
+    assert!(
+        stored,
+        "stored {} of {N}:\n{}",
+        influx.count("el", "m"),
+        collector.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || readyz(port) == 200),
+        "readyz {}: {}",
+        readyz(port),
+        collector.log()
+    );
+    assert_stops_cleanly(&mut collector);
+}
+
+#[test]
+fn a_collector_started_before_its_nats_server_waits_for_it() {
+    const N: usize = 200;
+    let influx = Influx::start();
+    influx.create_database("late");
+    let nats_port = free_port();
+    let port = free_port();
+    let mut collector = Collector::start(&v1_config(
+        "late",
+        &[format!("nats://127.0.0.1:{nats_port}")],
+        &influx,
+        &format!("http:\n  listen: 127.0.0.1:{port}\n"),
+    ));
+    assert_waiting(&mut collector, port);
+    let log = collector.log();
+    assert!(
+        log.contains(&format!("127.0.0.1:{nats_port}")),
+        "the wait names the server: {log}"
+    );
+    let nats = NatsServer::start_on_port(nats_port);
+    let transfer = Transfer::new(nats.connect(), "late");
+    // The stream first, so the collector never has to create it.
+    transfer.add_stream("m", "");
+    transfer.set("m", "");
+    transfer.publish_many("m", &sample_payloads(N));
+    let stored = wait_until(Duration::from_secs(60), || {
+        influx.count("late", "m") == N && transfer.stream_state("m").0 == 0
+    });
+    assert!(
+        stored,
+        "stored {} of {N}:\n{}",
+        influx.count("late", "m"),
+        collector.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || readyz(port) == 200),
+        "readyz {}: {}",
+        readyz(port),
+        collector.log()
+    );
+    assert_stops_cleanly(&mut collector);
 }
