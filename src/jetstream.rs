@@ -190,11 +190,24 @@ pub struct KvEntry {
 #[derive(Clone)]
 pub struct JetStream {
     conn: Connection,
+    /// Replicas of every stream it creates (the bucket, the dead-letter stream, a missing
+    /// measurement stream): 1 unless [`JetStream::with_replicas`] says otherwise.
+    replicas: usize,
 }
 
 impl JetStream {
     pub fn new(conn: Connection) -> JetStream {
-        JetStream { conn }
+        JetStream { conn, replicas: 1 }
+    }
+
+    /// The same, creating streams with `replicas` replicas (see [`resolve_replicas`]).
+    pub fn with_replicas(mut self, replicas: usize) -> JetStream {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn connection(&self) -> &Connection {
@@ -256,7 +269,7 @@ impl JetStream {
             "retention": "workqueue",
             "storage": "file",
             "discard": "old",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "description": description,
         });
         self.create_stream(&format!("create stream {name}"), &name, &config)
@@ -336,12 +349,61 @@ impl JetStream {
             "max_msgs_per_subject": 1,
             "discard": "new",
             "storage": "file",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "deny_delete": true,
             "allow_rollup_hdrs": true,
             "allow_direct": true,
         });
         self.create_stream(&format!("create bucket {bucket}"), &name, &config)
+    }
+
+    /// The configured replicas of stream `name`, `None` when it does not exist.
+    pub fn stream_replicas(&self, name: &str) -> Result<Option<usize>> {
+        match self.request(
+            &format!("stream info {name}"),
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &json!({}),
+        ) {
+            Ok(info) => Ok(Some(
+                info["config"]["num_replicas"].as_u64().unwrap_or(1).max(1) as usize,
+            )),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every stream of `namespace` (its measurement streams, the dead-letter stream and the
+    /// configuration bucket) with its configured replicas, sorted by name.
+    pub fn namespace_replicas(&self, namespace: &str) -> Result<Vec<(String, usize)>> {
+        let mut streams = Vec::new();
+        let mut offset = 0;
+        loop {
+            let answer = self.request(
+                "list streams",
+                "$JS.API.STREAM.LIST",
+                &json!({ "offset": offset, "subject": format!("{namespace}.>") }),
+            )?;
+            let page = answer["streams"].as_array().cloned().unwrap_or_default();
+            for stream in &page {
+                if let Some(name) = stream["config"]["name"].as_str() {
+                    let replicas = stream["config"]["num_replicas"].as_u64().unwrap_or(1);
+                    streams.push((name.to_string(), replicas.max(1) as usize));
+                }
+            }
+            offset += page.len();
+            if page.is_empty() || offset as u64 >= answer["total"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        let bucket = format!("KV_{}", bucket_name(namespace));
+        if let Some(replicas) = self.stream_replicas(&bucket)? {
+            streams.push((bucket, replicas));
+        }
+        streams.sort();
+        Ok(streams)
     }
 
     /// The bucket stream's last sequence: it moves on every put, delete and purge, so one
@@ -446,7 +508,7 @@ impl JetStream {
             "duplicate_window": duplicate_window.as_nanos() as u64,
             "storage": "file",
             "discard": "old",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "description": "records the collector could never write, with the reason",
         });
         self.create_stream(&format!("create stream {name}"), &name, &config)
@@ -481,6 +543,113 @@ pub fn dead_letter_id(stream: &str, delivery: &Delivery) -> String {
 
 pub fn dead_letter_stream(namespace: &str) -> String {
     format!("{namespace}:dlq")
+}
+
+/// Where the replica count of the streams the collector creates came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicasFrom {
+    /// `nats.replicas`.
+    Config,
+    /// The configuration bucket's own replicas: the Transfer client (or whoever made the
+    /// bucket) already chose for this namespace.
+    Bucket,
+    /// No bucket yet: 3 on a cluster of 3 servers or more, else 1; the number is how many
+    /// servers the cluster reported.
+    Cluster(usize),
+}
+
+impl std::fmt::Display for ReplicasFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicasFrom::Config => f.write_str("nats.replicas"),
+            ReplicasFrom::Bucket => f.write_str("the configuration bucket's replicas"),
+            ReplicasFrom::Cluster(1) => f.write_str("a single server"),
+            ReplicasFrom::Cluster(n) => write!(f, "a cluster of {n} servers"),
+        }
+    }
+}
+
+/// The replicas of what the collector creates: `nats.replicas` when set; else the bucket's
+/// when it exists, so everything of a namespace is replicated alike; else 3 when the
+/// cluster has at least 3 servers (a stream survives the loss of one), else 1.
+pub fn choose_replicas(
+    configured: Option<usize>,
+    bucket: Option<usize>,
+    servers: usize,
+) -> (usize, ReplicasFrom) {
+    match (configured, bucket) {
+        (Some(n), _) => (n, ReplicasFrom::Config),
+        (None, Some(n)) if n >= 1 => (n, ReplicasFrom::Bucket),
+        (None, _) => (
+            if servers >= 3 { 3 } else { 1 },
+            ReplicasFrom::Cluster(servers.max(1)),
+        ),
+    }
+}
+
+/// Resolves the replicas of what the collector creates ([`choose_replicas`]): one stream
+/// info request, and the servers' greeting only when there is no bucket yet.
+pub fn resolve_replicas(
+    js: &JetStream,
+    config: &NatsConfig,
+    namespace: &str,
+) -> Result<(usize, ReplicasFrom)> {
+    if let Some(n) = config.replicas {
+        return Ok(choose_replicas(Some(n), None, 1));
+    }
+    let bucket = js.stream_replicas(&format!("KV_{}", bucket_name(namespace)))?;
+    let servers = match bucket {
+        Some(_) => 1,
+        None => cluster_servers(&config.hosts),
+    };
+    Ok(choose_replicas(None, bucket, servers))
+}
+
+/// How many servers the cluster of `hosts` has, as the first one that answers says in the
+/// `INFO` line every NATS server sends a new client before anything else (in plain text,
+/// TLS or not): its `connect_urls` list the client addresses of every server it is routed
+/// to, itself included. The `nats` crate keeps that line to itself, hence this short
+/// connection of our own; 1 when no server answers or one is not clustered.
+fn cluster_servers(hosts: &[String]) -> usize {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpStream, ToSocketAddrs};
+
+    const WAIT: Duration = Duration::from_secs(2);
+    for host in hosts {
+        let address = host
+            .trim()
+            .split_once("://")
+            .map_or(host.trim(), |(_, rest)| rest)
+            .trim_end_matches('/');
+        let Some(address) = address.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+            continue;
+        };
+        let Ok(stream) = TcpStream::connect_timeout(&address, WAIT) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(WAIT));
+        let mut line = String::new();
+        if BufReader::new(stream).read_line(&mut line).is_ok() {
+            if let Some(n) = servers_in_info(&line) {
+                return n;
+            }
+        }
+    }
+    1
+}
+
+/// The number of servers a server's `INFO` line reports: the distinct `connect_urls` of a
+/// clustered server, 1 for a server that is not clustered. `None` for anything else.
+fn servers_in_info(line: &str) -> Option<usize> {
+    let info: Value = serde_json::from_str(line.strip_prefix("INFO ")?.trim()).ok()?;
+    if info.get("cluster").is_none() {
+        return Some(1);
+    }
+    let urls: std::collections::BTreeSet<&str> = info["connect_urls"]
+        .as_array()
+        .map(|urls| urls.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some(urls.len().max(1))
 }
 
 /// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
@@ -1423,6 +1592,42 @@ mod tests {
             ..first
         };
         assert_ne!(dead_letter_id("beta:logs:access", &recreated), id);
+    }
+
+    #[test]
+    fn replicas_follow_the_config_then_the_bucket_then_the_cluster() {
+        let check = |configured, bucket, servers, expected: (usize, ReplicasFrom)| {
+            assert_eq!(
+                choose_replicas(configured, bucket, servers),
+                expected,
+                "configured {configured:?}, bucket {bucket:?}, {servers} servers"
+            );
+        };
+        check(Some(2), Some(3), 5, (2, ReplicasFrom::Config));
+        check(Some(1), None, 3, (1, ReplicasFrom::Config));
+        check(None, Some(3), 1, (3, ReplicasFrom::Bucket));
+        check(None, Some(1), 5, (1, ReplicasFrom::Bucket));
+        check(None, None, 5, (3, ReplicasFrom::Cluster(5)));
+        check(None, None, 3, (3, ReplicasFrom::Cluster(3)));
+        check(None, None, 2, (1, ReplicasFrom::Cluster(2)));
+        check(None, None, 1, (1, ReplicasFrom::Cluster(1)));
+        check(None, None, 0, (1, ReplicasFrom::Cluster(1)));
+    }
+
+    #[test]
+    fn servers_are_counted_from_the_info_line() {
+        let clustered = r#"INFO {"server_name":"n0","cluster":"c","connect_urls":["127.0.0.1:14220","127.0.0.1:14222","127.0.0.1:14221"]}"#;
+        assert_eq!(servers_in_info(&format!("{clustered}\r\n")), Some(3));
+        let alone = r#"INFO {"server_name":"n0","cluster":"c","connect_urls":["127.0.0.1:14220"]}"#;
+        assert_eq!(servers_in_info(alone), Some(1));
+        let twice = r#"INFO {"cluster":"c","connect_urls":["a:1","a:1","b:1"]}"#;
+        assert_eq!(servers_in_info(twice), Some(2));
+        assert_eq!(
+            servers_in_info(r#"INFO {"server_name":"solo","port":4222}"#),
+            Some(1)
+        );
+        assert_eq!(servers_in_info("-ERR 'Authorization Violation'"), None);
+        assert_eq!(servers_in_info("INFO not json"), None);
     }
 
     #[test]

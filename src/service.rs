@@ -284,8 +284,7 @@ fn wait_for_nats(
             // Kept across attempts: the client reconnects by itself once connected.
             conn = Some(connected.clone());
             Stats::set(&NATS_CONNECTED, true);
-            let js = JetStream::new(connected.clone());
-            prepare(config, &js)?;
+            let js = prepare(config, JetStream::new(connected.clone()))?;
             Ok((connected, js))
         });
         match prepared {
@@ -312,9 +311,11 @@ fn wait_for_nats(
     }
 }
 
-/// What the service needs in JetStream before it starts: the configuration bucket and the
-/// dead-letter stream, created when missing.
-fn prepare(config: &Config, js: &JetStream) -> Result<()> {
+/// What the service needs in JetStream before it starts: the replicas of what it creates,
+/// the configuration bucket and the dead-letter stream, created when missing.
+fn prepare(config: &Config, js: JetStream) -> Result<JetStream> {
+    let (replicas, from) = jetstream::resolve_replicas(&js, &config.nats, &config.namespace)?;
+    let js = js.with_replicas(replicas);
     let bucket = jetstream::bucket_name(&config.namespace);
     if js.ensure_bucket(&bucket)? {
         log::info!("created configuration bucket {bucket}; waiting for measurements");
@@ -328,7 +329,8 @@ fn prepare(config: &Config, js: &JetStream) -> Result<()> {
             config.dead_letter_max_age,
         ),
     )?;
-    Ok(())
+    log::info!("streams the collector creates get {replicas} replica(s), from {from}");
+    Ok(js)
 }
 
 /// The main thread's view of the configuration bucket.

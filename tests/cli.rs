@@ -528,7 +528,7 @@ fn check_passes_on_good_servers_and_says_what_to_fix_otherwise() {
     let lines: Vec<&str> = ok.stdout.lines().collect();
     assert_eq!(
         lines.iter().filter(|l| l.starts_with('✔')).count(),
-        7,
+        8,
         "{}",
         ok.stdout
     );
@@ -537,6 +537,7 @@ fn check_passes_on_good_servers_and_says_what_to_fix_otherwise() {
         "nats: connected to",
         "JetStream enabled",
         "bucket beta_logs exists (1 measurements)",
+        "nats: replicas 1 (from the configuration bucket's replicas), as every one of the namespace's 2 stream(s)",
         "InfluxDB 1.6.7",
         "database `beta` exists",
         "write permission on database `beta`",

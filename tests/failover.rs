@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use util::{
-    decode_base64, free_port, http_get, sample_payloads, wait_until, Collector, Influx,
-    NatsCluster, NatsServer, Transfer,
+    decode_base64, free_port, http_get, run_command, sample_payloads, wait_until, Collector,
+    Influx, NatsCluster, NatsServer, Transfer,
 };
 
 /// A v1 configuration for `hosts`, with `extra` appended.
@@ -309,4 +309,134 @@ fn a_collector_started_before_its_nats_server_waits_for_it() {
         collector.log()
     );
     assert_stops_cleanly(&mut collector);
+}
+
+/// The configured replicas of `stream`, once it exists.
+fn replicas(transfer: &Transfer, stream: &str) -> Option<u64> {
+    let mut found = None;
+    wait_until(Duration::from_secs(30), || {
+        found = transfer
+            .js_request(&format!("$JS.API.STREAM.INFO.{stream}"), b"")
+            .ok()
+            .and_then(|info| info["config"]["num_replicas"].as_u64());
+        found.is_some()
+    });
+    found
+}
+
+/// Starts a collector for the namespace of `transfer` with `nats.replicas` set to
+/// `configured` (unset when `None`), lets it create the bucket, the dead-letter stream and
+/// (for a key put without its stream) measurement `m`'s stream, checks that it stores
+/// records, and returns the replicas of those three streams.
+fn created_replicas(
+    hosts: &[String],
+    transfer: &Transfer,
+    influx: &Influx,
+    configured: Option<u32>,
+) -> [Option<u64>; 3] {
+    let namespace = transfer.namespace().to_string();
+    influx.create_database(&namespace);
+    let replicas_line = configured.map_or(String::new(), |n| format!("  replicas: {n}\n"));
+    let config = format!(
+        "namespace: {namespace}\nnats:\n  hosts: [{}]\n{replicas_line}influx:\n  url: {}\n  api: v1\n",
+        hosts.join(", "),
+        influx.url()
+    );
+    let mut collector = Collector::start(&config);
+    assert!(
+        collector.wait_for_log("streams the collector creates get", Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+    // The key alone, as a Transfer client that left the stream to the collector.
+    transfer.put_raw("m", br#"{"measurement":"m","description":""}"#);
+    assert!(
+        wait_until(Duration::from_secs(30), || transfer.stream_exists("m")),
+        "{}",
+        collector.log()
+    );
+    transfer.publish_many("m", &sample_payloads(20));
+    assert!(
+        wait_until(Duration::from_secs(60), || influx.count(&namespace, "m")
+            == 20),
+        "{}",
+        collector.log()
+    );
+    assert_stops_cleanly(&mut collector);
+    [
+        replicas(transfer, &format!("KV_{namespace}_logs")),
+        replicas(transfer, &format!("{namespace}:dlq")),
+        replicas(transfer, &format!("{namespace}:logs:m")),
+    ]
+}
+
+#[test]
+fn streams_the_collector_creates_get_the_configured_replicas_on_a_cluster() {
+    let cluster = NatsCluster::start(3);
+    let influx = Influx::start();
+    let hosts = cluster.urls();
+    // Unset, on a cluster of 3 with no bucket yet: 3.
+    let auto = Transfer::new(cluster.connect(), "auto");
+    assert_eq!(created_replicas(&hosts, &auto, &influx, None), [Some(3); 3]);
+    // Set: exactly that.
+    let two = Transfer::new(cluster.connect(), "two");
+    assert_eq!(
+        created_replicas(&hosts, &two, &influx, Some(2)),
+        [Some(2); 3]
+    );
+    // Unset with a bucket the Transfer client made R1: everything follows the bucket.
+    let follow = Transfer::new(cluster.connect(), "follow");
+    follow.ensure_bucket();
+    assert_eq!(
+        created_replicas(&hosts, &follow, &influx, None),
+        [Some(1); 3]
+    );
+
+    // `collector check` names the streams of the namespace replicated otherwise.
+    auto.with_replicas(1).add_stream("old", "");
+    let config = format!(
+        "namespace: auto\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
+        hosts.join(", "),
+        influx.url()
+    );
+    let check = run_command(
+        &config,
+        0o600,
+        &["check"],
+        &[],
+        b"",
+        Duration::from_secs(60),
+    );
+    assert!(
+        check.stdout.contains(
+            "⚠ nats: replicas 3 (from the configuration bucket's replicas), but 1 stream(s)"
+        ) && check.stdout.contains("auto:logs:old (1)")
+            && !check.stdout.contains("auto:dlq ("),
+        "{}",
+        check.all()
+    );
+}
+
+#[test]
+fn streams_the_collector_creates_get_the_configured_replicas_on_a_single_server() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    let hosts = [nats.url()];
+    let auto = Transfer::new(nats.connect(), "solo");
+    assert_eq!(created_replicas(&hosts, &auto, &influx, None), [Some(1); 3]);
+    let one = Transfer::new(nats.connect(), "one");
+    assert_eq!(
+        created_replicas(&hosts, &one, &influx, Some(1)),
+        [Some(1); 3]
+    );
+    // More replicas than a lone server can hold: no wait mends that; one line, exit 1.
+    let config = format!(
+        "namespace: three\nnats:\n  hosts: [{}]\n  replicas: 3\ninflux:\n  url: {}\n  api: v1\n",
+        nats.url(),
+        influx.url()
+    );
+    let run = run_command(&config, 0o600, &[], &[], b"", Duration::from_secs(60));
+    assert_eq!(run.code(), 1, "{}", run.all());
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.all());
+    assert!(run.stderr.contains("non-clustered"), "{}", run.all());
 }
