@@ -145,7 +145,13 @@ fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
         );
     }
     match text.strip_prefix("unexpected line while connecting: Err(\"") {
-        Some(rest) => refused(format!(
+        // An authentication refusal needs a fix; another (`maximum connections exceeded`)
+        // may pass, and start-up waits it out.
+        Some(rest) if rest.to_ascii_lowercase().contains("auth") => refused(format!(
+            "the server refused the connection: {}",
+            rest.trim_end_matches("\")")
+        )),
+        Some(rest) => io::Error::other(format!(
             "the server refused the connection: {}",
             rest.trim_end_matches("\")")
         )),
@@ -621,6 +627,11 @@ fn cluster_servers(hosts: &[String]) -> usize {
             .split_once("://")
             .map_or(host.trim(), |(_, rest)| rest)
             .trim_end_matches('/');
+        // A host written without a port is on NATS's default one.
+        let address = match address.contains(':') {
+            true => address.to_string(),
+            false => format!("{address}:4222"),
+        };
         let Some(address) = address.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
             continue;
         };
@@ -1671,6 +1682,17 @@ mod connect_tests {
             text,
             "the server refused the connection: Authentication Timeout"
         );
+        let busy = connect_error(
+            io::Error::other(
+                "unexpected line while connecting: Err(\"maximum connections exceeded\")",
+            ),
+            &token,
+        );
+        assert_eq!(
+            busy.to_string(),
+            "the server refused the connection: maximum connections exceeded"
+        );
+        assert_eq!(busy.kind(), io::ErrorKind::Other);
         let text = connect_error(
             io::Error::other("TLS error: invalid peer certificate: UnknownIssuer"),
             &token,
