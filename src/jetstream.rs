@@ -708,7 +708,18 @@ pub fn dead_letter(
             "dead-letter stream refused the record: {}",
             error["description"].as_str().unwrap_or("unknown error")
         ))),
-        None => Ok(()),
+        None => {
+            if answer["duplicate"].as_bool() == Some(true) {
+                // Another delivery of this record was dead-lettered already (by this
+                // collector or another); the stream kept the first one only.
+                log::info!(
+                    "dead letter of record {} of {} was stored before: this delivery is a repeat",
+                    delivery.stream_sequence,
+                    message.subject
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -851,8 +862,9 @@ pub fn flush(conn: &Connection) -> io::Result<()> {
 }
 
 /// How many times [`terminate`] sends `+TERM` before giving up, and how long it waits for
-/// each confirmation: enough to outlast a consumer leader election (a few seconds).
-const TERM_ATTEMPTS: u32 = 4;
+/// each confirmation: with the pauses between them (4 s in all), enough to outlast most
+/// consumer leader elections, which took 1–3 s in the failover tests.
+const TERM_ATTEMPTS: u32 = 5;
 const TERM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Terminates a dead-lettered record and waits for the consumer to confirm it (an ack with
@@ -876,7 +888,7 @@ pub fn terminate(conn: &Connection, message: &Message) -> io::Result<()> {
         if attempt < TERM_ATTEMPTS {
             // No responders comes back at once while no leader holds the consumer: pause
             // rather than spend the attempts within a millisecond.
-            std::thread::sleep(Duration::from_millis(250 * attempt as u64));
+            std::thread::sleep(Duration::from_millis(400 * attempt as u64));
         }
     }
     Err(last)
