@@ -88,6 +88,7 @@ fn connect(url: &str) -> Result<JetStream, String> {
         hosts: vec![url.to_string()],
         auth: NatsAuth::None,
         tls: None,
+        replicas: None,
     };
     jetstream::connect(&config, "bench_jetstream")
         .map(JetStream::new)

@@ -203,6 +203,9 @@ fn streams_set(
     description: Option<String>,
 ) -> Result<ExitCode> {
     let namespace = &config.namespace;
+    // What this command creates is replicated as the service would replicate it.
+    let (replicas, _) = jetstream::resolve_replicas(js, &config.nats, namespace)?;
+    let js = &js.clone().with_replicas(replicas);
     let bucket = bucket_name(namespace);
     js.ensure_bucket(&bucket)?;
     let current = js
@@ -540,6 +543,33 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
             format!("nats: bucket {bucket} does not exist"),
             Some("add a measurement: collector streams set MEASUREMENT (or the Transfer client's Set)"),
         ),
+        Err(e) => checks.fail(e, Some("check the user's permissions on $JS.API.>")),
+    }
+    // Streams of the namespace replicated otherwise than what the collector would create
+    // are worth knowing about (an R1 dead-letter stream on a cluster loses dead letters with
+    // its node), but they work: a warning, not a failed check.
+    let replicas = jetstream::resolve_replicas(js, &config.nats, &config.namespace)
+        .and_then(|(n, from)| Ok((n, from, js.namespace_replicas(&config.namespace)?)));
+    match replicas {
+        Ok((n, from, streams)) => {
+            let other: Vec<String> = streams
+                .iter()
+                .filter(|(_, replicas)| *replicas != n)
+                .map(|(name, replicas)| format!("{name} ({replicas})"))
+                .collect();
+            if other.is_empty() {
+                checks.pass(format!(
+                    "nats: replicas {n} (from {from}), as every one of the namespace's {} stream(s)",
+                    streams.len()
+                ));
+            } else {
+                println!(
+                    "⚠ nats: replicas {n} (from {from}), but {} stream(s) of the namespace have other replicas: {}; the collector leaves existing streams as they are: change them (nats stream edit --replicas) or set nats.replicas",
+                    other.len(),
+                    other.join(", ")
+                );
+            }
+        }
         Err(e) => checks.fail(e, Some("check the user's permissions on $JS.API.>")),
     }
 }

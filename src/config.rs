@@ -81,6 +81,7 @@ pub struct RawNats {
     pub token_file: Option<String>,
     pub password_file: Option<String>,
     pub tls: Option<RawTls>,
+    pub replicas: Option<usize>,
 }
 
 /// A `tls` block: PEM file paths.
@@ -194,6 +195,9 @@ pub struct NatsConfig {
     /// Set by a `nats.tls` block: TLS is then required on every host, `nats://` ones too.
     /// Hosts written `tls://` use TLS in any case, with the system's CAs when this is `None`.
     pub tls: Option<TlsFiles>,
+    /// `nats.replicas`: replicas of the streams the collector creates; `None` lets
+    /// `jetstream::choose_replicas` pick (the bucket's, else 3 on a cluster of 3 or more).
+    pub replicas: Option<usize>,
 }
 
 /// How the collector authenticates to NATS: at most one method.
@@ -735,6 +739,11 @@ impl RawConfig {
             hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
             auth,
             tls: tls_files("nats.tls", nats.tls)?,
+            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
+            replicas: match nats.replicas {
+                None => None,
+                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
+            },
         };
 
         let raw = self.influx;
@@ -1007,6 +1016,7 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.http_listen, None);
+        assert_eq!(c.nats.replicas, None);
         assert!(c.influx.gzip);
     }
 
@@ -1174,6 +1184,21 @@ mod tests {
             "pull.workers",
             "out of range",
         );
+        for bad in ["0", "6"] {
+            refused(
+                &MINIMAL_V1.replace(
+                    "  hosts: [nats://127.0.0.1:4222]\n",
+                    &format!("  hosts: [nats://127.0.0.1:4222]\n  replicas: {bad}\n"),
+                ),
+                "nats.replicas",
+                "out of range; use 1 to 5",
+            );
+        }
+        let three = MINIMAL_V1.replace(
+            "  hosts: [nats://127.0.0.1:4222]\n",
+            "  hosts: [nats://127.0.0.1:4222]\n  replicas: 3\n",
+        );
+        assert_eq!(parse(&three).unwrap().nats.replicas, Some(3));
         refused(
             &format!("{MINIMAL_V1}batch: {{interval: 1x}}\n"),
             "batch.interval",

@@ -35,6 +35,23 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether waiting can mend a failure at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A server or the cluster is not there yet (unreachable, no leader, JetStream not
+    /// answering): wait and try again.
+    Wait,
+    /// Only a person can fix it: the configuration, a credential, a certificate.
+    Never,
+}
+
+/// JetStream error codes that say the cluster cannot answer yet: incomplete results (10004),
+/// no peers for placement while nodes are down (10005), the system temporarily unavailable
+/// (10008), no leader to handle the request (10009).
+const JETSTREAM_SETTLING: [u32; 4] = [10004, 10005, 10008, 10009];
+/// Replicas above 1 asked of a server that is not clustered: `nats.replicas` must change.
+const JETSTREAM_NOT_CLUSTERED: u32 = 10074;
+
 impl Error {
     pub fn config(key: impl Into<String>, problem: impl Into<String>) -> Error {
         Error::Config {
@@ -47,6 +64,33 @@ impl Error {
         Error::Nats {
             what: what.into(),
             source,
+        }
+    }
+
+    /// Whether a start-up step that failed with this error is worth trying again: NATS
+    /// unreachable, a request timed out or found no responders, JetStream unavailable or
+    /// without a leader all pass; a bad configuration, refused credentials or a refused
+    /// certificate do not (`jetstream::connect` gives those the kind `PermissionDenied`).
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Nats { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied => Retry::Never,
+                _ => Retry::Wait,
+            },
+            Error::JetStream { code, err_code, .. } => {
+                if *err_code == JETSTREAM_NOT_CLUSTERED {
+                    Retry::Never
+                } else if *code >= 500 || JETSTREAM_SETTLING.contains(err_code) {
+                    Retry::Wait
+                } else {
+                    Retry::Never
+                }
+            }
+            Error::ConfigRead { .. }
+            | Error::Config { .. }
+            | Error::Usage(_)
+            | Error::Influx { .. }
+            | Error::Thread { .. } => Retry::Never,
         }
     }
 
@@ -113,5 +157,87 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = Error::nats("connect to nats://127.0.0.1:1", io::Error::other("refused"));
         assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn start_up_waits_for_what_time_mends() {
+        let check = |e: Error, expected: Retry| assert_eq!(e.retry(), expected, "{e}");
+        let nats = |kind: io::ErrorKind, text: &str| {
+            Error::nats("connect to nats://n1:4222", io::Error::new(kind, text))
+        };
+        let jetstream = |code: u16, err_code: u32, description: &str| Error::JetStream {
+            what: "stream info KV_beta_logs".into(),
+            code,
+            err_code,
+            description: description.into(),
+        };
+        // Nothing listening yet, a node restarting, a request lost in an election.
+        check(
+            nats(io::ErrorKind::ConnectionRefused, "refused"),
+            Retry::Wait,
+        );
+        check(nats(io::ErrorKind::ConnectionReset, "reset"), Retry::Wait);
+        check(
+            nats(io::ErrorKind::TimedOut, "next_timeout: timed out"),
+            Retry::Wait,
+        );
+        check(nats(io::ErrorKind::NotFound, "no responders"), Retry::Wait);
+        check(
+            nats(io::ErrorKind::Other, "failed to lookup address"),
+            Retry::Wait,
+        );
+        // JetStream there but not ready: not available, no leader, peers missing.
+        check(
+            jetstream(503, 10008, "JetStream system temporarily unavailable"),
+            Retry::Wait,
+        );
+        check(
+            jetstream(503, 10039, "jetstream not enabled for account"),
+            Retry::Wait,
+        );
+        check(
+            jetstream(500, 10009, "JetStream cluster can not handle request"),
+            Retry::Wait,
+        );
+        check(
+            jetstream(400, 10005, "no suitable peers for placement"),
+            Retry::Wait,
+        );
+        check(jetstream(500, 10004, "incomplete results"), Retry::Wait);
+        // What only a person fixes.
+        check(
+            nats(
+                io::ErrorKind::PermissionDenied,
+                "authorization violation: ...",
+            ),
+            Retry::Never,
+        );
+        check(
+            nats(io::ErrorKind::PermissionDenied, "TLS: unknown CA"),
+            Retry::Never,
+        );
+        check(
+            jetstream(400, 10058, "stream name already in use"),
+            Retry::Never,
+        );
+        check(
+            jetstream(
+                500,
+                10074,
+                "replicas > 1 not supported in non-clustered mode",
+            ),
+            Retry::Never,
+        );
+        check(
+            Error::config("nats.hosts", "must list a server"),
+            Retry::Never,
+        );
+        check(
+            Error::Influx {
+                what: "tls".into(),
+                problem: "unknown CA".into(),
+            },
+            Retry::Never,
+        );
     }
 }

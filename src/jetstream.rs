@@ -31,6 +31,7 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 const ERR_STREAM_NOT_FOUND: u32 = 10059;
 const ERR_CONSUMER_NOT_FOUND: u32 = 10014;
 const ERR_NO_MESSAGE_FOUND: u32 = 10037;
+const ERR_STREAM_NAME_IN_USE: u32 = 10058;
 
 /// The durable pull consumer every collector of a namespace shares on each stream, so a
 /// record is handled by one collector at a time.
@@ -115,11 +116,14 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
 
 /// The crate's connect error in plain words: a TLS failure said by what failed, a refusal
 /// by what was refused (`unexpected line while connecting: Err("Authorization Violation")`
-/// is the crate's text). The server's `-ERR` texts never quote a credential.
+/// is the crate's text). The server's `-ERR` texts never quote a credential. Refusals get
+/// the kind `PermissionDenied`, which start-up does not wait out ([`Error::retry`]); a
+/// server not reachable yet keeps its own kind.
 fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
+    let refused = |text: String| io::Error::new(io::ErrorKind::PermissionDenied, text);
     let text = e.to_string();
     if let Some(problem) = crate::tls::explain(&text, "nats.tls") {
-        return io::Error::other(format!("TLS: {problem}"));
+        return refused(format!("TLS: {problem}"));
     }
     if text.contains("Authorization Violation") {
         let refused = match auth {
@@ -135,9 +139,18 @@ fn connect_error(e: io::Error, auth: &NatsAuth) -> io::Error {
                 format!("the server refused the user of credentials file {path} (nats.creds)")
             }
         };
-        return io::Error::other(format!("authorization violation: {refused}"));
+        return io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("authorization violation: {refused}"),
+        );
     }
     match text.strip_prefix("unexpected line while connecting: Err(\"") {
+        // An authentication refusal needs a fix; another (`maximum connections exceeded`)
+        // may pass, and start-up waits it out.
+        Some(rest) if rest.to_ascii_lowercase().contains("auth") => refused(format!(
+            "the server refused the connection: {}",
+            rest.trim_end_matches("\")")
+        )),
         Some(rest) => io::Error::other(format!(
             "the server refused the connection: {}",
             rest.trim_end_matches("\")")
@@ -183,11 +196,24 @@ pub struct KvEntry {
 #[derive(Clone)]
 pub struct JetStream {
     conn: Connection,
+    /// Replicas of every stream it creates (the bucket, the dead-letter stream, a missing
+    /// measurement stream): 1 unless [`JetStream::with_replicas`] says otherwise.
+    replicas: usize,
 }
 
 impl JetStream {
     pub fn new(conn: Connection) -> JetStream {
-        JetStream { conn }
+        JetStream { conn, replicas: 1 }
+    }
+
+    /// The same, creating streams with `replicas` replicas (see [`resolve_replicas`]).
+    pub fn with_replicas(mut self, replicas: usize) -> JetStream {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn connection(&self) -> &Connection {
@@ -249,15 +275,10 @@ impl JetStream {
             "retention": "workqueue",
             "storage": "file",
             "discard": "old",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "description": description,
         });
-        self.request(
-            &format!("create stream {name}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create stream {name}"), &name, &config)
     }
 
     /// Creates the shared durable pull consumer on a measurement's stream when missing.
@@ -298,6 +319,19 @@ impl JetStream {
         Ok(true)
     }
 
+    /// Creates stream `name`; `false` when another client (a Transfer client, another
+    /// collector) created it between the lookup and this request, which is as good.
+    fn create_stream(&self, what: &str, name: &str, config: &Value) -> Result<bool> {
+        match self.request(what, &format!("$JS.API.STREAM.CREATE.{name}"), config) {
+            Ok(_) => Ok(true),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NAME_IN_USE,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The shared consumer's state on `stream`.
     pub fn consumer_state(&self, stream: &str) -> Result<ConsumerState> {
         let answer = self.request(
@@ -321,17 +355,61 @@ impl JetStream {
             "max_msgs_per_subject": 1,
             "discard": "new",
             "storage": "file",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "deny_delete": true,
             "allow_rollup_hdrs": true,
             "allow_direct": true,
         });
-        self.request(
-            &format!("create bucket {bucket}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create bucket {bucket}"), &name, &config)
+    }
+
+    /// The configured replicas of stream `name`, `None` when it does not exist.
+    pub fn stream_replicas(&self, name: &str) -> Result<Option<usize>> {
+        match self.request(
+            &format!("stream info {name}"),
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &json!({}),
+        ) {
+            Ok(info) => Ok(Some(
+                info["config"]["num_replicas"].as_u64().unwrap_or(1).max(1) as usize,
+            )),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every stream of `namespace` (its measurement streams, the dead-letter stream and the
+    /// configuration bucket) with its configured replicas, sorted by name.
+    pub fn namespace_replicas(&self, namespace: &str) -> Result<Vec<(String, usize)>> {
+        let mut streams = Vec::new();
+        let mut offset = 0;
+        loop {
+            let answer = self.request(
+                "list streams",
+                "$JS.API.STREAM.LIST",
+                &json!({ "offset": offset, "subject": format!("{namespace}.>") }),
+            )?;
+            let page = answer["streams"].as_array().cloned().unwrap_or_default();
+            for stream in &page {
+                if let Some(name) = stream["config"]["name"].as_str() {
+                    let replicas = stream["config"]["num_replicas"].as_u64().unwrap_or(1);
+                    streams.push((name.to_string(), replicas.max(1) as usize));
+                }
+            }
+            offset += page.len();
+            if page.is_empty() || offset as u64 >= answer["total"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        let bucket = format!("KV_{}", bucket_name(namespace));
+        if let Some(replicas) = self.stream_replicas(&bucket)? {
+            streams.push((bucket, replicas));
+        }
+        streams.sort();
+        Ok(streams)
     }
 
     /// The bucket stream's last sequence: it moves on every put, delete and purge, so one
@@ -391,10 +469,41 @@ impl JetStream {
 
 impl JetStream {
     /// Creates the dead-letter stream `<ns>:dlq` (subjects `<ns>.dlq.>`, limits retention,
-    /// records kept for `max_age`) when missing.
-    pub fn ensure_dead_letter_stream(&self, namespace: &str, max_age: Duration) -> Result<bool> {
+    /// records kept for `max_age`, duplicates of a dead letter recognised for
+    /// `duplicate_window`) when missing. An existing one whose duplicate window is shorter
+    /// is given this one, so a dead letter published again by a redelivery is still stored
+    /// once; everything else about it stays.
+    pub fn ensure_dead_letter_stream(
+        &self,
+        namespace: &str,
+        max_age: Duration,
+        duplicate_window: Duration,
+    ) -> Result<bool> {
         let name = dead_letter_stream(namespace);
-        if self.stream_state(&name, None)?.is_some() {
+        let what = format!("stream info {name}");
+        let existing = match self.request(&what, &format!("$JS.API.STREAM.INFO.{name}"), &json!({}))
+        {
+            Ok(info) => Some(info),
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NOT_FOUND,
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(info) = existing {
+            let mut config = info["config"].clone();
+            let window = config["duplicate_window"].as_u64().unwrap_or(0);
+            if window < duplicate_window.as_nanos() as u64 {
+                config["duplicate_window"] = json!(duplicate_window.as_nanos() as u64);
+                self.request(
+                    &format!("update the duplicate window of stream {name}"),
+                    &format!("$JS.API.STREAM.UPDATE.{name}"),
+                    &config,
+                )?;
+                log::info!(
+                    "dead-letter stream {name}: duplicate window raised to {duplicate_window:?}"
+                );
+            }
             return Ok(false);
         }
         let config = json!({
@@ -402,27 +511,163 @@ impl JetStream {
             "subjects": [format!("{namespace}.dlq.>")],
             "retention": "limits",
             "max_age": max_age.as_nanos() as u64,
+            "duplicate_window": duplicate_window.as_nanos() as u64,
             "storage": "file",
             "discard": "old",
-            "num_replicas": 1,
+            "num_replicas": self.replicas,
             "description": "records the collector could never write, with the reason",
         });
-        self.request(
-            &format!("create stream {name}"),
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &config,
-        )?;
-        Ok(true)
+        self.create_stream(&format!("create stream {name}"), &name, &config)
     }
+}
+
+/// How long the dead-letter stream recognises a dead letter published again. A record is
+/// dead-lettered again when its `+TERM` was lost (redelivered after `ack_wait`) or when a
+/// new consumer leader redelivered it while its first delivery was still being handled; a
+/// window of twice `ack_wait` × `max_deliver`, at least two minutes (JetStream's default),
+/// covers every redelivery the collector lets happen. JetStream refuses a window longer than
+/// the stream's `max_age`, which then bounds it.
+pub fn dead_letter_window(ack_wait: Duration, max_deliver: u64, max_age: Duration) -> Duration {
+    let redeliveries = ack_wait.saturating_mul(max_deliver.min(u32::MAX as u64) as u32);
+    redeliveries
+        .saturating_mul(2)
+        .max(Duration::from_secs(120))
+        .min(max_age)
+}
+
+/// The `Nats-Msg-Id` of a record's dead letter: the same for every delivery of the record,
+/// so the dead-letter stream stores it once whichever collector publishes it. The stream
+/// timestamp is part of it because a stream deleted and created again numbers its records
+/// from 1 again: without it, a new record dead-lettered within the window would be taken
+/// for an older one and dropped.
+pub fn dead_letter_id(stream: &str, delivery: &Delivery) -> String {
+    format!(
+        "{stream}:{}:{}",
+        delivery.stream_sequence, delivery.timestamp_ns
+    )
 }
 
 pub fn dead_letter_stream(namespace: &str) -> String {
     format!("{namespace}:dlq")
 }
 
+/// Where the replica count of the streams the collector creates came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicasFrom {
+    /// `nats.replicas`.
+    Config,
+    /// The configuration bucket's own replicas: the Transfer client (or whoever made the
+    /// bucket) already chose for this namespace.
+    Bucket,
+    /// No bucket yet: 3 on a cluster of 3 servers or more, else 1; the number is how many
+    /// servers the cluster reported.
+    Cluster(usize),
+}
+
+impl std::fmt::Display for ReplicasFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicasFrom::Config => f.write_str("nats.replicas"),
+            ReplicasFrom::Bucket => f.write_str("the configuration bucket's replicas"),
+            ReplicasFrom::Cluster(1) => f.write_str("a single server"),
+            ReplicasFrom::Cluster(n) => write!(f, "a cluster of {n} servers"),
+        }
+    }
+}
+
+/// The replicas of what the collector creates: `nats.replicas` when set; else the bucket's
+/// when it exists, so everything of a namespace is replicated alike; else 3 when the
+/// cluster has at least 3 servers (a stream survives the loss of one), else 1.
+pub fn choose_replicas(
+    configured: Option<usize>,
+    bucket: Option<usize>,
+    servers: usize,
+) -> (usize, ReplicasFrom) {
+    match (configured, bucket) {
+        (Some(n), _) => (n, ReplicasFrom::Config),
+        (None, Some(n)) if n >= 1 => (n, ReplicasFrom::Bucket),
+        (None, _) => (
+            if servers >= 3 { 3 } else { 1 },
+            ReplicasFrom::Cluster(servers.max(1)),
+        ),
+    }
+}
+
+/// Resolves the replicas of what the collector creates ([`choose_replicas`]): one stream
+/// info request, and the servers' greeting only when there is no bucket yet.
+pub fn resolve_replicas(
+    js: &JetStream,
+    config: &NatsConfig,
+    namespace: &str,
+) -> Result<(usize, ReplicasFrom)> {
+    if let Some(n) = config.replicas {
+        return Ok(choose_replicas(Some(n), None, 1));
+    }
+    let bucket = js.stream_replicas(&format!("KV_{}", bucket_name(namespace)))?;
+    let servers = match bucket {
+        Some(_) => 1,
+        None => cluster_servers(&config.hosts),
+    };
+    Ok(choose_replicas(None, bucket, servers))
+}
+
+/// How many servers the cluster of `hosts` has, as the first one that answers says in the
+/// `INFO` line every NATS server sends a new client before anything else (in plain text,
+/// TLS or not): its `connect_urls` list the client addresses of every server it is routed
+/// to, itself included. The `nats` crate keeps that line to itself, hence this short
+/// connection of our own; 1 when no server answers or one is not clustered.
+fn cluster_servers(hosts: &[String]) -> usize {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpStream, ToSocketAddrs};
+
+    const WAIT: Duration = Duration::from_secs(2);
+    for host in hosts {
+        let address = host
+            .trim()
+            .split_once("://")
+            .map_or(host.trim(), |(_, rest)| rest)
+            .trim_end_matches('/');
+        // A host written without a port is on NATS's default one.
+        let address = match address.contains(':') {
+            true => address.to_string(),
+            false => format!("{address}:4222"),
+        };
+        let Some(address) = address.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+            continue;
+        };
+        let Ok(stream) = TcpStream::connect_timeout(&address, WAIT) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(WAIT));
+        let mut line = String::new();
+        if BufReader::new(stream).read_line(&mut line).is_ok() {
+            if let Some(n) = servers_in_info(&line) {
+                return n;
+            }
+        }
+    }
+    1
+}
+
+/// The number of servers a server's `INFO` line reports: the distinct `connect_urls` of a
+/// clustered server, 1 for a server that is not clustered. `None` for anything else.
+fn servers_in_info(line: &str) -> Option<usize> {
+    let info: Value = serde_json::from_str(line.strip_prefix("INFO ")?.trim()).ok()?;
+    if info.get("cluster").is_none() {
+        return Some(1);
+    }
+    let urls: std::collections::BTreeSet<&str> = info["connect_urls"]
+        .as_array()
+        .map(|urls| urls.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some(urls.len().max(1))
+}
+
 /// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
 /// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
-/// caller terminate the original.
+/// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
+/// makes a second publish of the same record, by this collector or another, a duplicate the
+/// stream acknowledges without storing.
 pub fn dead_letter(
     conn: &Connection,
     namespace: &str,
@@ -441,11 +686,10 @@ pub fn dead_letter(
         }
         reason.truncate(cut);
     }
+    let stream = stream_name(namespace, measurement);
+    headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
     headers.insert("Collector-Error", reason.as_str());
-    headers.insert(
-        "Collector-Stream",
-        stream_name(namespace, measurement).as_str(),
-    );
+    headers.insert("Collector-Stream", stream.as_str());
     headers.insert(
         "Collector-Sequence",
         delivery.stream_sequence.to_string().as_str(),
@@ -464,7 +708,18 @@ pub fn dead_letter(
             "dead-letter stream refused the record: {}",
             error["description"].as_str().unwrap_or("unknown error")
         ))),
-        None => Ok(()),
+        None => {
+            if answer["duplicate"].as_bool() == Some(true) {
+                // Another delivery of this record was dead-lettered already (by this
+                // collector or another); the stream kept the first one only.
+                log::info!(
+                    "dead letter of record {} of {} was stored before: this delivery is a repeat",
+                    delivery.stream_sequence,
+                    message.subject
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -608,6 +863,39 @@ pub fn flush(conn: &Connection) -> io::Result<()> {
     conn.flush_timeout(API_TIMEOUT)
 }
 
+/// How many times [`terminate`] sends `+TERM` before giving up, and how long it waits for
+/// each confirmation: with the pauses between them (4 s in all), enough to outlast most
+/// consumer leader elections, which took 1–3 s in the failover tests.
+const TERM_ATTEMPTS: u32 = 5;
+const TERM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Terminates a dead-lettered record and waits for the consumer to confirm it (an ack with
+/// a reply subject is answered once the consumer's leader has applied it). Unconfirmed, the
+/// `+TERM` may have been lost with a leader that stepped down, and the record would come
+/// back after its ack wait; it is sent again a few times. Still unconfirmed, the error is
+/// returned: the record may be redelivered, and its dead letter is then a duplicate the
+/// dead-letter stream drops.
+pub fn terminate(conn: &Connection, message: &Message) -> io::Result<()> {
+    let Some(subject) = message.reply.as_deref() else {
+        return Err(io::Error::other(
+            "the record has no acknowledgement subject",
+        ));
+    };
+    let mut last = io::Error::other("not sent");
+    for attempt in 1..=TERM_ATTEMPTS {
+        match conn.request_timeout(subject, b"+TERM", TERM_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+        if attempt < TERM_ATTEMPTS {
+            // No responders comes back at once while no leader holds the consumer: pause
+            // rather than spend the attempts within a millisecond.
+            std::thread::sleep(Duration::from_millis(400 * attempt as u64));
+        }
+    }
+    Err(last)
+}
+
 /// Acknowledgement kinds sent for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
@@ -619,8 +907,6 @@ pub enum Ack {
     /// delay outlasts this collector's own pull requests, which stay on the server until they
     /// expire: redelivered at once, the record would go to them and wait out its ack wait.
     Nak(Duration),
-    /// Never redeliver (after it has been dead-lettered).
-    Term,
 }
 
 /// Sends an acknowledgement without waiting: the server's answer is not needed because a
@@ -630,7 +916,6 @@ pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
         Ack::Done => message.respond(b"+ACK"),
         Ack::Progress => message.respond(b"+WPI"),
         Ack::Nak(delay) => message.respond(format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos())),
-        Ack::Term => message.respond(b"+TERM"),
     }
 }
 
@@ -731,7 +1016,11 @@ fn kv_removed(headers: &[(String, String)]) -> bool {
 /// error it carries. `no_responders` says what an answer from nobody means for this request.
 fn json_answer(what: &str, reply: io::Result<Message>, no_responders: &str) -> Result<Value> {
     let reply = reply.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::nats(what, io::Error::other(no_responders.to_string())),
+        // The kind stays: no responders while a cluster elects is worth waiting for.
+        io::ErrorKind::NotFound => Error::nats(
+            what,
+            io::Error::new(io::ErrorKind::NotFound, no_responders.to_string()),
+        ),
         _ => Error::nats(what, e),
     })?;
     let answer: Value = serde_json::from_slice(&reply.data)
@@ -1283,6 +1572,90 @@ mod tests {
     }
 
     #[test]
+    fn dead_letter_window_outlasts_every_redelivery() {
+        let check = |ack_wait: u64, max_deliver: u64, max_age: u64, expected: u64| {
+            assert_eq!(
+                dead_letter_window(
+                    Duration::from_secs(ack_wait),
+                    max_deliver,
+                    Duration::from_secs(max_age)
+                ),
+                Duration::from_secs(expected),
+                "ack_wait {ack_wait}s × {max_deliver}, max_age {max_age}s"
+            );
+        };
+        // The defaults: 30 s × 10 deliveries, twice over.
+        check(30, 10, 7 * 24 * 3600, 600);
+        // Never below JetStream's own default of two minutes.
+        check(5, 2, 3600, 120);
+        // Never above the stream's max_age, which JetStream requires.
+        check(30, 10, 300, 300);
+        check(5, 2, 60, 60);
+        // Absurd settings saturate instead of overflowing.
+        check(u64::MAX / 4, u64::MAX, 3600, 3600);
+    }
+
+    #[test]
+    fn dead_letter_ids_name_the_record_not_the_delivery() {
+        let first = Delivery {
+            delivered: 1,
+            stream_sequence: 15,
+            timestamp_ns: 1_700_000_000_123_456_789,
+            pending: 40,
+        };
+        let again = Delivery {
+            delivered: 3,
+            pending: 0,
+            ..first
+        };
+        let id = dead_letter_id("beta:logs:access", &first);
+        assert_eq!(id, "beta:logs:access:15:1700000000123456789");
+        assert_eq!(dead_letter_id("beta:logs:access", &again), id);
+        // The same sequence in a stream created again is another record.
+        let recreated = Delivery {
+            timestamp_ns: first.timestamp_ns + 1,
+            ..first
+        };
+        assert_ne!(dead_letter_id("beta:logs:access", &recreated), id);
+    }
+
+    #[test]
+    fn replicas_follow_the_config_then_the_bucket_then_the_cluster() {
+        let check = |configured, bucket, servers, expected: (usize, ReplicasFrom)| {
+            assert_eq!(
+                choose_replicas(configured, bucket, servers),
+                expected,
+                "configured {configured:?}, bucket {bucket:?}, {servers} servers"
+            );
+        };
+        check(Some(2), Some(3), 5, (2, ReplicasFrom::Config));
+        check(Some(1), None, 3, (1, ReplicasFrom::Config));
+        check(None, Some(3), 1, (3, ReplicasFrom::Bucket));
+        check(None, Some(1), 5, (1, ReplicasFrom::Bucket));
+        check(None, None, 5, (3, ReplicasFrom::Cluster(5)));
+        check(None, None, 3, (3, ReplicasFrom::Cluster(3)));
+        check(None, None, 2, (1, ReplicasFrom::Cluster(2)));
+        check(None, None, 1, (1, ReplicasFrom::Cluster(1)));
+        check(None, None, 0, (1, ReplicasFrom::Cluster(1)));
+    }
+
+    #[test]
+    fn servers_are_counted_from_the_info_line() {
+        let clustered = r#"INFO {"server_name":"n0","cluster":"c","connect_urls":["127.0.0.1:14220","127.0.0.1:14222","127.0.0.1:14221"]}"#;
+        assert_eq!(servers_in_info(&format!("{clustered}\r\n")), Some(3));
+        let alone = r#"INFO {"server_name":"n0","cluster":"c","connect_urls":["127.0.0.1:14220"]}"#;
+        assert_eq!(servers_in_info(alone), Some(1));
+        let twice = r#"INFO {"cluster":"c","connect_urls":["a:1","a:1","b:1"]}"#;
+        assert_eq!(servers_in_info(twice), Some(2));
+        assert_eq!(
+            servers_in_info(r#"INFO {"server_name":"solo","port":4222}"#),
+            Some(1)
+        );
+        assert_eq!(servers_in_info("-ERR 'Authorization Violation'"), None);
+        assert_eq!(servers_in_info("INFO not json"), None);
+    }
+
+    #[test]
     fn base64() {
         assert_eq!(decode_base64("eyJhIjoxfQ=="), br#"{"a":1}"#);
         assert_eq!(decode_base64(""), b"");
@@ -1307,6 +1680,11 @@ mod connect_tests {
             text,
             "authorization violation: the server refused the token (nats.token)"
         );
+        // Refusals are not waited out at start-up; an unreachable server is.
+        assert_eq!(
+            connect_error(violation(), &token).kind(),
+            io::ErrorKind::PermissionDenied
+        );
         let text = connect_error(violation(), &NatsAuth::None).to_string();
         assert!(text.contains("requires credentials"), "{text}");
         let text = connect_error(
@@ -1318,6 +1696,17 @@ mod connect_tests {
             text,
             "the server refused the connection: Authentication Timeout"
         );
+        let busy = connect_error(
+            io::Error::other(
+                "unexpected line while connecting: Err(\"maximum connections exceeded\")",
+            ),
+            &token,
+        );
+        assert_eq!(
+            busy.to_string(),
+            "the server refused the connection: maximum connections exceeded"
+        );
+        assert_eq!(busy.kind(), io::ErrorKind::Other);
         let text = connect_error(
             io::Error::other("TLS error: invalid peer certificate: UnknownIssuer"),
             &token,

@@ -26,10 +26,10 @@ use crossbeam::channel::{self, Receiver, Sender};
 use crate::batch::Limits;
 use crate::catalog::{Assignment, Catalog, Measurement};
 use crate::config::{Config, InfluxApi};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::http;
 use crate::influx::Influx;
-use crate::jetstream::{self, JetStream};
+use crate::jetstream::{self, Connection, JetStream};
 use crate::record::Unsigned;
 use crate::shutdown;
 use crate::stats::{Stats, NATS_CONNECTED};
@@ -116,14 +116,14 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     // line before anything else starts.
     let influx = Influx::new(&config.influx);
     influx.check_tls()?;
-    let conn = jetstream::connect(&config.nats, &format!("collector {namespace}"))?;
-    Stats::set(&NATS_CONNECTED, true);
-    let js = JetStream::new(conn.clone());
+    let Some((conn, js)) = wait_for_nats(&config, &signals)? else {
+        log::info!("stopped before NATS was ready: nothing was pulled");
+        if let Some(http) = http {
+            http.finish();
+        }
+        return Ok(());
+    };
     let bucket = jetstream::bucket_name(&namespace);
-    if js.ensure_bucket(&bucket)? {
-        log::info!("created configuration bucket {bucket}; waiting for measurements");
-    }
-    js.ensure_dead_letter_stream(&namespace, config.dead_letter_max_age)?;
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),
@@ -254,6 +254,84 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     }
     log::info!("stopped: {summary}");
     Ok(())
+}
+
+/// The first wait between start-up attempts, doubled after each failure up to the last.
+const START_RETRY_FIRST: Duration = Duration::from_millis(250);
+const START_RETRY_MAX: Duration = Duration::from_secs(5);
+/// A start-up failure is logged at the first attempt, then every this many attempts (about
+/// every 30 s once the wait has reached its maximum), so a long outage is a few lines.
+const START_LOG_EVERY: u32 = 6;
+
+/// Connects to NATS and makes sure of the configuration bucket and the dead-letter stream,
+/// waiting as long as it takes for what time mends ([`Error::retry`]): a server not up yet,
+/// a cluster electing a leader. Returns `None` when a signal arrives while waiting; what no
+/// wait can fix (refused credentials or certificates, a bad setting) is returned at once.
+/// Meanwhile `/readyz` says the configuration bucket was not read yet.
+fn wait_for_nats(
+    config: &Config,
+    signals: &Receiver<()>,
+) -> Result<Option<(Connection, JetStream)>> {
+    let mut conn: Option<Connection> = None;
+    let mut delay = START_RETRY_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let prepared = match &conn {
+            Some(conn) => Ok(conn.clone()),
+            None => jetstream::connect(&config.nats, &format!("collector {}", config.namespace)),
+        }
+        .and_then(|connected| {
+            // Kept across attempts: the client reconnects by itself once connected.
+            conn = Some(connected.clone());
+            Stats::set(&NATS_CONNECTED, true);
+            let js = prepare(config, JetStream::new(connected.clone()))?;
+            Ok((connected, js))
+        });
+        match prepared {
+            Ok(ready) => {
+                if attempt > 1 {
+                    log::info!("nats: ready after {attempt} attempts");
+                }
+                return Ok(Some(ready));
+            }
+            Err(e) if e.retry() == Retry::Never => return Err(e),
+            Err(e) => {
+                if attempt == 1 || attempt % START_LOG_EVERY == 0 {
+                    log::warn!(
+                        "waiting for nats (attempt {attempt}): {e}; retrying, not ready meanwhile"
+                    );
+                }
+                channel::select! {
+                    recv(signals) -> _ => return Ok(None),
+                    recv(channel::after(delay)) -> _ => {},
+                }
+                delay = (delay * 2).min(START_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// What the service needs in JetStream before it starts: the replicas of what it creates,
+/// the configuration bucket and the dead-letter stream, created when missing.
+fn prepare(config: &Config, js: JetStream) -> Result<JetStream> {
+    let (replicas, from) = jetstream::resolve_replicas(&js, &config.nats, &config.namespace)?;
+    let js = js.with_replicas(replicas);
+    let bucket = jetstream::bucket_name(&config.namespace);
+    if js.ensure_bucket(&bucket)? {
+        log::info!("created configuration bucket {bucket}; waiting for measurements");
+    }
+    js.ensure_dead_letter_stream(
+        &config.namespace,
+        config.dead_letter_max_age,
+        jetstream::dead_letter_window(
+            config.pull.ack_wait,
+            config.pull.max_deliver,
+            config.dead_letter_max_age,
+        ),
+    )?;
+    log::info!("streams the collector creates get {replicas} replica(s), from {from}");
+    Ok(js)
 }
 
 /// The main thread's view of the configuration bucket.

@@ -387,7 +387,12 @@ impl Running {
         } = &self.worker;
         match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
             Ok(()) => {
-                let _ = jetstream::ack(&held.message, Ack::Term);
+                if let Err(e) = jetstream::terminate(conn, &held.message) {
+                    log::warn!(
+                        "{name}: +TERM of dead-lettered record {} of {} not confirmed ({e}); if it comes back, its dead letter is stored once",
+                        held.delivery.stream_sequence, held.message.subject
+                    );
+                }
                 Stats::add(&stats.dead_lettered, 1);
                 log::warn!(
                     "{name}: dead-lettered record {} of {}: {reason}",

@@ -528,7 +528,7 @@ fn check_passes_on_good_servers_and_says_what_to_fix_otherwise() {
     let lines: Vec<&str> = ok.stdout.lines().collect();
     assert_eq!(
         lines.iter().filter(|l| l.starts_with('✔')).count(),
-        7,
+        8,
         "{}",
         ok.stdout
     );
@@ -537,6 +537,7 @@ fn check_passes_on_good_servers_and_says_what_to_fix_otherwise() {
         "nats: connected to",
         "JetStream enabled",
         "bucket beta_logs exists (1 measurements)",
+        "nats: replicas 1 (from the configuration bucket's replicas), as every one of the namespace's 2 stream(s)",
         "InfluxDB 1.6.7",
         "database `beta` exists",
         "write permission on database `beta`",
@@ -659,7 +660,8 @@ fn dead_letter(measurement: &str, origin: &str, seq: u64, payload: &[u8]) -> Out
     Outgoing {
         subject: format!("beta.dlq.{measurement}"),
         payload: payload.to_vec(),
-        id: format!("test-{measurement}-{seq}"),
+        // As the collector names a dead letter: its stream, sequence and stream timestamp.
+        id: format!("beta:logs:{measurement}:{seq}:1700000000000000000"),
         headers: headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -682,7 +684,7 @@ fn dlq_list_and_replay() {
     assert!(none.stdout.contains("replayed 0"), "{}", none.stdout);
 
     let js = JetStream::new(nats.connect());
-    js.ensure_dead_letter_stream("beta", Duration::from_secs(3600))
+    js.ensure_dead_letter_stream("beta", Duration::from_secs(3600), Duration::from_secs(120))
         .expect("dlq stream");
     transfer.set("access", "");
     transfer.set("errors", "");
@@ -766,6 +768,18 @@ fn dlq_list_and_replay() {
         assert_eq!(
             &stored_payload(&transfer, "beta:logs:access", 1 + i as u64),
             payload
+        );
+    }
+    // A replayed record is a new record of its stream: it carries the replay's own
+    // `Nats-Msg-Id`, never the dead letter's, nor its `Collector-*` headers.
+    for i in 0..access.len() as u64 {
+        let (headers, _) = stored(&transfer, "beta:logs:access", json!({ "seq": 1 + i }))
+            .expect("a replayed record");
+        assert!(
+            headers.contains("collector-replay-beta:dlq-")
+                && !headers.contains("beta:logs:access:1")
+                && !headers.contains("Collector-"),
+            "{headers}"
         );
     }
     let left = cli(&yaml, &["dlq", "list", "--json"]).expect(0).json();

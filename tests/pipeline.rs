@@ -269,11 +269,32 @@ fn bad_config_is_refused_with_exit_2_and_one_line() {
 }
 
 #[test]
-fn unreachable_nats_is_one_clear_line() {
+fn unreachable_nats_is_waited_for_with_one_clear_line_until_sigterm() {
     let port = util::free_port();
     let yaml = format!("namespace: a\nnats: {{hosts: ['nats://127.0.0.1:{port}']}}\ninflux: {{url: 'http://127.0.0.1:1', api: v1}}\n");
-    let (status, _, stderr) = run_to_exit(&[], Some(&yaml), Duration::from_secs(30));
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    let mut collector = Collector::start(&yaml);
+    // A server that is not up yet may come: the collector waits, saying so in one line
+    // naming the server, and leaves with exit 0 at SIGTERM.
+    assert!(
+        collector.wait_for_log("waiting for nats", Duration::from_secs(30)),
+        "{}",
+        collector.log()
+    );
+    let log = collector.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("waiting for nats"))
+        .expect("the line");
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    collector.terminate();
+    let status = collector.wait_timeout(Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        collector.log()
+    );
+    let log = collector.log();
+    assert!(log.contains("stopped before NATS was ready"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

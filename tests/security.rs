@@ -994,11 +994,14 @@ fn hostile_configuration_is_refused_naming_the_key_without_a_secret() {
 #[test]
 fn a_world_readable_config_file_with_a_secret_is_warned_about() {
     let port = util::free_port();
+    // The service goes on to fail on its taken `http.listen` address (an unreachable NATS
+    // would be waited for): the warning comes first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
+    let taken = listener.local_addr().expect("its address").port();
     let with_secret = format!(
-        "namespace: a\nnats: {{hosts: ['nats://127.0.0.1:{port}'], token: tok-w0rld-readable}}\ninflux: {{url: 'http://127.0.0.1:9', api: v1}}\n"
+        "namespace: a\nnats: {{hosts: ['nats://127.0.0.1:{port}'], token: tok-w0rld-readable}}\ninflux: {{url: 'http://127.0.0.1:9', api: v1}}\nhttp: {{listen: '127.0.0.1:{taken}'}}\n"
     );
-    // The service goes on to fail on the unreachable NATS: the warning comes first.
-    let run_644 = run_mode(&with_secret, 0o644, &[], &[], b"").expect(1);
+    let run_644 = run_mode(&with_secret, 0o644, &[], &[], b"").expect(2);
     let warnings: Vec<&str> = run_644
         .stderr
         .lines()
@@ -1014,7 +1017,7 @@ fn a_world_readable_config_file_with_a_secret_is_warned_about() {
     let check = run_mode(&with_secret, 0o644, &["check"], &[], b"");
     assert!(check.stdout.contains("⚠ config file"), "{}", check.stdout);
     // Not readable by others, or no secret in it: no warning.
-    let run_600 = run_mode(&with_secret, 0o600, &[], &[], b"").expect(1);
+    let run_600 = run_mode(&with_secret, 0o600, &[], &[], b"").expect(2);
     assert!(!run_600.stderr.contains("chmod"), "{}", run_600.stderr);
     let without = with_secret.replace(", token: tok-w0rld-readable", "");
     let run_no_secret = run_mode(&without, 0o644, &[], &[("COLLECTOR_NATS_TOKEN", "t")], b"");

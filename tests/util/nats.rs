@@ -51,6 +51,24 @@ impl NatsServer {
         NatsServer::start_with_config("")
     }
 
+    /// Like [`NatsServer::start`], on a port chosen beforehand (for a server that comes up
+    /// after its clients were told where it will be).
+    pub fn start_on_port(port: u16) -> NatsServer {
+        let dir = TempDir::new("nats");
+        let config = dir.join("nats.conf");
+        fs::write(&config, "server_name: harness\n").expect("cannot write nats.conf");
+        let mut server = NatsServer {
+            child: None,
+            port,
+            log: dir.join("nats.log"),
+            dir,
+            config,
+            probe_jetstream: true,
+        };
+        server.spawn(Some(port));
+        server
+    }
+
     /// Like [`NatsServer::start`], with `extra` appended to the server's
     /// configuration file (for example an `authorization { ... }` block or a
     /// `tls { ... }` block). With extra configuration the start-up wait only
@@ -349,6 +367,21 @@ impl NatsCluster {
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
             kill_child(&mut child);
+        }
+    }
+
+    /// Freezes node `i` with SIGSTOP: its connections stay open but nothing answers, as
+    /// with a stalled machine. [`NatsCluster::thaw`] resumes it.
+    pub fn freeze(&mut self, i: usize) {
+        if let Some(child) = self.nodes[i].child.as_ref() {
+            super::send_signal(child.id(), "STOP");
+        }
+    }
+
+    /// Resumes node `i` after [`NatsCluster::freeze`].
+    pub fn thaw(&mut self, i: usize) {
+        if let Some(child) = self.nodes[i].child.as_ref() {
+            super::send_signal(child.id(), "CONT");
         }
     }
 
