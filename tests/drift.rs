@@ -89,7 +89,9 @@ fn drifted_numbers_are_converted_and_lossy_ones_dead_lettered() {
             .map(|p| (p["time"].as_i64().unwrap(), p[field].clone()))
             .collect()
     };
-    let second = |i: i64| T0 + i * 1_000_000_000;
+    // Record i is the stream's i-th message, written at a whole second: its point moves by
+    // its sequence (README, Point identity).
+    let second = |i: i64| collector::record::point_time(T0 + i * 1_000_000_000, 0, i as u64);
     assert_eq!(
         values("api", "latency"),
         [
