@@ -19,12 +19,14 @@
 #![allow(dead_code, unused_imports)]
 
 mod collector;
+mod http_double;
 mod influx;
 mod nats;
 mod sample;
 mod tls;
 
 pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
+pub use http_double::{Answer, HttpDouble, Request};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, Transfer};
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};

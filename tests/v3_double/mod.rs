@@ -28,12 +28,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::util::HttpDouble;
 
 /// The most rejected lines an answer names, as InfluxDB 3 does.
 pub const MAX_LINE_ERRORS: usize = 100;
@@ -97,17 +96,13 @@ struct State {
 }
 
 pub struct InfluxV3Double {
-    port: u16,
+    http: HttpDouble,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl InfluxV3Double {
     /// Starts the double on a loopback port, accepting `token` for database `database`.
     pub fn start(token: &str, database: &str) -> InfluxV3Double {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the v3 double");
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let state = Arc::new(Mutex::new(State {
             mode: Mode::Normal,
             max_body_bytes: usize::MAX,
@@ -119,24 +114,15 @@ impl InfluxV3Double {
             schema: BTreeMap::new(),
             points: BTreeMap::new(),
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (accept_state, accept_stop) = (state.clone(), stop.clone());
-        thread::spawn(move || {
-            while !accept_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (state, stop) = (accept_state.clone(), accept_stop.clone());
-                        thread::spawn(move || serve(stream, &state, &stop));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(10)),
-                }
-            }
+        let served = state.clone();
+        let http = HttpDouble::start(move |request| {
+            answer(&served, &request.path, &request.headers, &request.body)
         });
-        InfluxV3Double { port, state, stop }
+        InfluxV3Double { http, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.http.url()
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -178,80 +164,7 @@ impl InfluxV3Double {
     }
 }
 
-impl Drop for InfluxV3Double {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .ok();
-    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
-    let mut writer = stream;
-    while !stop.load(Ordering::Relaxed) {
-        let mut request_line = String::new();
-        match reader.read_line(&mut request_line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-            }
-        }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        let (status, extra, text) = answer(state, &path, &headers, &body);
-        let mut response = format!(
-            "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\n",
-            text.len()
-        );
-        if !text.is_empty() {
-            response.push_str("Content-Type: application/json\r\n");
-        }
-        for (name, value) in extra {
-            response.push_str(&format!("{name}: {value}\r\n"));
-        }
-        response.push_str("\r\n");
-        response.push_str(&text);
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-type Answer = (u16, Vec<(&'static str, String)>, String);
+use crate::util::Answer;
 
 fn error(status: u16, message: &str) -> Answer {
     (
