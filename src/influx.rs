@@ -272,30 +272,10 @@ fn authorization(config: &InfluxConfig) -> Option<String> {
     match (&config.username, &config.password) {
         (Some(user), Some(password)) => Some(format!(
             "Basic {}",
-            encode_base64(format!("{user}:{}", password.expose()).as_bytes())
+            crate::base64::encode(format!("{user}:{}", password.expose()).as_bytes())
         )),
         _ => None,
     }
-}
-
-/// Standard base64 with padding (basic auth, and payloads in `dlq list --json`).
-pub(crate) fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A blocking InfluxDB client with one kept-alive connection.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::base64;
 use crate::config::{NatsAuth, NatsConfig, PullConfig};
 use crate::error::{Error, Result};
 
@@ -449,7 +450,7 @@ impl JetStream {
                 Err(e) => return Err(e),
             };
             let message = &answer["message"];
-            let headers = decode_base64(message["hdrs"].as_str().unwrap_or(""));
+            let headers = base64::decode(message["hdrs"].as_str().unwrap_or(""));
             let headers = String::from_utf8_lossy(&headers);
             let removed = headers.lines().any(|line| {
                 line.split_once(':').is_some_and(|(name, value)| {
@@ -457,7 +458,7 @@ impl JetStream {
                         && matches!(value.trim(), "DEL" | "PURGE")
                 })
             });
-            let value = (!removed).then(|| decode_base64(message["data"].as_str().unwrap_or("")));
+            let value = (!removed).then(|| base64::decode(message["data"].as_str().unwrap_or("")));
             entries.push(KvEntry {
                 key: key.to_string(),
                 value,
@@ -723,33 +724,6 @@ pub fn dead_letter(
     }
 }
 
-/// Decodes standard base64 (the JetStream API's encoding of stored messages). Invalid input
-/// decodes to what could be read; the API never sends invalid input.
-fn decode_base64(text: &str) -> Vec<u8> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some((c - b'A') as u32),
-            b'a'..=b'z' => Some((c - b'a' + 26) as u32),
-            b'0'..=b'9' => Some((c - b'0' + 52) as u32),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for v in text.bytes().filter_map(value) {
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
 /// Where a JetStream message came from, read from its `$JS.ACK...` reply subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
@@ -971,10 +945,10 @@ impl StoredMessage {
             sequence: message["seq"].as_u64()?,
             subject: message["subject"].as_str()?.to_string(),
             time: message["time"].as_str().unwrap_or_default().to_string(),
-            headers: parse_header_block(&decode_base64(
+            headers: parse_header_block(&base64::decode(
                 message["hdrs"].as_str().unwrap_or_default(),
             )),
-            data: decode_base64(message["data"].as_str().unwrap_or_default()),
+            data: base64::decode(message["data"].as_str().unwrap_or_default()),
         })
     }
 }
@@ -1653,14 +1627,6 @@ mod tests {
         );
         assert_eq!(servers_in_info("-ERR 'Authorization Violation'"), None);
         assert_eq!(servers_in_info("INFO not json"), None);
-    }
-
-    #[test]
-    fn base64() {
-        assert_eq!(decode_base64("eyJhIjoxfQ=="), br#"{"a":1}"#);
-        assert_eq!(decode_base64(""), b"");
-        assert_eq!(decode_base64("TWFu"), b"Man");
-        assert_eq!(decode_base64("TWE="), b"Ma");
     }
 }
 

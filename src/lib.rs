@@ -5,7 +5,9 @@
 //! runs it and what it receives and sends.
 
 pub mod admin;
+pub mod base64;
 pub mod batch;
+pub mod calendar;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,7 @@
 //! `warn` — something failed and was (or is being) recovered; `info` — lifecycle and
 //! configuration changes; `debug` — per batch and per pull.
 
+use crate::calendar::civil_from_days;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -115,26 +116,6 @@ pub fn rfc3339_utc(unix_seconds: i64, micros: u32) -> String {
         seconds_of_day / 60 % 60,
         seconds_of_day % 60
     )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! crate the tests check against) read them back as the same text; anything they would read
 //! differently is refused with a reason rather than written ambiguously.
 
+use crate::calendar::{days_from_civil, days_in_month};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
@@ -845,31 +846,6 @@ fn rfc3339_to_ns(b: &[u8]) -> Result<(i128, u8), &'static str> {
         i128::from(seconds) * 1_000_000_000 + i128::from(nanos),
         n_fraction_digits,
     ))
-}
-
-fn is_leap_year(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`):
-/// years are counted from March so the leap day falls at the end of the year.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! record's line depends only on the record and its stream sequence: whatever order, count
 //! and batch its deliveries come in, and distinct sequences keep records of one time apart.
 
+use collector::calendar::civil_from_days;
 use std::collections::BTreeMap;
 
 use collector::json::{Failed, Scanner};
@@ -230,20 +231,6 @@ fn expected_point_time(ns: i128, digits: u32, sequence: u64) -> i128 {
     } else {
         ns - shift
     }
-}
-
-/// Days since the epoch → (year, month, day), Howard Hinnant's `civil_from_days`: the
-/// inverse of the algorithm under test, written independently here.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 prop_compose! {

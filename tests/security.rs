@@ -46,31 +46,7 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
 
 /// The basic-auth header value of `user:password`, which must never be printed either.
 fn basic(user: &str, password: &str) -> String {
-    encode_base64(format!("{user}:{password}").as_bytes(), false)
-}
-
-/// Base64, standard or URL-safe without padding (for JWTs).
-fn encode_base64(bytes: &[u8], url: bool) -> String {
-    let alphabet: &[u8; 64] = if url {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    } else {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    };
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else if !url {
-                out.push('=');
-            }
-        }
-    }
-    out
+    collector::base64::encode(format!("{user}:{password}").as_bytes())
 }
 
 /// `N_RECORDS` records in the Transfer format, one JSON object per line.
@@ -397,11 +373,14 @@ fn jwt(issuer: &KeyPair, subject: &str, name: &str, nats: Value) -> String {
         "sub": subject,
         "nats": nats,
     });
-    let header = encode_base64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#, true);
-    let body = encode_base64(claims.to_string().as_bytes(), true);
+    let header = collector::base64::encode_url_safe(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = collector::base64::encode_url_safe(claims.to_string().as_bytes());
     let signed = format!("{header}.{body}");
     let signature = issuer.sign(signed.as_bytes()).unwrap();
-    format!("{signed}.{}", encode_base64(&signature, true))
+    format!(
+        "{signed}.{}",
+        collector::base64::encode_url_safe(&signature)
+    )
 }
 
 /// An account's JWT; with `jetstream`, unlimited JetStream (never on the system account:

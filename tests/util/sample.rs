@@ -1,6 +1,7 @@
 //! Typical log records, made from a fixed seed so every run publishes the same
 //! ones, each with the point InfluxDB should end up holding.
 
+use collector::calendar::civil_from_days;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -292,19 +293,4 @@ pub fn rfc3339(time_ns: i64, offset_minutes: i64) -> String {
         sod / 60 % 60,
         sod % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
