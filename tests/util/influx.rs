@@ -320,6 +320,22 @@ bind-address = "127.0.0.1:{rpc}"
         self.rows(db, &format!("SELECT * FROM {}", quote_ident(measurement)))
     }
 
+    /// One page of the points of `measurement`, oldest first (`SELECT * ... LIMIT OFFSET`), for
+    /// measurements too large to read in one answer.
+    pub fn points_page(
+        &self,
+        db: &str,
+        measurement: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Vec<Map<String, Value>> {
+        let q = format!(
+            "SELECT * FROM {} LIMIT {limit} OFFSET {offset}",
+            quote_ident(measurement)
+        );
+        self.rows(db, &q)
+    }
+
     /// Number of points in `measurement`.
     pub fn count(&self, db: &str, measurement: &str) -> usize {
         self.points(db, measurement).len()
