@@ -484,7 +484,8 @@ fn run(args: &Args) -> Result<bool, String> {
 
     // The exact check.
     let check = check(args, mix, &shared, &published);
-    let events = lock(&shared.events).clone();
+    let mut events = lock(&shared.events).clone();
+    events.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     let findings = lock(&shared.findings).clone();
     let threshold = (args.rate * 2).max(200);
     let ends: Vec<f64> = events
@@ -894,9 +895,10 @@ fn monitor(shared: &Shared, stop: &AtomicBool) -> Vec<(f64, u64)> {
 /// Runs one fault to its end, recording it; a fault that fails (a server that does not come
 /// back) is a finding, and the run goes on.
 fn run_fault(shared: &Shared, planned: Planned) {
-    let start = shared.t();
+    // Set again by `inject` once it holds what it strikes (another fault may hold it first).
+    let mut start = shared.t();
     let name = planned.fault.name();
-    let result = catch_unwind(AssertUnwindSafe(|| inject(shared, planned)));
+    let result = catch_unwind(AssertUnwindSafe(|| inject(shared, planned, &mut start)));
     match result {
         Ok((target, note)) => shared.event(name, &target, start, note),
         Err(panic) => {
@@ -911,8 +913,8 @@ fn run_fault(shared: &Shared, planned: Planned) {
     }
 }
 
-/// The fault itself; returns its target and a note.
-fn inject(shared: &Shared, planned: Planned) -> (String, String) {
+/// The fault itself; returns its target and a note, and sets `start` when it strikes.
+fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String) {
     let mut rng = model::Rng::new(planned.pick);
     let pause = |lo: f64, hi: f64, rng: &mut model::Rng| {
         let s = rng.between(lo, hi);
@@ -923,6 +925,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         Fault::Kill => {
             let i = rng.below(N_COLLECTORS as u64) as usize;
             let mut slot = lock(&shared.slots[i]);
+            *start = shared.t();
             slot.note_peak();
             slot.collector.kill9();
             let down = pause(0.5, 3.0, &mut rng);
@@ -933,13 +936,17 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         Fault::Term => {
             let i = rng.below(N_COLLECTORS as u64) as usize;
             let mut slot = lock(&shared.slots[i]);
+            *start = shared.t();
             let note = terminate_and_restart(shared, &mut slot);
             (slot.name.clone(), note)
         }
         Fault::Rolling => {
             let mut notes = Vec::new();
-            for slot in &shared.slots {
+            for (k, slot) in shared.slots.iter().enumerate() {
                 let mut slot = lock(slot);
+                if k == 0 {
+                    *start = shared.t();
+                }
                 let mut note = terminate_and_restart(shared, &mut slot);
                 let started = Instant::now();
                 if wait_ready(slot.http_port, Duration::from_secs(60)) {
@@ -953,6 +960,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         }
         Fault::NatsKill => {
             let mut cluster = lock(&shared.cluster);
+            *start = shared.t();
             let i = rng.below(cluster.n_nodes() as u64) as usize;
             cluster.kill9(i);
             let down = pause(2.0, 6.0, &mut rng);
@@ -961,6 +969,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         }
         Fault::NatsFreeze => {
             let cluster = lock(&shared.cluster);
+            *start = shared.t();
             let i = rng.below(cluster.n_nodes() as u64) as usize;
             let pid = cluster.pid(i).expect("the node runs");
             send_signal(pid, "STOP");
@@ -970,6 +979,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         }
         Fault::InfluxStop => {
             let mut influx = lock(&shared.influx);
+            *start = shared.t();
             influx.stop();
             let down = pause(1.0, 5.0, &mut rng);
             influx.start_again();
@@ -977,6 +987,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         }
         Fault::InfluxFreeze => {
             let influx = lock(&shared.influx);
+            *start = shared.t();
             influx.pause();
             let frozen = pause(
                 INFLUX_TIMEOUT_S as f64 + 1.0,
@@ -996,6 +1007,7 @@ fn inject(shared: &Shared, planned: Planned) -> (String, String) {
         Fault::KvRemove => {
             let m = rng.below(MEASUREMENTS.len() as u64) as usize;
             let _guard = lock(&shared.kv_locks[m]);
+            *start = shared.t();
             let transfer = shared.transfer();
             let key = MEASUREMENTS[m];
             let subject = format!("$KV.{}.{key}", transfer.bucket());
