@@ -675,7 +675,8 @@ struct Published {
 /// subject with `Nats-Msg-Id: soak-<seed>-<n>`, up to [`WINDOW`] awaiting their PubAck; one
 /// unanswered after [`RESEND_AFTER`] or answered with an error is sent again, so each is
 /// stored exactly once and its stream sequence learnt (a duplicate is acknowledged with the
-/// original's sequence). After `stop`, waits up to 2 minutes for the outstanding ones.
+/// original's sequence, or with 0 while the original is not yet applied: then it is sent again).
+/// After `stop`, waits up to 2 minutes for the outstanding ones.
 fn publish(
     shared: &Shared,
     seed: u64,
@@ -782,7 +783,9 @@ fn publish(
                 in_flight.remove(&n);
                 let answer: Value = serde_json::from_slice(&message.data).unwrap_or(Value::Null);
                 match answer.get("seq").and_then(Value::as_u64) {
-                    Some(seq) if !message.is_no_responders() => {
+                    // A clustered stream answers a duplicate that arrives before the original
+                    // is applied with sequence 0: resent until the real sequence comes back.
+                    Some(seq) if seq != 0 && !message.is_no_responders() => {
                         let s = &mut sent[n as usize];
                         if s.seq == 0 {
                             s.seq = seq;

@@ -17,9 +17,10 @@ pub fn collector_bin() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| match std::env::var("COLLECTOR_BIN") {
         Ok(bin) if !bin.is_empty() => bin,
-        _ => option_env!("CARGO_BIN_EXE_collector")
-            .expect("set COLLECTOR_BIN to the collector binary (no Cargo test binary here)")
-            .to_string(),
+        _ => match option_env!("CARGO_BIN_EXE_collector") {
+            Some(bin) => bin.to_string(),
+            None => panic!("set COLLECTOR_BIN to the collector binary (no Cargo test binary here)"),
+        },
     })
 }
 
