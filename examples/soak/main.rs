@@ -522,10 +522,11 @@ fn run(args: &Args) -> Result<bool, String> {
     );
     let _ = writeln!(
         out,
-        "stored {} | dead-lettered {} | missing {} | duplicated {} | altered {} | unacknowledged publishes {}",
+        "stored {} | dead-lettered {} | missing {} ({} of them still in their stream) | duplicated {} | altered {} | unacknowledged publishes {}",
         check.n_stored,
         check.n_dead_lettered,
         check.n_missing,
+        check.n_stranded,
         check.n_duplicated,
         check.n_altered,
         published.unacked.len()
@@ -1098,6 +1099,8 @@ struct Check {
     n_stored: u64,
     n_dead_lettered: u64,
     n_missing: u64,
+    /// Of the missing, those still in their stream (never settled rather than lost).
+    n_stranded: u64,
     n_duplicated: u64,
     n_altered: u64,
     /// (category, one line per difference).
@@ -1350,7 +1353,14 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
         }
     }
 
-    // Missing: good records with no point, poison with no dead letter.
+    // Missing: good records with no point, poison with no dead letter. One still in its
+    // stream was never settled (stranded); one that is not was lost.
+    let mut waiting: std::collections::HashSet<(usize, u64)> = std::collections::HashSet::new();
+    for m in 0..MEASUREMENTS.len() {
+        if let Ok(stored) = read_stream(&transfer, &stream_name(m)) {
+            waiting.extend(stored.iter().map(|s| (m, s.seq)));
+        }
+    }
     for (n, s) in sent.iter().enumerate() {
         if s.seq == 0 {
             continue;
@@ -1369,8 +1379,12 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
             } else {
                 "from InfluxDB"
             };
-            let expected = model::expected_time_ns(record.time.as_deref(), s.seq, None)
+            let mut expected = model::expected_time_ns(record.time.as_deref(), s.seq, None)
                 .map_or(String::new(), |t| format!(" (expected at {t})"));
+            if waiting.contains(&(record.measurement, s.seq)) {
+                c.n_stranded += 1;
+                expected.push_str(", still in its stream");
+            }
             c.problems.push((
                 "missing",
                 format!(
