@@ -21,7 +21,7 @@
 #   --release        run the release build of the collector (default: the debug build)
 #   --binary PATH    run this collector binary (e.g. the static build)
 #   --poison P       poison records per thousand (default 20)
-#   --rss-limit MIB  the bound on each collector's peak RSS (default 256)
+#   --rss-limit MIB  the bound on each collector's peak RSS (default 128)
 #   --drain-timeout  how long to wait for the streams to drain after the load (default 3m)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

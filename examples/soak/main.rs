@@ -76,7 +76,7 @@ fn parse_args() -> Result<Args, String> {
         rate: 2000,
         faults: model::parse_faults("all").expect("all is a fault list"),
         poison_per_mille: 20,
-        rss_limit_mib: 256,
+        rss_limit_mib: 128,
         drain_timeout_s: 180,
         max_print: 40,
     };
@@ -513,7 +513,7 @@ fn run(args: &Args) -> Result<bool, String> {
     );
     let _ = writeln!(
         out,
-        "records published {} (good {}, poison {}; {} publishes resent), achieved {:.0}/s",
+        "records published {} (good {}, poison {}; {} publishes resent after an error or no answer), achieved {:.0}/s",
         check.n_good + check.n_poison,
         check.n_good,
         check.n_poison,
