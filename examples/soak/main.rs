@@ -1327,10 +1327,10 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                 if letter.data != record.payload {
                     problems.push("payload changed".to_string());
                 }
-                match record.kind.reason_word() {
+                match record.kind.reason_words() {
                     None => problems.push(format!("a good record dead-lettered: {reason}")),
-                    Some(word) if !reason.to_lowercase().contains(word) => {
-                        problems.push(format!("reason `{reason}` does not say `{word}`"))
+                    Some(words) if !words.iter().any(|w| reason.to_lowercase().contains(w)) => {
+                        problems.push(format!("reason `{reason}` says none of {words:?}"))
                     }
                     Some(_) => {}
                 }
