@@ -157,6 +157,25 @@ impl Slot {
     }
 }
 
+/// The last lines of a collector's log, on one line, for a finding.
+fn log_tail(slot: &Slot) -> String {
+    let text = util::read_log(slot.collector.log_path());
+    let last: Vec<&str> = text.lines().rev().take(3).collect();
+    let joined: Vec<&str> = last.into_iter().rev().collect();
+    format!(
+        "{} (log {})",
+        joined.join(" | "),
+        slot.collector.log_path().display()
+    )
+}
+
+/// An error that ends the run; every temp dir is kept (the servers' and collectors' logs)
+/// because this is set before they drop.
+fn fail<T>(text: String) -> Result<T, String> {
+    std::env::set_var("COLLECTOR_TEST_KEEP", "1");
+    Err(text)
+}
+
 /// What the threads share.
 struct Shared {
     start: Instant,
@@ -290,6 +309,26 @@ fn run(args: &Args) -> Result<bool, String> {
     for m in MEASUREMENTS {
         transfer.set(m, "soak");
     }
+    // Streams just created elect their leaders; the collectors start once they have, as they
+    // would against streams that exist (a start during an election is what the faults test).
+    let streams: Vec<String> = (0..MEASUREMENTS.len())
+        .map(stream_name)
+        .chain([format!("KV_{}", transfer.bucket())])
+        .collect();
+    let led = wait_until(Duration::from_secs(60), || {
+        streams.iter().all(|s| {
+            transfer
+                .js_request(&format!("$JS.API.STREAM.INFO.{s}"), b"")
+                .is_ok_and(|info| {
+                    info["cluster"]["leader"]
+                        .as_str()
+                        .is_some_and(|l| !l.is_empty())
+                })
+        })
+    });
+    if !led {
+        return fail("the streams have no leader 60 s after their creation".into());
+    }
     let replicas = supports_replicas(&urls, &influx.url());
     println!(
         "soak: this collector {} nats.replicas{}",
@@ -326,13 +365,28 @@ fn run(args: &Args) -> Result<bool, String> {
         finishing: AtomicBool::new(false),
     });
     for slot in &shared.slots {
-        let slot = lock(slot);
-        if !wait_ready(slot.http_port, Duration::from_secs(60)) {
-            return Err(format!(
-                "{} never became ready; its log: {}",
+        let mut slot = lock(slot);
+        // A collector that exits during start-up is a finding; it is started once more.
+        for attempt in 1..=2 {
+            if wait_ready(slot.http_port, Duration::from_secs(60)) {
+                break;
+            }
+            let status = slot.collector.wait_timeout(Duration::ZERO);
+            let tail = log_tail(&slot);
+            if attempt == 2 || status.is_none() {
+                return fail(format!(
+                    "{} never became ready ({}); its log ends: {tail}",
+                    slot.name,
+                    status.map_or("still running".into(), |s| s.to_string()),
+                ));
+            }
+            shared.finding(format!(
+                "{} exited during start-up ({}); its log ends: {tail}",
                 slot.name,
-                slot.collector.log_path().display()
+                status.map_or("?".into(), |s| s.to_string()),
             ));
+            slot.collector.restart();
+            slot.n_starts += 1;
         }
     }
     println!("soak: 3 collectors ready; load starts");
@@ -378,7 +432,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if !typed {
         stop_load.store(true, Ordering::Relaxed);
         stop_monitor.store(true, Ordering::Relaxed);
-        return Err("no record reached InfluxDB within 90 s of the load's start".into());
+        return fail("no record reached InfluxDB within 90 s of the load's start".into());
     }
     types_ready.store(true, Ordering::Relaxed);
 
@@ -415,7 +469,9 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     stop_load.store(true, Ordering::Relaxed);
     let load_end_s = shared.t();
-    let published = publisher.join().map_err(|_| "the publisher panicked")?;
+    let Ok(published) = publisher.join() else {
+        return fail("the publisher panicked".into());
+    };
     println!(
         "soak: {:.1}s load stopped: {} records acknowledged by JetStream; waiting for the drain",
         shared.t(),
@@ -439,7 +495,9 @@ fn run(args: &Args) -> Result<bool, String> {
     thread::sleep(Duration::from_secs(1));
     stop_monitor.store(true, Ordering::Relaxed);
     shared.finishing.store(true, Ordering::Relaxed);
-    let samples = monitor.join().map_err(|_| "the monitor panicked")?;
+    let Ok(samples) = monitor.join() else {
+        return fail("the monitor panicked".into());
+    };
     if drained {
         println!("soak: drained {drain_s:.1}s after the load stopped");
     } else {
@@ -879,13 +937,11 @@ fn monitor(shared: &Shared, stop: &AtomicBool) -> Vec<(f64, u64)> {
             slot.note_peak();
             if !slot.collector.is_running() && !shared.finishing.load(Ordering::Relaxed) {
                 let status = slot.collector.wait_timeout(Duration::ZERO);
-                let tail = util::read_log(slot.collector.log_path());
-                let last: Vec<&str> = tail.lines().rev().take(3).collect();
                 shared.finding(format!(
                     "{} exited by itself ({}); its log ends: {}",
                     slot.name,
                     status.map_or("?".into(), |s| s.to_string()),
-                    last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    log_tail(&slot)
                 ));
                 slot.collector.restart();
                 slot.n_starts += 1;
