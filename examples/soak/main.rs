@@ -274,6 +274,17 @@ fn supports_replicas(urls: &[String], influx_url: &str) -> bool {
     !(status.code() == Some(2) && format!("{stdout}{stderr}").contains("replicas"))
 }
 
+/// Waits (up to 30 s) until a collector serves `/healthz`, which it does only after its
+/// signal handler is in place. A SIGTERM in the milliseconds between exec and that point ends
+/// the process by the signal, before it has pulled anything; a supervisor stops a service
+/// that has started, and so does the soak.
+fn wait_started(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    wait_until(Duration::from_secs(30), || {
+        http_get(&url, &[]).is_ok_and(|r| r.status == 200)
+    });
+}
+
 fn wait_ready(port: u16, timeout: Duration) -> bool {
     let url = format!("http://127.0.0.1:{port}/readyz");
     wait_until(timeout, || {
@@ -515,6 +526,7 @@ fn run(args: &Args) -> Result<bool, String> {
         peaks.push((slot.name.clone(), slot.peak_kib, slot.n_starts));
         let name = slot.name.clone();
         if slot.collector.is_running() {
+            wait_started(slot.http_port);
             slot.collector.terminate();
             match slot.collector.wait_timeout(Duration::from_secs(40)) {
                 Some(status) if status.success() => {}
@@ -1100,6 +1112,7 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
 /// SIGTERM a collector (it must exit 0 within its shutdown timeout and a margin) and start it
 /// again.
 fn terminate_and_restart(shared: &Shared, slot: &mut Slot) -> String {
+    wait_started(slot.http_port);
     slot.note_peak();
     slot.collector.terminate();
     let started = Instant::now();
