@@ -552,20 +552,68 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
 
-    // The exact check.
+    // The exact check, and the report.
     let check = check(args, mix, &shared, &published);
     let mut events = lock(&shared.events).clone();
     events.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     let findings = lock(&shared.findings).clone();
+    let ok =
+        check.problems.is_empty() && findings.is_empty() && published.unacked.is_empty() && drained;
+    let ending = Ending {
+        load_end_s,
+        drained,
+        drain_s,
+        peaks,
+        samples,
+        events,
+        findings,
+    };
+    let out = report(args, mix, &check, &published, &ending, ok, &report_dir);
+    print!("{out}");
+    let _ = std::fs::write(report_dir.join("report.txt"), &out);
+    if !ok {
+        // Keeps every server's and collector's temp dir (and this report) for reading; each
+        // kept path is printed as its owner drops.
+        std::env::set_var("COLLECTOR_TEST_KEEP", "1");
+    }
+    Ok(ok)
+}
+
+/// How the run ended, for the report.
+struct Ending {
+    load_end_s: f64,
+    drained: bool,
+    drain_s: f64,
+    /// (collector, peak RSS KiB, starts).
+    peaks: Vec<(String, u64, u32)>,
+    /// The backlog over time: (seconds, records in the streams).
+    samples: Vec<(f64, u64)>,
+    /// The faults in start order.
+    events: Vec<Event>,
+    findings: Vec<String>,
+}
+
+/// The report: counts, faults, recovery, drain, peak RSS, stream state, findings, every
+/// difference (the first `--max-print` of each kind; all in `differences.txt`), the fault log
+/// and the verdict.
+fn report(
+    args: &Args,
+    mix: Mix,
+    check: &Check,
+    published: &Published,
+    ending: &Ending,
+    ok: bool,
+    report_dir: &TempDir,
+) -> String {
+    let fault_names: Vec<&str> = args.faults.faults.iter().map(|f| f.name()).collect();
     let threshold = (args.rate * 2).max(200);
-    let ends: Vec<f64> = events
+    let ends: Vec<f64> = ending
+        .events
         .iter()
         .filter(|e| Fault::ALL.iter().any(|f| f.name() == e.kind))
         .map(|e| e.end_s)
         .collect();
-    let recoveries = model::recovery_s(&samples, &ends, threshold);
-
-    // The report.
+    let recoveries = model::recovery_s(&ending.samples, &ends, threshold);
     let mut out = String::new();
     let _ = writeln!(out, "\n==== soak report (seed {}) ====", args.seed);
     let _ = writeln!(
@@ -588,7 +636,7 @@ fn run(args: &Args) -> Result<bool, String> {
         check.n_good,
         check.n_poison,
         published.n_resent,
-        (check.n_good + check.n_poison) as f64 / (load_end_s.max(1.0))
+        (check.n_good + check.n_poison) as f64 / (ending.load_end_s.max(1.0))
     );
     let _ = writeln!(
         out,
@@ -602,7 +650,7 @@ fn run(args: &Args) -> Result<bool, String> {
         published.unacked.len()
     );
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &events {
+    for e in &ending.events {
         *by_kind.entry(e.kind.as_str()).or_default() += 1;
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -619,7 +667,8 @@ fn run(args: &Args) -> Result<bool, String> {
         .iter()
         .zip(&recoveries)
         .zip(
-            events
+            ending
+                .events
                 .iter()
                 .filter(|e| Fault::ALL.iter().any(|f| f.name() == e.kind)),
         )
@@ -649,13 +698,13 @@ fn run(args: &Args) -> Result<bool, String> {
     let _ = writeln!(
         out,
         "drain after the load stopped: {}",
-        if drained {
-            format!("{drain_s:.1}s")
+        if ending.drained {
+            format!("{:.1}s", ending.drain_s)
         } else {
             format!("not within {}s", args.drain_timeout_s)
         }
     );
-    for (name, kib, starts) in &peaks {
+    for (name, kib, starts) in &ending.peaks {
         let _ = writeln!(
             out,
             "peak RSS {name}: {:.1} MiB over {starts} start(s) (bound {} MiB)",
@@ -666,11 +715,9 @@ fn run(args: &Args) -> Result<bool, String> {
     for line in &check.state {
         let _ = writeln!(out, "{line}");
     }
-    let ok =
-        check.problems.is_empty() && findings.is_empty() && published.unacked.is_empty() && drained;
-    if !findings.is_empty() {
+    if !ending.findings.is_empty() {
         let _ = writeln!(out, "findings during the run:");
-        for f in &findings {
+        for f in &ending.findings {
             let _ = writeln!(out, "  {f}");
         }
     }
@@ -708,7 +755,7 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     let _ = writeln!(out, "fault log:");
-    for e in &events {
+    for e in &ending.events {
         let _ = writeln!(
             out,
             "  {:7.1}s–{:.1}s {} {} {}",
@@ -716,14 +763,7 @@ fn run(args: &Args) -> Result<bool, String> {
         );
     }
     let _ = writeln!(out, "result: {}", if ok { "PASS" } else { "FAIL" });
-    print!("{out}");
-    let _ = std::fs::write(report_dir.join("report.txt"), &out);
-    if !ok {
-        // Keeps every server's and collector's temp dir (and this report) for reading; each
-        // kept path is printed as its owner drops.
-        std::env::set_var("COLLECTOR_TEST_KEEP", "1");
-    }
-    Ok(ok)
+    out
 }
 
 /// What the publisher knows of record `n`.
