@@ -1256,20 +1256,30 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
         )
     };
 
-    // The records JetStream stored, by number; poison and good.
-    let mut by_seq: HashMap<(usize, u64), u64> = HashMap::new();
+    // The records JetStream stored, poison and good; per measurement (stream sequence, n)
+    // sorted, to find the record of a dead letter (a vector: millions of records in a long run).
+    let mut by_seq: Vec<Vec<(u64, u64)>> = vec![Vec::new(); MEASUREMENTS.len()];
     for (n, s) in sent.iter().enumerate() {
         if s.seq == 0 {
             continue;
         }
         let m = model::measurement_of(args.seed, n as u64);
-        by_seq.insert((m, s.seq), n as u64);
+        by_seq[m].push((s.seq, n as u64));
         if model::kind_of(args.seed, n as u64, mix).is_poison() {
             c.n_poison += 1;
         } else {
             c.n_good += 1;
         }
     }
+    for seqs in &mut by_seq {
+        seqs.sort_unstable();
+    }
+    let record_at = |m: usize, seq: u64| {
+        let seqs = &by_seq[m];
+        seqs.binary_search_by_key(&seq, |&(s, _)| s)
+            .ok()
+            .map(|i| seqs[i].1)
+    };
 
     // InfluxDB: every point, by its number `n`.
     let mut seen_time: Vec<i64> = vec![i64::MIN; sent.len()];
@@ -1404,7 +1414,7 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                     .get("Collector-Sequence")
                     .and_then(|s| s.parse::<u64>().ok());
                 let reason = headers.get("Collector-Error").cloned().unwrap_or_default();
-                let Some(n) = origin.zip(seq).and_then(|key| by_seq.get(&key).copied()) else {
+                let Some(n) = origin.zip(seq).and_then(|(m, seq)| record_at(m, seq)) else {
                     c.n_altered += 1;
                     c.problems.push((
                         "dead letters",
