@@ -23,6 +23,10 @@
 #   --poison P       poison records per thousand (default 20)
 #   --rss-limit MIB  the bound on each collector's peak RSS (default 128)
 #   --drain-timeout  how long to wait for the streams to drain after the load (default 3m)
+#   --max-print N    differences printed per kind (default 40; all go to differences.txt)
+#
+# On failure every server's and collector's temp dir (logs, data) and the report are kept
+# under the system temp dir, their paths printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
