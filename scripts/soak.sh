@@ -8,7 +8,7 @@
 #
 #   scripts/soak.sh [--duration 10m] [--seed N] [--rate R] [--faults LIST]
 #                   [--release | --binary PATH] [--poison PER_MILLE] [--rss-limit MIB]
-#                   [--drain-timeout 3m] [--max-print N]
+#                   [--drain-timeout 3m] [--max-print N] [--plant]
 #
 #   --duration D     how long the load and the faults last (90s, 10m, 1h; default 10m)
 #   --seed N         the seed of the fault schedule and the record mix (default: random,
@@ -24,6 +24,9 @@
 #   --rss-limit MIB  the bound on each collector's peak RSS (default 128)
 #   --drain-timeout  how long to wait for the streams to drain after the load (default 3m)
 #   --max-print N    differences printed per kind (default 40; all go to differences.txt)
+#   --plant          the checker's self-test: after the drain, delete one record's point,
+#                    add a second point for another, alter a third and dead-letter a poison
+#                    record again; the run passes only if the check reports exactly those
 #
 # On failure every server's and collector's temp dir (logs, data) and the report are kept
 # under the system temp dir, their paths printed.

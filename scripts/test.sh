@@ -83,10 +83,13 @@ else
 	timeout --kill-after=30 "$remaining" cargo test --no-fail-fast
 fi
 
-# The chaos soak on the static binary just built: once with a fixed seed, once with a random
-# one (printed in its report, to reproduce a failure).
+# The chaos soak on the static binary just built: once with a fixed seed, with four planted
+# differences its checker must find (--plant: the check can fail), once with a random seed
+# (printed in its report, to reproduce a failure).
 static_bin=target/static/x86_64-unknown-linux-musl/release/collector
 for seed in 14 "$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; do
+	plant=()
+	[ "$seed" = 14 ] && plant=(--plant)
 	remaining=$((BUDGET - SECONDS))
 	if ((remaining < 120)); then
 		echo "test.sh: only ${remaining}s of the ${BUDGET}s budget left for the soak" >&2
@@ -94,5 +97,6 @@ for seed in 14 "$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; do
 	fi
 	step "chaos soak, seed $seed (at most ${remaining}s)"
 	timeout --kill-after=30 "$remaining" bash scripts/soak.sh --binary "$static_bin" \
-		--duration "$SOAK_DURATION" --rate "$SOAK_RATE" --faults "$SOAK_FAULTS" --seed "$seed"
+		--duration "$SOAK_DURATION" --rate "$SOAK_RATE" --faults "$SOAK_FAULTS" --seed "$seed" \
+		${plant[@]+"${plant[@]}"}
 done

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use model::{Fault, FaultSet, Mix, Planned, MEASUREMENTS};
+use model::{Fault, FaultSet, Kind, Mix, Planned, MEASUREMENTS};
 use serde_json::{json, Value};
 use util::{
     connect_options, decode_base64, free_port, http_get, run_to_exit, send_signal, wait_until,
@@ -62,11 +62,13 @@ struct Args {
     rss_limit_mib: u64,
     drain_timeout_s: u64,
     max_print: usize,
+    /// Plant four differences before the check and require it to find exactly them.
+    plant: bool,
 }
 
 fn usage() -> &'static str {
     "usage: soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE] \
-     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N]"
+     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,11 +81,16 @@ fn parse_args() -> Result<Args, String> {
         rss_limit_mib: 128,
         drain_timeout_s: 180,
         max_print: 40,
+        plant: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Err(usage().to_string());
+        }
+        if flag == "--plant" {
+            args.plant = true;
+            continue;
         }
         let value = it
             .next()
@@ -553,12 +560,40 @@ fn run(args: &Args) -> Result<bool, String> {
     }
 
     // The exact check, and the report.
-    let check = check(args, mix, &shared, &published);
+    let planted = if args.plant {
+        plant(args, mix, &shared, &published)
+    } else {
+        Vec::new()
+    };
+    let mut check = check(args, mix, &shared, &published);
+    let mut planted_ok = true;
+    for (category, n) in &planted {
+        let needle = format!("n={n} ");
+        let found = check
+            .problems
+            .iter()
+            .position(|(c, line)| c == category && line.starts_with(&needle));
+        match found {
+            Some(i) => {
+                check.problems.remove(i);
+                check.state.push(format!("planted {category} n={n}: found"));
+            }
+            None => {
+                planted_ok = false;
+                check
+                    .problems
+                    .push(("planted, not found", format!("{category} n={n}")));
+            }
+        }
+    }
     let mut events = lock(&shared.events).clone();
     events.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     let findings = lock(&shared.findings).clone();
-    let ok =
-        check.problems.is_empty() && findings.is_empty() && published.unacked.is_empty() && drained;
+    let ok = planted_ok
+        && check.problems.is_empty()
+        && findings.is_empty()
+        && published.unacked.is_empty()
+        && drained;
     let ending = Ending {
         load_end_s,
         drained,
@@ -577,6 +612,99 @@ fn run(args: &Args) -> Result<bool, String> {
         std::env::set_var("COLLECTOR_TEST_KEEP", "1");
     }
     Ok(ok)
+}
+
+/// The checker's self-test (`--plant`): once the collectors have stopped, plants one
+/// difference of each kind the check counts, and returns (category, record number) for each,
+/// which the check must then report. In InfluxDB: a good record's point deleted (missing),
+/// a second point for another one (duplicated), a field of a third one overwritten (altered);
+/// in the dead letters, a poison record's dead letter published again (dead-lettered twice).
+fn plant(
+    args: &Args,
+    mix: Mix,
+    shared: &Shared,
+    published: &Published,
+) -> Vec<(&'static str, u64)> {
+    let pick = |want: &dyn Fn(Kind) -> bool, skip: usize| {
+        published
+            .sent
+            .iter()
+            .enumerate()
+            .filter(|(n, s)| s.seq != 0 && want(model::kind_of(args.seed, *n as u64, mix)))
+            .map(|(n, _)| n as u64)
+            .nth(skip)
+            .expect("the load has records of every kind")
+    };
+    let record = |n: u64| model::record(args.seed, n, published.sent[n as usize].gen_ns, mix);
+    let line = |r: &model::Record, payload: &[u8], fallback_ns: i64| {
+        let encoder = collector::record::Encoder::new(
+            MEASUREMENTS[r.measurement],
+            collector::record::Unsigned::Refused,
+        )
+        .expect("a valid measurement");
+        let mut out = Vec::new();
+        encoder
+            .encode(payload, fallback_ns, &mut out)
+            .expect("a good record encodes");
+        String::from_utf8(out).expect("line protocol is UTF-8")
+    };
+    let mut planted = Vec::new();
+    let influx = lock(&shared.influx);
+
+    let missing = record(pick(&|k| k == Kind::Nanos, 0));
+    let time = model::expected_time_ns(missing.time.as_deref(), 0, None).expect("a time");
+    influx.exec_in(
+        NAMESPACE,
+        &format!(
+            "DELETE FROM {} WHERE time >= {time} AND time <= {time}",
+            util::quote_ident(MEASUREMENTS[missing.measurement])
+        ),
+    );
+    planted.push(("missing", missing.n));
+
+    let twice = record(pick(&|k| k == Kind::NoTime, 0));
+    let stored = line(
+        &twice,
+        &twice.payload,
+        published.sent[twice.n as usize].gen_ns - 1000,
+    );
+    let reply = influx.write(NAMESPACE, &stored);
+    assert!(reply.status == 204, "planting a duplicate: {}", reply.body);
+    planted.push(("duplicated", twice.n));
+
+    let altered = record(pick(&|k| k == Kind::Nanos, 1));
+    let mut payload: Value = serde_json::from_slice(&altered.payload).expect("JSON");
+    payload["fields"]["msg"] = json!("planted");
+    let changed = line(&altered, payload.to_string().as_bytes(), 0);
+    let reply = influx.write(NAMESPACE, &changed);
+    assert!(
+        reply.status == 204,
+        "planting an alteration: {}",
+        reply.body
+    );
+    planted.push(("altered", altered.n));
+    drop(influx);
+
+    let poison = record(pick(&|k| k.is_poison(), 0));
+    let transfer = shared.transfer();
+    let mut headers = nats::HeaderMap::new();
+    headers.insert("Collector-Stream", stream_name(poison.measurement));
+    headers.insert(
+        "Collector-Sequence",
+        published.sent[poison.n as usize].seq.to_string(),
+    );
+    headers.insert("Collector-Error", "planted copy: json fields type conflict");
+    let subject = format!("{NAMESPACE}.dlq.{}", MEASUREMENTS[poison.measurement]);
+    let ack = transfer.connection().request_with_headers_or_timeout(
+        &subject,
+        Some(&headers),
+        Some(Duration::from_secs(10)),
+        &poison.payload,
+    );
+    assert!(ack.is_ok(), "planting a dead letter: {ack:?}");
+    planted.push(("dead-lettered twice", poison.n));
+    println!("soak: planted {planted:?}");
+    planted
 }
 
 /// How the run ended, for the report.

@@ -248,7 +248,17 @@ bind-address = "127.0.0.1:{rpc}"
     /// A statement that changes something (`POST /query`): CREATE, DROP, ...
     /// Panics unless the answer is 200 without a statement error.
     pub fn exec(&self, influxql: &str) -> Value {
-        let query = self.with_auth(vec![("q", influxql)]);
+        self.exec_in("", influxql)
+    }
+
+    /// [`Influx::exec`] on database `db` (for statements such as DELETE, which name no
+    /// database themselves); `""` for none.
+    pub fn exec_in(&self, db: &str, influxql: &str) -> Value {
+        let mut query = vec![("q", influxql)];
+        if !db.is_empty() {
+            query.push(("db", db));
+        }
+        let query = self.with_auth(query);
         let reply = self
             .post(&format!("{}/query", self.url()), &query, b"")
             .unwrap_or_else(|e| panic!("influx exec {influxql:?}: {e}"));
