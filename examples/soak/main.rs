@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE]
-//!      [--rss-limit MIB] [--drain-timeout 3m] [--max-print N]
+//!      [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant]
 //! ```
 //!
 //! Starts on loopback, with the test harness (`tests/util`), a 3-node NATS cluster, InfluxDB
@@ -14,7 +14,8 @@
 //! InfluxDB once with its tags, fields and time; every poison record in `soak:dlq` once with
 //! its reason; streams and consumers empty; peak RSS under the bound; a clean exit on
 //! SIGTERM. Exit code 0 when all holds, 1 otherwise (each difference is printed with the
-//! faults around it), 2 for a bad command line.
+//! faults around it), 2 for a bad command line. `--plant` is the checker's self-test: four
+//! differences planted after the drain must be reported, and nothing else.
 #![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
 
 #[path = "../../tests/util/mod.rs"]
