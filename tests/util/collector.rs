@@ -6,12 +6,22 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
-/// The binary Cargo built for these tests.
+/// The binary to run: `COLLECTOR_BIN` when set (the soak driver in `examples/soak`, which
+/// Cargo gives no binary path, runs a debug, release or static build named by its script),
+/// else the one Cargo built for these tests.
 pub fn collector_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_collector")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("COLLECTOR_BIN") {
+        Ok(bin) if !bin.is_empty() => bin,
+        _ => match option_env!("CARGO_BIN_EXE_collector") {
+            Some(bin) => bin.to_string(),
+            None => panic!("set COLLECTOR_BIN to the collector binary (no Cargo test binary here)"),
+        },
+    })
 }
 
 /// A running `collector --config <file>`, with stdout and stderr appended to a
@@ -37,24 +47,7 @@ impl Collector {
         let config = dir.join("config.yml");
         fs::write(&config, config_yaml).expect("cannot write the collector config");
         let log = dir.join("collector.log");
-        let open = || {
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("cannot open the collector log")
-        };
-        let child = Command::new(collector_bin())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(open())
-            .stderr(open())
-            .spawn()
-            .expect("cannot start the collector binary");
+        let child = spawn_collector(&config, &log, args, envs);
         Collector {
             child,
             status: None,
@@ -62,6 +55,34 @@ impl Collector {
             config,
             log,
         }
+    }
+
+    /// Starts the collector again on the same configuration file, its output appended to the
+    /// same log, once the previous process has exited (it is killed first if it still runs).
+    pub fn restart(&mut self) {
+        if self.running() {
+            self.kill9();
+        }
+        self.child = spawn_collector(&self.config, &self.log, &[], &[]);
+        self.status = None;
+    }
+
+    /// The process's peak resident set size (`VmHWM` in `/proc/<pid>/status`) in KiB, while
+    /// it runs; `None` once it has exited.
+    pub fn peak_rss_kib(&mut self) -> Option<u64> {
+        if !self.running() {
+            return None;
+        }
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    /// The log file (stdout and stderr of every start).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     pub fn pid(&self) -> u32 {
@@ -141,6 +162,28 @@ impl Drop for Collector {
             );
         }
     }
+}
+
+/// Spawns `collector --config <config> args...` with stdout and stderr appended to `log`.
+fn spawn_collector(config: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("cannot open the collector log")
+    };
+    Command::new(collector_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(open())
+        .stderr(open())
+        .spawn()
+        .expect("cannot start the collector binary")
 }
 
 /// Runs the collector once to its exit: `collector [--config <file>] args...`

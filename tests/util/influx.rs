@@ -248,7 +248,17 @@ bind-address = "127.0.0.1:{rpc}"
     /// A statement that changes something (`POST /query`): CREATE, DROP, ...
     /// Panics unless the answer is 200 without a statement error.
     pub fn exec(&self, influxql: &str) -> Value {
-        let query = self.with_auth(vec![("q", influxql)]);
+        self.exec_in("", influxql)
+    }
+
+    /// [`Influx::exec`] on database `db` (for statements such as DELETE, which name no
+    /// database themselves); `""` for none.
+    pub fn exec_in(&self, db: &str, influxql: &str) -> Value {
+        let mut query = vec![("q", influxql)];
+        if !db.is_empty() {
+            query.push(("db", db));
+        }
+        let query = self.with_auth(query);
         let reply = self
             .post(&format!("{}/query", self.url()), &query, b"")
             .unwrap_or_else(|e| panic!("influx exec {influxql:?}: {e}"));
@@ -318,6 +328,22 @@ bind-address = "127.0.0.1:{rpc}"
     /// check types.
     pub fn points(&self, db: &str, measurement: &str) -> Vec<Map<String, Value>> {
         self.rows(db, &format!("SELECT * FROM {}", quote_ident(measurement)))
+    }
+
+    /// One page of the points of `measurement`, oldest first (`SELECT * ... LIMIT OFFSET`), for
+    /// measurements too large to read in one answer.
+    pub fn points_page(
+        &self,
+        db: &str,
+        measurement: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Vec<Map<String, Value>> {
+        let q = format!(
+            "SELECT * FROM {} LIMIT {limit} OFFSET {offset}",
+            quote_ident(measurement)
+        );
+        self.rows(db, &q)
     }
 
     /// Number of points in `measurement`.

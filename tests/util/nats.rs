@@ -363,6 +363,16 @@ impl NatsCluster {
         !self.exited(i)
     }
 
+    /// The process id of node `i` while it runs (to freeze it with SIGSTOP).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// Number of nodes.
+    pub fn n_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// `kill -9` node `i`.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
