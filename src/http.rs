@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::Receiver;
 
 use crate::error::{Error, Result};
-use crate::stats::{HistogramSnapshot, Stats, NATS_CONNECTED};
+use crate::stats::{unix_ms, HistogramSnapshot, Stats, NATS_CONNECTED};
 use crate::worker::Chunk;
 
 /// What the `http` thread reads.
@@ -130,6 +130,7 @@ fn answer(method: &tiny_http::Method, url: &str, sources: &Sources) -> (u16, &'s
                 influx_up: sources.stats.influx_check(now).is_ok(),
                 ready: sources.stats.readiness(now).is_ok(),
                 namespace: &sources.namespace,
+                now_unix_ms: unix_ms(SystemTime::now()),
             };
             (200, METRICS, render_metrics(&sources.stats, &gauges))
         }
@@ -153,6 +154,8 @@ pub struct Gauges<'a> {
     pub influx_up: bool,
     pub ready: bool,
     pub namespace: &'a str,
+    /// The wall clock, for the age of the oldest waiting record.
+    pub now_unix_ms: u64,
 }
 
 /// The Prometheus text format (0.0.4) of every metric.
@@ -226,6 +229,46 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
         "Records received from JetStream, per measurement.",
         &per_measurement,
     );
+    // Lag per measurement. With several collectors on a namespace each reports what it
+    // knows; dashboards and alerts take the max by measurement.
+    let lag = stats.lag(gauges.now_unix_ms);
+    let label = |name: &str| format!("measurement=\"{}\"", escape_label(name));
+    let pending: Vec<(String, String)> = lag
+        .iter()
+        .map(|(name, lag)| (label(name), lag.pending.to_string()))
+        .collect();
+    let oldest: Vec<(String, String)> = lag
+        .iter()
+        .map(|(name, lag)| (label(name), lag.oldest_age_seconds.to_string()))
+        .collect();
+    let last_write: Vec<(String, String)> = lag
+        .iter()
+        .filter_map(|(name, lag)| Some((label(name), lag.last_write_seconds?.to_string())))
+        .collect();
+    let families: [(&str, &str, &[(String, String)]); 3] = [
+        (
+            "collector_measurement_pending",
+            "Records waiting in the measurement's stream for delivery, as the latest delivery or consumer info said.",
+            &pending,
+        ),
+        (
+            "collector_measurement_oldest_age_seconds",
+            "Age of the oldest record in the measurement's stream, that is not yet written; 0 when it is empty.",
+            &oldest,
+        ),
+        (
+            "collector_measurement_last_write_timestamp_seconds",
+            "When this collector last stored records of the measurement, in seconds since the epoch.",
+            &last_write,
+        ),
+    ];
+    for (name, help, samples) in families {
+        let samples: Vec<(&str, String)> = samples
+            .iter()
+            .map(|(labels, value)| (labels.as_str(), value.clone()))
+            .collect();
+        metric(&mut out, name, "gauge", help, &samples);
+    }
     let gauge_values: [(&str, &str, u64); 6] = [
         (
             "collector_records_held",
@@ -324,6 +367,7 @@ mod tests {
             influx_up: false,
             ready: false,
             namespace: "beta",
+            now_unix_ms: 1_700_000_010_000,
         }
     }
 
@@ -339,7 +383,11 @@ mod tests {
         let stats = Stats::default();
         Stats::add(&stats.fetched, 7);
         Stats::add(&stats.written, 5);
-        Stats::add(&stats.measurement_counter("access"), 7);
+        Stats::add(&stats.measurement("access").fetched, 7);
+        let audit = stats.measurement("audit");
+        audit.set_pulled(true);
+        audit.refreshed(12, Some(1_700_000_000_000_000_000));
+        stats.written(["beta.logs.audit"].into_iter(), 1_700_000_009_500);
         stats.hold(2);
         stats.batch_lines.observe(5);
         stats.write_micros.observe_micros(Duration::from_millis(3));
@@ -355,6 +403,18 @@ mod tests {
             Some("7")
         );
         assert_eq!(sample(&text, "collector_records_held"), Some("2"));
+        // Lag only for measurements pulled now; "access" is counted but not pulled.
+        let audit = |name: &str| sample(&text, &format!("{name}{{measurement=\"audit\"}}"));
+        assert_eq!(audit("collector_measurement_pending"), Some("12"));
+        assert_eq!(
+            audit("collector_measurement_oldest_age_seconds"),
+            Some("10")
+        );
+        assert_eq!(
+            audit("collector_measurement_last_write_timestamp_seconds"),
+            Some("1700000009.5")
+        );
+        assert!(!text.contains("collector_measurement_pending{measurement=\"access\"}"));
         assert_eq!(sample(&text, "collector_writer_backlog_chunks"), Some("2"));
         assert_eq!(sample(&text, "collector_nats_connected"), Some("1"));
         assert_eq!(sample(&text, "collector_influxdb_up"), Some("0"));

@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{self, Receiver};
 
@@ -24,7 +24,7 @@ use crate::batch::{Batch, Flush, Limits};
 use crate::influx::{Influx, WriteError};
 use crate::jetstream::{self, Ack, Connection};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::stats::{unix_ms, Stats};
 use crate::worker::{Chunk, Held};
 
 /// Backoff for passing failures: from `FIRST_BACKOFF`, doubling, up to `MAX_BACKOFF`.
@@ -227,6 +227,12 @@ impl Running {
                         let _ = jetstream::ack(&held.message, Ack::Done);
                     }
                     Stats::add(&self.writer.stats.written, range.len() as u64);
+                    self.writer.stats.written(
+                        self.batch.lines.items()[range.clone()]
+                            .iter()
+                            .map(|held| held.message.subject.as_str()),
+                        unix_ms(SystemTime::now()),
+                    );
                     self.writer.stats.hold(-(range.len() as i64));
                     self.settled = range.end;
                     return Ok(());
