@@ -33,6 +33,17 @@ impl Collector {
     /// Like [`Collector::start`], with extra arguments after `--config <file>`
     /// and extra environment variables (for secrets from the environment).
     pub fn start_with(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Collector {
+        Collector::start_binary(Path::new(collector_bin()), config_yaml, args, envs)
+    }
+
+    /// Like [`Collector::start_with`], running `binary` (an installed or static build)
+    /// instead of the one Cargo built for the tests.
+    pub fn start_binary(
+        binary: &Path,
+        config_yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Collector {
         let dir = TempDir::new("collector");
         let config = dir.join("config.yml");
         fs::write(&config, config_yaml).expect("cannot write the collector config");
@@ -44,7 +55,7 @@ impl Collector {
                 .open(&log)
                 .expect("cannot open the collector log")
         };
-        let child = Command::new(collector_bin())
+        let child = Command::new(binary)
             .arg("--config")
             .arg(&config)
             .args(args)
