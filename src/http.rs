@@ -131,6 +131,7 @@ fn answer(method: &tiny_http::Method, url: &str, sources: &Sources) -> (u16, &'s
                 ready: sources.stats.readiness(now).is_ok(),
                 namespace: &sources.namespace,
                 now_unix_ms: unix_ms(SystemTime::now()),
+                resident_bytes: resident_bytes(),
             };
             (200, METRICS, render_metrics(&sources.stats, &gauges))
         }
@@ -156,6 +157,22 @@ pub struct Gauges<'a> {
     pub namespace: &'a str,
     /// The wall clock, for the age of the oldest waiting record.
     pub now_unix_ms: u64,
+    /// The process's resident memory, when the system says (Linux's `/proc`).
+    pub resident_bytes: Option<u64>,
+}
+
+/// The resident set size from `/proc/self/status` (`VmRSS: <n> kB`); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// The Prometheus text format (0.0.4) of every metric.
@@ -304,6 +321,16 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     for (name, help, value) in gauge_values {
         metric(&mut out, name, "gauge", help, &[("", value.to_string())]);
     }
+    if let Some(bytes) = gauges.resident_bytes {
+        // The name every Prometheus client library uses, so standard dashboards find it.
+        metric(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &[("", bytes.to_string())],
+        );
+    }
     histogram(
         &mut out,
         "collector_batch_lines",
@@ -368,6 +395,7 @@ mod tests {
             ready: false,
             namespace: "beta",
             now_unix_ms: 1_700_000_010_000,
+            resident_bytes: Some(20 << 20),
         }
     }
 
@@ -458,6 +486,10 @@ mod tests {
             Some("1")
         );
         assert!(text.contains("collector_info{version=\""));
+        assert_eq!(
+            sample(&text, "process_resident_memory_bytes"),
+            Some("20971520")
+        );
     }
 
     #[test]
