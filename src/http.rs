@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam::channel::Receiver;
 
 use crate::error::{Error, Result};
-use crate::stats::{unix_ms, HistogramSnapshot, Stats, NATS_CONNECTED};
+use crate::stats::{unix_ms, HistogramSnapshot, Lag, Stats, NATS_CONNECTED};
 use crate::worker::Chunk;
 
 /// What the `http` thread reads.
@@ -249,43 +249,37 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     // Lag per measurement. With several collectors on a namespace each reports what it
     // knows; dashboards and alerts take the max by measurement.
     let lag = stats.lag(gauges.now_unix_ms);
-    let label = |name: &str| format!("measurement=\"{}\"", escape_label(name));
-    let pending: Vec<(String, String)> = lag
+    let labels: Vec<String> = lag
         .iter()
-        .map(|(name, lag)| (label(name), lag.pending.to_string()))
+        .map(|(name, _)| format!("measurement=\"{}\"", escape_label(name)))
         .collect();
-    let oldest: Vec<(String, String)> = lag
-        .iter()
-        .map(|(name, lag)| (label(name), lag.oldest_age_seconds.to_string()))
-        .collect();
-    let last_write: Vec<(String, String)> = lag
-        .iter()
-        .filter_map(|(name, lag)| Some((label(name), lag.last_write_seconds?.to_string())))
-        .collect();
-    let families: [(&str, &str, &[(String, String)]); 3] = [
-        (
-            "collector_measurement_pending",
-            "Records waiting in the measurement's stream for delivery, as the latest delivery or consumer info said.",
-            &pending,
-        ),
-        (
-            "collector_measurement_oldest_age_seconds",
-            "Age of the oldest record in the measurement's stream, that is not yet written; 0 when it is empty.",
-            &oldest,
-        ),
-        (
-            "collector_measurement_last_write_timestamp_seconds",
-            "When this collector last stored records of the measurement, in seconds since the epoch.",
-            &last_write,
-        ),
-    ];
-    for (name, help, samples) in families {
-        let samples: Vec<(&str, String)> = samples
+    // One family: the value `f` gives each measurement, `None` leaving it out.
+    let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Lag) -> Option<String>| {
+        let samples: Vec<(&str, String)> = labels
             .iter()
-            .map(|(labels, value)| (labels.as_str(), value.clone()))
+            .zip(&lag)
+            .filter_map(|(labels, (_, lag))| Some((labels.as_str(), f(lag)?)))
             .collect();
-        metric(&mut out, name, "gauge", help, &samples);
-    }
+        metric(out, name, "gauge", help, &samples);
+    };
+    family(
+        &mut out,
+        "collector_measurement_pending",
+        "Records waiting in the measurement's stream for delivery, as the latest delivery or consumer info said.",
+        &|lag| Some(lag.pending.to_string()),
+    );
+    family(
+        &mut out,
+        "collector_measurement_oldest_age_seconds",
+        "Age of the oldest record in the measurement's stream, that is not yet written; 0 when it is empty.",
+        &|lag| Some(lag.oldest_age_seconds.to_string()),
+    );
+    family(
+        &mut out,
+        "collector_measurement_last_write_timestamp_seconds",
+        "When this collector last stored records of the measurement, in seconds since the epoch.",
+        &|lag| Some(lag.last_write_seconds?.to_string()),
+    );
     let gauge_values: [(&str, &str, u64); 6] = [
         (
             "collector_records_held",
