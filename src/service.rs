@@ -381,7 +381,9 @@ impl Poller<'_> {
     /// keep their last values meanwhile.
     fn refresh_lag(&mut self, now: Instant) {
         let every = (self.config.poll_interval * LAG_REFRESH_POLLS).min(LAG_REFRESH_MAX);
-        if self.lag_refreshed.is_some_and(|at| now < at + every) {
+        // Without a connection each request would wait for its timeout, holding up the poll
+        // loop (and a signal's answer) for nothing.
+        if self.lag_refreshed.is_some_and(|at| now < at + every) || !Stats::is(&NATS_CONNECTED) {
             return;
         }
         self.lag_refreshed = Some(now);
@@ -402,7 +404,17 @@ impl Poller<'_> {
                     consumer.num_pending,
                     state.as_ref().and_then(|s| s.oldest_ns()),
                 ),
-                Err(e) => log::debug!("measurement {name}: cannot read its lag: {e}"),
+                // An answer that is an error concerns this measurement only (its consumer
+                // being re-created, say).
+                Err(e @ Error::JetStream { .. }) => {
+                    log::debug!("measurement {name}: cannot read its lag: {e}");
+                }
+                // No answer at all: the next requests would most likely wait as long; the
+                // next round tries again.
+                Err(e) => {
+                    log::debug!("measurement {name}: cannot read its lag: {e}");
+                    break;
+                }
             }
         }
     }
