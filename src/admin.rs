@@ -94,6 +94,14 @@ struct StreamRow {
 
 fn streams_list(config: &Config, js: &JetStream, format: Format) -> Result<ExitCode> {
     let bucket = bucket_name(&config.namespace);
+    let now_ns = crate::stats::unix_ms(std::time::SystemTime::now()) as i64 * 1_000_000;
+    // The age of a stream's oldest record, the one the collectors write next: the same lag
+    // as `collector_measurement_oldest_age_seconds`.
+    let oldest_age = |state: &jetstream::StreamState| -> u64 {
+        state.oldest_ns().map_or(0, |oldest| {
+            (now_ns.saturating_sub(oldest).max(0) / 1_000_000_000) as u64
+        })
+    };
     let mut rows = Vec::new();
     for entry in js.bucket_entries(&bucket)? {
         let Some(value) = &entry.value else { continue };
@@ -131,6 +139,7 @@ fn streams_list(config: &Config, js: &JetStream, format: Format) -> Result<ExitC
                         "stream": row.stream.as_ref().map(|s| json!({
                             "name": stream_name(&config.namespace, &row.measurement),
                             "messages": s.messages,
+                            "oldest_age_seconds": oldest_age(s),
                         })),
                         "consumer": row.consumer.as_ref().map(|c| json!({
                             "name": jetstream::DURABLE,
@@ -170,6 +179,9 @@ fn streams_list(config: &Config, js: &JetStream, format: Format) -> Result<ExitC
                         consumer(|c| c.num_pending),
                         consumer(|c| c.num_ack_pending),
                         consumer(|c| c.num_redelivered),
+                        row.stream
+                            .as_ref()
+                            .map_or_else(dash, |s| age(oldest_age(s))),
                     ]
                 })
                 .collect();
@@ -182,9 +194,10 @@ fn streams_list(config: &Config, js: &JetStream, format: Format) -> Result<ExitC
                         "MESSAGES",
                         "PENDING",
                         "ACK PENDING",
-                        "REDELIVERED"
+                        "REDELIVERED",
+                        "OLDEST"
                     ],
-                    &[false, false, true, true, true, true],
+                    &[false, false, true, true, true, true, true],
                     &cells,
                 )
             );
@@ -801,6 +814,23 @@ fn one_line(text: &str, max: usize) -> String {
     cut
 }
 
+/// A duration for a table cell, in its two largest units: `0s`, `59s`, `1m05s`, `2h00m`,
+/// `3d04h`.
+fn age(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
 /// An aligned table: columns separated by two spaces, `right[i]` aligns column `i` right.
 fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -849,6 +879,21 @@ mod tests {
              e                    12345\n"
         );
         assert_eq!(table(&["A", "B"], &[false, false], &[]), "A  B\n");
+    }
+
+    #[test]
+    fn ages_show_two_units() {
+        for (seconds, expected) in [
+            (0, "0s"),
+            (59, "59s"),
+            (65, "1m05s"),
+            (3_599, "59m59s"),
+            (7_200, "2h00m"),
+            (86_399, "23h59m"),
+            (273_600, "3d04h"),
+        ] {
+            assert_eq!(age(seconds), expected, "{seconds}");
+        }
     }
 
     #[test]

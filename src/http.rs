@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::Receiver;
 
 use crate::error::{Error, Result};
-use crate::stats::{HistogramSnapshot, Stats, NATS_CONNECTED};
+use crate::stats::{unix_ms, HistogramSnapshot, Lag, Stats, NATS_CONNECTED};
 use crate::worker::Chunk;
 
 /// What the `http` thread reads.
@@ -130,6 +130,8 @@ fn answer(method: &tiny_http::Method, url: &str, sources: &Sources) -> (u16, &'s
                 influx_up: sources.stats.influx_check(now).is_ok(),
                 ready: sources.stats.readiness(now).is_ok(),
                 namespace: &sources.namespace,
+                now_unix_ms: unix_ms(SystemTime::now()),
+                resident_bytes: resident_bytes(),
             };
             (200, METRICS, render_metrics(&sources.stats, &gauges))
         }
@@ -153,6 +155,24 @@ pub struct Gauges<'a> {
     pub influx_up: bool,
     pub ready: bool,
     pub namespace: &'a str,
+    /// The wall clock, for the age of the oldest waiting record.
+    pub now_unix_ms: u64,
+    /// The process's resident memory, when the system says (Linux's `/proc`).
+    pub resident_bytes: Option<u64>,
+}
+
+/// The resident set size from `/proc/self/status` (`VmRSS: <n> kB`); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// The Prometheus text format (0.0.4) of every metric.
@@ -232,6 +252,40 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
             .collect();
         metric(&mut out, name, "counter", help, &per_measurement);
     }
+    // Lag per measurement. With several collectors on a namespace each reports what it
+    // knows; dashboards and alerts take the max by measurement.
+    let lag = stats.lag(gauges.now_unix_ms);
+    let labels: Vec<String> = lag
+        .iter()
+        .map(|(name, _)| format!("measurement=\"{}\"", escape_label(name)))
+        .collect();
+    // One family: the value `f` gives each measurement, `None` leaving it out.
+    let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Lag) -> Option<String>| {
+        let samples: Vec<(&str, String)> = labels
+            .iter()
+            .zip(&lag)
+            .filter_map(|(labels, (_, lag))| Some((labels.as_str(), f(lag)?)))
+            .collect();
+        metric(out, name, "gauge", help, &samples);
+    };
+    family(
+        &mut out,
+        "collector_measurement_pending",
+        "Records waiting in the measurement's stream for delivery, as the latest delivery or consumer info said.",
+        &|lag| Some(lag.pending.to_string()),
+    );
+    family(
+        &mut out,
+        "collector_measurement_oldest_age_seconds",
+        "Age of the oldest record in the measurement's stream, that is not yet written; 0 when it is empty.",
+        &|lag| Some(lag.oldest_age_seconds.to_string()),
+    );
+    family(
+        &mut out,
+        "collector_measurement_last_write_timestamp_seconds",
+        "When this collector last stored records of the measurement, in seconds since the epoch.",
+        &|lag| Some(lag.last_write_seconds?.to_string()),
+    );
     let gauge_values: [(&str, &str, u64); 6] = [
         (
             "collector_records_held",
@@ -266,6 +320,16 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     ];
     for (name, help, value) in gauge_values {
         metric(&mut out, name, "gauge", help, &[("", value.to_string())]);
+    }
+    if let Some(bytes) = gauges.resident_bytes {
+        // The name every Prometheus client library uses, so standard dashboards find it.
+        metric(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &[("", bytes.to_string())],
+        );
     }
     histogram(
         &mut out,
@@ -330,6 +394,8 @@ mod tests {
             influx_up: false,
             ready: false,
             namespace: "beta",
+            now_unix_ms: 1_700_000_010_000,
+            resident_bytes: Some(20 << 20),
         }
     }
 
@@ -345,7 +411,11 @@ mod tests {
         let stats = Stats::default();
         Stats::add(&stats.fetched, 7);
         Stats::add(&stats.written, 5);
-        Stats::add(&stats.measurement_counter("access"), 7);
+        Stats::add(&stats.measurement("access").fetched, 7);
+        let audit = stats.measurement("audit");
+        audit.set_pulled(true);
+        audit.refreshed(12, Some(1_700_000_000_000_000_000));
+        stats.written(["beta.logs.audit"].into_iter(), 1_700_000_009_500);
         stats.hold(2);
         stats.batch_lines.observe(5);
         stats.write_micros.observe_micros(Duration::from_millis(3));
@@ -361,6 +431,18 @@ mod tests {
             Some("7")
         );
         assert_eq!(sample(&text, "collector_records_held"), Some("2"));
+        // Lag only for measurements pulled now; "access" is counted but not pulled.
+        let audit = |name: &str| sample(&text, &format!("{name}{{measurement=\"audit\"}}"));
+        assert_eq!(audit("collector_measurement_pending"), Some("12"));
+        assert_eq!(
+            audit("collector_measurement_oldest_age_seconds"),
+            Some("10")
+        );
+        assert_eq!(
+            audit("collector_measurement_last_write_timestamp_seconds"),
+            Some("1700000009.5")
+        );
+        assert!(!text.contains("collector_measurement_pending{measurement=\"access\"}"));
         assert_eq!(sample(&text, "collector_writer_backlog_chunks"), Some("2"));
         assert_eq!(sample(&text, "collector_nats_connected"), Some("1"));
         assert_eq!(sample(&text, "collector_influxdb_up"), Some("0"));
@@ -404,6 +486,10 @@ mod tests {
             Some("1")
         );
         assert!(text.contains("collector_info{version=\""));
+        assert_eq!(
+            sample(&text, "process_resident_memory_bytes"),
+            Some("20971520")
+        );
     }
 
     #[test]

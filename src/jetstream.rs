@@ -169,9 +169,25 @@ pub struct StreamState {
     pub last_seq: u64,
     #[serde(default)]
     pub consumer_count: u64,
+    /// When the oldest record in the stream was stored (RFC 3339); meaningless when the
+    /// stream is empty.
+    #[serde(default)]
+    pub first_ts: Option<String>,
     /// Subjects with their message counts, present only when asked for with a filter.
     #[serde(default)]
     pub subjects: Option<std::collections::HashMap<String, u64>>,
+}
+
+impl StreamState {
+    /// When the oldest record in the stream was stored, in nanoseconds since the epoch;
+    /// `None` when the stream is empty. In a work-queue stream a stored record is removed,
+    /// so this is the oldest record not yet written.
+    pub fn oldest_ns(&self) -> Option<i64> {
+        if self.messages == 0 {
+            return None;
+        }
+        crate::record::parse_rfc3339_ns(self.first_ts.as_deref()?).ok()
+    }
 }
 
 /// The parts of a consumer's info the collector reads.

@@ -203,6 +203,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         failing: false,
         first: true,
         stats: &stats,
+        lag_refreshed: None,
     };
     loop {
         poller.poll();
@@ -350,7 +351,15 @@ struct Poller<'a> {
     failing: bool,
     first: bool,
     stats: &'a Stats,
+    /// When the lag of every measurement was last read from JetStream.
+    lag_refreshed: Option<Instant>,
 }
+
+/// The lag of every measurement is read from JetStream every this many polls (and at most
+/// every [`LAG_REFRESH_MAX`]): deliveries keep it current while records flow, this catches
+/// the idle ones and those another collector drains, at two requests per measurement.
+const LAG_REFRESH_POLLS: u32 = 5;
+const LAG_REFRESH_MAX: Duration = Duration::from_secs(30);
 
 impl Poller<'_> {
     fn poll(&mut self) {
@@ -368,6 +377,7 @@ impl Poller<'_> {
                 }
             }
         }
+        self.refresh_lag(Instant::now());
         let unready: Vec<String> = self.unready.iter().cloned().collect();
         for name in unready {
             let Some(measurement) = self
@@ -416,6 +426,7 @@ impl Poller<'_> {
         }
         for name in &changes.removed {
             self.unready.remove(name);
+            self.stats.measurement(name).set_pulled(false);
             if let Some(worker) = self.assignment.remove(name) {
                 let _ = self.controls[worker].send(Control::Remove(name.clone()));
             }
@@ -444,6 +455,49 @@ impl Poller<'_> {
         Ok(())
     }
 
+    /// Reads each pulled measurement's waiting records and oldest record from its consumer
+    /// and stream info, every few polls. A failure is left for the next round: the gauges
+    /// keep their last values meanwhile.
+    fn refresh_lag(&mut self, now: Instant) {
+        let every = (self.config.poll_interval * LAG_REFRESH_POLLS).min(LAG_REFRESH_MAX);
+        // Without a connection each request would wait for its timeout, holding up the poll
+        // loop (and a signal's answer) for nothing.
+        if self.lag_refreshed.is_some_and(|at| now < at + every) || !Stats::is(&NATS_CONNECTED) {
+            return;
+        }
+        self.lag_refreshed = Some(now);
+        let names: Vec<String> = self
+            .catalog
+            .measurements()
+            .filter(|m| !self.unready.contains(&m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        for name in names {
+            let stream = jetstream::stream_name(&self.config.namespace, &name);
+            let read = self.js.consumer_state(&stream).and_then(|consumer| {
+                let state = self.js.stream_state(&stream, None)?;
+                Ok((consumer, state))
+            });
+            match read {
+                Ok((consumer, state)) => self.stats.measurement(&name).refreshed(
+                    consumer.num_pending,
+                    state.as_ref().and_then(|s| s.oldest_ns()),
+                ),
+                // An answer that is an error concerns this measurement only (its consumer
+                // being re-created, say).
+                Err(e @ Error::JetStream { .. }) => {
+                    log::debug!("measurement {name}: cannot read its lag: {e}");
+                }
+                // No answer at all: the next requests would most likely wait as long; the
+                // next round tries again.
+                Err(e) => {
+                    log::debug!("measurement {name}: cannot read its lag: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Ensures a measurement's stream and consumer, then assigns it to a worker.
     fn start(&mut self, measurement: &Measurement) {
         let namespace = &self.config.namespace;
@@ -467,6 +521,7 @@ impl Poller<'_> {
             return;
         }
         self.unready.remove(&measurement.name);
+        self.stats.measurement(&measurement.name).set_pulled(true);
         let worker = self.assignment.add(&measurement.name);
         let _ = self.controls[worker].send(Control::Add(measurement.clone()));
         log::info!(

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Whether this process's NATS connection is up. Set by the connection's disconnect and
 /// reconnect callbacks (`jetstream::connect`) and once the first connect succeeded; read by
@@ -63,8 +63,8 @@ pub struct Stats {
     /// The reason of the last write that stored nothing, for the history a dead letter
     /// carries when a record was delivered too often.
     last_write_failure: Mutex<Option<String>>,
-    /// Records fetched per measurement; a counter is created when a worker starts pulling it.
-    by_measurement: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Counters and lag per measurement; created when a worker starts pulling it.
+    by_measurement: Mutex<BTreeMap<String, Arc<MeasurementStats>>>,
     /// Field values converted to the type InfluxDB stores (`crate::schema`), per measurement.
     conversions: Mutex<BTreeMap<String, u64>>,
 }
@@ -131,9 +131,9 @@ impl Stats {
         flag.load(Ordering::Relaxed)
     }
 
-    /// The fetched-records counter of `measurement`, created on first use; a worker keeps it
-    /// while it pulls the measurement, so counting a record takes no lock.
-    pub fn measurement_counter(&self, measurement: &str) -> Arc<AtomicU64> {
+    /// The counters of `measurement`, created on first use; a worker keeps them while it
+    /// pulls the measurement, so counting a record takes no lock.
+    pub fn measurement(&self, measurement: &str) -> Arc<MeasurementStats> {
         lock(&self.by_measurement)
             .entry(measurement.to_string())
             .or_default()
@@ -144,7 +144,7 @@ impl Stats {
     pub fn by_measurement(&self) -> Vec<(String, u64)> {
         lock(&self.by_measurement)
             .iter()
-            .map(|(name, n)| (name.clone(), n.load(Ordering::Relaxed)))
+            .map(|(name, m)| (name.clone(), m.fetched.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -161,6 +161,34 @@ impl Stats {
             .iter()
             .map(|(name, n)| (name.clone(), *n))
             .collect()
+    }
+
+    /// The lag of every measurement pulled now (see [`MeasurementStats`]), at `now_unix_ms`.
+    pub fn lag(&self, now_unix_ms: u64) -> Vec<(String, Lag)> {
+        lock(&self.by_measurement)
+            .iter()
+            .filter(|(_, m)| m.pulled.load(Ordering::Relaxed))
+            .map(|(name, m)| (name.clone(), m.lag(now_unix_ms)))
+            .collect()
+    }
+
+    /// Notes that the records of `subjects` (`<ns>.logs.<measurement>`, in any order, runs of
+    /// one measurement usually together) were stored at `at_unix_ms`. Called once per
+    /// successful write; takes the lock once.
+    pub fn written<'a>(&self, subjects: impl Iterator<Item = &'a str>, at_unix_ms: u64) {
+        let mut names: Vec<&str> = Vec::new();
+        for subject in subjects {
+            let name = subject.rsplit('.').next().unwrap_or("");
+            if names.last() != Some(&name) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let map = lock(&self.by_measurement);
+        for name in names {
+            if let Some(m) = map.get(name) {
+                m.last_write_ms.store(at_unix_ms, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Records the answer to a write request: `Ok` when InfluxDB answered at all in a way
@@ -212,6 +240,83 @@ impl Stats {
         self.influx_check(now)
             .map_err(|problem| format!("influxdb: {problem}"))
     }
+}
+
+/// What one collector knows about one measurement. `fetched` and `pending` are stored by
+/// the worker pulling it, one relaxed add and one relaxed store per record; `pending` and
+/// `oldest_ns` are also refreshed by the main thread from the stream and consumer info every
+/// few polls, so an idle measurement, or one another collector drains, does not keep a
+/// stale value; `last_write_ms` is stored by the writer once per successful write.
+#[derive(Debug, Default)]
+pub struct MeasurementStats {
+    /// Records received from JetStream.
+    pub fetched: AtomicU64,
+    /// Records waiting in the stream for delivery, as the latest delivery or consumer info
+    /// said.
+    pending: AtomicU64,
+    /// When the oldest record still in the stream (not yet written: the stream is a work
+    /// queue, so a stored record leaves it) was stored there, in nanoseconds since the epoch;
+    /// 0 when the stream is empty.
+    oldest_ns: AtomicI64,
+    /// When the writer last stored records of this measurement, in milliseconds since the
+    /// epoch; 0 before the first.
+    last_write_ms: AtomicU64,
+    /// Whether this collector pulls it now: the lag of a measurement removed from the bucket
+    /// is no one's to catch up, so it is not reported.
+    pulled: AtomicBool,
+}
+
+/// A measurement's lag at one moment, as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    pub pending: u64,
+    /// Age of the oldest record not yet written, in seconds; 0 when none waits.
+    pub oldest_age_seconds: f64,
+    /// When records of it were last stored, in seconds since the epoch; `None` before the first
+    /// write.
+    pub last_write_seconds: Option<f64>,
+}
+
+impl MeasurementStats {
+    /// Counts one record delivered with `pending` more waiting behind it.
+    pub fn delivered(&self, pending: u64) {
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        self.pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// Stores what the stream and consumer info said: records waiting for delivery, and
+    /// the stream time of the oldest record in the stream (`None` when it is empty).
+    pub fn refreshed(&self, pending: u64, oldest_ns: Option<i64>) {
+        self.pending.store(pending, Ordering::Relaxed);
+        self.oldest_ns
+            .store(oldest_ns.unwrap_or(0).max(0), Ordering::Relaxed);
+    }
+
+    pub fn set_pulled(&self, pulled: bool) {
+        self.pulled.store(pulled, Ordering::Relaxed);
+    }
+
+    pub fn lag(&self, now_unix_ms: u64) -> Lag {
+        let oldest_ns = self.oldest_ns.load(Ordering::Relaxed);
+        let oldest_age_seconds = if oldest_ns > 0 {
+            let now_ns = i128::from(now_unix_ms) * 1_000_000;
+            ((now_ns - i128::from(oldest_ns)).max(0) as f64 / 1e9 * 1e3).round() / 1e3
+        } else {
+            0.0
+        };
+        let last_write_ms = self.last_write_ms.load(Ordering::Relaxed);
+        Lag {
+            pending: self.pending.load(Ordering::Relaxed),
+            oldest_age_seconds,
+            last_write_seconds: (last_write_ms > 0).then(|| last_write_ms as f64 / 1e3),
+        }
+    }
+}
+
+/// Milliseconds since the epoch (0 for a clock set before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 /// A poisoned lock only means a thread panicked while holding it; the values are still
@@ -398,14 +503,63 @@ mod tests {
     #[test]
     fn measurement_counters_are_shared() {
         let stats = Stats::default();
-        let a = stats.measurement_counter("access");
-        Stats::add(&a, 2);
-        Stats::add(&stats.measurement_counter("access"), 1);
-        Stats::add(&stats.measurement_counter("audit"), 5);
+        let a = stats.measurement("access");
+        a.delivered(9);
+        a.delivered(8);
+        stats.measurement("access").delivered(7);
+        Stats::add(&stats.measurement("audit").fetched, 5);
         assert_eq!(
             stats.by_measurement(),
             vec![("access".to_string(), 3), ("audit".to_string(), 5)]
         );
+    }
+
+    #[test]
+    fn lag_is_reported_for_pulled_measurements() {
+        let stats = Stats::default();
+        let access = stats.measurement("access");
+        let audit = stats.measurement("audit");
+        access.set_pulled(true);
+        audit.set_pulled(true);
+        stats.measurement("removed").delivered(4);
+        access.delivered(41);
+        access.refreshed(40, Some(1_000_000_000_000_000_000));
+        audit.refreshed(3, None);
+        audit.delivered(2);
+        let now_ms = 1_000_000_012_345;
+        stats.written(
+            ["ns.logs.access", "ns.logs.access", "ns.logs.gone"].into_iter(),
+            now_ms - 1_500,
+        );
+        assert_eq!(
+            stats.lag(now_ms),
+            vec![
+                (
+                    "access".to_string(),
+                    Lag {
+                        pending: 40,
+                        oldest_age_seconds: 12.345,
+                        last_write_seconds: Some(1_000_000_010.845),
+                    }
+                ),
+                (
+                    "audit".to_string(),
+                    Lag {
+                        pending: 2,
+                        oldest_age_seconds: 0.0,
+                        last_write_seconds: None,
+                    }
+                ),
+            ]
+        );
+        // Drained: the stream is empty, nothing is old.
+        access.refreshed(0, None);
+        assert_eq!(stats.lag(now_ms)[0].1.oldest_age_seconds, 0.0);
+        // A record stamped after `now` (clocks apart) is not negative age.
+        access.refreshed(1, Some(2_000_000_000_000_000_000));
+        assert_eq!(stats.lag(now_ms)[0].1.oldest_age_seconds, 0.0);
+        access.set_pulled(false);
+        assert_eq!(stats.lag(now_ms).len(), 1);
     }
 
     /// Checks the InfluxDB verdict after `events` (seconds after a start, and whether each

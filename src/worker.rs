@@ -21,8 +21,7 @@ use crate::config::PullConfig;
 use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
 use crate::record::{Encoder, Origin, Unsigned};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use std::sync::atomic::AtomicU64;
+use crate::stats::{MeasurementStats, Stats};
 use std::sync::Arc;
 
 /// A record on its way to InfluxDB: the message to acknowledge and where it came from.
@@ -68,8 +67,8 @@ struct Consumer {
     pulls: VecDeque<Pull>,
     /// Removed by the main thread: no new pulls; dropped once the outstanding ones end.
     removing: bool,
-    /// Records fetched for this measurement (shared with the metrics endpoint).
-    fetched: Arc<AtomicU64>,
+    /// Records fetched and waiting for this measurement (shared with the metrics endpoint).
+    counters: Arc<MeasurementStats>,
     /// Whether its latest record had more waiting behind it in the stream (counted in
     /// `Stats::streams_behind` while true).
     behind: bool,
@@ -228,7 +227,7 @@ impl Running {
                         encoder,
                         pulls: VecDeque::new(),
                         removing: false,
-                        fetched: self.worker.stats.measurement_counter(&measurement.name),
+                        counters: self.worker.stats.measurement(&measurement.name),
                         behind: false,
                     },
                 );
@@ -328,7 +327,7 @@ impl Running {
             let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
             return;
         };
-        Stats::add(&consumer.fetched, 1);
+        consumer.counters.delivered(delivery.pending);
         if consumer.behind != (delivery.pending > 0) {
             consumer.behind = delivery.pending > 0;
             self.worker.stats.behind(consumer.behind);

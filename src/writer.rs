@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{self, Receiver};
 
@@ -29,7 +29,7 @@ use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
 use crate::jetstream::{self, Ack, Connection};
 use crate::schema::{self, Schema};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::stats::{unix_ms, Stats};
 use crate::worker::{Chunk, Held};
 
 /// Backoff for passing failures: from `FIRST_BACKOFF`, doubling, up to `MAX_BACKOFF`.
@@ -418,6 +418,12 @@ impl Running {
             self.settled[i] = true;
         }
         Stats::add(&self.writer.stats.written, indices.len() as u64);
+        self.writer.stats.written(
+            indices
+                .iter()
+                .map(|&i| self.batch.lines.items()[i].message.subject.as_str()),
+            unix_ms(SystemTime::now()),
+        );
         self.writer.stats.hold(-(indices.len() as i64));
     }
 

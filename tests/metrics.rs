@@ -279,6 +279,124 @@ fn readiness_follows_influxdb_and_nats() {
     );
 }
 
+/// The value of a per-measurement gauge, or `None` when the scrape has no such sample.
+fn measurement_gauge(metrics: &Metrics, name: &str, measurement: &str) -> Option<f64> {
+    metrics
+        .scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("measurement") == Some(measurement))
+        .map(|s| match s.value {
+            Value::Gauge(v) => v,
+            ref other => panic!("{name}: not a gauge: {other:?}"),
+        })
+}
+
+#[test]
+fn lag_per_measurement_while_records_wait_and_after_a_drain() {
+    let nats = NatsServer::start();
+    let mut influx = Influx::start();
+    influx.create_database("lg");
+    let transfer = Transfer::new(nats.connect(), "lg");
+    transfer.set("slow", "");
+    transfer.set("idle", "");
+    let port = free_port();
+    // Small pulls, so most records wait in the stream while InfluxDB is down; a short poll
+    // so the lag is re-read from JetStream every 2.5 s.
+    let collector = Collector::start(&config(
+        "lg",
+        &nats,
+        &influx,
+        port,
+        "pull:\n  batch: 10\nbatch:\n  max_lines: 10\n",
+    ));
+    let ready = wait_until(Duration::from_secs(30), || {
+        get(port, "/readyz").is_some_and(|r| r.status == 200)
+    });
+    assert!(
+        ready,
+        "never ready: {:?}\n{}",
+        get(port, "/readyz"),
+        collector.log()
+    );
+    let gauge = |m: &Metrics, name: &str, measurement: &str| {
+        measurement_gauge(m, &format!("collector_measurement_{name}"), measurement)
+    };
+    let idle = Metrics::take(port);
+    assert_eq!(gauge(&idle, "pending", "idle"), Some(0.0), "{}", idle.text);
+    assert_eq!(gauge(&idle, "oldest_age_seconds", "idle"), Some(0.0));
+    assert_eq!(gauge(&idle, "last_write_timestamp_seconds", "idle"), None);
+
+    // InfluxDB down: the collector holds what it pulled, the rest waits in the stream.
+    influx.stop();
+    transfer.publish_many("slow", &sample_payloads(500));
+    let server_pending = || {
+        transfer.consumer_info("slow", "collector").unwrap()["num_pending"]
+            .as_u64()
+            .unwrap() as f64
+    };
+    let mut waiting = Metrics::take(port);
+    let settled = wait_until(Duration::from_secs(60), || {
+        waiting = Metrics::take(port);
+        let pending = gauge(&waiting, "pending", "slow");
+        // The same count as the server's, once the pulls have stopped and it was re-read.
+        pending.is_some_and(|p| p > 0.0 && p == server_pending())
+            && gauge(&waiting, "oldest_age_seconds", "slow").is_some_and(|age| age > 0.0)
+    });
+    assert!(
+        settled,
+        "lag never showed:\n{}\n{}",
+        waiting.text,
+        collector.log()
+    );
+    let pending = gauge(&waiting, "pending", "slow").unwrap();
+    let fetched = waiting.value(
+        "collector_measurement_records_fetched_total",
+        &[("measurement", "slow")],
+    );
+    assert!(pending + fetched <= 500.0, "{pending} + {fetched}");
+    // Published within this test; not a timing assertion, a sanity bound on the unit.
+    let age = gauge(&waiting, "oldest_age_seconds", "slow").unwrap();
+    assert!(age < 600.0, "age in seconds: {age}");
+    assert_eq!(
+        gauge(&waiting, "last_write_timestamp_seconds", "slow"),
+        None
+    );
+    assert_eq!(gauge(&waiting, "pending", "idle"), Some(0.0));
+
+    // Back up: everything drains, nothing waits, and the write time is known.
+    let before_drain = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    influx.start_again();
+    let mut drained = Metrics::take(port);
+    let done = wait_until(Duration::from_secs(90), || {
+        drained = Metrics::take(port);
+        drained.value("collector_records_written_total", &[]) == 500.0
+            && gauge(&drained, "pending", "slow") == Some(0.0)
+            && gauge(&drained, "oldest_age_seconds", "slow") == Some(0.0)
+    });
+    assert!(
+        done,
+        "never drained:\n{}\n{}",
+        drained.text,
+        collector.log()
+    );
+    let last_write = gauge(&drained, "last_write_timestamp_seconds", "slow")
+        .unwrap_or_else(|| panic!("no last write time:\n{}", drained.text));
+    // Written after InfluxDB came back (a millisecond of rounding allowed).
+    assert!(
+        last_write >= before_drain - 0.001,
+        "{last_write} < {before_drain}"
+    );
+    assert_eq!(
+        gauge(&drained, "last_write_timestamp_seconds", "idle"),
+        None
+    );
+    assert_eq!(influx.count("lg", "slow"), 500);
+}
+
 #[test]
 fn a_taken_listen_address_is_refused_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -32,6 +32,8 @@ pub struct Collector {
     dir: TempDir,
     config: PathBuf,
     log: PathBuf,
+    /// The binary it runs, for restarts.
+    binary: PathBuf,
 }
 
 impl Collector {
@@ -43,17 +45,29 @@ impl Collector {
     /// Like [`Collector::start`], with extra arguments after `--config <file>`
     /// and extra environment variables (for secrets from the environment).
     pub fn start_with(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Collector {
+        Collector::start_binary(Path::new(collector_bin()), config_yaml, args, envs)
+    }
+
+    /// Like [`Collector::start_with`], running `binary` (an installed or static build)
+    /// instead of the one Cargo built for the tests.
+    pub fn start_binary(
+        binary: &Path,
+        config_yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Collector {
         let dir = TempDir::new("collector");
         let config = dir.join("config.yml");
         fs::write(&config, config_yaml).expect("cannot write the collector config");
         let log = dir.join("collector.log");
-        let child = spawn_collector(&config, &log, args, envs);
+        let child = spawn_collector(binary, &config, &log, args, envs);
         Collector {
             child,
             status: None,
             dir,
             config,
             log,
+            binary: binary.to_path_buf(),
         }
     }
 
@@ -63,7 +77,7 @@ impl Collector {
         if self.running() {
             self.kill9();
         }
-        self.child = spawn_collector(&self.config, &self.log, &[], &[]);
+        self.child = spawn_collector(&self.binary, &self.config, &self.log, &[], &[]);
         self.status = None;
     }
 
@@ -165,7 +179,13 @@ impl Drop for Collector {
 }
 
 /// Spawns `collector --config <config> args...` with stdout and stderr appended to `log`.
-fn spawn_collector(config: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Child {
+fn spawn_collector(
+    binary: &Path,
+    config: &Path,
+    log: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Child {
     let open = || {
         fs::OpenOptions::new()
             .create(true)
@@ -173,7 +193,7 @@ fn spawn_collector(config: &Path, log: &Path, args: &[&str], envs: &[(&str, &str
             .open(log)
             .expect("cannot open the collector log")
     };
-    Command::new(collector_bin())
+    Command::new(binary)
         .arg("--config")
         .arg(config)
         .args(args)

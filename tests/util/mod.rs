@@ -22,6 +22,7 @@ mod collector;
 mod http_double;
 mod influx;
 mod nats;
+mod prometheus;
 mod sample;
 mod tls;
 
@@ -29,6 +30,7 @@ pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
 pub use http_double::{Answer, HttpDouble, Request};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, Transfer};
+pub use prometheus::Prometheus;
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
 pub use tls::{Issued, TestCa};
 
