@@ -31,6 +31,7 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 const ERR_STREAM_NOT_FOUND: u32 = 10059;
 const ERR_CONSUMER_NOT_FOUND: u32 = 10014;
 const ERR_NO_MESSAGE_FOUND: u32 = 10037;
+const ERR_STREAM_NAME_IN_USE: u32 = 10058;
 
 /// The durable pull consumer every collector of a namespace shares on each stream, so a
 /// record is handled by one collector at a time.
@@ -102,6 +103,9 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
         })
         .reconnect_callback(|| {
             crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, true);
+            // Pull requests waiting on the server may not have survived: the workers see
+            // the count move and issue theirs again.
+            crate::stats::NATS_RECONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             log::info!("nats: reconnected")
         })
         .connect(hosts.as_str())
@@ -252,12 +256,20 @@ impl JetStream {
             "num_replicas": 1,
             "description": description,
         });
-        self.request(
+        match self.request(
             &format!("create stream {name}"),
             &format!("$JS.API.STREAM.CREATE.{name}"),
             &config,
-        )?;
-        Ok(true)
+        ) {
+            Ok(_) => Ok(true),
+            // Created meanwhile by the Transfer client or another collector, with settings
+            // of its own: it exists, which is all that is wanted.
+            Err(Error::JetStream {
+                err_code: ERR_STREAM_NAME_IN_USE,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the shared durable pull consumer on a measurement's stream when missing.
@@ -582,22 +594,27 @@ pub fn classify(message: &Message) -> Arrival {
 }
 
 /// Publishes a pull request for `batch` records on the shared consumer of `stream`; the
-/// records and the status that ends the request arrive on `reply`. The explicit flush sends
-/// it now instead of after the client's 5 ms flush delay.
+/// records, the server's idle heartbeats and the status that ends the request arrive on
+/// `reply`. It is not flushed: the caller sends several and then calls [`flush`] once, so a
+/// worker with hundreds of measurements pays one round trip, not one per request.
 pub fn request_pull(
     conn: &Connection,
     stream: &str,
     reply: &str,
     batch: usize,
     expires: Duration,
+    idle_heartbeat: Duration,
 ) -> io::Result<()> {
-    let body = format!(r#"{{"batch":{batch},"expires":{}}}"#, expires.as_nanos());
+    let body = format!(
+        r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
+        expires.as_nanos(),
+        idle_heartbeat.as_nanos()
+    );
     conn.publish_request(
         &format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{DURABLE}"),
         reply,
         body,
-    )?;
-    conn.flush_timeout(API_TIMEOUT)
+    )
 }
 
 /// Sends everything buffered on the connection (acks are buffered) and waits for the server
