@@ -83,6 +83,10 @@ enum Pulling {
 struct Consumer {
     stream: String,
     reply: String,
+    /// Counts the times it resumed after its consumer was found missing; part of the reply
+    /// subject, so the end of a pull issued before (a late `409 Consumer Deleted`) is not
+    /// taken for news about the re-created consumer.
+    generation: u64,
     encoder: Encoder,
     pulls: VecDeque<Pull>,
     pulling: Pulling,
@@ -162,11 +166,24 @@ impl Worker {
     }
 }
 
-/// A fresh inbox for pull replies: `_INBOX.<id>.<measurement>` all arrive on one subscription.
+/// A fresh inbox for pull replies: `_INBOX.<id>.<generation>.<measurement>` all arrive on
+/// one subscription.
 fn subscribe_inbox(conn: &Connection) -> std::io::Result<(String, Subscription)> {
     let prefix = conn.new_inbox();
-    let subscription = conn.subscribe(&format!("{prefix}.*"))?;
+    let subscription = conn.subscribe(&format!("{prefix}.*.*"))?;
     Ok((prefix, subscription))
+}
+
+fn reply_subject(prefix: &str, generation: u64, measurement: &str) -> String {
+    format!("{prefix}.{generation}.{measurement}")
+}
+
+/// The measurement and generation a pull reply subject names.
+fn reply_parts(subject: &str) -> (&str, Option<u64>) {
+    let mut tokens = subject.rsplit('.');
+    let measurement = tokens.next().unwrap_or("");
+    let generation = tokens.next().and_then(|g| g.parse().ok());
+    (measurement, generation)
 }
 
 /// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
@@ -282,6 +299,12 @@ impl Running {
                     if consumer.pulling != Pulling::Active {
                         consumer.pulling = Pulling::Active;
                         consumer.pulls.clear();
+                        consumer.generation += 1;
+                        consumer.reply = reply_subject(
+                            &self.inbox_prefix,
+                            consumer.generation,
+                            &measurement.name,
+                        );
                     }
                     return;
                 }
@@ -301,7 +324,8 @@ impl Running {
                     measurement.name.clone(),
                     Consumer {
                         stream: jetstream::stream_name(&self.worker.namespace, &measurement.name),
-                        reply: format!("{}.{}", self.inbox_prefix, measurement.name),
+                        reply: reply_subject(&self.inbox_prefix, 0, &measurement.name),
+                        generation: 0,
                         encoder,
                         pulls: VecDeque::new(),
                         pulling: Pulling::Active,
@@ -349,7 +373,7 @@ impl Running {
             self.inbox_prefix
         );
         for (name, consumer) in &mut self.consumers {
-            consumer.reply = format!("{}.{name}", self.inbox_prefix);
+            consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, name);
             consumer.pulls.clear();
         }
     }
@@ -377,6 +401,9 @@ impl Running {
                 Pulling::Paused { until } if now >= until => {
                     consumer.pulling = Pulling::Active;
                     consumer.pulls.clear();
+                    consumer.generation += 1;
+                    let name = consumer.reply.rsplit('.').next().unwrap_or("").to_string();
+                    consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, &name);
                 }
                 Pulling::Paused { .. } => continue,
             }
@@ -450,7 +477,7 @@ impl Running {
     }
 
     fn arrive(&mut self, message: Message) {
-        let measurement = message.subject.rsplit('.').next().unwrap_or("");
+        let (measurement, generation) = reply_parts(&message.subject);
         let now = Instant::now();
         match jetstream::classify(&message) {
             Arrival::Record(delivery) => {
@@ -470,6 +497,10 @@ impl Running {
                 let Some(consumer) = self.consumers.get_mut(measurement) else {
                     return;
                 };
+                if generation != Some(consumer.generation) {
+                    // A pull from before a repair: already forgotten.
+                    return;
+                }
                 consumer.last_heard = now;
                 consumer.pulls.pop_front();
                 match PullEnd::of(code, &description) {
@@ -650,6 +681,14 @@ impl PullEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_subjects_name_generation_and_measurement() {
+        let subject = reply_subject("_INBOX.abc", 3, "access");
+        assert_eq!(subject, "_INBOX.abc.3.access");
+        assert_eq!(reply_parts(&subject), ("access", Some(3)));
+        assert_eq!(reply_parts("stray"), ("stray", None));
+    }
 
     #[test]
     fn pull_ends() {
