@@ -57,6 +57,10 @@ const GONE_PAUSE: Duration = Duration::from_secs(5);
 /// While stopping, a pull request that has brought nothing for this long is taken to have
 /// nothing on its way: the worker may drop its inbox.
 const STOP_QUIET: Duration = Duration::from_millis(100);
+/// The delay before a record of a removed measurement, brought by a pull sent before the
+/// removal, may be redelivered: past the retirement of the inbox that pull replies to, so it
+/// is not delivered to it again.
+const REMOVED_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
@@ -135,6 +139,25 @@ struct Running {
     pull_failing: bool,
     /// `NATS_RECONNECTS` when the pulls were last issued.
     reconnects: u64,
+    /// A measurement was removed: the inbox is to be replaced, which ends its pulls.
+    rotate: bool,
+    /// The previous inbox, read until the pulls sent to it have gone quiet.
+    retiring: Option<Retiring>,
+}
+
+/// An inbox being retired: no new pulls go to it, and it is dropped once nothing has come
+/// for [`STOP_QUIET`] (its pulls filled up, or idle with nothing on the way).
+struct Retiring {
+    subscription: Subscription,
+    last_heard: Instant,
+}
+
+/// Which inbox a message came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbox {
+    Current,
+    /// The retiring one: its pulls are no longer counted, its records are processed as usual.
+    Retiring,
 }
 
 impl Worker {
@@ -161,6 +184,8 @@ impl Worker {
             chunk_lines,
             pull_failing: false,
             reconnects: NATS_RECONNECTS.load(Ordering::Relaxed),
+            rotate: false,
+            retiring: None,
         };
         running.run();
     }
@@ -207,10 +232,18 @@ impl Running {
         let mut stopping = false;
         loop {
             let now = Instant::now();
+            self.retire_quiet_inbox(now, stopping);
+            if self.rotate && self.retiring.is_none() && !stopping {
+                self.rotate_inbox(now);
+            }
             if !stopping {
                 self.issue_pulls(now);
             }
             self.forget_lost_pulls(now);
+            let retiring = match &self.retiring {
+                Some(retiring) => retiring.subscription.receiver().clone(),
+                None => channel::never(),
+            };
             let control = if stopping {
                 &never
             } else {
@@ -224,15 +257,23 @@ impl Running {
                 },
                 recv(inbox) -> message => {
                     if let Ok(message) = message {
-                        self.arrive(message);
+                        self.arrive(message, Inbox::Current);
                         // Take what else is already here, up to one pull's worth, so the
                         // writer gets chunks rather than single records.
                         while self.chunk.len() < self.chunk_lines {
                             match inbox.try_recv() {
-                                Ok(message) => self.arrive(message),
+                                Ok(message) => self.arrive(message, Inbox::Current),
                                 Err(_) => break,
                             }
                         }
+                    }
+                },
+                recv(retiring) -> message => {
+                    if let Ok(message) = message {
+                        if let Some(retiring) = &mut self.retiring {
+                            retiring.last_heard = Instant::now();
+                        }
+                        self.arrive(message, Inbox::Retiring);
                     }
                 },
                 default(self.next_wake(Instant::now(), stopping)) => {},
@@ -244,9 +285,10 @@ impl Running {
                 // its way to the inbox that is about to go; but in time for the writer to
                 // write what arrived before the deadline.
                 let now = Instant::now();
-                let busy = self.consumers.values().any(|c| {
-                    !c.pulls.is_empty() && now.duration_since(c.last_heard) < STOP_QUIET
-                });
+                let busy = self.retiring.is_some()
+                    || self.consumers.values().any(|c| {
+                        !c.pulls.is_empty() && now.duration_since(c.last_heard) < STOP_QUIET
+                    });
                 let cutoff = self
                     .worker
                     .shutdown
@@ -260,7 +302,10 @@ impl Running {
         // Dropping the inbox ends every pull request of this worker on the server (a pull
         // whose reply subject has no interest is discarded), so records given back from now
         // on go to another collector at once instead of to a pull nobody reads.
-        let left = end_subscription(self.inbox.clone());
+        let mut left = end_subscription(self.inbox.clone());
+        if let Some(retiring) = self.retiring.take() {
+            left.extend(end_subscription(retiring.subscription));
+        }
         self.hand_over();
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
@@ -279,6 +324,9 @@ impl Running {
         }
         let heartbeat = self.worker.pull.idle_heartbeat();
         let mut wake = now + heartbeat;
+        if let Some(retiring) = &self.retiring {
+            wake = wake.min(retiring.last_heard + STOP_QUIET);
+        }
         for consumer in self.consumers.values() {
             if let Pulling::Paused { until } = consumer.pulling {
                 wake = wake.min(until);
@@ -343,30 +391,35 @@ impl Running {
                 if consumer.behind {
                     self.worker.stats.behind(false);
                 }
-                self.rotate_inbox();
+                // Not at once: several removals in a row make one new inbox.
+                self.rotate = true;
             }
         }
     }
 
-    /// Moves every pull to a new inbox and drops the old one, which ends on the server the
+    /// Moves every pull to a new inbox and retires the old one, which ends on the server the
     /// pull requests still outstanding for a removed measurement: left there, they would take
     /// its records, one delivery each, until they expired. The others are issued again on
-    /// the new inbox at once.
-    fn rotate_inbox(&mut self) {
+    /// the new inbox at once; the old one is read until its pulls go quiet, so nothing on its
+    /// way to it is dropped.
+    fn rotate_inbox(&mut self, now: Instant) {
         let (prefix, inbox) = match subscribe_inbox(&self.worker.conn) {
             Ok(new) => new,
             Err(e) => {
                 // The removed measurement's pulls then end at their expiry; what they bring
                 // meanwhile is given back.
                 log::warn!("{}: cannot subscribe a new pull inbox: {e}", self.worker.name);
+                self.rotate = false;
                 return;
             }
         };
+        self.rotate = false;
         let old = std::mem::replace(&mut self.inbox, inbox);
         let old_prefix = std::mem::replace(&mut self.inbox_prefix, prefix);
-        for message in end_subscription(old) {
-            self.arrive(message);
-        }
+        self.retiring = Some(Retiring {
+            subscription: old,
+            last_heard: now,
+        });
         log::debug!(
             "{}: pull inbox {old_prefix} replaced by {}",
             self.worker.name,
@@ -375,6 +428,29 @@ impl Running {
         for (name, consumer) in &mut self.consumers {
             consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, name);
             consumer.pulls.clear();
+            consumer.last_heard = now;
+        }
+    }
+
+    /// Drops the retiring inbox once nothing has come on it for [`STOP_QUIET`], or at once
+    /// when stopping would otherwise wait on it past its pulls' expiry.
+    fn retire_quiet_inbox(&mut self, now: Instant, stopping: bool) {
+        let Some(retiring) = &self.retiring else {
+            return;
+        };
+        let quiet = now.duration_since(retiring.last_heard) >= STOP_QUIET;
+        let overdue = stopping
+            && self
+                .worker
+                .shutdown
+                .deadline()
+                .is_some_and(|d| now + STOP_MARGIN >= d);
+        if !(quiet || overdue) {
+            return;
+        }
+        let retiring = self.retiring.take().expect("checked above");
+        for message in end_subscription(retiring.subscription) {
+            self.arrive(message, Inbox::Retiring);
         }
     }
 
@@ -476,15 +552,23 @@ impl Running {
         }
     }
 
-    fn arrive(&mut self, message: Message) {
+    fn arrive(&mut self, message: Message, inbox: Inbox) {
         let (measurement, generation) = reply_parts(&message.subject);
         let now = Instant::now();
-        match jetstream::classify(&message) {
+        let classified = jetstream::classify(&message);
+        if inbox == Inbox::Retiring {
+            // Its pulls are no longer counted; what it brings is processed as usual.
+            if let Arrival::Record(delivery) = classified {
+                self.record(message, delivery, inbox);
+            }
+            return;
+        }
+        match classified {
             Arrival::Record(delivery) => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
                     consumer.last_heard = now;
                 }
-                self.record(message, delivery)
+                self.record(message, delivery, inbox)
             }
             Arrival::Heartbeat => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
@@ -541,12 +625,13 @@ impl Running {
         }
     }
 
-    fn record(&mut self, message: Message, delivery: Delivery) {
+    fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
         Stats::add(&self.worker.stats.fetched, 1);
         let measurement = message.subject.rsplit('.').next().unwrap_or("");
         let Some(consumer) = self.consumers.get_mut(measurement) else {
-            // Pulled for a measurement removed since: give it back for whoever pulls it next.
-            let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
+            // Pulled for a measurement removed since: give it back for whoever pulls it next,
+            // after the pulls still waiting for it here have been ended.
+            let _ = jetstream::ack(&message, Ack::Nak(REMOVED_GIVE_BACK_DELAY));
             return;
         };
         Stats::add(&consumer.fetched, 1);
@@ -554,10 +639,12 @@ impl Running {
             consumer.behind = delivery.pending > 0;
             self.worker.stats.behind(consumer.behind);
         }
-        if let Some(front) = consumer.pulls.front_mut() {
-            front.remaining = front.remaining.saturating_sub(1);
-            if front.remaining == 0 {
-                consumer.pulls.pop_front();
+        if inbox == Inbox::Current {
+            if let Some(front) = consumer.pulls.front_mut() {
+                front.remaining = front.remaining.saturating_sub(1);
+                if front.remaining == 0 {
+                    consumer.pulls.pop_front();
+                }
             }
         }
         if delivery.delivered > self.worker.pull.max_deliver {
@@ -626,7 +713,7 @@ impl Running {
                     chunk = back;
                     while let Ok(message) = self.inbox.receiver().try_recv() {
                         std::mem::swap(&mut self.chunk, &mut chunk);
-                        self.arrive(message);
+                        self.arrive(message, Inbox::Current);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
                     for held in chunk.items() {
