@@ -5,6 +5,7 @@
 //! bench_jetstream preload --nats URL --namespace NS --measurements a,b --dir DIR
 //! bench_jetstream drain   --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
 //! bench_jetstream wait    --nats URL --namespace NS --measurements a,b --since UNIX_NS
+//! bench_jetstream fresh   --nats URL --namespace NS --measurements a,b --influx URL --db DB [--samples 20]
 //! ```
 //!
 //! `preload` does what the Transfer client does for each measurement `m`: puts the key `m`
@@ -22,6 +23,11 @@
 //! `wait` polls the streams until every one is empty and prints `seconds=S`, the time since
 //! `--since` (when the script started the collector). On a work-queue stream a record leaves
 //! only when it is acknowledged, and the collector acknowledges only what InfluxDB stored.
+//!
+//! `fresh` measures freshness against a running collector: `--samples` times, one record
+//! into one idle measurement (round-robin over `--measurements`, half a second apart), and
+//! the time from just before its publish until InfluxDB (v1 `/query`) returns it. It prints
+//! `samples=N p50_ms=.. p95_ms=.. max_ms=..`.
 #![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
 
 use std::collections::HashMap;
@@ -44,6 +50,9 @@ struct Args {
     threads: usize,
     since_ns: Option<u128>,
     dir: String,
+    influx: String,
+    db: String,
+    samples: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +67,9 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         since_ns: None,
         dir: String::new(),
+        influx: String::new(),
+        db: String::new(),
+        samples: 20,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,6 +81,9 @@ fn parse_args() -> Result<Args, String> {
                 parsed.measurements = value.split(',').map(str::to_string).collect()
             }
             "--dir" => parsed.dir = value.clone(),
+            "--influx" => parsed.influx = value.clone(),
+            "--db" => parsed.db = value.clone(),
+            "--samples" => parsed.samples = number()?.max(1),
             "--batch" => parsed.batch = number()?,
             "--threads" => parsed.threads = number()?.max(1),
             "--since" => {
@@ -137,8 +152,16 @@ fn drain_some(args: &Args, measurements: &[String], expected: u64) -> Result<u64
     while n_acked < expected {
         for stream in streams.values_mut() {
             while stream.pulls.len() < 2 {
-                jetstream::request_pull(&conn, &stream.name, &stream.reply, args.batch, EXPIRES)
-                    .map_err(|e| format!("pull on {}: {e}", stream.name))?;
+                jetstream::request_pull(
+                    &conn,
+                    &stream.name,
+                    &stream.reply,
+                    args.batch,
+                    EXPIRES,
+                    EXPIRES / 6,
+                )
+                .map_err(|e| format!("pull on {}: {e}", stream.name))?;
+                jetstream::flush(&conn).map_err(|e| format!("flush: {e}"))?;
                 stream.pulls.push(args.batch);
             }
         }
@@ -295,12 +318,81 @@ fn wait(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn fresh(args: &Args) -> Result<(), String> {
+    if args.influx.is_empty() || args.db.is_empty() {
+        return Err("fresh needs --influx and --db".into());
+    }
+    let js = connect(&args.nats)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    let mut latencies = Vec::with_capacity(args.samples);
+    for i in 0..args.samples {
+        let m = &args.measurements[i % args.measurements.len()];
+        let probe = format!("{run}-{i}");
+        let payload = format!(r#"{{"tags":{{"probe":"{probe}"}},"fields":{{"probe_n":{i}}}}}"#);
+        let query = format!(r#"SELECT count("probe_n") FROM "{m}" WHERE "probe" = '{probe}'"#);
+        let started = Instant::now();
+        let results = js
+            .publish_all(&[Outgoing {
+                subject: jetstream::subject_name(&args.namespace, m),
+                payload: payload.into_bytes(),
+                id: String::new(),
+                headers: Vec::new(),
+            }])
+            .map_err(|e| e.to_string())?;
+        if let Some(Err(problem)) = results.first() {
+            return Err(format!("publish to {m}: {problem}"));
+        }
+        loop {
+            let body = agent
+                .get(&format!("{}/query", args.influx))
+                .query("db", &args.db)
+                .query("q", &query)
+                .call()
+                .map_err(|e| format!("{query}: {e}"))?
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("{query}: {e}"))?;
+            if body.contains("\"series\"") {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("record {probe} not in InfluxDB after 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    latencies.sort();
+    let at = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1e3
+    };
+    println!(
+        "samples={} p50_ms={:.1} p95_ms={:.1} max_ms={:.1}",
+        latencies.len(),
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args.mode.as_str() {
         "preload" => preload(&args),
         "drain" => drain(&args),
         "wait" => wait(&args),
-        other => Err(format!("unknown mode {other}; use preload, drain or wait")),
+        "fresh" => fresh(&args),
+        other => Err(format!("unknown mode {other}; use preload, drain, wait or fresh")),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
