@@ -392,7 +392,9 @@ fn main() -> ExitCode {
         "drain" => drain(&args),
         "wait" => wait(&args),
         "fresh" => fresh(&args),
-        other => Err(format!("unknown mode {other}; use preload, drain, wait or fresh")),
+        other => Err(format!(
+            "unknown mode {other}; use preload, drain, wait or fresh"
+        )),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

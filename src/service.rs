@@ -406,11 +406,9 @@ impl Poller<'_> {
     /// Creates what is missing of a measurement's stream and consumer; says which it created.
     fn ensure(&self, measurement: &Measurement) -> Result<Ensured> {
         let namespace = &self.config.namespace;
-        let stream = self.js.ensure_stream(
-            namespace,
-            &measurement.name,
-            &measurement.description,
-        )?;
+        let stream =
+            self.js
+                .ensure_stream(namespace, &measurement.name, &measurement.description)?;
         if stream {
             log::info!(
                 "created stream {}",

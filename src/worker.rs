@@ -408,7 +408,10 @@ impl Running {
             Err(e) => {
                 // The removed measurement's pulls then end at their expiry; what they bring
                 // meanwhile is given back.
-                log::warn!("{}: cannot subscribe a new pull inbox: {e}", self.worker.name);
+                log::warn!(
+                    "{}: cannot subscribe a new pull inbox: {e}",
+                    self.worker.name
+                );
                 self.rotate = false;
                 return;
             }
@@ -780,7 +783,11 @@ mod tests {
     #[test]
     fn pull_ends() {
         let check = |code, description, expected| {
-            assert_eq!(PullEnd::of(code, description), expected, "{code} {description}")
+            assert_eq!(
+                PullEnd::of(code, description),
+                expected,
+                "{code} {description}"
+            )
         };
         check(404, "No Messages", PullEnd::Done);
         check(408, "Request Timeout", PullEnd::Done);
@@ -788,7 +795,11 @@ mod tests {
         check(409, "Leadership Change", PullEnd::Done);
         check(409, "Exceeded MaxWaiting", PullEnd::Refused);
         check(409, "Exceeded MaxRequestBatch of 256", PullEnd::Refused);
-        check(400, "Bad Request - heartbeat value too large", PullEnd::Refused);
+        check(
+            400,
+            "Bad Request - heartbeat value too large",
+            PullEnd::Refused,
+        );
         check(503, "", PullEnd::Gone);
     }
 }

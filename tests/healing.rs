@@ -92,7 +92,12 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
             "{}",
             c.log()
         );
-        assert_eq!(repairs(c, "a"), 1, "one repair line per collector:\n{}", c.log());
+        assert_eq!(
+            repairs(c, "a"),
+            1,
+            "one repair line per collector:\n{}",
+            c.log()
+        );
     }
     assert_eq!(transfer.consumer_names("a"), vec!["collector".to_string()]);
 }
@@ -119,7 +124,9 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     let (first, second) = all.split_at(500);
     transfer.publish_many("kept", &payloads(first));
     let collector = Collector::start(&config("heal", &nats.url(), &influx));
-    assert_stored(&transfer, &influx, "heal", "kept", first, || collector.log());
+    assert_stored(&transfer, &influx, "heal", "kept", first, || {
+        collector.log()
+    });
 
     // The stream alone is deleted: its measurement is still configured, so the stream and
     // its consumer come back, and what is published afterwards is stored.
@@ -129,7 +136,11 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
         "{}",
         collector.log()
     );
-    assert!(collector.log().contains("re-created the stream"), "{}", collector.log());
+    assert!(
+        collector.log().contains("re-created the stream"),
+        "{}",
+        collector.log()
+    );
     transfer.publish_many("kept", &payloads(second));
     assert_stored(&transfer, &influx, "heal", "kept", &all, || collector.log());
 

@@ -83,11 +83,17 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
     let transfer = Transfer::new(nats.connect(), "stop");
     let ms: Vec<String> = vec!["x".into(), "y".into()];
     let shares = publish(&transfer, &ms, 20_000);
-    let config = v1_config("stop", &nats, &influx, &format!("{TUNING}shutdown_timeout: 5s\n"));
+    let config = v1_config(
+        "stop",
+        &nats,
+        &influx,
+        &format!("{TUNING}shutdown_timeout: 5s\n"),
+    );
     let mut first = Collector::start(&config);
     let second = Collector::start(&config);
     assert!(
-        wait_until(Duration::from_secs(60), || influx.count("stop", "x") >= 1_000),
+        wait_until(Duration::from_secs(60), || influx.count("stop", "x")
+            >= 1_000),
         "{}",
         first.log()
     );
