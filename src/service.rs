@@ -346,9 +346,7 @@ impl Poller<'_> {
                 self.bucket
             );
         }
-        for measurement in &changes.added {
-            self.start(measurement);
-        }
+        self.start_all(&changes.added);
         for measurement in &changes.changed {
             log::info!(
                 "measurement {} changed: description {:?}",
@@ -403,6 +401,49 @@ impl Poller<'_> {
         );
     }
 
+    /// Starts many measurements at once: their streams and consumers are ensured with the
+    /// requests of each kind in flight together (one measurement alone goes through
+    /// [`Poller::start`]).
+    fn start_all(&mut self, measurements: &[Measurement]) {
+        if measurements.len() <= 1 {
+            for measurement in measurements {
+                self.start(measurement);
+            }
+            return;
+        }
+        let names: Vec<(String, String)> = measurements
+            .iter()
+            .map(|m| (m.name.clone(), m.description.clone()))
+            .collect();
+        let results = self
+            .js
+            .ensure_all(&self.config.namespace, &names, &self.config.pull);
+        for (measurement, result) in measurements.iter().zip(results) {
+            match result {
+                Ok((stream, _)) => {
+                    if stream {
+                        log::info!(
+                            "created stream {}",
+                            jetstream::stream_name(&self.config.namespace, &measurement.name)
+                        );
+                    }
+                    self.unready.remove(&measurement.name);
+                    let worker = self.assignment.add(&measurement.name);
+                    let _ = self.controls[worker].send(Control::Add(measurement.clone()));
+                    log::info!(
+                        "measurement {} added: pulled by worker-{worker}",
+                        measurement.name
+                    );
+                }
+                Err(e) => {
+                    if self.unready.insert(measurement.name.clone()) {
+                        log::warn!("measurement {}: {e}; retrying every poll", measurement.name);
+                    }
+                }
+            }
+        }
+    }
+
     /// Creates what is missing of a measurement's stream and consumer; says which it created.
     fn ensure(&self, measurement: &Measurement) -> Result<Ensured> {
         let namespace = &self.config.namespace;
@@ -454,20 +495,16 @@ impl Poller<'_> {
                 return;
             }
         };
-        match ensured {
-            Ensured { stream: true, .. } => log::warn!(
-                "measurement {name}: stream {stream} and its consumer {durable} missing ({why}); re-created both, pulling again"
+        let action = match ensured {
+            Ensured { stream: true, .. } => {
+                format!("re-created the stream and its consumer {durable}")
+            }
+            Ensured { consumer: true, .. } => format!("re-created its consumer {durable}"),
+            _ => format!(
+                "its consumer {durable} exists again (re-created by another collector, or back after a failover)"
             ),
-            Ensured { consumer: true, .. } => log::warn!(
-                "measurement {name}: consumer {durable} of stream {stream} missing ({why}); re-created it, pulling again"
-            ),
-            _ if why.contains("Consumer Deleted") => log::warn!(
-                "measurement {name}: consumer {durable} of stream {stream} missing ({why}); another collector re-created it, pulling again"
-            ),
-            _ => log::debug!(
-                "measurement {name}: {why}, but its stream and consumer exist; pulling again"
-            ),
-        }
+        };
+        log::warn!("measurement {name}: {why} on stream {stream}; {action}; pulling again");
         let _ = self.controls[worker].send(Control::Add(measurement));
     }
 
@@ -485,7 +522,7 @@ impl Poller<'_> {
             let stream = jetstream::stream_name(&self.config.namespace, &name);
             match self.js.consumer_state_if_any(&stream) {
                 Ok(Some(_)) => {}
-                Ok(None) => self.heal(&name, "found by the periodic check"),
+                Ok(None) => self.heal(&name, "consumer missing (periodic check)"),
                 Err(_) => return,
             }
         }

@@ -576,6 +576,12 @@ impl Running {
             Arrival::Heartbeat => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
                     consumer.last_heard = now;
+                    // The server had nothing to send: whatever was waiting when this worker
+                    // last heard went to another collector.
+                    if consumer.behind {
+                        consumer.behind = false;
+                        self.worker.stats.behind(false);
+                    }
                 }
             }
             Arrival::PullEnded {
@@ -590,6 +596,11 @@ impl Running {
                 }
                 consumer.last_heard = now;
                 consumer.pulls.pop_front();
+                if matches!(code, 404 | 408) && consumer.behind {
+                    // Nothing left to send, likewise.
+                    consumer.behind = false;
+                    self.worker.stats.behind(false);
+                }
                 match PullEnd::of(code, &description) {
                     PullEnd::Done => {}
                     PullEnd::Refused => log::warn!(
