@@ -97,6 +97,10 @@ struct Consumer {
     /// When anything last arrived for it (a record, a heartbeat or a status): a pull that
     /// has been silent for two heartbeats is lost.
     last_heard: Instant,
+    /// When its last record arrived: while stopping, a measurement whose pulls brought no
+    /// record for [`STOP_QUIET`] has nothing on its way (heartbeats do not count: they only
+    /// say that nothing is).
+    last_record: Instant,
     /// Records fetched for this measurement (shared with the metrics endpoint).
     fetched: Arc<AtomicU64>,
     /// Whether its latest record had more waiting behind it in the stream (counted in
@@ -145,11 +149,12 @@ struct Running {
     retiring: Option<Retiring>,
 }
 
-/// An inbox being retired: no new pulls go to it, and it is dropped once nothing has come
-/// for [`STOP_QUIET`] (its pulls filled up, or idle with nothing on the way).
+/// An inbox being retired: no new pulls go to it, and it is dropped once no record has come
+/// for [`STOP_QUIET`] (its pulls filled up, or idle with nothing on the way; their
+/// heartbeats do not count).
 struct Retiring {
     subscription: Subscription,
-    last_heard: Instant,
+    last_record: Instant,
 }
 
 /// Which inbox a message came on.
@@ -270,8 +275,10 @@ impl Running {
                 },
                 recv(retiring) -> message => {
                     if let Ok(message) = message {
-                        if let Some(retiring) = &mut self.retiring {
-                            retiring.last_heard = Instant::now();
+                        if let (Some(retiring), Arrival::Record(_)) =
+                            (&mut self.retiring, jetstream::classify(&message))
+                        {
+                            retiring.last_record = Instant::now();
                         }
                         self.arrive(message, Inbox::Retiring);
                     }
@@ -287,7 +294,7 @@ impl Running {
                 let now = Instant::now();
                 let busy = self.retiring.is_some()
                     || self.consumers.values().any(|c| {
-                        !c.pulls.is_empty() && now.duration_since(c.last_heard) < STOP_QUIET
+                        !c.pulls.is_empty() && now.duration_since(c.last_record) < STOP_QUIET
                     });
                 let cutoff = self
                     .worker
@@ -325,7 +332,7 @@ impl Running {
         let heartbeat = self.worker.pull.idle_heartbeat();
         let mut wake = now + heartbeat;
         if let Some(retiring) = &self.retiring {
-            wake = wake.min(retiring.last_heard + STOP_QUIET);
+            wake = wake.min(retiring.last_record + STOP_QUIET);
         }
         for consumer in self.consumers.values() {
             if let Pulling::Paused { until } = consumer.pulling {
@@ -378,6 +385,7 @@ impl Running {
                         pulls: VecDeque::new(),
                         pulling: Pulling::Active,
                         last_heard: Instant::now(),
+                        last_record: Instant::now(),
                         fetched: self.worker.stats.measurement_counter(&measurement.name),
                         behind: false,
                     },
@@ -421,7 +429,7 @@ impl Running {
         let old_prefix = std::mem::replace(&mut self.inbox_prefix, prefix);
         self.retiring = Some(Retiring {
             subscription: old,
-            last_heard: now,
+            last_record: now,
         });
         log::debug!(
             "{}: pull inbox {old_prefix} replaced by {}",
@@ -441,7 +449,7 @@ impl Running {
         let Some(retiring) = &self.retiring else {
             return;
         };
-        let quiet = now.duration_since(retiring.last_heard) >= STOP_QUIET;
+        let quiet = now.duration_since(retiring.last_record) >= STOP_QUIET;
         let overdue = stopping
             && self
                 .worker
@@ -570,6 +578,7 @@ impl Running {
             Arrival::Record(delivery) => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
                     consumer.last_heard = now;
+                    consumer.last_record = now;
                 }
                 self.record(message, delivery, inbox)
             }
