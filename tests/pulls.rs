@@ -117,8 +117,8 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     let transfer = Transfer::new(nats.connect(), "rm");
     let busy: Vec<String> = vec!["busy".into()];
     transfer.set("removed", "");
-    // Idle measurements keep heartbeats coming on every inbox, many a second: they must not
-    // keep the old inbox, and the removed measurement's pulls with it, alive.
+    // Idle measurements bring heartbeats to every inbox: they must not keep the old inbox,
+    // and the removed measurement's pulls with it, alive.
     for i in 0..60 {
         transfer.set(&format!("idle{i}"), "");
     }
