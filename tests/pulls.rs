@@ -261,3 +261,43 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
         collector.log()
     );
 }
+
+#[test]
+fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_full_batches() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "fresh");
+    let transfer = Transfer::new(nats.connect(), "fresh");
+    transfer.set("lone", "");
+    let backlog = samples(10_000);
+    transfer.set("bulk", "");
+    transfer.publish_many("bulk", &payloads(&backlog));
+    // An interval no test waits out: only the quiet rule (and the end of a backlog) writes
+    // anything short of a full batch.
+    let config = format!(
+        "namespace: fresh\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n\
+         pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n",
+        nats.url(),
+        double.url()
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || double.n_points() == 10_000),
+        "{} of 10000\n{}",
+        double.n_points(),
+        collector.log()
+    );
+    // Under the backlog the batches were full (a batch is written when the next pull's
+    // chunk would not fit, so full is 400 to 500 lines here): only its tail may be short.
+    // (A write of no lines is the start-up probe.)
+    let sizes: Vec<usize> = double.seen().iter().map(|seen| seen.n_lines).collect();
+    let short = sizes.iter().filter(|&&n| n > 0 && n < 400).count();
+    assert!(short <= 2, "batch sizes {sizes:?}");
+
+    // Idle now: one record is written on its own, long before the 5-minute interval.
+    transfer.publish("lone", &samples(1)[0].bytes());
+    assert!(
+        wait_until(Duration::from_secs(20), || double.n_points() == 10_001),
+        "{}",
+        collector.log()
+    );
+}
