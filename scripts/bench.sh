@@ -259,6 +259,16 @@ if ((scale)); then
 	}
 	list4=$(names 4)
 	write_records "$work/records4" 4
+	# InfluxDB alone, for context: 200 measurements are also many more series for it.
+	say "scale: InfluxDB alone, the same records over 4 and over 200 measurements"
+	out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db influx4 --dir "$work/records4" \
+		--measurements "$list4" --batch 5000 --threads 2)
+	[ "$(value records "$out")" = "$N" ] || die "InfluxDB alone wrote $(value records "$out") records, not $N"
+	ti4=$(value seconds "$out")
+	out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db influx200 --dir "$work/records" \
+		--measurements "$LIST" --batch 5000 --threads 2)
+	[ "$(value records "$out")" = "$N" ] || die "InfluxDB alone wrote $(value records "$out") records, not $N"
+	ti200=$(value seconds "$out")
 	say "scale: $N records over 4 measurements"
 	drain scale4 "$list4" "$work/records4"
 	t4=$t_drain
@@ -283,12 +293,15 @@ if ((scale)); then
 	fi
 	awk -v n="$N" -v t4="$t4" -v t200="$t200" -v c="$((c1 - c0))" -v nt="$((n1 - n0))" \
 		-v hz="$(getconf CLK_TCK)" -v p50="$(value p50_ms "$fresh")" -v p95="$(value p95_ms "$fresh")" \
-		-v pmax="$(value max_ms "$fresh")" -v bin="$bin" 'BEGIN {
+		-v pmax="$(value max_ms "$fresh")" -v bin="$bin" -v ti4="$ti4" -v ti200="$ti200" 'BEGIN {
 		printf "\ncollector scale report: %d records; %s\n\n", n, bin
 		printf "  %-52s %10s %12s\n", "", "seconds", "records/s"
 		printf "  %-52s %10.3f %12.0f\n", "drain over 4 measurements (start to all stored)", t4, n / t4
 		printf "  %-52s %10.3f %12.0f\n", "drain over 200 measurements (start to all stored)", t200, n / t200
 		printf "  %-52s %10.2f   (target >= 0.9)\n", "rate over 200 / rate over 4", t4 / t200
+		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 4 measurements (context)", ti4, n / ti4
+		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 200 measurements (context)", ti200, n / ti200
+		printf "  %-52s %10.2f\n", "InfluxDB alone: rate over 200 / rate over 4", ti4 / ti200
 		printf "  %-52s %10.2f   (target <= 0.5)\n", "200 idle: collector CPU, % of a core over 10 s", c / hz / 10 * 100
 		printf "  %-52s %10.2f   (target <= 2)\n", "200 idle: nats-server CPU, % of a core over 10 s", nt / hz / 10 * 100
 		printf "  %-52s %10.1f   (target <= 150; p50 %.1f, max %.1f)\n", "freshness of a lone record, p95 ms (20 samples)", p95, p50, pmax
