@@ -467,17 +467,33 @@ impl JetStream {
         };
         let mut subjects: Vec<String> = state.subjects.unwrap_or_default().into_keys().collect();
         subjects.sort();
+        // Every key read at once: a bucket of hundreds of measurements costs one round trip
+        // (a window of them), not one per key.
+        let get = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let bodies: Vec<Vec<u8>> = subjects
+            .iter()
+            .map(|subject| json!({ "last_by_subj": subject }).to_string().into_bytes())
+            .collect();
+        let requests: Vec<PipelineRequest<'_>> = bodies
+            .iter()
+            .map(|body| PipelineRequest {
+                subject: &get,
+                headers: None,
+                body: Cow::Borrowed(body),
+            })
+            .collect();
+        let answers = Pipeline::new(&self.conn)?.run(&requests);
         let mut entries = Vec::with_capacity(subjects.len());
-        for subject in subjects {
+        for (subject, answer) in subjects.iter().zip(answers) {
             let Some(key) = subject.strip_prefix(&prefix) else {
                 continue;
             };
             let what = format!("read key {key} of bucket {bucket}");
-            let answer = match self.request(
-                &what,
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                &json!({ "last_by_subj": subject }),
-            ) {
+            let answer = match answer {
+                Ok(answer) => api_result(&what, answer),
+                Err(e) => Err(Error::nats(&what, io::Error::other(e.to_string()))),
+            };
+            let answer = match answer {
                 Ok(answer) => answer,
                 // Purged between the listing and the read.
                 Err(Error::JetStream {
