@@ -297,7 +297,7 @@ impl JetStream {
         Ok(true)
     }
 
-    /// Ensures the streams and consumers of many measurements with every request of a round
+    /// Ensures the streams and consumers of many measurements (see [`Created`]) with every request of a round
     /// in flight at once (stream infos, the streams missing, consumer infos, the consumers
     /// missing): a collector starting with hundreds of measurements pays four round trips,
     /// not two or three per measurement. Streams are rarely missing (the Transfer client
@@ -308,12 +308,12 @@ impl JetStream {
         namespace: &str,
         measurements: &[(String, String)],
         pull: &PullConfig,
-    ) -> Vec<Result<(bool, bool)>> {
+    ) -> Vec<Result<Created>> {
         let streams: Vec<String> = measurements
             .iter()
             .map(|(m, _)| stream_name(namespace, m))
             .collect();
-        let mut results: Vec<Result<(bool, bool)>> =
+        let mut results: Vec<Result<Created>> =
             measurements.iter().map(|_| Ok((false, false))).collect();
         let mut pipeline = match Pipeline::new(&self.conn) {
             Ok(pipeline) => pipeline,
@@ -332,34 +332,33 @@ impl JetStream {
         };
         // Runs one kind of request for the measurements still fine, and hands each answer
         // (or why none came) to `then`.
-        let mut round =
-            |results: &mut Vec<Result<(bool, bool)>>,
-             subject: &dyn Fn(usize) -> Option<String>,
-             body: &dyn Fn(usize) -> Value,
-             then: &mut dyn FnMut(usize, Result<Value>, &mut Result<(bool, bool)>)| {
-                let chosen: Vec<(usize, String, Vec<u8>)> = (0..measurements.len())
-                    .filter(|&i| results[i].is_ok())
-                    .filter_map(|i| Some((i, subject(i)?, serde_json::to_vec(&body(i)).ok()?)))
-                    .collect();
-                let requests: Vec<PipelineRequest<'_>> = chosen
-                    .iter()
-                    .map(|(_, subject, body)| PipelineRequest {
-                        subject,
-                        headers: None,
-                        body: Cow::Borrowed(body),
-                    })
-                    .collect();
-                for ((i, subject, _), answer) in chosen.iter().zip(pipeline.run(&requests)) {
-                    let answer = match answer {
-                        Ok(answer) => api_result(subject, answer),
-                        Err(e) => Err(Error::nats(
-                            subject.clone(),
-                            io::Error::other(e.to_string()),
-                        )),
-                    };
-                    then(*i, answer, &mut results[*i]);
-                }
-            };
+        let mut round = |results: &mut Vec<Result<Created>>,
+                         subject: &dyn Fn(usize) -> Option<String>,
+                         body: &dyn Fn(usize) -> Value,
+                         then: &mut EnsureStep<'_>| {
+            let chosen: Vec<(usize, String, Vec<u8>)> = (0..measurements.len())
+                .filter(|&i| results[i].is_ok())
+                .filter_map(|i| Some((i, subject(i)?, serde_json::to_vec(&body(i)).ok()?)))
+                .collect();
+            let requests: Vec<PipelineRequest<'_>> = chosen
+                .iter()
+                .map(|(_, subject, body)| PipelineRequest {
+                    subject,
+                    headers: None,
+                    body: Cow::Borrowed(body),
+                })
+                .collect();
+            for ((i, subject, _), answer) in chosen.iter().zip(pipeline.run(&requests)) {
+                let answer = match answer {
+                    Ok(answer) => api_result(subject, answer),
+                    Err(e) => Err(Error::nats(
+                        subject.clone(),
+                        io::Error::other(e.to_string()),
+                    )),
+                };
+                then(*i, answer, &mut results[*i]);
+            }
+        };
         let mut stream_missing = vec![false; measurements.len()];
         round(
             &mut results,
@@ -889,6 +888,13 @@ fn api_result(what: &str, answer: Value) -> Result<Value> {
         None => Ok(answer),
     }
 }
+
+/// What [`JetStream::ensure_all`] created for one measurement: (its stream, its consumer).
+pub type Created = (bool, bool);
+
+/// One step of [`JetStream::ensure_all`]: takes the answer for measurement `i` and updates its
+/// result.
+type EnsureStep<'a> = dyn FnMut(usize, Result<Value>, &mut Result<Created>) + 'a;
 
 /// The shared durable pull consumer's configuration on a measurement's stream.
 fn consumer_config(namespace: &str, measurement: &str, pull: &PullConfig) -> Value {
