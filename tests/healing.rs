@@ -1,6 +1,7 @@
 //! Self-healing: a stream or its shared consumer deleted at runtime while its measurement is
-//! still in the bucket is re-created and pulled again, by every collector of the namespace,
-//! with one warning line each; a measurement removed from the bucket is never re-created.
+//! still in the bucket is re-created and pulled again, by every collector of the namespace
+//! that notices, with one warning line each; a measurement removed from the bucket is never
+//! re-created.
 //! Every test is bounded in records and time and checks the exact points InfluxDB holds.
 
 mod util;
@@ -71,6 +72,13 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     let collectors: Vec<Collector> = (0..n_collectors)
         .map(|_| Collector::start(&config("heal", &nats.url(), &influx)))
         .collect();
+    for c in &collectors {
+        assert!(
+            c.wait_for_log("measurement a added", Duration::from_secs(20)),
+            "{}",
+            c.log()
+        );
+    }
     let logs = || {
         collectors
             .iter()
@@ -86,16 +94,19 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     transfer.delete_consumer("a");
     transfer.publish_many("a", &payloads(after));
     assert_stored(&transfer, &influx, "heal", "a", &all, logs);
+    // Each collector that noticed the loss logs it once; one whose next pull already found
+    // the consumer re-created by the other noticed nothing, and logs nothing.
+    assert!(
+        wait_until(Duration::from_secs(10), || collectors
+            .iter()
+            .any(|c| repairs(c, "a") >= 1)),
+        "{}",
+        logs()
+    );
     for c in &collectors {
         assert!(
-            wait_until(Duration::from_secs(10), || repairs(c, "a") >= 1),
-            "{}",
-            c.log()
-        );
-        assert_eq!(
-            repairs(c, "a"),
-            1,
-            "one repair line per collector:\n{}",
+            repairs(c, "a") <= 1,
+            "at most one repair line per collector:\n{}",
             c.log()
         );
     }
