@@ -988,6 +988,30 @@ mod tests {
     }
 
     #[test]
+    fn pulls_wait_long_and_batches_linger() {
+        let c = parse(MINIMAL_V1).unwrap();
+        assert_eq!(c.pull.expires, Duration::from_secs(30));
+        assert_eq!(c.pull.idle_heartbeat(), Duration::from_secs(5));
+        assert_eq!(c.batch.linger, Duration::from_millis(20));
+        let c = parse(&format!(
+            "{MINIMAL_V1}pull: {{expires: 3s}}\nbatch: {{linger: 50ms}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.pull.idle_heartbeat(), Duration::from_millis(500));
+        assert_eq!(c.batch.linger, Duration::from_millis(50));
+        refused(
+            &format!("{MINIMAL_V1}pull: {{expires: 500ms}}\n"),
+            "pull.expires",
+            "at least 1s",
+        );
+        refused(
+            &format!("{MINIMAL_V1}batch: {{linger: soon}}\n"),
+            "batch.linger",
+            "not a duration",
+        );
+    }
+
+    #[test]
     fn gzip_can_be_turned_off() {
         let c = parse(&MINIMAL_V1.replace("api: v1", "api: v1\n  gzip: false")).unwrap();
         assert!(!c.influx.gzip);
