@@ -5,6 +5,7 @@
 //! bench_jetstream preload --nats URL --namespace NS --measurements a,b --dir DIR
 //! bench_jetstream drain   --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
 //! bench_jetstream wait    --nats URL --namespace NS --measurements a,b --since UNIX_NS
+//! bench_jetstream fresh   --nats URL --namespace NS --measurements a,b --influx URL --db DB [--samples 20]
 //! ```
 //!
 //! `preload` does what the Transfer client does for each measurement `m`: puts the key `m`
@@ -22,6 +23,11 @@
 //! `wait` polls the streams until every one is empty and prints `seconds=S`, the time since
 //! `--since` (when the script started the collector). On a work-queue stream a record leaves
 //! only when it is acknowledged, and the collector acknowledges only what InfluxDB stored.
+//!
+//! `fresh` measures freshness against a running collector: `--samples` times, one record
+//! into one idle measurement (round-robin over `--measurements`, half a second apart), and
+//! the time from just before its publish until InfluxDB (v1 `/query`) returns it. It prints
+//! `samples=N p50_ms=.. p95_ms=.. max_ms=..`.
 #![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
 
 use std::collections::HashMap;
@@ -44,6 +50,9 @@ struct Args {
     threads: usize,
     since_ns: Option<u128>,
     dir: String,
+    influx: String,
+    db: String,
+    samples: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +67,9 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         since_ns: None,
         dir: String::new(),
+        influx: String::new(),
+        db: String::new(),
+        samples: 20,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,6 +81,9 @@ fn parse_args() -> Result<Args, String> {
                 parsed.measurements = value.split(',').map(str::to_string).collect()
             }
             "--dir" => parsed.dir = value.clone(),
+            "--influx" => parsed.influx = value.clone(),
+            "--db" => parsed.db = value.clone(),
+            "--samples" => parsed.samples = number()?.max(1),
             "--batch" => parsed.batch = number()?,
             "--threads" => parsed.threads = number()?.max(1),
             "--since" => {
@@ -95,16 +110,38 @@ fn connect(url: &str) -> Result<JetStream, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Messages waiting in each stream.
+/// Messages waiting in the measurements' streams, from `$JS.API.STREAM.LIST` (256 streams
+/// a page): one request per poll rather than one per stream, so polling 200 streams does not
+/// itself take longer than the drain it times.
 fn waiting(js: &JetStream, args: &Args) -> Result<u64, String> {
-    let mut total = 0;
-    for m in &args.measurements {
-        let stream = jetstream::stream_name(&args.namespace, m);
-        let state = js
-            .stream_state(&stream, None)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("stream {stream} does not exist"))?;
-        total += state.messages;
+    let wanted: std::collections::HashSet<String> = args
+        .measurements
+        .iter()
+        .map(|m| jetstream::stream_name(&args.namespace, m))
+        .collect();
+    let (mut total, mut seen, mut offset) = (0, 0, 0);
+    loop {
+        let body = serde_json::json!({ "offset": offset }).to_string();
+        let reply = js
+            .connection()
+            .request_timeout("$JS.API.STREAM.LIST", body, Duration::from_secs(5))
+            .map_err(|e| format!("stream list: {e}"))?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&reply.data).map_err(|e| format!("stream list: {e}"))?;
+        let streams = answer["streams"].as_array().cloned().unwrap_or_default();
+        for stream in &streams {
+            if wanted.contains(stream["config"]["name"].as_str().unwrap_or("")) {
+                total += stream["state"]["messages"].as_u64().unwrap_or(0);
+                seen += 1;
+            }
+        }
+        offset += streams.len();
+        if streams.is_empty() || offset as u64 >= answer["total"].as_u64().unwrap_or(0) {
+            break;
+        }
+    }
+    if seen != wanted.len() {
+        return Err(format!("{} of {} streams exist", seen, wanted.len()));
     }
     Ok(total)
 }
@@ -138,8 +175,16 @@ fn drain_some(args: &Args, measurements: &[String], expected: u64) -> Result<u64
     while n_acked < expected {
         for stream in streams.values_mut() {
             while stream.pulls.len() < 2 {
-                jetstream::request_pull(&conn, &stream.name, &stream.reply, args.batch, EXPIRES)
-                    .map_err(|e| format!("pull on {}: {e}", stream.name))?;
+                jetstream::request_pull(
+                    &conn,
+                    &stream.name,
+                    &stream.reply,
+                    args.batch,
+                    EXPIRES,
+                    EXPIRES / 6,
+                )
+                .map_err(|e| format!("pull on {}: {e}", stream.name))?;
+                jetstream::flush(&conn).map_err(|e| format!("flush: {e}"))?;
                 stream.pulls.push(args.batch);
             }
         }
@@ -296,12 +341,83 @@ fn wait(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn fresh(args: &Args) -> Result<(), String> {
+    if args.influx.is_empty() || args.db.is_empty() {
+        return Err("fresh needs --influx and --db".into());
+    }
+    let js = connect(&args.nats)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    let mut latencies = Vec::with_capacity(args.samples);
+    for i in 0..args.samples {
+        let m = &args.measurements[i % args.measurements.len()];
+        let probe = format!("{run}-{i}");
+        let payload = format!(r#"{{"tags":{{"probe":"{probe}"}},"fields":{{"probe_n":{i}}}}}"#);
+        let query = format!(r#"SELECT count("probe_n") FROM "{m}" WHERE "probe" = '{probe}'"#);
+        let started = Instant::now();
+        let results = js
+            .publish_all(&[Outgoing {
+                subject: jetstream::subject_name(&args.namespace, m),
+                payload: payload.into_bytes(),
+                id: String::new(),
+                headers: Vec::new(),
+            }])
+            .map_err(|e| e.to_string())?;
+        if let Some(Err(problem)) = results.first() {
+            return Err(format!("publish to {m}: {problem}"));
+        }
+        loop {
+            let body = agent
+                .get(&format!("{}/query", args.influx))
+                .query("db", &args.db)
+                .query("q", &query)
+                .call()
+                .map_err(|e| format!("{query}: {e}"))?
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("{query}: {e}"))?;
+            if body.contains("\"series\"") {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("record {probe} not in InfluxDB after 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    latencies.sort();
+    let at = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1e3
+    };
+    println!(
+        "samples={} p50_ms={:.1} p95_ms={:.1} max_ms={:.1}",
+        latencies.len(),
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args.mode.as_str() {
         "preload" => preload(&args),
         "drain" => drain(&args),
         "wait" => wait(&args),
-        other => Err(format!("unknown mode {other}; use preload, drain or wait")),
+        "fresh" => fresh(&args),
+        other => Err(format!(
+            "unknown mode {other}; use preload, drain, wait or fresh"
+        )),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

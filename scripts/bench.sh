@@ -3,10 +3,18 @@
 # next to how fast the servers themselves can go, on loopback, with real servers this script
 # starts and stops by PID.
 #
-#   scripts/bench.sh [--quick] [--records N] [--keep] [--profile] [--binary PATH]
+#   scripts/bench.sh [--quick] [--records N] [--measurements M] [--scale] [--keep] [--profile]
+#                    [--binary PATH]
 #
 #   --quick        N = 100,000 instead of 1,000,000
-#   --records N    any N (a multiple of 4: the records are spread over 4 measurements)
+#   --records N    any N (a multiple of M: the records are spread evenly over M measurements)
+#   --measurements M  spread the records over M measurements (default 4)
+#   --scale        the scale report instead of steps A-D (N = 100,000 unless --records):
+#                  the same N records drained over 4 and over 200 measurements (target: the
+#                  200 at >= 0.9 of the rate of the 4); then, with the 200 measurements idle,
+#                  the CPU of the collector and of nats-server over 10 s (targets <= 0.5% and
+#                  <= 2% of a core); then freshness, 20 lone records each into an idle
+#                  measurement, publish to visible in InfluxDB (target p95 <= 150 ms)
 #   --keep         keep the temp dir (server logs, the collector's log, the records)
 #   --binary PATH  run C with this collector binary instead of the static build (e.g. an
 #                  older build, to compare)
@@ -30,20 +38,33 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/servers.sh
 
 N=1000000
+n_given=0
 keep=0
 profile=0
+scale=0
+M=4
 c_binary=
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--quick) N=100000 ;;
+	--quick) N=100000 n_given=1 ;;
 	--records)
 		[[ ${2-} =~ ^[0-9]+$ ]] || {
 			echo "bench: --records needs a number" >&2
 			exit 2
 		}
 		N=$2
+		n_given=1
 		shift
 		;;
+	--measurements)
+		[[ ${2-} =~ ^[0-9]+$ ]] && ((${2} >= 1 && ${2} <= 1000)) || {
+			echo "bench: --measurements needs a number from 1 to 1000" >&2
+			exit 2
+		}
+		M=$2
+		shift
+		;;
+	--scale) scale=1 ;;
 	--keep) keep=1 ;;
 	--profile) profile=1 ;;
 	--binary)
@@ -65,17 +86,23 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-MEASUREMENTS=(m0 m1 m2 m3)
-M=${#MEASUREMENTS[@]}
-if ((N == 0 || N % M != 0)); then
-	echo "bench: the record count must be a positive multiple of $M" >&2
+if ((scale)); then
+	((n_given)) || N=100000
+	M=200
+fi
+# names M: the measurement names m0 … m<M-1>, comma-separated.
+names() {
+	local k out=m0
+	for ((k = 1; k < $1; k++)); do out+=",m$k"; done
+	echo "$out"
+}
+LIST=$(names "$M")
+IFS=, read -r -a MEASUREMENTS <<<"$LIST"
+if ((N == 0 || N % M != 0 || (scale && N % 4 != 0))); then
+	echo "bench: the record count must be a positive multiple of $M (and of 4 with --scale)" >&2
 	exit 2
 fi
 PER=$((N / M))
-LIST=$(
-	IFS=,
-	echo "${MEASUREMENTS[*]}"
-)
 
 say() { echo "bench: $*" >&2; }
 die() {
@@ -139,25 +166,30 @@ ex=target/release/examples
 # duration, a 100-byte message, an integer status) and an RFC 3339 time with nanoseconds and
 # an offset, unique to the record (50 µs apart, each with its own nanoseconds), so no point
 # overwrites another.
-say "writing $N records ($PER per measurement)"
-mkdir -p "$work/records"
-for ((k = 0; k < M; k++)); do
-	awk -v per="$PER" -v k="$k" -v M="$M" 'BEGIN {
-		split("info warn error debug", levels, " ")
-		split("checkout search auth cart", services, " ")
-		for (i = 0; i < per; i++) {
-			g = i * M + k
-			t = g * 50000 + g % 7
-			s = int(t / 1000000000)
-			ns = t - s * 1000000000
-			printf "{\"tags\":{\"host\":\"web-%02d\",\"level\":\"%s\",\"service\":\"%s\"},", g % 20, levels[g % 4 + 1], services[g % 3 + 1]
-			printf "\"fields\":{\"bytes\":%d,\"cached\":%s,\"duration_ms\":%.3f,", 200 + (g * 7919) % 60000, (g % 3 == 0) ? "true" : "false", (g % 9973) / 7.0 + 0.125
-			printf "\"message\":\"order %05d paid by card ending %04d after %d retries; receipt mailed to the customer, all good!!!!!!\",", g % 99991, g % 9973, g % 10
-			printf "\"status\":%d},", (g % 50 == 0) ? 500 : ((g % 10 == 0) ? 404 : 200)
-			printf "\"time\":\"2024-03-01T%02d:%02d:%02d.%09d+08:00\"}\n", 12 + int(s / 3600), int(s / 60) % 60, s % 60, ns
-		}
-	}' >"$work/records/${MEASUREMENTS[k]}.jsonl"
-done
+# write_records DIR M: the N records spread over measurements m0 … m<M-1>, one file each.
+write_records() {
+	local dir=$1 m=$2 k
+	say "writing $N records over $m measurements ($((N / m)) each) in $dir"
+	mkdir -p "$dir"
+	for ((k = 0; k < m; k++)); do
+		awk -v per="$((N / m))" -v k="$k" -v M="$m" 'BEGIN {
+			split("info warn error debug", levels, " ")
+			split("checkout search auth cart", services, " ")
+			for (i = 0; i < per; i++) {
+				g = i * M + k
+				t = g * 50000 + g % 7
+				s = int(t / 1000000000)
+				ns = t - s * 1000000000
+				printf "{\"tags\":{\"host\":\"web-%02d\",\"level\":\"%s\",\"service\":\"%s\"},", g % 20, levels[g % 4 + 1], services[g % 3 + 1]
+				printf "\"fields\":{\"bytes\":%d,\"cached\":%s,\"duration_ms\":%.3f,", 200 + (g * 7919) % 60000, (g % 3 == 0) ? "true" : "false", (g % 9973) / 7.0 + 0.125
+				printf "\"message\":\"order %05d paid by card ending %04d after %d retries; receipt mailed to the customer, all good!!!!!!\",", g % 99991, g % 9973, g % 10
+				printf "\"status\":%d},", (g % 50 == 0) ? 500 : ((g % 10 == 0) ? 404 : 200)
+				printf "\"time\":\"2024-03-01T%02d:%02d:%02d.%09d+08:00\"}\n", 12 + int(s / 3600), int(s / 60) % 60, s % 60, ns
+			}
+		}' >"$dir/m$k.jsonl"
+	done
+}
+write_records "$work/records" "$M"
 record_bytes=$(($(cat "$work"/records/*.jsonl | wc -c) / N))
 
 # --- the servers ----------------------------------------------------------------------------
@@ -187,13 +219,95 @@ YAML
 # every record, published as it publishes them (no headers), many acknowledged publishes in
 # flight at once. `collector publish` would add a Nats-Msg-Id header to each record, which
 # the client library then parses on every delivery: not the typical record.
+# preload NAMESPACE [LIST DIR]: the measurements of LIST, records from DIR (default: the
+# measurements and records of the run).
 preload() {
-	"$ex/bench_jetstream" preload --nats "$NATS_URL" --namespace "$1" --measurements "$LIST" \
-		--dir "$work/records"
+	"$ex/bench_jetstream" preload --nats "$NATS_URL" --namespace "$1" --measurements "${2:-$LIST}" \
+		--dir "${3:-$work/records}"
 }
 
 # value KEY TEXT: the value of `KEY=value` in TEXT.
 value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# proc_ticks PID: CPU time (user + system) of a process so far, in clock ticks.
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# --- the scale report (--scale) -------------------------------------------------------------
+if ((scale)); then
+	# drain NAMESPACE LIST DIR: preloads, starts the collector and waits for the streams to
+	# empty; sets t_drain and leaves the collector running (collector_pid).
+	drain() {
+		local conf
+		conf=$(config "$1" "$1")
+		influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$1\"" >/dev/null
+		preload "$1" "$2" "$3"
+		local start_ns
+		start_ns=$(date +%s%N)
+		"$bin" --config "$conf" >"$work/$1.log" 2>&1 &
+		collector_pid=$!
+		out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace "$1" \
+			--measurements "$2" --since "$start_ns") || die "$1: the streams did not empty (see $work/$1.log)"
+		t_drain=$(value seconds "$out")
+		local stored
+		stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db "$1" --measurements "$2")
+		[ "$(value points "$stored")" = "$N" ] || die "$1: InfluxDB holds $(value points "$stored") points, not $N"
+	}
+	stop_collector() {
+		kill -TERM "$collector_pid"
+		wait "$collector_pid" || die "the collector exited with status $? after SIGTERM"
+		collector_pid=
+	}
+	list4=$(names 4)
+	write_records "$work/records4" 4
+	# InfluxDB alone, for context: 200 measurements are also many more series for it.
+	say "scale: InfluxDB alone, the same records over 4 and over 200 measurements"
+	out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db influx4 --dir "$work/records4" \
+		--measurements "$list4" --batch 5000 --threads 2)
+	[ "$(value records "$out")" = "$N" ] || die "InfluxDB alone wrote $(value records "$out") records, not $N"
+	ti4=$(value seconds "$out")
+	out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db influx200 --dir "$work/records" \
+		--measurements "$LIST" --batch 5000 --threads 2)
+	[ "$(value records "$out")" = "$N" ] || die "InfluxDB alone wrote $(value records "$out") records, not $N"
+	ti200=$(value seconds "$out")
+	say "scale: $N records over 4 measurements"
+	drain scale4 "$list4" "$work/records4"
+	t4=$t_drain
+	stop_collector
+	say "scale: $N records over 200 measurements"
+	drain scale200 "$LIST" "$work/records"
+	t200=$t_drain
+	say "scale: 200 idle measurements: CPU over 10 s (after 2 s to settle)"
+	sleep 2
+	c0=$(proc_ticks "$collector_pid")
+	n0=$(proc_ticks "$NATS_PID")
+	sleep 10
+	c1=$(proc_ticks "$collector_pid")
+	n1=$(proc_ticks "$NATS_PID")
+	say "scale: freshness, 20 lone records into idle measurements"
+	fresh=$("$ex/bench_jetstream" fresh --nats "$NATS_URL" --namespace scale200 --measurements "$LIST" \
+		--influx "$INFLUX_URL" --db scale200 --samples 20) || die "freshness probe failed"
+	stop_collector
+	if grep -q . "$work/scale200.log"; then
+		say "the collector logged (level warn):"
+		head -n 20 "$work/scale200.log" >&2
+	fi
+	awk -v n="$N" -v t4="$t4" -v t200="$t200" -v c="$((c1 - c0))" -v nt="$((n1 - n0))" \
+		-v hz="$(getconf CLK_TCK)" -v p50="$(value p50_ms "$fresh")" -v p95="$(value p95_ms "$fresh")" \
+		-v pmax="$(value max_ms "$fresh")" -v bin="$bin" -v ti4="$ti4" -v ti200="$ti200" 'BEGIN {
+		printf "\ncollector scale report: %d records; %s\n\n", n, bin
+		printf "  %-52s %10s %12s\n", "", "seconds", "records/s"
+		printf "  %-52s %10.3f %12.0f\n", "drain over 4 measurements (start to all stored)", t4, n / t4
+		printf "  %-52s %10.3f %12.0f\n", "drain over 200 measurements (start to all stored)", t200, n / t200
+		printf "  %-52s %10.2f   (target >= 0.9)\n", "rate over 200 / rate over 4", t4 / t200
+		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 4 measurements (context)", ti4, n / ti4
+		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 200 measurements (context)", ti200, n / ti200
+		printf "  %-52s %10.2f\n", "InfluxDB alone: rate over 200 / rate over 4", ti4 / ti200
+		printf "  %-52s %10.2f   (target <= 0.5)\n", "200 idle: collector CPU, % of a core over 10 s", c / hz / 10 * 100
+		printf "  %-52s %10.2f   (target <= 2)\n", "200 idle: nats-server CPU, % of a core over 10 s", nt / hz / 10 * 100
+		printf "  %-52s %10.1f   (target <= 150; p50 %.1f, max %.1f)\n", "freshness of a lone record, p95 ms (20 samples)", p95, p50, pmax
+	}'
+	exit 0
+fi
 
 # --- A: raw JetStream -----------------------------------------------------------------------
 say "A: preloading $N records, then draining them with fetch + ack only (2 threads, as 2 workers)"

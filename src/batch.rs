@@ -151,6 +151,9 @@ pub enum Flush {
     Bytes,
     /// Its oldest line has waited `interval`.
     Interval,
+    /// Nothing more has arrived for `linger` and every stream has caught up: a lone record
+    /// or the end of a burst is written now instead of after `interval`.
+    Quiet,
     /// The workers caught up with their streams while it held records of a backlog: nothing
     /// more is coming soon, so waiting for `interval` would only delay them.
     CaughtUp,
@@ -163,13 +166,26 @@ pub struct Limits {
     pub max_lines: usize,
     pub max_bytes: usize,
     pub interval: Duration,
+    pub linger: Duration,
 }
 
-/// The writer's batch: lines plus when the first of them arrived.
+/// The writer's batch: lines plus when the first and the last of them arrived.
+///
+/// When it is written, besides being full or `interval` old:
+/// - **quiet**: while every stream has caught up (no record is known to wait behind the ones
+///   delivered), a batch is written once nothing more has arrived for `linger`. A lone
+///   record is stored within about `linger`, while under a backlog (a stream behind) batches
+///   fill up as before.
+/// - **never more often than the database can take**: a quiet write waits until the
+///   database has been left alone for as long as the previous write took, so writes made for
+///   freshness keep it busy half the time at most; under load the batches grow instead.
 #[derive(Debug)]
 pub struct Batch<T> {
     pub lines: Lines<T>,
     opened_at: Option<Instant>,
+    last_added: Option<Instant>,
+    /// When the database has been left alone as long as the last write took.
+    rested_at: Option<Instant>,
     limits: Limits,
 }
 
@@ -178,6 +194,8 @@ impl<T> Batch<T> {
         Batch {
             lines: Lines::with_capacity(limits.max_lines, limits.max_bytes),
             opened_at: None,
+            last_added: None,
+            rested_at: None,
             limits,
         }
     }
@@ -201,7 +219,40 @@ impl<T> Batch<T> {
             return;
         }
         self.opened_at.get_or_insert(now);
+        self.last_added = Some(now);
         self.lines.append(chunk);
+    }
+
+    /// Whether the batch is due at `now` for any reason: full, old, or quiet while every
+    /// stream has caught up.
+    pub fn due(&self, now: Instant, caught_up: bool) -> Option<Flush> {
+        self.flush_now(now).or_else(|| {
+            (caught_up && self.quiet_at().is_some_and(|at| now >= at)).then_some(Flush::Quiet)
+        })
+    }
+
+    /// When the batch may be written for being quiet: `linger` after its last chunk, and not
+    /// before the database has rested.
+    pub fn quiet_at(&self) -> Option<Instant> {
+        let at = self.last_added? + self.limits.linger;
+        Some(self.rested_at.map_or(at, |rested| at.max(rested)))
+    }
+
+    /// When to look at the batch again with no new chunk: at its deadline, or when it turns
+    /// quiet; while a stream is behind, a `linger` from `now`, to see whether it caught up.
+    pub fn wake_at(&self, now: Instant, caught_up: bool) -> Option<Instant> {
+        let deadline = self.deadline()?;
+        let quiet = if caught_up {
+            self.quiet_at()
+        } else {
+            Some(now + self.limits.linger)
+        };
+        Some(quiet.map_or(deadline, |quiet| quiet.min(deadline)))
+    }
+
+    /// Notes a write that took from `started` to `ended`, for the pacing of quiet writes.
+    pub fn written(&mut self, started: Instant, ended: Instant) {
+        self.rested_at = Some(ended + ended.saturating_duration_since(started));
     }
 
     /// Whether the batch is full or old enough to be written at `now`.
@@ -225,6 +276,7 @@ impl<T> Batch<T> {
     /// Empties the batch after it was written, keeping its buffers for the next one.
     pub fn clear(&mut self) {
         self.opened_at = None;
+        self.last_added = None;
         self.lines.clear();
     }
 }
@@ -251,6 +303,7 @@ mod tests {
         max_lines: 4,
         max_bytes: 30,
         interval: Duration::from_secs(1),
+        linger: Duration::from_millis(20),
     };
 
     #[test]
@@ -352,5 +405,48 @@ mod tests {
         assert_eq!(batch.deadline(), None);
         batch.add(&mut chunk(&["012345678901234567890123456789"]), t0);
         assert_eq!(batch.flush_now(t0), Some(Flush::Bytes));
+    }
+
+    #[test]
+    fn a_quiet_batch_is_written_after_the_linger_once_caught_up() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut batch = Batch::new(LIMITS);
+        assert_eq!(batch.due(t0 + ms(999), true), None, "empty");
+        assert_eq!(batch.wake_at(t0, true), None, "empty: nothing to wake for");
+        batch.add(&mut chunk(&["a"]), t0);
+        assert_eq!(batch.due(t0 + ms(19), true), None, "still lingering");
+        assert_eq!(batch.due(t0 + ms(20), true), Some(Flush::Quiet));
+        assert_eq!(batch.wake_at(t0, true), Some(t0 + ms(20)));
+        // Behind: no quiet write, only the usual limits; a look again after a linger.
+        assert_eq!(batch.due(t0 + ms(500), false), None);
+        assert_eq!(batch.wake_at(t0 + ms(500), false), Some(t0 + ms(520)));
+        assert_eq!(batch.wake_at(t0 + ms(990), false), Some(t0 + ms(1000)));
+        assert_eq!(batch.due(t0 + ms(1000), false), Some(Flush::Interval));
+        // Each new chunk restarts the linger.
+        batch.add(&mut chunk(&["b"]), t0 + ms(15));
+        assert_eq!(batch.due(t0 + ms(30), true), None);
+        assert_eq!(batch.due(t0 + ms(35), true), Some(Flush::Quiet));
+    }
+
+    #[test]
+    fn quiet_writes_leave_the_database_rest_as_long_as_the_last_write_took() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut batch = Batch::new(LIMITS);
+        // The last write took 100 ms and ended at t0: no quiet write before t0 + 100 ms.
+        batch.written(t0 - ms(100), t0);
+        batch.add(&mut chunk(&["a"]), t0);
+        assert_eq!(batch.due(t0 + ms(50), true), None);
+        assert_eq!(batch.wake_at(t0, true), Some(t0 + ms(100)));
+        assert_eq!(batch.due(t0 + ms(100), true), Some(Flush::Quiet));
+        // Full batches are not paced: they are what load looks like.
+        batch.add(&mut chunk(&["b", "c", "d"]), t0 + ms(1));
+        assert_eq!(batch.due(t0 + ms(1), true), Some(Flush::Lines));
+        // A fast write: the linger is what waits.
+        batch.clear();
+        batch.written(t0, t0 + ms(2));
+        batch.add(&mut chunk(&["e"]), t0 + ms(3));
+        assert_eq!(batch.quiet_at(), Some(t0 + ms(23)));
     }
 }

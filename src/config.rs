@@ -135,6 +135,7 @@ pub struct RawDeadLetter {
 pub struct RawBatch {
     pub max_lines: Option<usize>,
     pub max_bytes: Option<usize>,
+    pub linger: Option<String>,
     pub interval: Option<String>,
 }
 
@@ -263,10 +264,19 @@ pub struct PullConfig {
 }
 
 impl PullConfig {
-    /// How long to wait before a record given back may be redelivered: past the expiry of
-    /// every pull request this collector may still have waiting on the server.
+    /// How long to wait before a record given back may be redelivered. A worker ends its own
+    /// pull requests before anything is given back, by dropping the inbox they reply to (the
+    /// server drops a pull request whose reply subject has no interest any more); the delay
+    /// only covers that unsubscription reaching the consumer's leader on another node.
     pub fn give_back_delay(&self) -> Duration {
-        self.expires + Duration::from_secs(1)
+        Duration::from_millis(250)
+    }
+
+    /// How often the server sends a heartbeat on an idle pull request: a sixth of its expiry,
+    /// at most 5 s. A pull that has been silent for two heartbeats is lost (ADR-37) and is
+    /// re-issued.
+    pub fn idle_heartbeat(&self) -> Duration {
+        (self.expires / 6).min(Duration::from_secs(5))
     }
 }
 
@@ -275,6 +285,9 @@ pub struct BatchConfig {
     pub max_lines: usize,
     pub max_bytes: usize,
     pub interval: Duration,
+    /// A batch is written once nothing more has arrived for this long and every stream has
+    /// caught up, so a lone record does not wait for `interval`.
+    pub linger: Duration,
 }
 
 /// Reads the environment variable `name`, treating an empty value as unset.
@@ -883,7 +896,7 @@ impl RawConfig {
         let pull = PullConfig {
             workers: positive("pull.workers", self.pull.workers, 2, 64)?,
             batch: positive("pull.batch", self.pull.batch, 500, 10_000)?,
-            expires: duration("pull.expires", self.pull.expires, Duration::from_secs(2))?,
+            expires: duration("pull.expires", self.pull.expires, Duration::from_secs(30))?,
             ack_wait: duration("pull.ack_wait", self.pull.ack_wait, Duration::from_secs(30))?,
             max_ack_pending: match self.pull.max_ack_pending {
                 None => 20_000,
@@ -906,6 +919,12 @@ impl RawConfig {
                 }
             },
         };
+        if pull.expires < Duration::from_secs(1) {
+            return Err(Error::config(
+                "pull.expires",
+                "must be at least 1s (pull requests carry a heartbeat of a sixth of it)",
+            ));
+        }
         if pull.ack_wait < Duration::from_secs(5) {
             return Err(Error::config(
                 "pull.ack_wait",
@@ -920,6 +939,7 @@ impl RawConfig {
                 self.batch.interval,
                 Duration::from_secs(1),
             )?,
+            linger: duration("batch.linger", self.batch.linger, Duration::from_millis(20))?,
         };
         let log_level = match present(self.log.level).as_deref() {
             None => log::LevelFilter::Info,
@@ -1051,6 +1071,30 @@ mod tests {
             &MINIMAL_V1.replace("api: v1", "api: v1\n  no_sync: true"),
             "influx.no_sync",
             "api v3",
+        );
+    }
+
+    #[test]
+    fn pulls_wait_long_and_batches_linger() {
+        let c = parse(MINIMAL_V1).unwrap();
+        assert_eq!(c.pull.expires, Duration::from_secs(30));
+        assert_eq!(c.pull.idle_heartbeat(), Duration::from_secs(5));
+        assert_eq!(c.batch.linger, Duration::from_millis(20));
+        let c = parse(&format!(
+            "{MINIMAL_V1}pull: {{expires: 3s}}\nbatch: {{linger: 50ms}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.pull.idle_heartbeat(), Duration::from_millis(500));
+        assert_eq!(c.batch.linger, Duration::from_millis(50));
+        refused(
+            &format!("{MINIMAL_V1}pull: {{expires: 500ms}}\n"),
+            "pull.expires",
+            "at least 1s",
+        );
+        refused(
+            &format!("{MINIMAL_V1}batch: {{linger: soon}}\n"),
+            "batch.linger",
+            "not a duration",
         );
     }
 

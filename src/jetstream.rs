@@ -104,6 +104,9 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
         })
         .reconnect_callback(|| {
             crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, true);
+            // Pull requests waiting on the server may not have survived: the workers see
+            // the count move and issue theirs again.
+            crate::stats::NATS_RECONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             log::info!("nats: reconnected")
         })
         .connect(hosts.as_str())
@@ -314,20 +317,7 @@ impl JetStream {
             }) => {}
             Err(e) => return Err(e),
         }
-        let config = json!({
-            "stream_name": stream,
-            "config": {
-                "durable_name": DURABLE,
-                "description": "shared by every collector of the namespace",
-                "deliver_policy": "all",
-                "ack_policy": "explicit",
-                "ack_wait": pull.ack_wait.as_nanos() as u64,
-                "max_ack_pending": pull.max_ack_pending,
-                "max_waiting": 512,
-                "filter_subject": subject_name(namespace, measurement),
-                "replay_policy": "instant",
-            }
-        });
+        let config = consumer_config(namespace, measurement, pull);
         self.request(
             &format!("create consumer {DURABLE} on {stream}"),
             &format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{DURABLE}"),
@@ -347,6 +337,122 @@ impl JetStream {
             }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Ensures the streams and consumers of many measurements (see [`Created`]) with every request of a round
+    /// in flight at once (stream infos, the streams missing, consumer infos, the consumers
+    /// missing): a collector starting with hundreds of measurements pays four round trips,
+    /// not two or three per measurement. Streams are rarely missing (the Transfer client
+    /// creates them), so those go through [`JetStream::ensure_stream`] one by one. Returns,
+    /// per measurement, whether its stream and its consumer were created.
+    pub fn ensure_all(
+        &self,
+        namespace: &str,
+        measurements: &[(String, String)],
+        pull: &PullConfig,
+    ) -> Vec<Result<Created>> {
+        let streams: Vec<String> = measurements
+            .iter()
+            .map(|(m, _)| stream_name(namespace, m))
+            .collect();
+        let mut results: Vec<Result<Created>> =
+            measurements.iter().map(|_| Ok((false, false))).collect();
+        let mut pipeline = match Pipeline::new(&self.conn) {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                let text = e.to_string();
+                return measurements
+                    .iter()
+                    .map(|_| {
+                        Err(Error::nats(
+                            "ensure streams",
+                            io::Error::other(text.clone()),
+                        ))
+                    })
+                    .collect();
+            }
+        };
+        // Runs one kind of request for the measurements still fine, and hands each answer
+        // (or why none came) to `then`.
+        let mut round = |results: &mut Vec<Result<Created>>,
+                         subject: &dyn Fn(usize) -> Option<String>,
+                         body: &dyn Fn(usize) -> Value,
+                         then: &mut EnsureStep<'_>| {
+            let chosen: Vec<(usize, String, Vec<u8>)> = (0..measurements.len())
+                .filter(|&i| results[i].is_ok())
+                .filter_map(|i| Some((i, subject(i)?, serde_json::to_vec(&body(i)).ok()?)))
+                .collect();
+            let requests: Vec<PipelineRequest<'_>> = chosen
+                .iter()
+                .map(|(_, subject, body)| PipelineRequest {
+                    subject,
+                    headers: None,
+                    body: Cow::Borrowed(body),
+                })
+                .collect();
+            for ((i, subject, _), answer) in chosen.iter().zip(pipeline.run(&requests)) {
+                let answer = match answer {
+                    Ok(answer) => api_result(subject, answer),
+                    Err(e) => Err(Error::nats(
+                        subject.clone(),
+                        io::Error::other(e.to_string()),
+                    )),
+                };
+                then(*i, answer, &mut results[*i]);
+            }
+        };
+        let mut stream_missing = vec![false; measurements.len()];
+        round(
+            &mut results,
+            &|i| Some(format!("$JS.API.STREAM.INFO.{}", streams[i])),
+            &|_| json!({}),
+            &mut |i, answer, result| match answer {
+                Ok(_) => {}
+                Err(Error::JetStream {
+                    err_code: ERR_STREAM_NOT_FOUND,
+                    ..
+                }) => stream_missing[i] = true,
+                Err(e) => *result = Err(e),
+            },
+        );
+        for (i, (m, description)) in measurements.iter().enumerate() {
+            if stream_missing[i] {
+                results[i] = self
+                    .ensure_stream(namespace, m, description)
+                    .map(|created| (created, false));
+            }
+        }
+        let mut consumer_missing = vec![false; measurements.len()];
+        round(
+            &mut results,
+            &|i| Some(format!("$JS.API.CONSUMER.INFO.{}.{DURABLE}", streams[i])),
+            &|_| json!({}),
+            &mut |i, answer, result| match answer {
+                Ok(_) => {}
+                Err(Error::JetStream {
+                    err_code: ERR_CONSUMER_NOT_FOUND,
+                    ..
+                }) => consumer_missing[i] = true,
+                Err(e) => *result = Err(e),
+            },
+        );
+        round(
+            &mut results,
+            &|i| {
+                consumer_missing[i]
+                    .then(|| format!("$JS.API.CONSUMER.DURABLE.CREATE.{}.{DURABLE}", streams[i]))
+            },
+            &|i| consumer_config(namespace, &measurements[i].0, pull),
+            &mut |_, answer, result| match answer {
+                Ok(_) => {
+                    if let Ok((_, consumer)) = result {
+                        *consumer = true;
+                    }
+                }
+                Err(e) => *result = Err(e),
+            },
+        );
+        results
     }
 
     /// The shared consumer's state on `stream`.
@@ -446,17 +552,33 @@ impl JetStream {
         };
         let mut subjects: Vec<String> = state.subjects.unwrap_or_default().into_keys().collect();
         subjects.sort();
+        // Every key read at once: a bucket of hundreds of measurements costs one round trip
+        // (a window of them), not one per key.
+        let get = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let bodies: Vec<Vec<u8>> = subjects
+            .iter()
+            .map(|subject| json!({ "last_by_subj": subject }).to_string().into_bytes())
+            .collect();
+        let requests: Vec<PipelineRequest<'_>> = bodies
+            .iter()
+            .map(|body| PipelineRequest {
+                subject: &get,
+                headers: None,
+                body: Cow::Borrowed(body),
+            })
+            .collect();
+        let answers = Pipeline::new(&self.conn)?.run(&requests);
         let mut entries = Vec::with_capacity(subjects.len());
-        for subject in subjects {
+        for (subject, answer) in subjects.iter().zip(answers) {
             let Some(key) = subject.strip_prefix(&prefix) else {
                 continue;
             };
             let what = format!("read key {key} of bucket {bucket}");
-            let answer = match self.request(
-                &what,
-                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                &json!({ "last_by_subj": subject }),
-            ) {
+            let answer = match answer {
+                Ok(answer) => api_result(&what, answer),
+                Err(e) => Err(Error::nats(&what, io::Error::other(e.to_string()))),
+            };
+            let answer = match answer {
                 Ok(answer) => answer,
                 // Purged between the listing and the read.
                 Err(Error::JetStream {
@@ -829,22 +951,27 @@ pub fn classify(message: &Message) -> Arrival {
 }
 
 /// Publishes a pull request for `batch` records on the shared consumer of `stream`; the
-/// records and the status that ends the request arrive on `reply`. The explicit flush sends
-/// it now instead of after the client's 5 ms flush delay.
+/// records, the server's idle heartbeats and the status that ends the request arrive on
+/// `reply`. It is not flushed: the caller sends several and then calls [`flush`] once, so a
+/// worker with hundreds of measurements pays one round trip, not one per request.
 pub fn request_pull(
     conn: &Connection,
     stream: &str,
     reply: &str,
     batch: usize,
     expires: Duration,
+    idle_heartbeat: Duration,
 ) -> io::Result<()> {
-    let body = format!(r#"{{"batch":{batch},"expires":{}}}"#, expires.as_nanos());
+    let body = format!(
+        r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
+        expires.as_nanos(),
+        idle_heartbeat.as_nanos()
+    );
     conn.publish_request(
         &format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{DURABLE}"),
         reply,
         body,
-    )?;
-    conn.flush_timeout(API_TIMEOUT)
+    )
 }
 
 /// Sends everything buffered on the connection (acks are buffered) and waits for the server
@@ -1032,6 +1159,31 @@ fn api_result(what: &str, answer: Value) -> Result<Value> {
         }),
         None => Ok(answer),
     }
+}
+
+/// What [`JetStream::ensure_all`] created for one measurement: (its stream, its consumer).
+pub type Created = (bool, bool);
+
+/// One step of [`JetStream::ensure_all`]: takes the answer for measurement `i` and updates its
+/// result.
+type EnsureStep<'a> = dyn FnMut(usize, Result<Value>, &mut Result<Created>) + 'a;
+
+/// The shared durable pull consumer's configuration on a measurement's stream.
+fn consumer_config(namespace: &str, measurement: &str, pull: &PullConfig) -> Value {
+    json!({
+        "stream_name": stream_name(namespace, measurement),
+        "config": {
+            "durable_name": DURABLE,
+            "description": "shared by every collector of the namespace",
+            "deliver_policy": "all",
+            "ack_policy": "explicit",
+            "ack_wait": pull.ack_wait.as_nanos() as u64,
+            "max_ack_pending": pull.max_ack_pending,
+            "max_waiting": 512,
+            "filter_subject": subject_name(namespace, measurement),
+            "replay_policy": "instant",
+        }
+    })
 }
 
 /// The subject dead letters of a measurement are published to.

@@ -33,11 +33,18 @@ use crate::jetstream::{self, Connection, JetStream};
 use crate::record::Unsigned;
 use crate::shutdown;
 use crate::stats::{Stats, NATS_CONNECTED};
-use crate::worker::{Chunk, Control, Worker};
+use crate::worker::{Chunk, Control, Gone, Worker};
 use crate::writer::Writer;
 
 /// Control messages a worker may have queued; the main thread sends a handful per change.
 const CONTROL_CAPACITY: usize = 256;
+/// Reports of missing consumers the workers may have queued for the main thread. A report
+/// that does not fit is not lost for good: the worker pulls again after a pause, and the
+/// periodic check finds what is still missing.
+const GONE_CAPACITY: usize = 256;
+/// How often the main thread checks that every pulled measurement still has its consumer,
+/// for a loss no pull reported (a consumer deleted while no pull was waiting on it).
+const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Margin past the shutdown deadline for threads to notice it and leave.
 const JOIN_MARGIN: Duration = Duration::from_secs(2);
 /// With readiness served, how long the writer may go without hearing from InfluxDB before
@@ -156,6 +163,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             max_lines: config.batch.max_lines,
             max_bytes: config.batch.max_bytes,
             interval: config.batch.interval,
+            linger: config.batch.linger,
         },
         ack_wait: config.pull.ack_wait,
         give_back_delay: config.pull.give_back_delay(),
@@ -170,6 +178,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
         InfluxApi::V1 => Unsigned::Refused,
     };
+    let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
     let mut controls = Vec::with_capacity(config.pull.workers);
     let mut workers = Vec::with_capacity(config.pull.workers);
     for i in 0..config.pull.workers {
@@ -182,6 +191,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             unsigned,
             control: control_receiver,
             to_writer: to_writer.clone(),
+            gone: gone.clone(),
             shutdown: shutdown.clone(),
             stats: stats.clone(),
         };
@@ -189,6 +199,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         controls.push(control);
     }
     drop(to_writer);
+    drop(gone);
     drop(done);
 
     let mut poller = Poller {
@@ -205,10 +216,20 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         stats: &stats,
         lag_refreshed: None,
     };
+    let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
     loop {
         poller.poll();
+        if Instant::now() >= next_check {
+            poller.check_consumers();
+            next_check = Instant::now() + CONSUMER_CHECK_EVERY;
+        }
         channel::select! {
             recv(signals) -> _ => break,
+            recv(gone_reports) -> report => {
+                if let Ok(report) = report {
+                    poller.heal(&report.measurement, &report.why);
+                }
+            },
             recv(channel::after(config.poll_interval)) -> _ => {},
         }
     }
@@ -414,9 +435,7 @@ impl Poller<'_> {
                 self.bucket
             );
         }
-        for measurement in &changes.added {
-            self.start(measurement);
-        }
+        self.start_all(&changes.added);
         for measurement in &changes.changed {
             log::info!(
                 "measurement {} changed: description {:?}",
@@ -500,26 +519,17 @@ impl Poller<'_> {
 
     /// Ensures a measurement's stream and consumer, then assigns it to a worker.
     fn start(&mut self, measurement: &Measurement) {
-        let namespace = &self.config.namespace;
-        let ensured = self
-            .js
-            .ensure_stream(namespace, &measurement.name, &measurement.description)
-            .and_then(|created| {
-                if created {
-                    log::info!(
-                        "created stream {}",
-                        jetstream::stream_name(namespace, &measurement.name)
-                    );
-                }
-                self.js
-                    .ensure_consumer(namespace, &measurement.name, &self.config.pull)
-            });
-        if let Err(e) = ensured {
+        if let Err(e) = self.ensure(measurement) {
             if self.unready.insert(measurement.name.clone()) {
                 log::warn!("measurement {}: {e}; retrying every poll", measurement.name);
             }
             return;
         }
+        self.assign(measurement);
+    }
+
+    /// Hands a measurement whose stream and consumer exist to a worker.
+    fn assign(&mut self, measurement: &Measurement) {
         self.unready.remove(&measurement.name);
         self.stats.measurement(&measurement.name).set_pulled(true);
         let worker = self.assignment.add(&measurement.name);
@@ -529,4 +539,132 @@ impl Poller<'_> {
             measurement.name
         );
     }
+
+    /// Starts many measurements at once: their streams and consumers are ensured with the
+    /// requests of each kind in flight together (one measurement alone goes through
+    /// [`Poller::start`]).
+    fn start_all(&mut self, measurements: &[Measurement]) {
+        if measurements.len() <= 1 {
+            for measurement in measurements {
+                self.start(measurement);
+            }
+            return;
+        }
+        let names: Vec<(String, String)> = measurements
+            .iter()
+            .map(|m| (m.name.clone(), m.description.clone()))
+            .collect();
+        let results = self
+            .js
+            .ensure_all(&self.config.namespace, &names, &self.config.pull);
+        for (measurement, result) in measurements.iter().zip(results) {
+            match result {
+                Ok((stream, _)) => {
+                    if stream {
+                        log::info!(
+                            "created stream {}",
+                            jetstream::stream_name(&self.config.namespace, &measurement.name)
+                        );
+                    }
+                    self.assign(measurement);
+                }
+                Err(e) => {
+                    if self.unready.insert(measurement.name.clone()) {
+                        log::warn!("measurement {}: {e}; retrying every poll", measurement.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates what is missing of a measurement's stream and consumer; says which it created.
+    fn ensure(&self, measurement: &Measurement) -> Result<Ensured> {
+        let namespace = &self.config.namespace;
+        let stream =
+            self.js
+                .ensure_stream(namespace, &measurement.name, &measurement.description)?;
+        if stream {
+            log::info!(
+                "created stream {}",
+                jetstream::stream_name(namespace, &measurement.name)
+            );
+        }
+        let consumer = self
+            .js
+            .ensure_consumer(namespace, &measurement.name, &self.config.pull)?;
+        Ok(Ensured { stream, consumer })
+    }
+
+    /// A worker found the consumer or the stream of a measurement missing (or the periodic
+    /// check did): re-creates what is missing if the measurement is still configured, and
+    /// tells its worker to pull again. Several collectors may do this at once; whoever comes
+    /// second finds everything there.
+    pub fn heal(&mut self, name: &str, why: &str) {
+        // The bucket first: a measurement removed together with its stream (Transfer's
+        // `Remove` deletes the key, then the stream) must not come back.
+        if let Err(e) = self.read() {
+            log::warn!("measurement {name}: {why}; cannot read the configuration to check it ({e}); retrying every poll");
+        }
+        let Some(measurement) = self
+            .catalog
+            .measurements()
+            .find(|m| m.name == name)
+            .cloned()
+        else {
+            return;
+        };
+        let Some(worker) = self.assignment.worker_of(name) else {
+            // Not pulled yet: the poll retries it as a whole.
+            return;
+        };
+        let stream = jetstream::stream_name(&self.config.namespace, name);
+        let durable = jetstream::DURABLE;
+        let ensured = match self.ensure(&measurement) {
+            Ok(ensured) => ensured,
+            Err(e) => {
+                if self.unready.insert(name.to_string()) {
+                    log::warn!("measurement {name}: {why}; cannot re-create its stream or consumer: {e}; retrying every poll");
+                }
+                return;
+            }
+        };
+        let action = match ensured {
+            Ensured { stream: true, .. } => {
+                format!("re-created the stream and its consumer {durable}")
+            }
+            Ensured { consumer: true, .. } => format!("re-created its consumer {durable}"),
+            _ => format!(
+                "its consumer {durable} exists again (re-created by another collector, or back after a failover)"
+            ),
+        };
+        log::warn!("measurement {name}: {why} on stream {stream}; {action}; pulling again");
+        let _ = self.controls[worker].send(Control::Add(measurement));
+    }
+
+    /// Checks that every pulled measurement still has its consumer, and heals those that do
+    /// not. A NATS failure ends the round: the next one is a period away.
+    pub fn check_consumers(&mut self) {
+        let pulled: Vec<String> = self
+            .catalog
+            .measurements()
+            .filter(|m| !self.unready.contains(&m.name))
+            .filter(|m| self.assignment.worker_of(&m.name).is_some())
+            .map(|m| m.name.clone())
+            .collect();
+        for name in pulled {
+            let stream = jetstream::stream_name(&self.config.namespace, &name);
+            match self.js.consumer_state_if_any(&stream) {
+                Ok(Some(_)) => {}
+                Ok(None) => self.heal(&name, "consumer missing (periodic check)"),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// What [`Poller::ensure`] had to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ensured {
+    stream: bool,
+    consumer: bool,
 }

@@ -21,7 +21,8 @@ use crate::config::PullConfig;
 use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
 use crate::record::{Encoder, Origin, Unsigned};
 use crate::shutdown::Shutdown;
-use crate::stats::{MeasurementStats, Stats};
+use crate::stats::{MeasurementStats, Stats, NATS_RECONNECTS};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A record on its way to InfluxDB: the message to acknowledge and where it came from.
@@ -43,11 +44,22 @@ pub enum Control {
     Remove(String),
 }
 
-/// How long after its own expiry a pull request is given up as lost (a reconnect drops
-/// outstanding pulls silently; without this the measurement would go stale).
-const LOST_PULL_GRACE: Duration = Duration::from_secs(2);
-/// How often the loop wakes with nothing to do, to re-issue pulls and notice lost ones.
-const IDLE_TICK: Duration = Duration::from_millis(200);
+/// Slack on a pull's expiry and heartbeats before it is given up as lost (a reconnect or a
+/// server restart drops outstanding pulls silently; without this the measurement would go
+/// stale).
+const LOST_PULL_GRACE: Duration = Duration::from_secs(1);
+/// How soon a failed pull request is sent again.
+const PULL_RETRY: Duration = Duration::from_millis(200);
+/// After its consumer was found missing, how long a measurement waits for the main thread's
+/// go-ahead before it pulls again on its own.
+const GONE_PAUSE: Duration = Duration::from_secs(5);
+/// While stopping, a pull request that has brought nothing for this long is taken to have
+/// nothing on its way: the worker may drop its inbox.
+const STOP_QUIET: Duration = Duration::from_millis(100);
+/// The delay before a record of a removed measurement, brought by a pull sent before the
+/// removal, may be redelivered: past the retirement of the inbox that pull replies to, so it
+/// is not delivered to it again.
+const REMOVED_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
@@ -59,19 +71,48 @@ struct Pull {
     expires_at: Instant,
 }
 
+/// Whether a measurement's pull requests are being issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pulling {
+    /// Two pull requests kept outstanding.
+    Active,
+    /// Its consumer or stream was found missing and the main thread was told; no pulls until
+    /// it says the measurement is ready again ([`Control::Add`]), or until this instant, in
+    /// case the report was lost.
+    Paused { until: Instant },
+}
+
 /// A measurement this worker pulls.
 struct Consumer {
     stream: String,
     reply: String,
+    /// Counts the times it resumed after its consumer was found missing; part of the reply
+    /// subject, so the end of a pull issued before (a late `409 Consumer Deleted`) is not
+    /// taken for news about the re-created consumer.
+    generation: u64,
     encoder: Encoder,
     pulls: VecDeque<Pull>,
-    /// Removed by the main thread: no new pulls; dropped once the outstanding ones end.
-    removing: bool,
+    pulling: Pulling,
+    /// When anything last arrived for it (a record, a heartbeat or a status): a pull that
+    /// has been silent for two heartbeats is lost.
+    last_heard: Instant,
+    /// When its last record arrived: while stopping, a measurement whose pulls brought no
+    /// record for [`STOP_QUIET`] has nothing on its way (heartbeats do not count: they only
+    /// say that nothing is).
+    last_record: Instant,
     /// Records fetched and waiting for this measurement (shared with the metrics endpoint).
     counters: Arc<MeasurementStats>,
     /// Whether its latest record had more waiting behind it in the stream (counted in
     /// `Stats::streams_behind` while true).
     behind: bool,
+}
+
+/// A worker's report to the main thread: the consumer or the stream of a measurement is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    pub measurement: String,
+    /// What showed it, e.g. `409 Consumer Deleted`.
+    pub why: String,
 }
 
 pub struct Worker {
@@ -82,6 +123,9 @@ pub struct Worker {
     pub unsigned: Unsigned,
     pub control: Receiver<Control>,
     pub to_writer: Sender<Chunk>,
+    /// Where a missing consumer or stream is reported; bounded, and a full channel only
+    /// delays the repair to the pause's end or the main thread's periodic check.
+    pub gone: Sender<Gone>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
 }
@@ -96,14 +140,35 @@ struct Running {
     /// The largest chunk sent in one go: one pull's worth.
     chunk_lines: usize,
     pull_failing: bool,
+    /// `NATS_RECONNECTS` when the pulls were last issued.
+    reconnects: u64,
+    /// A measurement was removed: the inbox is to be replaced, which ends its pulls.
+    rotate: bool,
+    /// The previous inbox, read until the pulls sent to it have gone quiet.
+    retiring: Option<Retiring>,
+}
+
+/// An inbox being retired: no new pulls go to it, and it is dropped once no record has come
+/// for [`STOP_QUIET`] (its pulls filled up, or idle with nothing on the way; their
+/// heartbeats do not count).
+struct Retiring {
+    subscription: Subscription,
+    last_record: Instant,
+}
+
+/// Which inbox a message came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbox {
+    Current,
+    /// The retiring one: its pulls are no longer counted, its records are processed as usual.
+    Retiring,
 }
 
 impl Worker {
     /// Runs until the control channel closes (the service is stopping), then hands over what
     /// it holds and returns.
     pub fn run(self) {
-        let inbox_prefix = self.conn.new_inbox();
-        let inbox = match self.conn.subscribe(&format!("{inbox_prefix}.*")) {
+        let (inbox_prefix, inbox) = match subscribe_inbox(&self.conn) {
             Ok(inbox) => inbox,
             Err(e) => {
                 log::error!(
@@ -122,9 +187,47 @@ impl Worker {
             chunk: Chunk::with_capacity(chunk_lines, chunk_lines * 256),
             chunk_lines,
             pull_failing: false,
+            reconnects: NATS_RECONNECTS.load(Ordering::Relaxed),
+            rotate: false,
+            retiring: None,
         };
         running.run();
     }
+}
+
+/// A fresh inbox for pull replies: `_INBOX.<id>.<generation>.<measurement>` all arrive on
+/// one subscription.
+fn subscribe_inbox(conn: &Connection) -> std::io::Result<(String, Subscription)> {
+    let prefix = conn.new_inbox();
+    let subscription = conn.subscribe(&format!("{prefix}.*.*"))?;
+    Ok((prefix, subscription))
+}
+
+fn reply_subject(prefix: &str, generation: u64, measurement: &str) -> String {
+    format!("{prefix}.{generation}.{measurement}")
+}
+
+/// The measurement and generation a pull reply subject names.
+fn reply_parts(subject: &str) -> (&str, Option<u64>) {
+    let mut tokens = subject.rsplit('.');
+    let measurement = tokens.next().unwrap_or("");
+    let generation = tokens.next().and_then(|g| g.parse().ok());
+    (measurement, generation)
+}
+
+/// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
+/// before it saw the unsubscription has been read, and returns what is left in it. Messages
+/// the server sent in the instant between the round trip and the unsubscription are dropped
+/// by the client: their records come back after their ack wait, nothing is lost.
+fn end_subscription(subscription: Subscription) -> Vec<Message> {
+    if subscription.drain().is_err() {
+        let _ = subscription.clone().unsubscribe();
+    }
+    let mut left = Vec::new();
+    while let Ok(message) = subscription.receiver().try_recv() {
+        left.push(message);
+    }
+    left
 }
 
 impl Running {
@@ -133,10 +236,18 @@ impl Running {
         let mut stopping = false;
         loop {
             let now = Instant::now();
+            self.retire_quiet_inbox(now, stopping);
+            if self.rotate && self.retiring.is_none() && !stopping {
+                self.rotate_inbox(now);
+            }
             if !stopping {
                 self.issue_pulls(now);
             }
             self.forget_lost_pulls(now);
+            let retiring = match &self.retiring {
+                Some(retiring) => retiring.subscription.receiver().clone(),
+                None => channel::never(),
+            };
             let control = if stopping {
                 &never
             } else {
@@ -150,49 +261,60 @@ impl Running {
                 },
                 recv(inbox) -> message => {
                     if let Ok(message) = message {
-                        self.arrive(message);
+                        self.arrive(message, Inbox::Current);
                         // Take what else is already here, up to one pull's worth, so the
                         // writer gets chunks rather than single records.
                         while self.chunk.len() < self.chunk_lines {
                             match inbox.try_recv() {
-                                Ok(message) => self.arrive(message),
+                                Ok(message) => self.arrive(message, Inbox::Current),
                                 Err(_) => break,
                             }
                         }
                     }
                 },
-                default(IDLE_TICK) => {},
+                recv(retiring) -> message => {
+                    if let Ok(message) = message {
+                        if let (Some(retiring), Arrival::Record(_)) =
+                            (&mut self.retiring, jetstream::classify(&message))
+                        {
+                            retiring.last_record = Instant::now();
+                        }
+                        self.arrive(message, Inbox::Retiring);
+                    }
+                },
+                default(self.next_wake(Instant::now(), stopping)) => {},
             }
             self.hand_over();
-            let stats = &self.worker.stats;
-            self.consumers.retain(|_, c| {
-                let keep = !(c.removing && c.pulls.is_empty());
-                if !keep && c.behind {
-                    stats.behind(false);
-                }
-                keep
-            });
             if stopping {
-                // Leave once every pull request has ended (filled, expired or lost), so none
-                // is left on the server to swallow records after this inbox is gone; but in
-                // time for the writer to write what arrived before the deadline.
-                let outstanding = self.consumers.values().any(|c| !c.pulls.is_empty());
+                // Leave once no pull request can still be sending records: each has ended
+                // (filled, expired, lost) or has been silent for a moment, so nothing is on
+                // its way to the inbox that is about to go; but in time for the writer to
+                // write what arrived before the deadline.
+                let now = Instant::now();
+                let busy = self.retiring.is_some()
+                    || self.consumers.values().any(|c| {
+                        !c.pulls.is_empty() && now.duration_since(c.last_record) < STOP_QUIET
+                    });
                 let cutoff = self
                     .worker
                     .shutdown
                     .deadline()
                     .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
-                if !outstanding || cutoff.is_some_and(|cutoff| Instant::now() >= cutoff) {
+                if !busy || cutoff.is_some_and(|cutoff| now >= cutoff) {
                     break;
                 }
             }
         }
-        // Records the server sends after this are redelivered to another collector once
-        // their ack wait runs out: nothing is lost, they only wait.
-        let _ = self.inbox.clone().unsubscribe();
+        // Dropping the inbox ends every pull request of this worker on the server (a pull
+        // whose reply subject has no interest is discarded), so records given back from now
+        // on go to another collector at once instead of to a pull nobody reads.
+        let mut left = end_subscription(self.inbox.clone());
+        if let Some(retiring) = self.retiring.take() {
+            left.extend(end_subscription(retiring.subscription));
+        }
         self.hand_over();
         // Records that arrived after the last look are given back for immediate redelivery.
-        while let Ok(message) = self.inbox.receiver().try_recv() {
+        for message in left {
             if let Arrival::Record(_) = jetstream::classify(&message) {
                 let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
             }
@@ -200,11 +322,44 @@ impl Running {
         let _ = jetstream::flush(&self.worker.conn);
     }
 
+    /// How long the loop may sleep: until the next pull could expire or be lost, or a
+    /// paused measurement resumes; at most a heartbeat, and briefly while stopping.
+    fn next_wake(&self, now: Instant, stopping: bool) -> Duration {
+        if stopping {
+            return STOP_QUIET / 2;
+        }
+        let heartbeat = self.worker.pull.idle_heartbeat();
+        let mut wake = now + heartbeat;
+        if let Some(retiring) = &self.retiring {
+            wake = wake.min(retiring.last_record + STOP_QUIET);
+        }
+        for consumer in self.consumers.values() {
+            if let Pulling::Paused { until } = consumer.pulling {
+                wake = wake.min(until);
+            }
+        }
+        if self.pull_failing {
+            wake = wake.min(now + PULL_RETRY);
+        }
+        wake.saturating_duration_since(now)
+    }
+
     fn apply(&mut self, control: Control) {
         match control {
             Control::Add(measurement) => {
                 if let Some(consumer) = self.consumers.get_mut(&measurement.name) {
-                    consumer.removing = false;
+                    // Ready again after a repair: whatever was outstanding died with the
+                    // consumer.
+                    if consumer.pulling != Pulling::Active {
+                        consumer.pulling = Pulling::Active;
+                        consumer.pulls.clear();
+                        consumer.generation += 1;
+                        consumer.reply = reply_subject(
+                            &self.inbox_prefix,
+                            consumer.generation,
+                            &measurement.name,
+                        );
+                    }
                     return;
                 }
                 let encoder = match Encoder::new(&measurement.name, self.worker.unsigned) {
@@ -223,30 +378,121 @@ impl Running {
                     measurement.name.clone(),
                     Consumer {
                         stream: jetstream::stream_name(&self.worker.namespace, &measurement.name),
-                        reply: format!("{}.{}", self.inbox_prefix, measurement.name),
+                        reply: reply_subject(&self.inbox_prefix, 0, &measurement.name),
+                        generation: 0,
                         encoder,
                         pulls: VecDeque::new(),
-                        removing: false,
+                        pulling: Pulling::Active,
+                        last_heard: Instant::now(),
+                        last_record: Instant::now(),
                         counters: self.worker.stats.measurement(&measurement.name),
                         behind: false,
                     },
                 );
             }
             Control::Remove(name) => {
-                if let Some(consumer) = self.consumers.get_mut(&name) {
-                    log::debug!("{}: stops pulling {name}", self.worker.name);
-                    consumer.removing = true;
+                let Some(consumer) = self.consumers.remove(&name) else {
+                    return;
+                };
+                log::debug!("{}: stops pulling {name}", self.worker.name);
+                if consumer.behind {
+                    self.worker.stats.behind(false);
                 }
+                // Not at once: several removals in a row make one new inbox.
+                self.rotate = true;
             }
         }
     }
 
-    /// Keeps two pulls outstanding per measurement.
+    /// Moves every pull to a new inbox and retires the old one, which ends on the server the
+    /// pull requests still outstanding for a removed measurement: left there, they would take
+    /// its records, one delivery each, until they expired. The others are issued again on
+    /// the new inbox at once; the old one is read until its pulls go quiet, so nothing on its
+    /// way to it is dropped.
+    fn rotate_inbox(&mut self, now: Instant) {
+        let (prefix, inbox) = match subscribe_inbox(&self.worker.conn) {
+            Ok(new) => new,
+            Err(e) => {
+                // The removed measurement's pulls then end at their expiry; what they bring
+                // meanwhile is given back.
+                log::warn!(
+                    "{}: cannot subscribe a new pull inbox: {e}",
+                    self.worker.name
+                );
+                self.rotate = false;
+                return;
+            }
+        };
+        self.rotate = false;
+        let old = std::mem::replace(&mut self.inbox, inbox);
+        let old_prefix = std::mem::replace(&mut self.inbox_prefix, prefix);
+        self.retiring = Some(Retiring {
+            subscription: old,
+            last_record: now,
+        });
+        log::debug!(
+            "{}: pull inbox {old_prefix} replaced by {}",
+            self.worker.name,
+            self.inbox_prefix
+        );
+        for (name, consumer) in &mut self.consumers {
+            consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, name);
+            consumer.pulls.clear();
+            consumer.last_heard = now;
+        }
+    }
+
+    /// Drops the retiring inbox once nothing has come on it for [`STOP_QUIET`], or at once
+    /// when stopping would otherwise wait on it past its pulls' expiry.
+    fn retire_quiet_inbox(&mut self, now: Instant, stopping: bool) {
+        let Some(retiring) = &self.retiring else {
+            return;
+        };
+        let quiet = now.duration_since(retiring.last_record) >= STOP_QUIET;
+        let overdue = stopping
+            && self
+                .worker
+                .shutdown
+                .deadline()
+                .is_some_and(|d| now + STOP_MARGIN >= d);
+        if !(quiet || overdue) {
+            return;
+        }
+        let retiring = self.retiring.take().expect("checked above");
+        for message in end_subscription(retiring.subscription) {
+            self.arrive(message, Inbox::Retiring);
+        }
+    }
+
+    /// Keeps two pulls outstanding per measurement, with one flush for all it sends.
     fn issue_pulls(&mut self, now: Instant) {
+        let reconnects = NATS_RECONNECTS.load(Ordering::Relaxed);
+        if reconnects != self.reconnects {
+            // Pulls waiting on a server this connection left are gone; those on a consumer
+            // leader elsewhere may live on, and then only end at their expiry.
+            self.reconnects = reconnects;
+            for consumer in self.consumers.values_mut() {
+                consumer.pulls.clear();
+                consumer.last_heard = now;
+            }
+        }
         let Worker {
             conn, pull, name, ..
         } = &self.worker;
-        for consumer in self.consumers.values_mut().filter(|c| !c.removing) {
+        let heartbeat = pull.idle_heartbeat();
+        let mut n_sent = 0;
+        'consumers: for consumer in self.consumers.values_mut() {
+            match consumer.pulling {
+                Pulling::Active => {}
+                Pulling::Paused { until } if now >= until => {
+                    consumer.pulling = Pulling::Active;
+                    consumer.pulls.clear();
+                    consumer.generation += 1;
+                    let name = consumer.reply.rsplit('.').next().unwrap_or("").to_string();
+                    consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, &name);
+                }
+                Pulling::Paused { .. } => continue,
+            }
             while consumer.pulls.len() < 2 {
                 match jetstream::request_pull(
                     conn,
@@ -254,16 +500,17 @@ impl Running {
                     &consumer.reply,
                     pull.batch,
                     pull.expires,
+                    heartbeat,
                 ) {
                     Ok(()) => {
-                        if self.pull_failing {
-                            log::info!("{name}: pulling again");
-                            self.pull_failing = false;
+                        if consumer.pulls.is_empty() {
+                            consumer.last_heard = now;
                         }
                         consumer.pulls.push_back(Pull {
                             remaining: pull.batch,
                             expires_at: now + pull.expires,
                         });
+                        n_sent += 1;
                     }
                     Err(e) => {
                         if !self.pull_failing {
@@ -273,58 +520,140 @@ impl Running {
                             );
                             self.pull_failing = true;
                         }
-                        return;
+                        break 'consumers;
                     }
                 }
             }
         }
+        if n_sent > 0 {
+            match jetstream::flush(conn) {
+                Ok(()) if self.pull_failing => {
+                    log::info!("{name}: pulling again");
+                    self.pull_failing = false;
+                }
+                Ok(()) => {}
+                // Not sent, or sent and not confirmed: the heartbeats tell which.
+                Err(_) => {}
+            }
+        }
     }
 
+    /// Forgets pull requests that can no longer bring anything: past their expiry with no
+    /// status to say so, or silent for two heartbeats (a lost pull, ADR-37).
     fn forget_lost_pulls(&mut self, now: Instant) {
+        let silent_after = self.worker.pull.idle_heartbeat() * 2 + LOST_PULL_GRACE;
         for consumer in self.consumers.values_mut() {
-            while consumer
+            if consumer.pulls.is_empty() {
+                continue;
+            }
+            let silent = now.duration_since(consumer.last_heard) > silent_after;
+            let expired = consumer
                 .pulls
                 .front()
-                .is_some_and(|p| now > p.expires_at + LOST_PULL_GRACE)
-            {
+                .is_some_and(|p| now > p.expires_at + LOST_PULL_GRACE);
+            if silent || expired {
                 log::debug!(
-                    "{}: a pull on {} was lost; re-issuing",
+                    "{}: pulls on {} were lost; re-issuing",
                     self.worker.name,
                     consumer.stream
                 );
-                consumer.pulls.pop_front();
+                consumer.pulls.clear();
             }
         }
     }
 
-    fn arrive(&mut self, message: Message) {
-        match jetstream::classify(&message) {
-            Arrival::Record(delivery) => self.record(message, delivery),
-            Arrival::PullEnded {
-                code, description, ..
-            } => {
-                let measurement = message.subject.rsplit('.').next().unwrap_or("");
+    fn arrive(&mut self, message: Message, inbox: Inbox) {
+        let (measurement, generation) = reply_parts(&message.subject);
+        let now = Instant::now();
+        let classified = jetstream::classify(&message);
+        if inbox == Inbox::Retiring {
+            // Its pulls are no longer counted; what it brings is processed as usual.
+            if let Arrival::Record(delivery) = classified {
+                self.record(message, delivery, inbox);
+            }
+            return;
+        }
+        match classified {
+            Arrival::Record(delivery) => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
-                    consumer.pulls.pop_front();
-                    if code == 409 {
-                        log::warn!(
-                            "{}: pull on {} ended: {code} {description}",
-                            self.worker.name,
-                            consumer.stream
-                        );
+                    consumer.last_heard = now;
+                    consumer.last_record = now;
+                }
+                self.record(message, delivery, inbox)
+            }
+            Arrival::Heartbeat => {
+                if let Some(consumer) = self.consumers.get_mut(measurement) {
+                    consumer.last_heard = now;
+                    // The server had nothing to send: whatever was waiting when this worker
+                    // last heard went to another collector.
+                    if consumer.behind {
+                        consumer.behind = false;
+                        self.worker.stats.behind(false);
                     }
                 }
             }
-            Arrival::Heartbeat | Arrival::Unknown => {}
+            Arrival::PullEnded {
+                code, description, ..
+            } => {
+                let Some(consumer) = self.consumers.get_mut(measurement) else {
+                    return;
+                };
+                if generation != Some(consumer.generation) {
+                    // A pull from before a repair: already forgotten.
+                    return;
+                }
+                consumer.last_heard = now;
+                consumer.pulls.pop_front();
+                if matches!(code, 404 | 408) && consumer.behind {
+                    // Nothing left to send, likewise.
+                    consumer.behind = false;
+                    self.worker.stats.behind(false);
+                }
+                match PullEnd::of(code, &description) {
+                    PullEnd::Done => {}
+                    PullEnd::Refused => log::warn!(
+                        "{}: pull on {} ended: {code} {description}",
+                        self.worker.name,
+                        consumer.stream
+                    ),
+                    PullEnd::Gone => {
+                        if consumer.pulling != Pulling::Active {
+                            return;
+                        }
+                        // Its other pull died with the consumer; the main thread re-creates
+                        // what is missing and says when to pull again.
+                        consumer.pulls.clear();
+                        consumer.pulling = Pulling::Paused {
+                            until: now + GONE_PAUSE,
+                        };
+                        let why = if description.is_empty() {
+                            format!("{code}")
+                        } else {
+                            format!("{code} {description}")
+                        };
+                        log::debug!(
+                            "{}: pull on {} ended: {why}; reported",
+                            self.worker.name,
+                            consumer.stream
+                        );
+                        let _ = self.worker.gone.try_send(Gone {
+                            measurement: measurement.to_string(),
+                            why,
+                        });
+                    }
+                }
+            }
+            Arrival::Unknown => {}
         }
     }
 
-    fn record(&mut self, message: Message, delivery: Delivery) {
+    fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
         Stats::add(&self.worker.stats.fetched, 1);
         let measurement = message.subject.rsplit('.').next().unwrap_or("");
         let Some(consumer) = self.consumers.get_mut(measurement) else {
-            // Pulled for a measurement removed since: give it back for whoever pulls it next.
-            let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
+            // Pulled for a measurement removed since: give it back for whoever pulls it next,
+            // after the pulls still waiting for it here have been ended.
+            let _ = jetstream::ack(&message, Ack::Nak(REMOVED_GIVE_BACK_DELAY));
             return;
         };
         consumer.counters.delivered(delivery.pending);
@@ -332,17 +661,13 @@ impl Running {
             consumer.behind = delivery.pending > 0;
             self.worker.stats.behind(consumer.behind);
         }
-        if let Some(front) = consumer.pulls.front_mut() {
-            front.remaining -= 1;
-            if front.remaining == 0 {
-                consumer.pulls.pop_front();
+        if inbox == Inbox::Current {
+            if let Some(front) = consumer.pulls.front_mut() {
+                front.remaining = front.remaining.saturating_sub(1);
+                if front.remaining == 0 {
+                    consumer.pulls.pop_front();
+                }
             }
-        }
-        if consumer.removing {
-            // A pull issued before the measurement was removed brought it: leave it in the
-            // stream with the others, for when the measurement is added again.
-            let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
-            return;
         }
         if delivery.delivered > self.worker.pull.max_deliver {
             // The history: how often it came back, and what last stopped a write here.
@@ -421,7 +746,7 @@ impl Running {
                     chunk = back;
                     while let Ok(message) = self.inbox.receiver().try_recv() {
                         std::mem::swap(&mut self.chunk, &mut chunk);
-                        self.arrive(message);
+                        self.arrive(message, Inbox::Current);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
                     for held in chunk.items() {
@@ -445,5 +770,66 @@ impl Running {
                 }
             }
         }
+    }
+}
+
+/// How a status that ends a pull request is dealt with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullEnd {
+    /// Expired, or nothing to send: issue the next one.
+    Done,
+    /// Refused for a reason worth a warning (a limit, a bad request); issue the next one.
+    Refused,
+    /// The consumer or its stream is gone: 409 `Consumer Deleted`, or 503 no responders (a
+    /// pull sent to a consumer that does not exist has nobody to answer it).
+    Gone,
+}
+
+impl PullEnd {
+    fn of(code: u16, description: &str) -> PullEnd {
+        match code {
+            404 | 408 => PullEnd::Done,
+            409 if description.eq_ignore_ascii_case("consumer deleted") => PullEnd::Gone,
+            // A new leader for the consumer: pulls on the old one end; the next go to it.
+            409 if description.to_ascii_lowercase().contains("leadership") => PullEnd::Done,
+            503 => PullEnd::Gone,
+            _ => PullEnd::Refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_subjects_name_generation_and_measurement() {
+        let subject = reply_subject("_INBOX.abc", 3, "access");
+        assert_eq!(subject, "_INBOX.abc.3.access");
+        assert_eq!(reply_parts(&subject), ("access", Some(3)));
+        assert_eq!(reply_parts("stray"), ("stray", None));
+    }
+
+    #[test]
+    fn pull_ends() {
+        let check = |code, description, expected| {
+            assert_eq!(
+                PullEnd::of(code, description),
+                expected,
+                "{code} {description}"
+            )
+        };
+        check(404, "No Messages", PullEnd::Done);
+        check(408, "Request Timeout", PullEnd::Done);
+        check(409, "Consumer Deleted", PullEnd::Gone);
+        check(409, "Leadership Change", PullEnd::Done);
+        check(409, "Exceeded MaxWaiting", PullEnd::Refused);
+        check(409, "Exceeded MaxRequestBatch of 256", PullEnd::Refused);
+        check(
+            400,
+            "Bad Request - heartbeat value too large",
+            PullEnd::Refused,
+        );
+        check(503, "", PullEnd::Gone);
     }
 }

@@ -108,9 +108,10 @@ impl Writer {
 impl Running {
     fn run(&mut self) {
         loop {
-            let timeout = match self.batch.deadline() {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => self.until_ping(Instant::now()),
+            let now = Instant::now();
+            let timeout = match self.batch.wake_at(now, self.writer.stats.caught_up()) {
+                Some(at) => at.saturating_duration_since(now),
+                None => self.until_ping(now),
             };
             let chunks = self.writer.chunks.clone();
             channel::select! {
@@ -141,7 +142,8 @@ impl Running {
                     }
                 },
                 default(timeout) => {
-                    if let Some(reason) = self.batch.flush_now(Instant::now()) {
+                    let caught_up = self.writer.stats.caught_up();
+                    if let Some(reason) = self.batch.due(Instant::now(), caught_up) {
                         self.flush(reason);
                     } else if self.batch.lines.is_empty() && self.until_ping(Instant::now()).is_zero() {
                         self.ping();
@@ -209,6 +211,7 @@ impl Running {
                 "writer: shutdown deadline reached; gave {n_given_back} unwritten records back to JetStream"
             );
         } else {
+            self.batch.written(started, Instant::now());
             Stats::add(&self.writer.stats.batches, 1);
             self.writer.stats.batch_lines.observe(n as u64);
             log::debug!(

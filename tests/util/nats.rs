@@ -699,6 +699,24 @@ impl Transfer {
         }
     }
 
+    /// Deletes the shared `collector` consumer of `measurement`'s stream, as
+    /// `nats consumer rm` does.
+    pub fn delete_consumer(&self, measurement: &str) {
+        let stream = self.stream_name(measurement);
+        let subject = format!("$JS.API.CONSUMER.DELETE.{stream}.collector");
+        if let Err(e) = self.js_request(&subject, b"") {
+            panic!("cannot delete consumer collector of {stream}: {e}");
+        }
+    }
+
+    /// Deletes `measurement`'s stream and keeps its key in the bucket.
+    pub fn delete_stream(&self, measurement: &str) {
+        let name = self.stream_name(measurement);
+        if let Err(e) = self.js_request(&format!("$JS.API.STREAM.DELETE.{name}"), b"") {
+            panic!("cannot delete stream {name}: {e}");
+        }
+    }
+
     /// One acknowledged publish to `<ns>.logs.<m>`.
     pub fn publish(&self, measurement: &str, payload: &[u8]) {
         self.publish_many(measurement, &[payload]);

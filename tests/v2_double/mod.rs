@@ -53,6 +53,8 @@ pub struct Seen {
     pub status: u16,
     /// Whether the body came gzip-compressed.
     pub gzip: bool,
+    /// The measurement of each line, in order (for tests of the order of writes).
+    pub measurements: Vec<String>,
 }
 
 struct State {
@@ -138,10 +140,16 @@ fn answer(
     };
     let mut state = state.lock().unwrap();
     let authorization = headers.get("authorization").cloned();
+    let mut measurements = Vec::new();
     let (n_lines, (status, extra, reply)) = match body {
         Ok(body) => {
             let text = String::from_utf8_lossy(body).into_owned();
             let n_lines = text.lines().filter(|l| !l.is_empty()).count();
+            measurements = text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split([',', ' ']).next().unwrap_or("").to_string())
+                .collect();
             let decision = decide(
                 &mut state,
                 path,
@@ -163,6 +171,7 @@ fn answer(
         n_lines,
         status,
         gzip,
+        measurements,
     });
     (status, extra, reply)
 }

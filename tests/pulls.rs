@@ -1,0 +1,303 @@
+//! The pull scheme: long-lived pull requests with idle heartbeats. These tests run with an
+//! ack wait of 5 minutes, far beyond their own time limits, so a record left pending on a
+//! pull nobody reads (after a stop, or a removal) would make them fail instead of merely
+//! waiting out the ack wait; and hundreds of measurements drain exactly and fairly.
+
+mod util;
+mod v2_double;
+
+use std::time::Duration;
+
+use util::{samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer};
+use v2_double::{InfluxV2Double, Mode};
+
+/// Small pulls and batches, and an ack wait no test waits out.
+const TUNING: &str = "pull:\n  batch: 100\n  ack_wait: 5m\n  max_deliver: 2\n\
+                      batch:\n  max_lines: 500\npoll_interval: 500ms\n";
+
+fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx, extra: &str) -> String {
+    format!(
+        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n{extra}",
+        nats.url(),
+        influx.url()
+    )
+}
+
+fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
+    samples.iter().map(Sample::bytes).collect()
+}
+
+/// Publishes `n` samples round-robin over `measurements` (configuring each); returns each
+/// one's share.
+fn publish(transfer: &Transfer, measurements: &[String], n: usize) -> Vec<Vec<Sample>> {
+    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
+    for sample in samples(n) {
+        shares[sample.index % measurements.len()].push(sample);
+    }
+    for (m, share) in measurements.iter().zip(&shares) {
+        transfer.set(m, "");
+        transfer.publish_many(m, &payloads(share));
+    }
+    shares
+}
+
+/// Waits until InfluxDB holds every share and every stream is empty, then checks each point.
+fn assert_all_stored(
+    transfer: &Transfer,
+    influx: &Influx,
+    db: &str,
+    measurements: &[String],
+    shares: &[Vec<Sample>],
+    log: impl Fn() -> String,
+) {
+    let stored = |m: &String| influx.count(db, m);
+    let drained = wait_until(Duration::from_secs(90), || {
+        measurements
+            .iter()
+            .zip(shares)
+            .all(|(m, s)| stored(m) == s.len() && transfer.stream_state(m).0 == 0)
+    });
+    let missing: Vec<(String, usize, usize, u64)> = measurements
+        .iter()
+        .zip(shares)
+        .map(|(m, s)| (m.clone(), stored(m), s.len(), transfer.stream_state(m).0))
+        .filter(|(_, stored, expected, waiting)| stored != expected || *waiting != 0)
+        .collect();
+    assert!(
+        drained,
+        "(measurement, stored, expected, waiting): {missing:?}\n{}",
+        log()
+    );
+    for (m, share) in measurements.iter().zip(shares) {
+        influx
+            .check_samples(db, m, share)
+            .unwrap_or_else(|e| panic!("{m}: {e}"));
+    }
+}
+
+#[test]
+fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("stop");
+    let transfer = Transfer::new(nats.connect(), "stop");
+    let ms: Vec<String> = vec!["x".into(), "y".into()];
+    let shares = publish(&transfer, &ms, 20_000);
+    let config = v1_config(
+        "stop",
+        &nats,
+        &influx,
+        &format!("{TUNING}shutdown_timeout: 5s\n"),
+    );
+    let mut first = Collector::start(&config);
+    let second = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || influx.count("stop", "x")
+            >= 1_000),
+        "{}",
+        first.log()
+    );
+    first.terminate();
+    let status = first
+        .wait_timeout(Duration::from_secs(15))
+        .expect("the first collector did not exit");
+    assert_eq!(status.code(), Some(0), "{}", first.log());
+    // With a 5-minute ack wait, a record the first collector left pending would hold this
+    // past its 90 s limit: everything it had was written, or given back to the second.
+    assert_all_stored(&transfer, &influx, "stop", &ms, &shares, || {
+        format!("{}\n----\n{}", first.log(), second.log())
+    });
+}
+
+#[test]
+fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("rm");
+    let transfer = Transfer::new(nats.connect(), "rm");
+    let busy: Vec<String> = vec!["busy".into()];
+    transfer.set("removed", "");
+    // Idle measurements bring heartbeats to every inbox: they must not keep the old inbox,
+    // and the removed measurement's pulls with it, alive.
+    for i in 0..60 {
+        transfer.set(&format!("idle{i}"), "");
+    }
+    let config = v1_config("rm", &nats, &influx, TUNING);
+    let collector = Collector::start(&config);
+    assert!(
+        collector.wait_for_log("measurement removed added", Duration::from_secs(20)),
+        "{}",
+        collector.log()
+    );
+    // `busy` drains while `removed` is removed: replacing the inbox must drop none of its
+    // records on the way (a dropped one would wait out the 5-minute ack wait).
+    let busy_samples = samples(10_000);
+    transfer.set("busy", "");
+    let publisher = {
+        let transfer = Transfer::new(nats.connect(), "rm");
+        let payloads = payloads(&busy_samples);
+        std::thread::spawn(move || transfer.publish_many("busy", &payloads))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || influx.count("rm", "busy") > 0),
+        "{}",
+        collector.log()
+    );
+    transfer.delete_key("removed");
+    assert!(
+        collector.wait_for_log("measurement removed removed", Duration::from_secs(20)),
+        "{}",
+        collector.log()
+    );
+    // Its pulls are ended with the old inbox: records published now are delivered to
+    // nobody. Were they taken and given back, each round would count a delivery, and with
+    // pull.max_deliver 2 they would be dead-lettered when the measurement returns.
+    let waiting = samples(300);
+    transfer.publish_many("removed", &payloads(&waiting));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(transfer.stream_state("removed").0, 300);
+    assert_eq!(influx.count("rm", "removed"), 0);
+    publisher.join().expect("publisher");
+    assert_all_stored(&transfer, &influx, "rm", &busy, &[busy_samples], || {
+        collector.log()
+    });
+
+    transfer.set("removed", "");
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "rm",
+        &["removed".to_string()],
+        &[waiting],
+        || collector.log(),
+    );
+    assert!(
+        !collector.log().contains("dead-lettered"),
+        "{}",
+        collector.log()
+    );
+}
+
+#[test]
+fn two_hundred_measurements_drain_exactly() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("many");
+    let transfer = Transfer::new(nats.connect(), "many");
+    let ms: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
+    let shares = publish(&transfer, &ms, 10_000);
+    let collector = Collector::start(&v1_config("many", &nats, &influx, TUNING));
+    assert_all_stored(&transfer, &influx, "many", &ms, &shares, || collector.log());
+}
+
+#[test]
+fn a_flooded_measurement_does_not_hold_up_the_others() {
+    const HOT: usize = 20_000;
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "fair");
+    let transfer = Transfer::new(nats.connect(), "fair");
+    let others: Vec<String> = (0..199).map(|i| format!("m{i:03}")).collect();
+    transfer.set("hot", "");
+    for m in &others {
+        transfer.set(m, "");
+    }
+    let config = format!(
+        "namespace: fair\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n\
+         pull:\n  batch: 500\n  ack_wait: 5m\n",
+        nats.url(),
+        double.url()
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        collector.wait_for_log("measurement m198 added", Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+    // InfluxDB answers the next write with 503 and `Retry-After: 10`: the collector holds
+    // still while `hot` is flooded and then every other measurement gets one record.
+    double.set_mode(Mode::Throttle {
+        count: 1,
+        status: 503,
+        retry_after_secs: 10,
+    });
+    transfer.publish("hot", &samples(1)[0].bytes());
+    assert!(
+        wait_until(Duration::from_secs(20), || !double.seen().is_empty()),
+        "{}",
+        collector.log()
+    );
+    let hot = samples(HOT);
+    transfer.publish_many("hot", &payloads(&hot));
+    for (i, m) in others.iter().enumerate() {
+        transfer.publish(m, &samples(i + 1)[i].bytes());
+    }
+    // The first record is the flood's first too: one point.
+    let n_points = HOT + others.len();
+    assert!(
+        wait_until(Duration::from_secs(120), || double.n_points() == n_points),
+        "{} of {n_points} points\n{}",
+        double.n_points(),
+        collector.log()
+    );
+    // In the order written: how many `hot` lines went before the last of the others. Every
+    // measurement has its own pulls outstanding, so the others wait behind what is already
+    // buffered (the batch and the chunk channel, about two batches), not behind the flood.
+    let order: Vec<String> = double
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.status / 100 == 2)
+        .flat_map(|seen| seen.measurements)
+        .collect();
+    let last_other = order
+        .iter()
+        .rposition(|m| m != "hot")
+        .expect("the others were written");
+    let hot_before = order[..last_other].iter().filter(|m| *m == "hot").count();
+    let bound = 2 * 5_000 + 2 * 500;
+    eprintln!("{hot_before} of {HOT} hot lines written before the last of the others");
+    assert!(
+        hot_before <= bound,
+        "{hot_before} hot lines were written before the last of the others (bound {bound})\n{}",
+        collector.log()
+    );
+}
+
+#[test]
+fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_full_batches() {
+    let nats = NatsServer::start();
+    let double = InfluxV2Double::start("t0ken", "fresh");
+    let transfer = Transfer::new(nats.connect(), "fresh");
+    transfer.set("lone", "");
+    let backlog = samples(10_000);
+    transfer.set("bulk", "");
+    transfer.publish_many("bulk", &payloads(&backlog));
+    // An interval no test waits out: only the quiet rule (and the end of a backlog) writes
+    // anything short of a full batch.
+    let config = format!(
+        "namespace: fresh\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n\
+         pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n",
+        nats.url(),
+        double.url()
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || double.n_points() == 10_000),
+        "{} of 10000\n{}",
+        double.n_points(),
+        collector.log()
+    );
+    // Under the backlog the batches were full (a batch is written when the next pull's
+    // chunk would not fit, so full is 400 to 500 lines here): only its tail may be short.
+    // (A write of no lines is the start-up probe.)
+    let sizes: Vec<usize> = double.seen().iter().map(|seen| seen.n_lines).collect();
+    let short = sizes.iter().filter(|&&n| n > 0 && n < 400).count();
+    assert!(short <= 2, "batch sizes {sizes:?}");
+
+    // Idle now: one record is written on its own, long before the 5-minute interval.
+    transfer.publish("lone", &samples(1)[0].bytes());
+    assert!(
+        wait_until(Duration::from_secs(20), || double.n_points() == 10_001),
+        "{}",
+        collector.log()
+    );
+}
