@@ -12,11 +12,9 @@ use util::{
 
 /// The minimal configuration of the issue: namespace, nats.hosts, influx.url, influx.api.
 fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .yaml()
 }
 
 /// Publishes `n` samples spread over `measurements` and returns each measurement's share.

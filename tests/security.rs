@@ -65,9 +65,10 @@ fn records() -> String {
 /// A configuration for namespace `beta`: `nats` lines go under `nats:` (after `hosts`),
 /// `influx` lines under `influx:` (after `url` and `api: v1`).
 fn yaml(hosts: &str, nats: &str, influx_url: &str, influx: &str) -> String {
-    format!(
-        "namespace: beta\nnats:\n  hosts: [{hosts}]\n{nats}influx:\n  url: {influx_url}\n  api: v1\n{influx}"
-    )
+    util::config(hosts, influx_url)
+        .nats(nats)
+        .influx(influx)
+        .yaml()
 }
 
 /// Sets up measurement `access` and publishes the records with the admin commands (so they
