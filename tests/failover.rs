@@ -174,15 +174,37 @@ fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
         poison.len()
     );
     for collector in &mut collectors {
-        collector.terminate();
-        let status = collector.wait_timeout(Duration::from_secs(30));
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "{}",
-            collector.log()
-        );
+        collector.stop_cleanly(Duration::from_secs(30));
     }
+}
+
+/// Waits up to `secs` until the `n` records of measurement `m` are in database `db` and its
+/// stream is empty, then until `/readyz` answers 200, then stops the collector cleanly.
+fn assert_stores_all_then_ready(
+    collector: &mut Collector,
+    influx: &Influx,
+    transfer: &Transfer,
+    db: &str,
+    n: usize,
+    port: u16,
+    secs: u64,
+) {
+    let stored = wait_until(Duration::from_secs(secs), || {
+        influx.count(db, "m") == n && transfer.stream_state("m").0 == 0
+    });
+    assert!(
+        stored,
+        "stored {} of {n}:\n{}",
+        influx.count(db, "m"),
+        collector.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || readyz(port) == 200),
+        "readyz {}: {}",
+        readyz(port),
+        collector.log()
+    );
+    collector.stop_cleanly(Duration::from_secs(30));
 }
 
 /// `/readyz` of a collector listening on `port`: its status, 0 when it does not answer.
@@ -209,17 +231,6 @@ fn assert_waiting(collector: &mut Collector, port: u16) {
 }
 
 /// SIGTERM, then exit code 0.
-fn assert_stops_cleanly(collector: &mut Collector) {
-    collector.terminate();
-    let status = collector.wait_timeout(Duration::from_secs(30));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
-}
-
 #[test]
 fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everything() {
     const N: usize = 300;
@@ -245,22 +256,7 @@ fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everyth
     assert_eq!(influx.count("el", "m"), 0);
     cluster.restart(1);
     cluster.restart(2);
-    let stored = wait_until(Duration::from_secs(120), || {
-        influx.count("el", "m") == N && transfer.stream_state("m").0 == 0
-    });
-    assert!(
-        stored,
-        "stored {} of {N}:\n{}",
-        influx.count("el", "m"),
-        collector.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || readyz(port) == 200),
-        "readyz {}: {}",
-        readyz(port),
-        collector.log()
-    );
-    assert_stops_cleanly(&mut collector);
+    assert_stores_all_then_ready(&mut collector, &influx, &transfer, "el", N, port, 120);
 }
 
 #[test]
@@ -288,22 +284,7 @@ fn a_collector_started_before_its_nats_server_waits_for_it() {
     transfer.add_stream("m", "");
     transfer.set("m", "");
     transfer.publish_many("m", &sample_payloads(N));
-    let stored = wait_until(Duration::from_secs(60), || {
-        influx.count("late", "m") == N && transfer.stream_state("m").0 == 0
-    });
-    assert!(
-        stored,
-        "stored {} of {N}:\n{}",
-        influx.count("late", "m"),
-        collector.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || readyz(port) == 200),
-        "readyz {}: {}",
-        readyz(port),
-        collector.log()
-    );
-    assert_stops_cleanly(&mut collector);
+    assert_stores_all_then_ready(&mut collector, &influx, &transfer, "late", N, port, 60);
 }
 
 /// The configured replicas of `stream`, once it exists.
@@ -356,7 +337,7 @@ fn created_replicas(
         "{}",
         collector.log()
     );
-    assert_stops_cleanly(&mut collector);
+    collector.stop_cleanly(Duration::from_secs(30));
     [
         replicas(transfer, &format!("KV_{namespace}_logs")),
         replicas(transfer, &format!("{namespace}:dlq")),
