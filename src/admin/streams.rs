@@ -35,15 +35,45 @@ struct StreamRow {
 pub(super) fn list(config: &Config, js: &JetStream, format: Format) -> Result<ExitCode> {
     let bucket = bucket_name(&config.namespace);
     let now_ns = crate::stats::unix_ms(std::time::SystemTime::now()) as i64 * 1_000_000;
-    // The age of a stream's oldest record, the one the collectors write next: the same lag
-    // as `collector_measurement_oldest_age_seconds`.
-    let oldest_age = |state: &jetstream::StreamState| -> u64 {
-        state.oldest_ns().map_or(0, |oldest| {
-            (now_ns.saturating_sub(oldest).max(0) / 1_000_000_000) as u64
-        })
-    };
+    let rows = read_rows(config, js, &bucket)?;
+    match format {
+        Format::Json => {
+            let items = rows
+                .iter()
+                .map(|row| json_item(&config.namespace, row, now_ns))
+                .collect();
+            print_json(&Value::Array(items));
+        }
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows.iter().map(|row| table_row(row, now_ns)).collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "MEASUREMENT",
+                        "DESCRIPTION",
+                        "MESSAGES",
+                        "PENDING",
+                        "ACK PENDING",
+                        "REDELIVERED",
+                        "OLDEST"
+                    ],
+                    &[false, false, true, true, true, true, true],
+                    &cells,
+                )
+            );
+            if rows.is_empty() {
+                eprintln!("no measurements in bucket {bucket}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every measurement in the bucket with the state of its stream and consumer.
+fn read_rows(config: &Config, js: &JetStream, bucket: &str) -> Result<Vec<StreamRow>> {
     let mut rows = Vec::new();
-    for entry in js.bucket_entries(&bucket)? {
+    for entry in js.bucket_entries(bucket)? {
         let Some(value) = &entry.value else { continue };
         let (description, problem) = match parse_entry(&entry.key, value) {
             Ok(m) => (m.description, None),
@@ -68,85 +98,65 @@ pub(super) fn list(config: &Config, js: &JetStream, format: Format) -> Result<Ex
             consumer,
         });
     }
-    match format {
-        Format::Json => {
-            let items: Vec<Value> = rows
-                .iter()
-                .map(|row| {
-                    let mut item = json!({
-                        "measurement": row.measurement,
-                        "description": row.description,
-                        "stream": row.stream.as_ref().map(|s| json!({
-                            "name": stream_name(&config.namespace, &row.measurement),
-                            "messages": s.messages,
-                            "oldest_age_seconds": oldest_age(s),
-                        })),
-                        "consumer": row.consumer.as_ref().map(|c| json!({
-                            "name": jetstream::DURABLE,
-                            "pending": c.num_pending,
-                            "ack_pending": c.num_ack_pending,
-                            "redelivered": c.num_redelivered,
-                        })),
-                    });
-                    if let Some(problem) = &row.problem {
-                        item["problem"] = json!(problem);
-                    }
-                    item
-                })
-                .collect();
-            print_json(&Value::Array(items));
-        }
-        Format::Table => {
-            let dash = || "-".to_string();
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| {
-                    let description = match &row.problem {
-                        Some(problem) => format!("(invalid entry: {problem})"),
-                        None => row.description.clone(),
-                    };
-                    let consumer = |f: fn(&jetstream::ConsumerState) -> u64| {
-                        row.consumer
-                            .as_ref()
-                            .map_or_else(dash, |c| f(c).to_string())
-                    };
-                    vec![
-                        one_line(&row.measurement, CELL_WIDTH),
-                        one_line(&description, CELL_WIDTH),
-                        row.stream
-                            .as_ref()
-                            .map_or_else(dash, |s| s.messages.to_string()),
-                        consumer(|c| c.num_pending),
-                        consumer(|c| c.num_ack_pending),
-                        consumer(|c| c.num_redelivered),
-                        row.stream
-                            .as_ref()
-                            .map_or_else(dash, |s| age(oldest_age(s))),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "MEASUREMENT",
-                        "DESCRIPTION",
-                        "MESSAGES",
-                        "PENDING",
-                        "ACK PENDING",
-                        "REDELIVERED",
-                        "OLDEST"
-                    ],
-                    &[false, false, true, true, true, true, true],
-                    &cells,
-                )
-            );
-            if rows.is_empty() {
-                eprintln!("no measurements in bucket {bucket}");
-            }
-        }
+    Ok(rows)
+}
+
+/// The age of a stream's oldest record at `now_ns`, the one the collectors write next: the
+/// same lag as `collector_measurement_oldest_age_seconds`.
+fn oldest_age(state: &jetstream::StreamState, now_ns: i64) -> u64 {
+    state.oldest_ns().map_or(0, |oldest| {
+        (now_ns.saturating_sub(oldest).max(0) / 1_000_000_000) as u64
+    })
+}
+
+/// One measurement of `streams list --json`.
+fn json_item(namespace: &str, row: &StreamRow, now_ns: i64) -> Value {
+    let mut item = json!({
+        "measurement": row.measurement,
+        "description": row.description,
+        "stream": row.stream.as_ref().map(|s| json!({
+            "name": stream_name(namespace, &row.measurement),
+            "messages": s.messages,
+            "oldest_age_seconds": oldest_age(s, now_ns),
+        })),
+        "consumer": row.consumer.as_ref().map(|c| json!({
+            "name": jetstream::DURABLE,
+            "pending": c.num_pending,
+            "ack_pending": c.num_ack_pending,
+            "redelivered": c.num_redelivered,
+        })),
+    });
+    if let Some(problem) = &row.problem {
+        item["problem"] = json!(problem);
     }
-    Ok(ExitCode::SUCCESS)
+    item
+}
+
+/// One measurement of the `streams list` table; `-` where there is no stream or consumer.
+fn table_row(row: &StreamRow, now_ns: i64) -> Vec<String> {
+    let dash = || "-".to_string();
+    let description = match &row.problem {
+        Some(problem) => format!("(invalid entry: {problem})"),
+        None => row.description.clone(),
+    };
+    let consumer = |f: fn(&jetstream::ConsumerState) -> u64| {
+        row.consumer
+            .as_ref()
+            .map_or_else(dash, |c| f(c).to_string())
+    };
+    vec![
+        one_line(&row.measurement, CELL_WIDTH),
+        one_line(&description, CELL_WIDTH),
+        row.stream
+            .as_ref()
+            .map_or_else(dash, |s| s.messages.to_string()),
+        consumer(|c| c.num_pending),
+        consumer(|c| c.num_ack_pending),
+        consumer(|c| c.num_redelivered),
+        row.stream
+            .as_ref()
+            .map_or_else(dash, |s| age(oldest_age(s, now_ns))),
+    ]
 }
 
 pub(super) fn set(
