@@ -255,3 +255,49 @@ pub(super) fn remove(
     println!("measurement `{measurement}`: {key}; {stream}");
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(measurement: &str, problem: Option<&str>, with_state: bool) -> StreamRow {
+        StreamRow {
+            measurement: measurement.into(),
+            description: "web".into(),
+            problem: problem.map(str::to_string),
+            stream: with_state.then(|| {
+                serde_json::from_value(json!({"messages": 7, "first_ts": "2026-01-01T00:00:00Z"}))
+                    .unwrap()
+            }),
+            consumer: with_state.then(|| {
+                serde_json::from_value(
+                    json!({"num_pending": 5, "num_ack_pending": 2, "num_redelivered": 1}),
+                )
+                .unwrap()
+            }),
+        }
+    }
+
+    #[test]
+    fn rows_show_the_state_or_dashes() {
+        let now_ns = crate::record::parse_rfc3339_ns("2026-01-01T00:01:05Z").unwrap();
+        assert_eq!(
+            table_row(&row("access", None, true), now_ns),
+            ["access", "web", "7", "5", "2", "1", "1m05s"]
+        );
+        assert_eq!(
+            table_row(&row("a.b", Some("not JSON"), false), now_ns),
+            ["a.b", "(invalid entry: not JSON)", "-", "-", "-", "-", "-"]
+        );
+        let item = json_item("beta", &row("access", None, true), now_ns);
+        assert_eq!(item["stream"]["name"], stream_name("beta", "access"));
+        assert_eq!(item["stream"]["oldest_age_seconds"], 65);
+        assert_eq!(item["consumer"]["ack_pending"], 2);
+        assert!(item.get("problem").is_none());
+        let item = json_item("beta", &row("a.b", Some("not JSON"), false), now_ns);
+        assert_eq!(
+            (item["problem"].as_str(), item["stream"].is_null()),
+            (Some("not JSON"), true)
+        );
+    }
+}
