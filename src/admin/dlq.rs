@@ -152,53 +152,7 @@ pub(super) fn replay(
         if batch.is_empty() {
             break;
         }
-        let mut outgoing = Vec::with_capacity(batch.len());
-        let mut sequences = Vec::with_capacity(batch.len());
-        for message in batch {
-            match replay_subject(namespace, &message) {
-                Ok(subject) => {
-                    sequences.push(message.sequence);
-                    outgoing.push(Outgoing {
-                        subject,
-                        // The same id on a second replay of the same dead letter (say, after
-                        // a crash between the publish and the delete) stores it once.
-                        id: format!("collector-replay-{stream}-{}", message.sequence),
-                        payload: message.data,
-                        headers: Vec::new(),
-                    });
-                }
-                Err(problem) => {
-                    failures.push(format!("dead letter {}: {problem}", message.sequence))
-                }
-            }
-        }
-        let mut to_delete = Vec::with_capacity(sequences.len());
-        for ((result, seq), message) in js
-            .publish_all(&outgoing)?
-            .iter()
-            .zip(&sequences)
-            .zip(&outgoing)
-        {
-            match result {
-                Ok(_) => to_delete.push(*seq),
-                Err(reason) => failures.push(format!(
-                    "dead letter {seq} not republished to {}: {reason}",
-                    message.subject
-                )),
-            }
-        }
-        for (result, seq) in js
-            .delete_messages(&stream, &to_delete)?
-            .iter()
-            .zip(&to_delete)
-        {
-            match result {
-                Ok(()) => n_replayed += 1,
-                Err(reason) => failures.push(format!(
-                    "dead letter {seq} was republished but could not be deleted from {stream}: {reason}"
-                )),
-            }
-        }
+        n_replayed += replay_batch(js, namespace, &stream, batch, &mut failures)?;
     }
     for failure in &failures {
         eprintln!("collector dlq replay: {failure}");
@@ -213,6 +167,64 @@ pub(super) fn replay(
         );
         Ok(failure())
     }
+}
+
+/// Republishes one batch of dead letters to their measurement subjects and deletes those
+/// republished; returns how many went both ways. What failed is added to `failures`.
+fn replay_batch(
+    js: &JetStream,
+    namespace: &str,
+    stream: &str,
+    batch: Vec<StoredMessage>,
+    failures: &mut Vec<String>,
+) -> Result<usize> {
+    let mut n_replayed = 0;
+    let mut outgoing = Vec::with_capacity(batch.len());
+    let mut sequences = Vec::with_capacity(batch.len());
+    for message in batch {
+        match replay_subject(namespace, &message) {
+            Ok(subject) => {
+                sequences.push(message.sequence);
+                outgoing.push(Outgoing {
+                    subject,
+                    // The same id on a second replay of the same dead letter (say, after
+                    // a crash between the publish and the delete) stores it once.
+                    id: format!("collector-replay-{stream}-{}", message.sequence),
+                    payload: message.data,
+                    headers: Vec::new(),
+                });
+            }
+            Err(problem) => failures.push(format!("dead letter {}: {problem}", message.sequence)),
+        }
+    }
+    let mut to_delete = Vec::with_capacity(sequences.len());
+    for ((result, seq), message) in js
+        .publish_all(&outgoing)?
+        .iter()
+        .zip(&sequences)
+        .zip(&outgoing)
+    {
+        match result {
+            Ok(_) => to_delete.push(*seq),
+            Err(reason) => failures.push(format!(
+                "dead letter {seq} not republished to {}: {reason}",
+                message.subject
+            )),
+        }
+    }
+    for (result, seq) in js
+        .delete_messages(stream, &to_delete)?
+        .iter()
+        .zip(&to_delete)
+    {
+        match result {
+            Ok(()) => n_replayed += 1,
+            Err(reason) => failures.push(format!(
+                "dead letter {seq} was republished but could not be deleted from {stream}: {reason}"
+            )),
+        }
+    }
+    Ok(n_replayed)
 }
 
 #[cfg(test)]
