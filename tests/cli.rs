@@ -9,10 +9,7 @@ use std::time::Duration;
 use collector::config::Config;
 use collector::jetstream::{JetStream, Outgoing};
 use serde_json::{json, Value};
-use util::{
-    decode_base64, run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run,
-    Transfer,
-};
+use util::{run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run, Transfer};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -28,9 +25,10 @@ fn cli(config_yaml: &str, args: &[&str]) -> Run {
 
 /// A v1 configuration; `extra` lines go under `influx:`.
 fn config(namespace: &str, nats_url: &str, influx_url: &str, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{nats_url}]\ninflux:\n  url: {influx_url}\n  api: v1\n{extra}"
-    )
+    util::config(nats_url, influx_url)
+        .namespace(namespace)
+        .influx(extra)
+        .yaml()
 }
 
 /// A configuration for commands that never reach InfluxDB.
@@ -41,18 +39,10 @@ fn nats_only(nats: &NatsServer) -> String {
 /// `STREAM.MSG.GET` through the harness: `(headers, data)`, or `None` when there is no such
 /// message.
 fn stored(transfer: &Transfer, stream: &str, request: Value) -> Option<(String, Vec<u8>)> {
-    let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
-    match transfer.js_request(&subject, request.to_string().as_bytes()) {
-        Ok(answer) => {
-            let message = &answer["message"];
-            let headers = decode_base64(message["hdrs"].as_str().unwrap_or_default());
-            Some((
-                String::from_utf8_lossy(&headers).into_owned(),
-                decode_base64(message["data"].as_str().unwrap_or_default()),
-            ))
-        }
+    match transfer.get_message(stream, &request) {
+        Ok(message) => Some((message.headers, message.data)),
         Err(e) if e.err_code == 10037 => None,
-        Err(e) => panic!("{subject}: {e}"),
+        Err(e) => panic!("$JS.API.STREAM.MSG.GET.{stream}: {e}"),
     }
 }
 

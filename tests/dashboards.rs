@@ -103,12 +103,13 @@ fn dashboard_queries_return_data_and_the_dead_letter_alert_fires() {
     transfer.set("access", "");
     transfer.set("audit", "");
     let port = free_port();
-    let collector = Collector::start(&format!(
-        "namespace: pm\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n\
-         http:\n  listen: 127.0.0.1:{port}\npoll_interval: 500ms\nbatch:\n  interval: 200ms\n",
-        nats.url(),
-        influx.url()
-    ));
+    let collector = Collector::start(
+        &util::config(&nats.url(), &influx.url())
+            .namespace("pm")
+            .http_listen(port)
+            .extra("poll_interval: 500ms\nbatch:\n  interval: 200ms\n")
+            .yaml(),
+    );
     assert!(
         wait_until(Duration::from_secs(30), || {
             http_get(&format!("http://127.0.0.1:{port}/readyz"), &[]).is_ok_and(|r| r.status == 200)

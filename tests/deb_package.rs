@@ -210,12 +210,11 @@ fn the_debian_package_installs_runs_upgrades_and_purges() {
     let port = free_port();
     let collector = Collector::start_binary(
         &installed_bin,
-        &format!(
-            "namespace: deb\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n\
-             http:\n  listen: 127.0.0.1:{port}\npoll_interval: 500ms\n",
-            nats.url(),
-            influx.url()
-        ),
+        &util::config(&nats.url(), &influx.url())
+            .namespace("deb")
+            .http_listen(port)
+            .extra("poll_interval: 500ms\n")
+            .yaml(),
         &[],
         &[],
     );

@@ -70,11 +70,10 @@ fn drifted_numbers_are_converted_and_lossy_ones_dead_lettered() {
     transfer.publish_many("counts", &payloads(&counts));
 
     let port = free_port();
-    let config = format!(
-        "namespace: drift\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\nhttp:\n  listen: 127.0.0.1:{port}\n",
-        nats.url(),
-        influx.url()
-    );
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("drift")
+        .http_listen(port)
+        .yaml();
     let collector = Collector::start(&config);
     let settled = wait_until(Duration::from_secs(60), || {
         transfer.stream_state("api").0 == 0 && transfer.stream_state("counts").0 == 0

@@ -9,19 +9,18 @@ mod util;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use util::{
-    decode_base64, free_port, http_get, run_command, sample_payloads, wait_until, Collector,
-    Influx, NatsCluster, NatsServer, Transfer,
+    free_port, http_get, run_command, sample_payloads, wait_until, Collector, Influx, NatsCluster,
+    NatsServer, Transfer,
 };
 
 /// A v1 configuration for `hosts`, with `extra` appended.
 fn v1_config(namespace: &str, hosts: &[String], influx: &Influx, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n{extra}",
-        hosts.join(", "),
-        influx.url()
-    )
+    util::config(&hosts.join(", "), &influx.url())
+        .namespace(namespace)
+        .extra(extra)
+        .yaml()
 }
 
 /// The payloads of the dead letters in `<ns>:dlq`, with how many times each is there.
@@ -34,14 +33,10 @@ fn dead_letter_counts(transfer: &Transfer) -> BTreeMap<String, usize> {
     );
     let mut counts = BTreeMap::new();
     for seq in first.max(1)..=last {
-        let body = json!({ "seq": seq }).to_string();
-        let answer = wait_answer(|| {
-            transfer.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
-        });
-        if let Some(answer) = answer {
-            let data = decode_base64(answer["message"]["data"].as_str().unwrap_or(""));
+        let message = wait_answer(|| transfer.get_message(&stream, &json!({ "seq": seq })));
+        if let Some(message) = message {
             *counts
-                .entry(String::from_utf8_lossy(&data).into_owned())
+                .entry(String::from_utf8_lossy(&message.data).into_owned())
                 .or_insert(0) += 1;
         }
     }
@@ -50,7 +45,7 @@ fn dead_letter_counts(transfer: &Transfer) -> BTreeMap<String, usize> {
 
 /// An API answer, retried for a while as JetStream settles after a fault; `None` for a
 /// 404 (a message or stream that is not there).
-fn wait_answer(mut request: impl FnMut() -> Result<Value, util::JsError>) -> Option<Value> {
+fn wait_answer<T>(mut request: impl FnMut() -> Result<T, util::JsError>) -> Option<T> {
     let mut answer = None;
     let mut last = String::new();
     let ok = wait_until(Duration::from_secs(30), || match request() {
@@ -179,15 +174,37 @@ fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
         poison.len()
     );
     for collector in &mut collectors {
-        collector.terminate();
-        let status = collector.wait_timeout(Duration::from_secs(30));
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "{}",
-            collector.log()
-        );
+        collector.stop_cleanly(Duration::from_secs(30));
     }
+}
+
+/// Waits up to `secs` until the `n` records of measurement `m` are in database `db` and its
+/// stream is empty, then until `/readyz` answers 200, then stops the collector cleanly.
+fn assert_stores_all_then_ready(
+    collector: &mut Collector,
+    influx: &Influx,
+    transfer: &Transfer,
+    db: &str,
+    n: usize,
+    port: u16,
+    secs: u64,
+) {
+    let stored = wait_until(Duration::from_secs(secs), || {
+        influx.count(db, "m") == n && transfer.stream_state("m").0 == 0
+    });
+    assert!(
+        stored,
+        "stored {} of {n}:\n{}",
+        influx.count(db, "m"),
+        collector.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || readyz(port) == 200),
+        "readyz {}: {}",
+        readyz(port),
+        collector.log()
+    );
+    collector.stop_cleanly(Duration::from_secs(30));
 }
 
 /// `/readyz` of a collector listening on `port`: its status, 0 when it does not answer.
@@ -214,17 +231,6 @@ fn assert_waiting(collector: &mut Collector, port: u16) {
 }
 
 /// SIGTERM, then exit code 0.
-fn assert_stops_cleanly(collector: &mut Collector) {
-    collector.terminate();
-    let status = collector.wait_timeout(Duration::from_secs(30));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
-}
-
 #[test]
 fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everything() {
     const N: usize = 300;
@@ -250,22 +256,7 @@ fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everyth
     assert_eq!(influx.count("el", "m"), 0);
     cluster.restart(1);
     cluster.restart(2);
-    let stored = wait_until(Duration::from_secs(120), || {
-        influx.count("el", "m") == N && transfer.stream_state("m").0 == 0
-    });
-    assert!(
-        stored,
-        "stored {} of {N}:\n{}",
-        influx.count("el", "m"),
-        collector.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || readyz(port) == 200),
-        "readyz {}: {}",
-        readyz(port),
-        collector.log()
-    );
-    assert_stops_cleanly(&mut collector);
+    assert_stores_all_then_ready(&mut collector, &influx, &transfer, "el", N, port, 120);
 }
 
 #[test]
@@ -293,22 +284,7 @@ fn a_collector_started_before_its_nats_server_waits_for_it() {
     transfer.add_stream("m", "");
     transfer.set("m", "");
     transfer.publish_many("m", &sample_payloads(N));
-    let stored = wait_until(Duration::from_secs(60), || {
-        influx.count("late", "m") == N && transfer.stream_state("m").0 == 0
-    });
-    assert!(
-        stored,
-        "stored {} of {N}:\n{}",
-        influx.count("late", "m"),
-        collector.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || readyz(port) == 200),
-        "readyz {}: {}",
-        readyz(port),
-        collector.log()
-    );
-    assert_stops_cleanly(&mut collector);
+    assert_stores_all_then_ready(&mut collector, &influx, &transfer, "late", N, port, 60);
 }
 
 /// The configured replicas of `stream`, once it exists.
@@ -337,11 +313,10 @@ fn created_replicas(
     let namespace = transfer.namespace().to_string();
     influx.create_database(&namespace);
     let replicas_line = configured.map_or(String::new(), |n| format!("  replicas: {n}\n"));
-    let config = format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\n{replicas_line}influx:\n  url: {}\n  api: v1\n",
-        hosts.join(", "),
-        influx.url()
-    );
+    let config = util::config(&hosts.join(", "), &influx.url())
+        .namespace(&namespace)
+        .nats(&replicas_line)
+        .yaml();
     let mut collector = Collector::start(&config);
     assert!(
         collector.wait_for_log("streams the collector creates get", Duration::from_secs(60)),
@@ -362,7 +337,7 @@ fn created_replicas(
         "{}",
         collector.log()
     );
-    assert_stops_cleanly(&mut collector);
+    collector.stop_cleanly(Duration::from_secs(30));
     [
         replicas(transfer, &format!("KV_{namespace}_logs")),
         replicas(transfer, &format!("{namespace}:dlq")),
@@ -394,11 +369,9 @@ fn streams_the_collector_creates_get_the_configured_replicas_on_a_cluster() {
 
     // `collector check` names the streams of the namespace replicated otherwise.
     auto.with_replicas(1).add_stream("old", "");
-    let config = format!(
-        "namespace: auto\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
-        hosts.join(", "),
-        influx.url()
-    );
+    let config = util::config(&hosts.join(", "), &influx.url())
+        .namespace("auto")
+        .yaml();
     let check = run_command(
         &config,
         0o600,
@@ -430,11 +403,10 @@ fn streams_the_collector_creates_get_the_configured_replicas_on_a_single_server(
         [Some(1); 3]
     );
     // More replicas than a lone server can hold: no wait mends that; one line, exit 1.
-    let config = format!(
-        "namespace: three\nnats:\n  hosts: [{}]\n  replicas: 3\ninflux:\n  url: {}\n  api: v1\n",
-        nats.url(),
-        influx.url()
-    );
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("three")
+        .nats("  replicas: 3\n")
+        .yaml();
     let run = run_command(&config, 0o600, &[], &[], b"", Duration::from_secs(60));
     assert_eq!(run.code(), 1, "{}", run.all());
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.all());

@@ -8,23 +8,24 @@ mod v2_double;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use util::{
-    decode_base64, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
-    Transfer,
-};
+use serde_json::Value;
+use util::{samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample, Transfer};
 use v2_double::{InfluxV2Double, Mode};
 
 fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
-    format!("namespace: {namespace}\nnats:\n  hosts: [{nats_url}]\ninflux:\n  url: {}\n  api: v1\n{extra}", influx.url())
+    util::config(nats_url, &influx.url())
+        .namespace(namespace)
+        .extra(extra)
+        .yaml()
 }
 
 fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n{extra}",
-        nats.url(),
-        double.url()
-    )
+    util::config(&nats.url(), &double.url())
+        .namespace(namespace)
+        .api("v2")
+        .influx("  org: acme\n  token: t0ken\n")
+        .extra(extra)
+        .yaml()
 }
 
 /// Small batches, so a drain is many writes and a fault lands in the middle of it.
@@ -86,33 +87,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// The dead letters of a namespace: (subject, headers text, payload).
-fn dead_letters(transfer: &Transfer) -> Vec<(String, String, Vec<u8>)> {
-    let stream = format!("{}:dlq", transfer.namespace());
-    let info = transfer.stream_info(&stream);
-    let (first, last) = (
-        info["state"]["first_seq"].as_u64().unwrap_or(0),
-        info["state"]["last_seq"].as_u64().unwrap_or(0),
-    );
-    let mut letters = Vec::new();
-    for seq in first.max(1)..=last {
-        let body = json!({ "seq": seq }).to_string();
-        let Ok(answer) =
-            transfer.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
-        else {
-            continue;
-        };
-        let message = &answer["message"];
-        letters.push((
-            message["subject"].as_str().unwrap_or("").to_string(),
-            String::from_utf8_lossy(&decode_base64(message["hdrs"].as_str().unwrap_or("")))
-                .into_owned(),
-            decode_base64(message["data"].as_str().unwrap_or("")),
-        ));
-    }
-    letters
 }
 
 /// `Name: value` header lines (after the `NATS/1.0` line) as a map.
@@ -330,20 +304,20 @@ fn poison_records_are_dead_lettered_and_the_rest_lands() {
         transfer.stream_state("mix").0,
         collector.log()
     );
-    let letters = dead_letters(&transfer);
+    let letters = transfer.dead_letter_messages();
     assert_eq!(letters.len(), poison.len(), "{letters:?}");
     for (payload, word) in &poison {
-        let (subject, headers, _) = letters
+        let letter = letters
             .iter()
-            .find(|(_, _, data)| data == payload)
+            .find(|letter| letter.data == *payload)
             .unwrap_or_else(|| {
                 panic!(
                     "{} not dead-lettered: {letters:?}",
                     String::from_utf8_lossy(payload)
                 )
             });
-        assert_eq!(subject, "px.dlq.mix");
-        let headers = header_map(headers);
+        assert_eq!(letter.subject, "px.dlq.mix");
+        let headers = header_map(&letter.headers);
         let reason = headers
             .get("Collector-Error")
             .map(|r| r.to_lowercase())
@@ -397,11 +371,7 @@ fn shutdown_deadline_gives_unwritten_records_back() {
         "{}",
         collector.log()
     );
-    collector.terminate();
-    let status = collector
-        .wait_timeout(Duration::from_secs(15))
-        .expect("no exit at the deadline");
-    assert_eq!(status.code(), Some(0), "{}", collector.log());
+    collector.stop_cleanly(Duration::from_secs(15));
     assert!(collector.log().contains("gave"), "{}", collector.log());
     // Given back, not left to time out: nothing is pending acknowledgement, all still waits.
     // Given back, not left to time out: a collector started now gets every record at once
@@ -466,12 +436,12 @@ fn a_record_redelivered_past_max_deliver_is_dead_lettered() {
         "{}",
         collector.log()
     );
-    let letters = dead_letters(&transfer);
+    let letters = transfer.dead_letter_messages();
     assert_eq!(letters.len(), 5);
     assert!(
         letters
             .iter()
-            .all(|(_, h, _)| h.contains("delivered 3 times")),
+            .all(|letter| letter.headers.contains("delivered 3 times")),
         "{letters:?}"
     );
     assert_eq!(double.n_points(), 0);
@@ -496,7 +466,7 @@ fn v2_401_and_404_hold_records_until_fixed() {
         );
         // Held: not acknowledged, not dead-lettered.
         assert_eq!(transfer.stream_state("m").0, 100);
-        assert_eq!(dead_letters(&transfer).len(), 0);
+        assert_eq!(transfer.dead_letter_messages().len(), 0);
         assert_eq!(
             collector.log().matches("refuses every write").count(),
             1,
@@ -542,7 +512,7 @@ fn v2_413_splits_the_batch() {
         .iter()
         .filter(|s| s.path.starts_with("/api/v2/write"))
         .all(|s| s.gzip));
-    assert_eq!(dead_letters(&transfer).len(), 0);
+    assert_eq!(transfer.dead_letter_messages().len(), 0);
 }
 
 #[test]
@@ -607,13 +577,13 @@ fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
         "{}",
         collector.log()
     );
-    let letters = dead_letters(&transfer);
+    let letters = transfer.dead_letter_messages();
     let rejected = (0..300).filter(|i| i % 97 == 5).count();
     assert_eq!(letters.len(), rejected, "{letters:?}");
     assert!(letters
         .iter()
-        .all(|(_, h, d)| h.contains("partial write")
-            && String::from_utf8_lossy(d).contains("reject")));
+        .all(|letter| letter.headers.contains("partial write")
+            && String::from_utf8_lossy(&letter.data).contains("reject")));
     assert_eq!(double.n_points(), 300 - rejected);
     assert!(double.seen().iter().all(|s| !s.gzip));
 }

@@ -318,3 +318,21 @@ fn the_collector_binary_runs_to_exit_under_the_harness() {
         run_to_exit(&[], Some("namespace: [unclosed"), Duration::from_secs(30));
     assert!(status.code().is_some(), "exited by a signal: {status:?}");
 }
+
+/// The configuration builder puts each line in its section, in the order the tests expect.
+#[test]
+fn the_yaml_keeps_each_line_in_its_section() {
+    let yaml = util::config("nats://a:1, nats://b:2", "http://db:8086")
+        .namespace("ns")
+        .nats("  replicas: 3\n")
+        .influx("  gzip: false\n")
+        .http_listen(9100)
+        .extra("poll_interval: 500ms\n")
+        .yaml();
+    assert_eq!(
+        yaml,
+        "namespace: ns\nnats:\n  hosts: [nats://a:1, nats://b:2]\n  replicas: 3\ninflux:\n  \
+         url: http://db:8086\n  api: v1\n  gzip: false\nhttp:\n  listen: 127.0.0.1:9100\n\
+         poll_interval: 500ms\n"
+    );
+}

@@ -161,11 +161,9 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
     let sequence_of: BTreeMap<Vec<u8>, u64> = (1..=payloads.len() as u64)
         .map(|seq| (transfer.stream_message("hx:logs:m", seq), seq))
         .collect();
-    let config = format!(
-        "namespace: hx\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
-        nats.url(),
-        influx.url()
-    );
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("hx")
+        .yaml();
     let collector = Collector::start(&config);
     let drained = wait_until(Duration::from_secs(60), || {
         transfer.stream_state("m").0 == 0 && influx.count("hx", "m") >= stored.len()

@@ -52,11 +52,10 @@ fn payload(case: &Case, i: usize) -> Vec<u8> {
 }
 
 fn config(namespace: &str, nats: &NatsServer, influx: &Influx, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n{extra}",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .extra(extra)
+        .yaml()
 }
 
 /// The stream sequence of every record still in the stream of `measurement`, by the record's

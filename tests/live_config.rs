@@ -9,11 +9,10 @@ use std::time::Duration;
 use util::{samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer};
 
 fn config(nats: &NatsServer, influx: &Influx) -> String {
-    format!(
-        "namespace: live\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\npoll_interval: 500ms\n",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace("live")
+        .extra("poll_interval: 500ms\n")
+        .yaml()
 }
 
 fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {

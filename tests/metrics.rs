@@ -14,12 +14,12 @@ use util::{
 };
 
 fn config(namespace: &str, nats: &NatsServer, influx: &Influx, port: u16, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n\
-         http:\n  listen: 127.0.0.1:{port}\npoll_interval: 500ms\n{extra}",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .http_listen(port)
+        .extra("poll_interval: 500ms\n")
+        .extra(extra)
+        .yaml()
 }
 
 fn get(port: u16, path: &str) -> Option<HttpReply> {
@@ -401,9 +401,10 @@ fn lag_per_measurement_while_records_wait_and_after_a_drain() {
 fn a_taken_listen_address_is_refused_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let yaml = format!(
-        "namespace: x\nnats:\n  hosts: [nats://127.0.0.1:1]\ninflux:\n  url: http://127.0.0.1:1\n  api: v1\nhttp:\n  listen: 127.0.0.1:{port}\n"
-    );
+    let yaml = util::config("nats://127.0.0.1:1", "http://127.0.0.1:1")
+        .namespace("x")
+        .http_listen(port)
+        .yaml();
     let (status, _, stderr) = util::run_to_exit(&[], Some(&yaml), Duration::from_secs(20));
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("http.listen"), "{stderr}");

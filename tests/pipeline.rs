@@ -12,11 +12,9 @@ use util::{
 
 /// The minimal configuration of the issue: namespace, nats.hosts, influx.url, influx.api.
 fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .yaml()
 }
 
 /// Publishes `n` samples spread over `measurements` and returns each measurement's share.
@@ -74,11 +72,7 @@ fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
             .unwrap_or_else(|e| panic!("{m}: {e}"));
     }
 
-    collector.terminate();
-    let status = collector
-        .wait_timeout(Duration::from_secs(20))
-        .expect("collector did not exit after SIGTERM");
-    assert_eq!(status.code(), Some(0), "log:\n{}", collector.log());
+    collector.stop_cleanly(Duration::from_secs(20));
     let log = collector.log();
     assert!(
         log.contains("namespace beta"),
@@ -108,11 +102,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
         "{}",
         first.log()
     );
-    first.terminate();
-    let status = first
-        .wait_timeout(Duration::from_secs(20))
-        .expect("no exit after SIGTERM");
-    assert_eq!(status.code(), Some(0), "log:\n{}", first.log());
+    first.stop_cleanly(Duration::from_secs(20));
 
     let second = Collector::start(&config);
     assert!(
@@ -286,14 +276,7 @@ fn unreachable_nats_is_waited_for_with_one_clear_line_until_sigterm() {
         .find(|l| l.contains("waiting for nats"))
         .expect("the line");
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
-    collector.terminate();
-    let status = collector.wait_timeout(Duration::from_secs(20));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
+    collector.stop_cleanly(Duration::from_secs(20));
     let log = collector.log();
     assert!(log.contains("stopped before NATS was ready"), "{log}");
     assert!(!log.contains("panicked"), "{log}");

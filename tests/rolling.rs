@@ -82,13 +82,14 @@ fn instances(nats: &NatsServer, influx: &Influx) -> Instances {
             let config = dir.join(format!("collector-{i}.yml"));
             fs::write(
                 &config,
-                format!(
-                    "namespace: {NAMESPACE}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n\
-                     http:\n  listen: 127.0.0.1:{port}\npoll_interval: 500ms\nshutdown_timeout: 5s\n\
-                     pull:\n  batch: 100\n  ack_wait: 5s\n  expires: 2s\nbatch:\n  interval: 200ms\n",
-                    nats.url(),
-                    influx.url()
-                ),
+                util::config(&nats.url(), &influx.url())
+                    .namespace(NAMESPACE)
+                    .http_listen(port)
+                    .extra(
+                        "poll_interval: 500ms\nshutdown_timeout: 5s\n\
+                         pull:\n  batch: 100\n  ack_wait: 5s\n  expires: 2s\nbatch:\n  interval: 200ms\n",
+                    )
+                    .yaml(),
             )
             .unwrap();
             let log = dir.join(format!("collector-{i}.log"));

@@ -65,9 +65,19 @@ fn records() -> String {
 /// A configuration for namespace `beta`: `nats` lines go under `nats:` (after `hosts`),
 /// `influx` lines under `influx:` (after `url` and `api: v1`).
 fn yaml(hosts: &str, nats: &str, influx_url: &str, influx: &str) -> String {
-    format!(
-        "namespace: beta\nnats:\n  hosts: [{hosts}]\n{nats}influx:\n  url: {influx_url}\n  api: v1\n{influx}"
-    )
+    util::config(hosts, influx_url)
+        .nats(nats)
+        .influx(influx)
+        .yaml()
+}
+
+/// Runs the service with `config_yaml`, expects exit 1 with one line on stderr, and returns
+/// that line.
+fn refused_in_one_line(config_yaml: &str) -> String {
+    let service = run(config_yaml, &[], &[], b"").expect(1);
+    let stderr = service.stderr.trim();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr.to_string()
 }
 
 /// Sets up measurement `access` and publishes the records with the admin commands (so they
@@ -90,14 +100,7 @@ fn collects(yaml: &str, envs: &[(&str, &str)], influx: &Influx, secrets: &[&str]
         influx.count("beta", "access"),
         collector.log()
     );
-    collector.terminate();
-    let status = collector.wait_timeout(Duration::from_secs(20));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
+    collector.stop_cleanly(Duration::from_secs(20));
     assert_no_secret("streams set", &set.all(), secrets);
     assert_no_secret("publish", &publish.all(), secrets);
     assert_no_secret("the service", &collector.log(), secrets);
@@ -621,23 +624,10 @@ fn nats_mutual_tls() {
     );
     // No client certificate, or one of another CA: refused by the server.
     let no_cert = format!("  tls:\n    ca: {}\n", ca.cert().display());
-    let service = run(
-        &yaml(&tls_host(&nats), &no_cert, &influx.url(), ""),
-        &[],
-        &[],
-        b"",
-    );
-    let service = service.expect(1);
-    assert_eq!(
-        service.stderr.trim().lines().count(),
-        1,
-        "{}",
-        service.stderr
-    );
+    let stderr = refused_in_one_line(&yaml(&tls_host(&nats), &no_cert, &influx.url(), ""));
     assert!(
-        service.stderr.contains("TLS: ") && service.stderr.contains("nats.tls.cert"),
-        "{}",
-        service.stderr
+        stderr.contains("TLS: ") && stderr.contains("nats.tls.cert"),
+        "{stderr}"
     );
     let other_ca = TestCa::new("mtls-other");
     let other = other_ca.issue("stranger", &["DNS:stranger"]);
@@ -647,20 +637,8 @@ fn nats_mutual_tls() {
         other.cert.display(),
         other.key.display()
     );
-    let service = run(
-        &yaml(&tls_host(&nats), &foreign, &influx.url(), ""),
-        &[],
-        &[],
-        b"",
-    );
-    let service = service.expect(1);
-    assert_eq!(
-        service.stderr.trim().lines().count(),
-        1,
-        "{}",
-        service.stderr
-    );
-    assert!(service.stderr.contains("TLS: "), "{}", service.stderr);
+    let stderr = refused_in_one_line(&yaml(&tls_host(&nats), &foreign, &influx.url(), ""));
+    assert!(stderr.contains("TLS: "), "{stderr}");
     // A certificate without its key is a configuration error.
     refused(
         &yaml(
@@ -874,9 +852,7 @@ fn influxdb_over_https_with_a_private_ca() {
         &influx.url(),
         &format!("  tls:\n    ca: {}\n", other.cert().display()),
     );
-    let service = run(&untrusted, &[], &[], b"").expect(1);
-    let stderr = service.stderr.trim();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = refused_in_one_line(&untrusted);
     assert!(
         stderr.contains("unknown CA")
             && stderr.contains("influx.tls.ca")

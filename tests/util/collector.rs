@@ -152,6 +152,19 @@ impl Collector {
         self.status
     }
 
+    /// SIGTERM, then asserts a clean exit (code 0) within `timeout`; the log is shown
+    /// otherwise.
+    pub fn stop_cleanly(&mut self, timeout: Duration) {
+        self.terminate();
+        let status = self.wait_timeout(timeout);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "no clean exit after SIGTERM:\n{}",
+            self.log()
+        );
+    }
+
     /// Everything it has printed so far (stdout and stderr interleaved).
     pub fn log(&self) -> String {
         read_log(&self.log)

@@ -19,6 +19,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod collector;
+mod config;
 mod http_double;
 mod influx;
 mod nats;
@@ -27,9 +28,10 @@ mod sample;
 mod tls;
 
 pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
+pub use config::{config, ConfigYaml};
 pub use http_double::{Answer, HttpDouble, Request};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
-pub use nats::{connect_options, JsError, NatsCluster, NatsServer, Transfer};
+pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
 pub use prometheus::Prometheus;
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
 pub use tls::{Issued, TestCa};

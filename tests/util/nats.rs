@@ -474,6 +474,25 @@ fn js_request_on(conn: &nats::Connection, subject: &str, body: &[u8]) -> Result<
 /// Plays the Transfer client for one namespace: distributes measurement
 /// configuration through the `<ns>_logs` key-value bucket, creates the
 /// `<ns>:logs:<m>` work-queue streams and publishes records to `<ns>.logs.<m>`.
+/// One message as `STREAM.MSG.GET` answers it, decoded.
+#[derive(Debug, Clone)]
+pub struct StreamMessage {
+    pub subject: String,
+    /// The header block: the `NATS/1.0` line, then `Name: value` lines.
+    pub headers: String,
+    pub data: Vec<u8>,
+}
+
+impl StreamMessage {
+    /// The value of header `name`, trimmed; `None` when the message lacks it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    }
+}
+
 pub struct Transfer {
     conn: nats::Connection,
     js: nats::jetstream::JetStream,
@@ -523,6 +542,21 @@ impl Transfer {
     /// One JetStream API request (5 s timeout).
     pub fn js_request(&self, subject: &str, body: &[u8]) -> Result<Value, JsError> {
         js_request_on(&self.conn, subject, body)
+    }
+
+    /// `$JS.API.STREAM.MSG.GET.<stream>` with `request` (`{"seq": n}` or
+    /// `{"last_by_subj": subject}`), its headers and payload decoded. JetStream's
+    /// error 10037 means there is no such message.
+    pub fn get_message(&self, stream: &str, request: &Value) -> Result<StreamMessage, JsError> {
+        let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let answer = self.js_request(&subject, request.to_string().as_bytes())?;
+        let message = &answer["message"];
+        let headers = super::decode_base64(message["hdrs"].as_str().unwrap_or(""));
+        Ok(StreamMessage {
+            subject: message["subject"].as_str().unwrap_or("").to_string(),
+            headers: String::from_utf8_lossy(&headers).into_owned(),
+            data: super::decode_base64(message["data"].as_str().unwrap_or("")),
+        })
     }
 
     /// Creates the `<ns>_logs` bucket if it is missing (history 1).
@@ -860,38 +894,30 @@ impl Transfer {
         let _ = sub.unsubscribe();
     }
 
-    /// The dead letters of the namespace, oldest first: `(subject, Collector-Error header,
-    /// payload)`.
-    pub fn dead_letters(&self) -> Vec<(String, String, Vec<u8>)> {
+    /// The dead letters of the namespace, oldest first, with all their headers. A
+    /// message that cannot be read (deleted meanwhile) is left out.
+    pub fn dead_letter_messages(&self) -> Vec<StreamMessage> {
         let stream = format!("{}:dlq", self.namespace);
         let info = self.stream_info(&stream);
         let (first, last) = (
             info["state"]["first_seq"].as_u64().unwrap_or(0),
             info["state"]["last_seq"].as_u64().unwrap_or(0),
         );
-        let mut letters = Vec::new();
-        for seq in first.max(1)..=last {
-            let body = json!({ "seq": seq }).to_string();
-            let Ok(answer) =
-                self.js_request(&format!("$JS.API.STREAM.MSG.GET.{stream}"), body.as_bytes())
-            else {
-                continue;
-            };
-            let message = &answer["message"];
-            let headers = super::decode_base64(message["hdrs"].as_str().unwrap_or(""));
-            let reason = String::from_utf8_lossy(&headers)
-                .lines()
-                .find_map(|line| line.strip_prefix("Collector-Error:"))
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            letters.push((
-                message["subject"].as_str().unwrap_or("").to_string(),
-                reason,
-                super::decode_base64(message["data"].as_str().unwrap_or("")),
-            ));
-        }
-        letters
+        (first.max(1)..=last)
+            .filter_map(|seq| self.get_message(&stream, &json!({ "seq": seq })).ok())
+            .collect()
+    }
+
+    /// The dead letters of the namespace, oldest first: `(subject, Collector-Error header,
+    /// payload)`.
+    pub fn dead_letters(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.dead_letter_messages()
+            .into_iter()
+            .map(|m| {
+                let reason = m.header("Collector-Error").unwrap_or("").to_string();
+                (m.subject, reason, m.data)
+            })
+            .collect()
     }
 
     /// The stream's `(messages, consumer_count)`. Retries for up to 10 s while

@@ -1,0 +1,206 @@
+//! `collector check`: the configuration, NATS and InfluxDB checked one by one, one line per
+//! check and a fix for each failure.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Config, InfluxApi, NatsAuth};
+use crate::influx::{Influx, Probe};
+use crate::jetstream::{self, bucket_name, JetStream};
+
+use super::failure;
+
+/// Counts the failed checks while printing one line per check.
+#[derive(Default)]
+struct Checks {
+    n_failed: usize,
+}
+
+impl Checks {
+    fn pass(&mut self, text: impl Display) {
+        println!("✔ {text}");
+    }
+
+    fn fail(&mut self, problem: impl Display, fix: Option<&str>) {
+        self.n_failed += 1;
+        println!("✘ {problem}");
+        if let Some(fix) = fix {
+            println!("  fix: {fix}");
+        }
+    }
+
+    fn probe(&mut self, prefix: &str, probe: Probe) -> bool {
+        match probe {
+            Probe::Passed(text) => {
+                self.pass(format!("{prefix}{text}"));
+                true
+            }
+            Probe::Failed { problem, fix } => {
+                self.fail(format!("{prefix}{problem}"), Some(&fix));
+                false
+            }
+        }
+    }
+}
+
+pub(super) fn check(path: &Path) -> ExitCode {
+    let mut checks = Checks::default();
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            checks.fail(format!("config: {e}"), None);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let influx = &config.influx;
+    let target = match influx.api {
+        InfluxApi::V1 => format!("v1 database `{}`", influx.target),
+        InfluxApi::V3 => format!("v3 database `{}`", influx.target),
+        InfluxApi::V2 => format!(
+            "v2 org `{}` bucket `{}`",
+            influx.org.as_deref().unwrap_or_default(),
+            influx.target
+        ),
+    };
+    let secrets = match config.secret_sources.is_empty() {
+        true => String::new(),
+        false => format!("; secrets: {}", config.secret_sources.join(", ")),
+    };
+    checks.pass(format!(
+        "config {}: namespace `{}`, InfluxDB {target}{secrets}",
+        path.display(),
+        config.namespace
+    ));
+    for warning in &config.warnings {
+        println!("⚠ {warning}");
+    }
+
+    let hosts = config.nats.hosts.join(", ");
+    match jetstream::connect(&config.nats, "collector-check") {
+        Err(e) => {
+            let text = e.to_string();
+            let fix = if e.exit_code() == 2 {
+                None // a credential the configuration holds is unusable; the text names it
+            } else if text.to_ascii_lowercase().contains("authorization") {
+                Some("check the NATS credentials: nats.nkey, nats.token, nats.username/password or nats.creds")
+            } else if text.contains("TLS: ") {
+                Some("fix the server's certificate, or nats.tls (ca, cert, key) and nats.hosts")
+            } else {
+                Some("start nats-server, or correct nats.hosts")
+            };
+            checks.fail(text, fix);
+        }
+        Ok(conn) => {
+            let auth = match &config.nats.auth {
+                NatsAuth::None => "no credentials",
+                NatsAuth::Nkey(_) => "nkey",
+                NatsAuth::Token(_) => "token",
+                NatsAuth::UserPassword { .. } => "username and password",
+                NatsAuth::Creds(_) => "credentials file",
+            };
+            let tls = match config.nats.tls.is_some() || hosts.contains("tls://") {
+                true => ", TLS",
+                false => "",
+            };
+            checks.pass(format!("nats: connected to {hosts} ({auth}{tls})"));
+            check_jetstream(&mut checks, &config, &JetStream::new(conn));
+        }
+    }
+
+    let url = crate::config::without_credentials(&influx.url);
+    let client = Influx::new(influx);
+    if checks.probe(&format!("influxdb {url}: "), client.probe_ping()) {
+        checks.probe("influxdb: ", client.probe_target(influx));
+        checks.probe("influxdb: ", client.probe_write(influx));
+    }
+
+    match checks.n_failed {
+        0 => {
+            println!("all checks passed");
+            ExitCode::SUCCESS
+        }
+        n => {
+            println!("{n} check(s) failed");
+            failure()
+        }
+    }
+}
+
+fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
+    match js.account_info() {
+        Ok(info) => checks.pass(format!(
+            "nats: JetStream enabled ({} streams, {} consumers)",
+            info.streams, info.consumers
+        )),
+        Err(e) => {
+            checks.fail(
+                e,
+                Some("enable JetStream: nats-server -js, or a jetstream block in its config, and for this account"),
+            );
+            return;
+        }
+    }
+    let bucket = bucket_name(&config.namespace);
+    let n_measurements = js
+        .bucket_revision(&bucket)
+        .and_then(|revision| match revision {
+            Some(_) => js
+                .bucket_entries(&bucket)
+                .map(|entries| Some(entries.iter().filter(|e| e.value.is_some()).count())),
+            None => Ok(None),
+        });
+    match n_measurements {
+        Ok(Some(n)) => checks.pass(format!("nats: bucket {bucket} exists ({n} measurements)")),
+        Ok(None) => checks.fail(
+            format!("nats: bucket {bucket} does not exist"),
+            Some("add a measurement: collector streams set MEASUREMENT (or the Transfer client's Set)"),
+        ),
+        Err(e) => checks.fail(e, Some("check the user's permissions on $JS.API.>")),
+    }
+    // Streams of the namespace replicated otherwise than what the collector would create
+    // are worth knowing about (an R1 dead-letter stream on a cluster loses dead letters with
+    // its node), but they work: a warning, not a failed check.
+    let replicas = jetstream::resolve_replicas(js, &config.nats, &config.namespace)
+        .and_then(|(n, from)| Ok((n, from, js.namespace_replicas(&config.namespace)?)));
+    match replicas {
+        Ok((n, from, streams)) => {
+            let other: Vec<String> = streams
+                .iter()
+                .filter(|(_, replicas)| *replicas != n)
+                .map(|(name, replicas)| format!("{name} ({replicas})"))
+                .collect();
+            if other.is_empty() {
+                checks.pass(format!(
+                    "nats: replicas {n} (from {from}), as every one of the namespace's {} stream(s)",
+                    streams.len()
+                ));
+            } else {
+                println!(
+                    "⚠ nats: replicas {n} (from {from}), but {} stream(s) of the namespace have other replicas: {}; the collector leaves existing streams as they are: change them (nats stream edit --replicas) or set nats.replicas",
+                    other.len(),
+                    other.join(", ")
+                );
+            }
+        }
+        Err(e) => checks.fail(e, Some("check the user's permissions on $JS.API.>")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `check` prints the InfluxDB URL; it must never show the credentials in it.
+    #[test]
+    fn urls_lose_their_credentials() {
+        let table = [
+            ("http://127.0.0.1:8086", "http://127.0.0.1:8086"),
+            ("http://u:p@db:8086", "http://db:8086"),
+            ("https://u:p@w@db/x?y=a@b", "https://db/x?y=a@b"),
+            ("http://db/path@x", "http://db/path@x"),
+            ("nonsense", "nonsense"),
+        ];
+        for (url, expected) in table {
+            assert_eq!(crate::config::without_credentials(url), expected);
+        }
+    }
+}

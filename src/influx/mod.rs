@@ -1,0 +1,180 @@
+//! The one module that talks to InfluxDB: the blocking HTTP client with its kept-alive
+//! connection and authorisation, used by the writer thread for writes ([`write`]) and by the
+//! main thread for the start-up ping and `collector check` ([`probe`]).
+//!
+//! What an answer means is decided apart, in the pure [`answer`], so each status InfluxDB v1,
+//! v2 and v3 can send (and v3's per-line partial-write answers) is tested without a server.
+
+use crate::config::{InfluxApi, InfluxConfig};
+
+mod answer;
+mod probe;
+mod write;
+
+pub use answer::{
+    classify, classify_v3, plan_partial, PartialPlan, RejectedLine, WriteError, V3_MAX_LINE_ERRORS,
+};
+pub use probe::{
+    classify_buckets, classify_databases, classify_ping, classify_v3_databases,
+    classify_write_probe, Probe,
+};
+pub use write::{gzip, write_url};
+
+/// A blocking InfluxDB client with one kept-alive connection.
+pub struct Influx {
+    agent: ureq::Agent,
+    api: InfluxApi,
+    base_url: String,
+    write_url: String,
+    authorization: Option<String>,
+    /// The buffer write bodies are compressed into, reused from write to write; `None` when
+    /// `influx.gzip` is off.
+    gzip: Option<Vec<u8>>,
+}
+
+impl Influx {
+    pub fn new(config: &InfluxConfig) -> Influx {
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.timeout))
+            .max_idle_connections_per_host(2)
+            .user_agent(concat!("collector/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(tls.clone());
+        }
+        let agent = builder.build().new_agent();
+        Influx {
+            agent,
+            api: config.api,
+            base_url: config.url.clone(),
+            write_url: write_url(config),
+            authorization: authorization(config),
+            gzip: config.gzip.then(Vec::new),
+        }
+    }
+
+    /// Checks that InfluxDB answers at all (`/ping`, on both v1 and v2).
+    pub fn ping(&self) -> Result<(), String> {
+        // InfluxDB 3 guards `/ping` with the token unless told otherwise; 1.x and 2.x ignore
+        // the header there.
+        let mut request = self.agent.get(&format!("{}/ping", self.base_url));
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        match request.call() {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!(
+                "{}/ping answered {}",
+                self.base_url,
+                response.status().as_u16()
+            )),
+            Err(e) => Err(format!(
+                "{} unreachable: {}",
+                self.base_url,
+                transport_error(&e)
+            )),
+        }
+    }
+
+    /// Refuses to start when an `https://` InfluxDB fails the TLS handshake (an unknown CA,
+    /// a wrong name, an expired certificate, a refused client certificate): unlike a
+    /// database that is down, that needs a fix in the configuration or the certificates.
+    /// Anything else (no answer at all) is left to the writer's retries.
+    pub fn check_tls(&self) -> crate::error::Result<()> {
+        if !self.base_url.starts_with("https://") {
+            return Ok(());
+        }
+        match self.agent.get(&format!("{}/ping", self.base_url)).call() {
+            Err(e) => match crate::tls::explain(&e.to_string(), "influx.tls") {
+                Some(problem) => Err(crate::error::Error::Influx {
+                    what: format!("TLS with {}", self.base_url),
+                    problem,
+                }),
+                None => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+/// Percent-encodes a query parameter value.
+fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `Authorization` header value, if any.
+fn authorization(config: &InfluxConfig) -> Option<String> {
+    if let Some(token) = &config.token {
+        let scheme = match config.api {
+            InfluxApi::V3 => "Bearer",
+            InfluxApi::V1 | InfluxApi::V2 => "Token",
+        };
+        return Some(format!("{scheme} {}", token.expose()));
+    }
+    match (&config.username, &config.password) {
+        (Some(user), Some(password)) => Some(format!(
+            "Basic {}",
+            crate::base64::encode(format!("{user}:{}", password.expose()).as_bytes())
+        )),
+        _ => None,
+    }
+}
+
+/// The text of a failed request, with a TLS failure said plainly. ureq's errors name the
+/// problem and at most the URL (which holds no credentials: the configuration refuses them),
+/// never a header.
+fn transport_error(e: &ureq::Error) -> String {
+    let text = e.to_string();
+    match crate::tls::explain(&text, "influx.tls") {
+        Some(problem) => format!("TLS: {problem}"),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Secret;
+
+    pub(super) fn config(api: InfluxApi) -> InfluxConfig {
+        InfluxConfig {
+            url: "http://db:8086".into(),
+            api,
+            token: None,
+            org: Some("my org".into()),
+            target: "beta".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(1),
+            tls: None,
+            gzip: true,
+            no_sync: false,
+        }
+    }
+
+    #[test]
+    fn auth_headers() {
+        let mut c = config(InfluxApi::V2);
+        assert_eq!(authorization(&c), None);
+        c.token = Some(Secret::new("t0k"));
+        assert_eq!(authorization(&c).unwrap(), "Token t0k");
+        let mut c = config(InfluxApi::V1);
+        c.username = Some("Aladdin".into());
+        c.password = Some(Secret::new("open sesame"));
+        assert_eq!(
+            authorization(&c).unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+}
