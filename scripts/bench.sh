@@ -15,7 +15,8 @@
 #                  the CPU of the collector and of nats-server over 10 s (targets <= 0.5% and
 #                  <= 2% of a core); then freshness, 20 lone records each into an idle
 #                  measurement, publish to visible in InfluxDB (target p95 <= 150 ms)
-#   --keep         keep the temp dir (server logs, the collector's log, the records)
+#   --keep         keep the temp dir (server logs, the collector's log, the records);
+#                  BENCH_LOG_LEVEL=debug in the environment makes that log show every write
 #   --binary PATH  run C with this collector binary instead of the static build (e.g. an
 #                  older build, to compare)
 #   --profile      sample the collector with `perf record` during C and print where its CPU
@@ -210,7 +211,7 @@ influx:
   api: v1
   database: $2
 log:
-  level: warn
+  level: ${BENCH_LOG_LEVEL:-warn}
 YAML
 	echo "$work/$1.yml"
 }
