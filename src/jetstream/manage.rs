@@ -212,12 +212,8 @@ impl JetStream {
 
     /// The configured replicas of stream `name`, `None` when it does not exist.
     pub fn stream_replicas(&self, name: &str) -> Result<Option<usize>> {
-        let info = self.request(
-            &format!("stream info {name}"),
-            &format!("$JS.API.STREAM.INFO.{name}"),
-            &json!({}),
-        );
-        Ok(unless_missing(info, &[ERR_STREAM_NOT_FOUND])?
+        Ok(self
+            .stream_info(name, &json!({}))?
             .map(|info| info["config"]["num_replicas"].as_u64().unwrap_or(1).max(1) as usize))
     }
 
@@ -264,12 +260,7 @@ impl JetStream {
         duplicate_window: Duration,
     ) -> Result<bool> {
         let name = dead_letter_stream(namespace);
-        let what = format!("stream info {name}");
-        let existing = unless_missing(
-            self.request(&what, &format!("$JS.API.STREAM.INFO.{name}"), &json!({})),
-            &[ERR_STREAM_NOT_FOUND],
-        )?;
-        if let Some(info) = existing {
+        if let Some(info) = self.stream_info(&name, &json!({}))? {
             let mut config = info["config"].clone();
             let window = config["duplicate_window"].as_u64().unwrap_or(0);
             if window < duplicate_window.as_nanos() as u64 {

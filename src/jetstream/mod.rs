@@ -278,13 +278,20 @@ impl JetStream {
             Some(filter) => json!({ "subjects_filter": filter }),
             None => json!({}),
         };
+        Ok(self
+            .stream_info(name, &body)?
+            .map(|info| serde_json::from_value(info["state"].clone()).unwrap_or_default()))
+    }
+
+    /// The whole info answer of stream `name` (its `config` and `state`), or `None` when it
+    /// does not exist.
+    fn stream_info(&self, name: &str, body: &Value) -> Result<Option<Value>> {
         let answer = self.request(
             &format!("stream info {name}"),
             &format!("$JS.API.STREAM.INFO.{name}"),
-            &body,
+            body,
         );
-        Ok(unless_missing(answer, &[ERR_STREAM_NOT_FOUND])?
-            .map(|answer| serde_json::from_value(answer["state"].clone()).unwrap_or_default()))
+        unless_missing(answer, &[ERR_STREAM_NOT_FOUND])
     }
 
     /// One publish that returns once a stream has stored it.
