@@ -590,6 +590,30 @@ impl NatsConfig {
         let username = present(nats.username);
         let password = secrets.find(&NATS_PASSWORD, nats.password, nats.password_file)?;
         let creds = present(nats.creds);
+        let auth = NatsAuth::from_found(nkey, token, username, password, creds)?;
+        Ok(NatsConfig {
+            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
+            auth,
+            tls: tls_files("nats.tls", nats.tls)?,
+            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
+            replicas: match nats.replicas {
+                None => None,
+                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
+            },
+        })
+    }
+}
+
+impl NatsAuth {
+    /// The one authentication method of `nats`, from the secrets found and the plain keys:
+    /// more than one is refused, as is a half of username/password.
+    fn from_found(
+        nkey: Option<(Secret, String)>,
+        token: Option<(Secret, String)>,
+        username: Option<String>,
+        password: Option<(Secret, String)>,
+        creds: Option<String>,
+    ) -> Result<NatsAuth> {
         let methods: Vec<String> = [
             nkey.as_ref().map(|(_, source)| source.clone()),
             token.as_ref().map(|(_, source)| source.clone()),
@@ -608,7 +632,7 @@ impl NatsConfig {
                 ),
             ));
         }
-        let auth = match (nkey, token, username, creds) {
+        Ok(match (nkey, token, username, creds) {
             (Some((seed, source)), ..) => {
                 // Checked here rather than at connect, so the line names where it came from.
                 // The value is never quoted, nor the decoder's error about it.
@@ -641,16 +665,6 @@ impl NatsConfig {
                 ))
             }
             _ => NatsAuth::None,
-        };
-        Ok(NatsConfig {
-            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
-            auth,
-            tls: tls_files("nats.tls", nats.tls)?,
-            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
-            replicas: match nats.replicas {
-                None => None,
-                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
-            },
         })
     }
 }
@@ -658,36 +672,9 @@ impl NatsConfig {
 impl InfluxConfig {
     /// Validates the `influx` section; the target defaults to `namespace`.
     fn from_raw(raw: RawInflux, namespace: &str, secrets: &mut Secrets) -> Result<InfluxConfig> {
-        let url = present(raw.url).ok_or_else(|| {
-            Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086")
-        })?;
-        if has_credentials(&url) {
-            return Err(Error::config(
-                "influx.url",
-                "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
-            ));
-        }
+        let url = check_influx_url(raw.url)?;
         let https = url.starts_with("https://");
-        if !(url.starts_with("http://") || https)
-            || url.len() < "http://x".len()
-            || url.contains(char::is_whitespace)
-        {
-            return Err(Error::config(
-                "influx.url",
-                format!("`{url}` is not an http:// or https:// URL"),
-            ));
-        }
-        let api = match present(raw.api).as_deref() {
-            None | Some("v2") => InfluxApi::V2,
-            Some("v1") => InfluxApi::V1,
-            Some("v3") => InfluxApi::V3,
-            Some(other) => {
-                return Err(Error::config(
-                    "influx.api",
-                    format!("`{other}` is not v2, v1 or v3"),
-                ))
-            }
-        };
+        let api = InfluxApi::from_raw(raw.api)?;
         let org = present(raw.org);
         let token = secrets
             .find(&INFLUX_TOKEN, raw.token, raw.token_file)?
@@ -785,6 +772,45 @@ impl InfluxConfig {
             tls,
             gzip: raw.gzip.unwrap_or(defaults::INFLUX_GZIP),
             no_sync: raw.no_sync.unwrap_or(false),
+        })
+    }
+}
+
+/// The `influx.url` key: required, http:// or https://, and without credentials in it.
+fn check_influx_url(url: Option<String>) -> Result<String> {
+    let url = present(url)
+        .ok_or_else(|| Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086"))?;
+    if has_credentials(&url) {
+        return Err(Error::config(
+            "influx.url",
+            "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
+        ));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.len() < "http://x".len()
+        || url.contains(char::is_whitespace)
+    {
+        return Err(Error::config(
+            "influx.url",
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(url)
+}
+
+impl InfluxApi {
+    /// The `influx.api` key: v2 unless it says otherwise.
+    fn from_raw(api: Option<String>) -> Result<InfluxApi> {
+        Ok(match present(api).as_deref() {
+            None | Some("v2") => InfluxApi::V2,
+            Some("v1") => InfluxApi::V1,
+            Some("v3") => InfluxApi::V3,
+            Some(other) => {
+                return Err(Error::config(
+                    "influx.api",
+                    format!("`{other}` is not v2, v1 or v3"),
+                ))
+            }
         })
     }
 }
