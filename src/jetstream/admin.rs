@@ -74,11 +74,7 @@ impl JetStream {
         description: &str,
     ) -> Result<bool> {
         let name = stream_name(namespace, measurement);
-        let info = self.request(
-            &format!("stream info {name}"),
-            &format!("$JS.API.STREAM.INFO.{name}"),
-            &json!({}),
-        )?;
+        let info = self.stream_info(&name, &json!({}))?;
         let mut config = info["config"].clone();
         if config["description"].as_str().unwrap_or_default() == description {
             return Ok(false);

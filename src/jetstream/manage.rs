@@ -212,9 +212,10 @@ impl JetStream {
 
     /// The configured replicas of stream `name`, `None` when it does not exist.
     pub fn stream_replicas(&self, name: &str) -> Result<Option<usize>> {
-        Ok(self
-            .stream_info(name, &json!({}))?
-            .map(|info| info["config"]["num_replicas"].as_u64().unwrap_or(1).max(1) as usize))
+        Ok(
+            unless_missing(self.stream_info(name, &json!({})), &[ERR_STREAM_NOT_FOUND])?
+                .map(|info| info["config"]["num_replicas"].as_u64().unwrap_or(1).max(1) as usize),
+        )
     }
 
     /// Every stream of `namespace` (its measurement streams, the dead-letter stream and the
@@ -260,7 +261,9 @@ impl JetStream {
         duplicate_window: Duration,
     ) -> Result<bool> {
         let name = dead_letter_stream(namespace);
-        if let Some(info) = self.stream_info(&name, &json!({}))? {
+        let existing =
+            unless_missing(self.stream_info(&name, &json!({})), &[ERR_STREAM_NOT_FOUND])?;
+        if let Some(info) = existing {
             let mut config = info["config"].clone();
             let window = config["duplicate_window"].as_u64().unwrap_or(0);
             if window < duplicate_window.as_nanos() as u64 {

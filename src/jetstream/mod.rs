@@ -278,20 +278,19 @@ impl JetStream {
             Some(filter) => json!({ "subjects_filter": filter }),
             None => json!({}),
         };
-        Ok(self
-            .stream_info(name, &body)?
-            .map(|info| serde_json::from_value(info["state"].clone()).unwrap_or_default()))
+        Ok(
+            unless_missing(self.stream_info(name, &body), &[ERR_STREAM_NOT_FOUND])?
+                .map(|info| serde_json::from_value(info["state"].clone()).unwrap_or_default()),
+        )
     }
 
-    /// The whole info answer of stream `name` (its `config` and `state`), or `None` when it
-    /// does not exist.
-    fn stream_info(&self, name: &str, body: &Value) -> Result<Option<Value>> {
-        let answer = self.request(
+    /// The whole info answer of stream `name` (its `config` and `state`).
+    fn stream_info(&self, name: &str, body: &Value) -> Result<Value> {
+        self.request(
             &format!("stream info {name}"),
             &format!("$JS.API.STREAM.INFO.{name}"),
             body,
-        );
-        unless_missing(answer, &[ERR_STREAM_NOT_FOUND])
+        )
     }
 
     /// One publish that returns once a stream has stored it.
