@@ -28,7 +28,7 @@
 //! into one idle measurement (round-robin over `--measurements`, half a second apart), and
 //! the time from just before its publish until InfluxDB (v1 `/query`) returns it. It prints
 //! `samples=N p50_ms=.. p95_ms=.. max_ms=..`.
-#![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
+#![allow(deprecated)] // the `nats` crate, as in src/jetstream/
 
 use std::collections::HashMap;
 use std::process::ExitCode;

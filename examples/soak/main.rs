@@ -16,7 +16,7 @@
 //! SIGTERM. Exit code 0 when all holds, 1 otherwise (each difference is printed with the
 //! faults around it), 2 for a bad command line. `--plant` is the checker's self-test: four
 //! differences planted after the drain must be reported, and nothing else.
-#![allow(deprecated)] // the `nats` crate, as in src/jetstream.rs
+#![allow(deprecated)] // the `nats` crate, as in src/jetstream/
 
 #[path = "../../tests/util/mod.rs"]
 mod util;

@@ -4,9 +4,14 @@
 //! keys — `namespace`, `nats.hosts`, `nats.nkey`, `influx.url`, `influx.token`, `influx.org` —
 //! stay as they are); `Config` holds only checked values with their defaults applied, so the
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
+//!
+//! Each section validates itself (`NatsConfig::from_raw`, `InfluxConfig::from_raw`, ...),
+//! every default is in [`defaults`], and secrets are found and held by `secrets`.
 
-use std::fmt;
-use std::io::Read;
+mod secrets;
+
+pub use secrets::Secret;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,32 +20,30 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::tls::{self, TlsFiles};
+use secrets::{
+    read_secret_file, Secrets, INFLUX_PASSWORD, INFLUX_TOKEN, NATS_NKEY, NATS_PASSWORD, NATS_TOKEN,
+};
 
-/// A credential. Its `Debug` and `Display` never show the value, so a config dump, a log line
-/// or a panic message cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// Every default in one table: what a key left out of the file means.
+pub mod defaults {
+    use std::time::Duration;
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-    /// The value, for the one place that must send it (an auth header, a signer).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
+    pub const INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const INFLUX_GZIP: bool = true;
+    pub const PULL_WORKERS: usize = 2;
+    pub const PULL_BATCH: usize = 500;
+    pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
+    pub const PULL_ACK_WAIT: Duration = Duration::from_secs(30);
+    pub const PULL_MAX_ACK_PENDING: i64 = 20_000;
+    pub const PULL_MAX_DELIVER: u64 = 10;
+    pub const BATCH_MAX_LINES: usize = 5_000;
+    pub const BATCH_MAX_BYTES: usize = 1 << 20;
+    pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const BATCH_LINGER: Duration = Duration::from_millis(20);
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEAD_LETTER_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+    pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 }
 
 /// The file as written. Unknown keys are refused so a typo does not silently fall back to a
@@ -451,129 +454,6 @@ fn positive(key: &str, value: Option<usize>, default: usize, max: usize) -> Resu
     }
 }
 
-/// The names one secret goes by. It is looked for, first found wins:
-/// 1. the environment variable `env` (`COLLECTOR_INFLUX_TOKEN`),
-/// 2. the file named by the variable `<env>_FILE`,
-/// 3. the systemd credential `$CREDENTIALS_DIRECTORY/<credential>` when that file exists,
-/// 4. the file named by the key `<key>_file` (`influx.token_file`),
-/// 5. the inline key `key` (`influx.token`).
-///
-/// The process's surroundings (environment, service manager) override the file, so one
-/// config file serves every deployment. Setting both of one pair (`COLLECTOR_X` and
-/// `COLLECTOR_X_FILE`, or `x` and `x_file`) is refused as ambiguous.
-struct SecretNames {
-    key: &'static str,
-    file_key: &'static str,
-    env: &'static str,
-    credential: &'static str,
-}
-
-const INFLUX_TOKEN: SecretNames = SecretNames {
-    key: "influx.token",
-    file_key: "influx.token_file",
-    env: "COLLECTOR_INFLUX_TOKEN",
-    credential: "influx-token",
-};
-const INFLUX_PASSWORD: SecretNames = SecretNames {
-    key: "influx.password",
-    file_key: "influx.password_file",
-    env: "COLLECTOR_INFLUX_PASSWORD",
-    credential: "influx-password",
-};
-const NATS_NKEY: SecretNames = SecretNames {
-    key: "nats.nkey",
-    file_key: "nats.nkey_file",
-    env: "COLLECTOR_NATS_NKEY",
-    credential: "nats-nkey",
-};
-const NATS_TOKEN: SecretNames = SecretNames {
-    key: "nats.token",
-    file_key: "nats.token_file",
-    env: "COLLECTOR_NATS_TOKEN",
-    credential: "nats-token",
-};
-const NATS_PASSWORD: SecretNames = SecretNames {
-    key: "nats.password",
-    file_key: "nats.password_file",
-    env: "COLLECTOR_NATS_PASSWORD",
-    credential: "nats-password",
-};
-
-/// A secret with the name of the key, variable or file it came from (never its value).
-struct Found {
-    secret: Secret,
-    source: String,
-}
-
-/// A secret file larger than this holds no single secret (and `/dev/zero` ends here).
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-/// Reads a secret file named by `name` (a key or variable): its text without the trailing
-/// newline an editor or `echo` adds. Unreadable, empty or oversized files are refused.
-fn read_secret_file(name: &str, path: &str) -> Result<Secret> {
-    let refuse = |problem: String| Error::config(name, problem);
-    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(refuse(format!(
-            "{path} is larger than 64 KiB; it should hold only the secret"
-        )));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| refuse(format!("{path} is not text")))?;
-    let value = text.trim_end_matches(['\n', '\r']);
-    if value.trim().is_empty() {
-        return Err(refuse(format!("{path} is empty")));
-    }
-    Ok(Secret(value.to_string()))
-}
-
-/// Finds a secret where [`SecretNames`] says, or `None` when it is nowhere.
-fn secret(
-    env: EnvLookup,
-    names: &SecretNames,
-    inline: Option<String>,
-    file: Option<String>,
-) -> Result<Option<Found>> {
-    let found = |secret: Secret, source: &str| {
-        Ok(Some(Found {
-            secret,
-            source: source.to_string(),
-        }))
-    };
-    let env_file = format!("{}_FILE", names.env);
-    match (present(env(names.env)), present(env(&env_file))) {
-        (Some(_), Some(_)) => {
-            return Err(Error::config(
-                names.env,
-                format!("set only one of {} and {env_file}", names.env),
-            ))
-        }
-        (Some(value), None) => return found(Secret(value), names.env),
-        (None, Some(path)) => return found(read_secret_file(&env_file, &path)?, &env_file),
-        (None, None) => {}
-    }
-    if let Some(dir) = present(env("CREDENTIALS_DIRECTORY")) {
-        let path = Path::new(&dir).join(names.credential);
-        if path.exists() {
-            let name = format!("$CREDENTIALS_DIRECTORY/{}", names.credential);
-            let secret = read_secret_file(&name, &path.to_string_lossy())?;
-            return found(secret, &name);
-        }
-    }
-    match (present(inline), present(file)) {
-        (Some(_), Some(_)) => Err(Error::config(
-            names.file_key,
-            format!("set only one of {} and {}", names.key, names.file_key),
-        )),
-        (None, Some(path)) => found(read_secret_file(names.file_key, &path)?, names.file_key),
-        (Some(value), None) => found(Secret(value), names.key),
-        (None, None) => Ok(None),
-    }
-}
-
 /// The checked files of a `tls` block whose keys start with `prefix`.
 fn tls_files(prefix: &str, raw: Option<RawTls>) -> Result<Option<TlsFiles>> {
     let Some(raw) = raw else {
@@ -636,21 +516,66 @@ fn check_nats_url(key: &str, url: &str) -> Result<()> {
 }
 
 impl RawConfig {
+    /// Validates the file section by section, always in the same order (namespace, nats,
+    /// influx, pull, batch, log, http, then the top-level durations), so a file with several
+    /// problems always reports the same first one.
     pub fn validate(self, env: EnvLookup) -> Result<Config> {
-        let namespace = present(self.namespace).ok_or_else(|| {
-            Error::config(
-                "namespace",
-                "is required (the application namespace, e.g. `beta`)",
-            )
-        })?;
-        if !is_valid_name(&namespace) {
-            return Err(Error::config(
-                "namespace",
-                format!("`{namespace}` may only hold letters, digits, `_` and `-` (it names NATS subjects and streams)"),
-            ));
-        }
+        let namespace = check_namespace(self.namespace)?;
+        let inline_secrets = secrets::inline_secrets(&self.nats, &self.influx);
+        let mut secrets = Secrets::new(env);
+        let nats = NatsConfig::from_raw(self.nats, &mut secrets)?;
+        let influx = InfluxConfig::from_raw(self.influx, &namespace, &mut secrets)?;
+        let pull = PullConfig::from_raw(self.pull)?;
+        let batch = BatchConfig::from_raw(self.batch)?;
+        let (log_level, log_format) = log_settings(self.log)?;
+        let http_listen = http_listen(self.http)?;
+        Ok(Config {
+            namespace,
+            nats,
+            influx,
+            pull,
+            batch,
+            poll_interval: duration("poll_interval", self.poll_interval, defaults::POLL_INTERVAL)?,
+            shutdown_timeout: duration(
+                "shutdown_timeout",
+                self.shutdown_timeout,
+                defaults::SHUTDOWN_TIMEOUT,
+            )?,
+            dead_letter_max_age: duration(
+                "dead_letter.max_age",
+                self.dead_letter.max_age,
+                defaults::DEAD_LETTER_MAX_AGE,
+            )?,
+            log_level,
+            log_format,
+            http_listen,
+            secret_sources: secrets.sources,
+            inline_secrets,
+            warnings: Vec::new(),
+        })
+    }
+}
 
-        let nats = self.nats;
+/// The `namespace` key: required, and usable in subjects and stream names.
+fn check_namespace(namespace: Option<String>) -> Result<String> {
+    let namespace = present(namespace).ok_or_else(|| {
+        Error::config(
+            "namespace",
+            "is required (the application namespace, e.g. `beta`)",
+        )
+    })?;
+    if !is_valid_name(&namespace) {
+        return Err(Error::config(
+            "namespace",
+            format!("`{namespace}` may only hold letters, digits, `_` and `-` (it names NATS subjects and streams)"),
+        ));
+    }
+    Ok(namespace)
+}
+
+impl NatsConfig {
+    /// Validates the `nats` section; its secrets are looked up through `secrets`.
+    fn from_raw(nats: RawNats, secrets: &mut Secrets) -> Result<NatsConfig> {
         if nats.hosts.is_empty() {
             return Err(Error::config(
                 "nats.hosts",
@@ -660,42 +585,35 @@ impl RawConfig {
         for (i, host) in nats.hosts.iter().enumerate() {
             check_nats_url(&format!("nats.hosts[{i}]"), host.trim())?;
         }
-        let mut inline_secrets = Vec::new();
-        for (key, value) in [
-            (NATS_NKEY.key, &nats.nkey),
-            (NATS_TOKEN.key, &nats.token),
-            (NATS_PASSWORD.key, &nats.password),
-            (INFLUX_TOKEN.key, &self.influx.token),
-            (INFLUX_PASSWORD.key, &self.influx.password),
-        ] {
-            if present(value.clone()).is_some() {
-                inline_secrets.push(key);
-            }
-        }
-        let mut secret_sources = Vec::new();
-        let mut note = |names: &SecretNames, found: Option<Found>| {
-            found.map(|Found { secret, source }| {
-                secret_sources.push(match source == names.key {
-                    true => names.key.to_string(),
-                    false => format!("{} (from {source})", names.key),
-                });
-                (secret, source)
-            })
-        };
-        let nkey = note(
-            &NATS_NKEY,
-            secret(env, &NATS_NKEY, nats.nkey, nats.nkey_file)?,
-        );
-        let token = note(
-            &NATS_TOKEN,
-            secret(env, &NATS_TOKEN, nats.token, nats.token_file)?,
-        );
+        let nkey = secrets.find(&NATS_NKEY, nats.nkey, nats.nkey_file)?;
+        let token = secrets.find(&NATS_TOKEN, nats.token, nats.token_file)?;
         let username = present(nats.username);
-        let password = note(
-            &NATS_PASSWORD,
-            secret(env, &NATS_PASSWORD, nats.password, nats.password_file)?,
-        );
+        let password = secrets.find(&NATS_PASSWORD, nats.password, nats.password_file)?;
         let creds = present(nats.creds);
+        let auth = NatsAuth::from_found(nkey, token, username, password, creds)?;
+        Ok(NatsConfig {
+            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
+            auth,
+            tls: tls_files("nats.tls", nats.tls)?,
+            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
+            replicas: match nats.replicas {
+                None => None,
+                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
+            },
+        })
+    }
+}
+
+impl NatsAuth {
+    /// The one authentication method of `nats`, from the secrets found and the plain keys:
+    /// more than one is refused, as is a half of username/password.
+    fn from_found(
+        nkey: Option<(Secret, String)>,
+        token: Option<(Secret, String)>,
+        username: Option<String>,
+        password: Option<(Secret, String)>,
+        creds: Option<String>,
+    ) -> Result<NatsAuth> {
         let methods: Vec<String> = [
             nkey.as_ref().map(|(_, source)| source.clone()),
             token.as_ref().map(|(_, source)| source.clone()),
@@ -714,7 +632,7 @@ impl RawConfig {
                 ),
             ));
         }
-        let auth = match (nkey, token, username, creds) {
+        Ok(match (nkey, token, username, creds) {
             (Some((seed, source)), ..) => {
                 // Checked here rather than at connect, so the line names where it came from.
                 // The value is never quoted, nor the decoder's error about it.
@@ -747,55 +665,20 @@ impl RawConfig {
                 ))
             }
             _ => NatsAuth::None,
-        };
-        let nats = NatsConfig {
-            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
-            auth,
-            tls: tls_files("nats.tls", nats.tls)?,
-            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
-            replicas: match nats.replicas {
-                None => None,
-                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
-            },
-        };
+        })
+    }
+}
 
-        let raw = self.influx;
-        let url = present(raw.url).ok_or_else(|| {
-            Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086")
-        })?;
-        if has_credentials(&url) {
-            return Err(Error::config(
-                "influx.url",
-                "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
-            ));
-        }
+impl InfluxConfig {
+    /// Validates the `influx` section; the target defaults to `namespace`.
+    fn from_raw(raw: RawInflux, namespace: &str, secrets: &mut Secrets) -> Result<InfluxConfig> {
+        let url = check_influx_url(raw.url)?;
         let https = url.starts_with("https://");
-        if !(url.starts_with("http://") || https)
-            || url.len() < "http://x".len()
-            || url.contains(char::is_whitespace)
-        {
-            return Err(Error::config(
-                "influx.url",
-                format!("`{url}` is not an http:// or https:// URL"),
-            ));
-        }
-        let api = match present(raw.api).as_deref() {
-            None | Some("v2") => InfluxApi::V2,
-            Some("v1") => InfluxApi::V1,
-            Some("v3") => InfluxApi::V3,
-            Some(other) => {
-                return Err(Error::config(
-                    "influx.api",
-                    format!("`{other}` is not v2, v1 or v3"),
-                ))
-            }
-        };
+        let api = InfluxApi::from_raw(raw.api)?;
         let org = present(raw.org);
-        let token = note(
-            &INFLUX_TOKEN,
-            secret(env, &INFLUX_TOKEN, raw.token, raw.token_file)?,
-        )
-        .map(|(token, _)| token);
+        let token = secrets
+            .find(&INFLUX_TOKEN, raw.token, raw.token_file)?
+            .map(|(token, _)| token);
         let target = match api {
             InfluxApi::V2 => {
                 if org.is_none() {
@@ -810,7 +693,7 @@ impl RawConfig {
                         "is for api v1; with v2 use influx.bucket",
                     ));
                 }
-                present(raw.bucket).unwrap_or_else(|| namespace.clone())
+                present(raw.bucket).unwrap_or_else(|| namespace.to_string())
             }
             InfluxApi::V1 => {
                 if present(raw.bucket).is_some() {
@@ -819,7 +702,7 @@ impl RawConfig {
                         "is for api v2; with v1 use influx.database",
                     ));
                 }
-                present(raw.database).unwrap_or_else(|| namespace.clone())
+                present(raw.database).unwrap_or_else(|| namespace.to_string())
             }
             InfluxApi::V3 => {
                 let misplaced = [
@@ -847,7 +730,7 @@ impl RawConfig {
                 if let Some((key, _, problem)) = misplaced.into_iter().find(|(_, set, _)| *set) {
                     return Err(Error::config(key, problem));
                 }
-                present(raw.database).unwrap_or_else(|| namespace.clone())
+                present(raw.database).unwrap_or_else(|| namespace.to_string())
             }
         };
         if raw.no_sync.is_some() && api != InfluxApi::V3 {
@@ -857,11 +740,9 @@ impl RawConfig {
             ));
         }
         let username = present(raw.username);
-        let password = note(
-            &INFLUX_PASSWORD,
-            secret(env, &INFLUX_PASSWORD, raw.password, raw.password_file)?,
-        )
-        .map(|(password, _)| password);
+        let password = secrets
+            .find(&INFLUX_PASSWORD, raw.password, raw.password_file)?
+            .map(|(password, _)| password);
         if username.is_some() != password.is_some() {
             return Err(Error::config(
                 "influx.username",
@@ -878,7 +759,7 @@ impl RawConfig {
             Some(files) => Some(tls::http_config("influx.tls", &files)?),
             None => None,
         };
-        let influx = InfluxConfig {
+        Ok(InfluxConfig {
             url: url.trim_end_matches('/').to_string(),
             api,
             token,
@@ -887,19 +768,63 @@ impl RawConfig {
             retention_policy: present(raw.retention_policy),
             username,
             password,
-            timeout: duration("influx.timeout", raw.timeout, Duration::from_secs(10))?,
+            timeout: duration("influx.timeout", raw.timeout, defaults::INFLUX_TIMEOUT)?,
             tls,
-            gzip: raw.gzip.unwrap_or(true),
+            gzip: raw.gzip.unwrap_or(defaults::INFLUX_GZIP),
             no_sync: raw.no_sync.unwrap_or(false),
-        };
+        })
+    }
+}
 
+/// The `influx.url` key: required, http:// or https://, and without credentials in it.
+fn check_influx_url(url: Option<String>) -> Result<String> {
+    let url = present(url)
+        .ok_or_else(|| Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086"))?;
+    if has_credentials(&url) {
+        return Err(Error::config(
+            "influx.url",
+            "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
+        ));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.len() < "http://x".len()
+        || url.contains(char::is_whitespace)
+    {
+        return Err(Error::config(
+            "influx.url",
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(url)
+}
+
+impl InfluxApi {
+    /// The `influx.api` key: v2 unless it says otherwise.
+    fn from_raw(api: Option<String>) -> Result<InfluxApi> {
+        Ok(match present(api).as_deref() {
+            None | Some("v2") => InfluxApi::V2,
+            Some("v1") => InfluxApi::V1,
+            Some("v3") => InfluxApi::V3,
+            Some(other) => {
+                return Err(Error::config(
+                    "influx.api",
+                    format!("`{other}` is not v2, v1 or v3"),
+                ))
+            }
+        })
+    }
+}
+
+impl PullConfig {
+    /// Validates the `pull` section.
+    fn from_raw(raw: RawPull) -> Result<PullConfig> {
         let pull = PullConfig {
-            workers: positive("pull.workers", self.pull.workers, 2, 64)?,
-            batch: positive("pull.batch", self.pull.batch, 500, 10_000)?,
-            expires: duration("pull.expires", self.pull.expires, Duration::from_secs(30))?,
-            ack_wait: duration("pull.ack_wait", self.pull.ack_wait, Duration::from_secs(30))?,
-            max_ack_pending: match self.pull.max_ack_pending {
-                None => 20_000,
+            workers: positive("pull.workers", raw.workers, defaults::PULL_WORKERS, 64)?,
+            batch: positive("pull.batch", raw.batch, defaults::PULL_BATCH, 10_000)?,
+            expires: duration("pull.expires", raw.expires, defaults::PULL_EXPIRES)?,
+            ack_wait: duration("pull.ack_wait", raw.ack_wait, defaults::PULL_ACK_WAIT)?,
+            max_ack_pending: match raw.max_ack_pending {
+                None => defaults::PULL_MAX_ACK_PENDING,
                 Some(n) if n >= 1 => n,
                 Some(n) => {
                     return Err(Error::config(
@@ -908,8 +833,8 @@ impl RawConfig {
                     ))
                 }
             },
-            max_deliver: match self.pull.max_deliver {
-                None => 10,
+            max_deliver: match raw.max_deliver {
+                None => defaults::PULL_MAX_DELIVER,
                 Some(n) if n >= 2 => n,
                 Some(n) => {
                     return Err(Error::config(
@@ -931,69 +856,67 @@ impl RawConfig {
                 "must be at least 5s so in-progress acks can keep records alive",
             ));
         }
-        let batch = BatchConfig {
-            max_lines: positive("batch.max_lines", self.batch.max_lines, 5_000, 1_000_000)?,
-            max_bytes: positive("batch.max_bytes", self.batch.max_bytes, 1 << 20, 256 << 20)?,
-            interval: duration(
-                "batch.interval",
-                self.batch.interval,
-                Duration::from_secs(1),
+        Ok(pull)
+    }
+}
+
+impl BatchConfig {
+    /// Validates the `batch` section.
+    fn from_raw(raw: RawBatch) -> Result<BatchConfig> {
+        Ok(BatchConfig {
+            max_lines: positive(
+                "batch.max_lines",
+                raw.max_lines,
+                defaults::BATCH_MAX_LINES,
+                1_000_000,
             )?,
-            linger: duration("batch.linger", self.batch.linger, Duration::from_millis(20))?,
-        };
-        let log_level = match present(self.log.level).as_deref() {
-            None => log::LevelFilter::Info,
-            Some(text) => text.parse().map_err(|_| {
-                Error::config(
-                    "log.level",
-                    format!("`{text}` is not one of error, warn, info, debug, trace"),
-                )
-            })?,
-        };
-        let log_format = match present(self.log.format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(Error::config(
-                    "log.format",
-                    format!("`{other}` is not text or json"),
-                ))
-            }
-        };
-        let http_listen = match present(self.http.listen) {
-            None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                Error::config(
-                    "http.listen",
-                    format!("`{text}` is not IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090"),
-                )
-            })?),
-        };
-        Ok(Config {
-            namespace,
-            nats,
-            influx,
-            pull,
-            batch,
-            poll_interval: duration("poll_interval", self.poll_interval, Duration::from_secs(2))?,
-            shutdown_timeout: duration(
-                "shutdown_timeout",
-                self.shutdown_timeout,
-                Duration::from_secs(10),
+            max_bytes: positive(
+                "batch.max_bytes",
+                raw.max_bytes,
+                defaults::BATCH_MAX_BYTES,
+                256 << 20,
             )?,
-            dead_letter_max_age: duration(
-                "dead_letter.max_age",
-                self.dead_letter.max_age,
-                Duration::from_secs(7 * 24 * 3600),
-            )?,
-            log_level,
-            log_format,
-            http_listen,
-            secret_sources,
-            inline_secrets,
-            warnings: Vec::new(),
+            interval: duration("batch.interval", raw.interval, defaults::BATCH_INTERVAL)?,
+            linger: duration("batch.linger", raw.linger, defaults::BATCH_LINGER)?,
         })
     }
+}
+
+/// Validates the `log` section: the level and the format.
+fn log_settings(raw: RawLog) -> Result<(log::LevelFilter, LogFormat)> {
+    let log_level = match present(raw.level).as_deref() {
+        None => defaults::LOG_LEVEL,
+        Some(text) => text.parse().map_err(|_| {
+            Error::config(
+                "log.level",
+                format!("`{text}` is not one of error, warn, info, debug, trace"),
+            )
+        })?,
+    };
+    let log_format = match present(raw.format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(Error::config(
+                "log.format",
+                format!("`{other}` is not text or json"),
+            ))
+        }
+    };
+    Ok((log_level, log_format))
+}
+
+/// Validates the `http` section: where to listen, if anywhere.
+fn http_listen(raw: RawHttp) -> Result<Option<SocketAddr>> {
+    Ok(match present(raw.listen) {
+        None => None,
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            Error::config(
+                "http.listen",
+                format!("`{text}` is not IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090"),
+            )
+        })?),
+    })
 }
 
 #[cfg(test)]
@@ -1019,6 +942,115 @@ mod tests {
             message.contains(needle),
             "{message:?} should contain {needle:?}"
         );
+    }
+
+    /// The key a section's refusal names, and its problem.
+    fn refusal<T: std::fmt::Debug>(result: Result<T>) -> (String, String) {
+        match result {
+            Err(Error::Config { key, problem }) => (key, problem),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sections_take_their_defaults_alone() {
+        let pull = PullConfig::from_raw(RawPull::default()).unwrap();
+        assert_eq!(pull.workers, defaults::PULL_WORKERS);
+        assert_eq!(pull.batch, defaults::PULL_BATCH);
+        assert_eq!(pull.expires, defaults::PULL_EXPIRES);
+        assert_eq!(pull.ack_wait, defaults::PULL_ACK_WAIT);
+        assert_eq!(pull.max_ack_pending, defaults::PULL_MAX_ACK_PENDING);
+        assert_eq!(pull.max_deliver, defaults::PULL_MAX_DELIVER);
+        let batch = BatchConfig::from_raw(RawBatch::default()).unwrap();
+        assert_eq!(batch.max_lines, defaults::BATCH_MAX_LINES);
+        assert_eq!(batch.max_bytes, defaults::BATCH_MAX_BYTES);
+        assert_eq!(batch.interval, defaults::BATCH_INTERVAL);
+        assert_eq!(batch.linger, defaults::BATCH_LINGER);
+        assert_eq!(
+            log_settings(RawLog::default()).unwrap(),
+            (defaults::LOG_LEVEL, LogFormat::Text)
+        );
+        assert_eq!(http_listen(RawHttp::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn sections_refuse_naming_their_keys() {
+        let short_wait = RawPull {
+            ack_wait: Some("2s".into()),
+            ..RawPull::default()
+        };
+        let (key, problem) = refusal(PullConfig::from_raw(short_wait));
+        assert_eq!(key, "pull.ack_wait");
+        assert!(problem.contains("at least 5s"), "{problem}");
+        let (key, problem) = refusal(BatchConfig::from_raw(RawBatch {
+            max_lines: Some(0),
+            ..RawBatch::default()
+        }));
+        assert_eq!(
+            (key.as_str(), problem.as_str()),
+            ("batch.max_lines", "0 is out of range; use 1 to 1000000")
+        );
+        let (key, _) = refusal(log_settings(RawLog {
+            format: Some("xml".into()),
+            ..RawLog::default()
+        }));
+        assert_eq!(key, "log.format");
+        let (key, _) = refusal(http_listen(RawHttp {
+            listen: Some("9090".into()),
+        }));
+        assert_eq!(key, "http.listen");
+    }
+
+    #[test]
+    fn nats_and_influx_sections_find_their_secrets() {
+        let env = |name: &str| (name == "COLLECTOR_NATS_TOKEN").then(|| "from-env".to_string());
+        let mut secrets = Secrets::new(&env);
+        let nats = NatsConfig::from_raw(
+            RawNats {
+                hosts: vec![" nats://h:4222 ".into()],
+                ..RawNats::default()
+            },
+            &mut secrets,
+        )
+        .unwrap();
+        assert_eq!(nats.hosts, ["nats://h:4222"]);
+        assert_eq!(nats.auth, NatsAuth::Token(Secret::new("from-env")));
+        let influx = InfluxConfig::from_raw(
+            RawInflux {
+                url: Some("http://h:8086/".into()),
+                org: Some("o".into()),
+                token: Some("t".into()),
+                ..RawInflux::default()
+            },
+            "beta",
+            &mut secrets,
+        )
+        .unwrap();
+        assert_eq!(
+            (influx.url.as_str(), influx.target.as_str()),
+            ("http://h:8086", "beta")
+        );
+        assert_eq!(influx.timeout, defaults::INFLUX_TIMEOUT);
+        assert_eq!(
+            secrets.sources,
+            ["nats.token (from COLLECTOR_NATS_TOKEN)", "influx.token"]
+        );
+        let (key, _) = refusal(InfluxConfig::from_raw(
+            RawInflux {
+                url: Some("http://h".into()),
+                api: Some("v3".into()),
+                org: Some("o".into()),
+                ..RawInflux::default()
+            },
+            "beta",
+            &mut Secrets::new(&no_env),
+        ));
+        assert_eq!(key, "influx.org");
+        let (key, _) = refusal(NatsConfig::from_raw(
+            RawNats::default(),
+            &mut Secrets::new(&no_env),
+        ));
+        assert_eq!(key, "nats.hosts");
     }
 
     const MINIMAL_V1: &str = "namespace: beta\nnats:\n  hosts: [nats://127.0.0.1:4222]\ninflux:\n  url: http://127.0.0.1:8086\n  api: v1\n";

@@ -1,0 +1,58 @@
+//! Every name derived from a namespace, a measurement or a bucket, each built in this one
+//! place and spelled as the Transfer client spells it.
+
+/// The durable pull consumer every collector of a namespace shares on each stream, so a
+/// record is handled by one collector at a time.
+pub const DURABLE: &str = "collector";
+
+/// The configuration bucket of a namespace.
+pub fn bucket_name(namespace: &str) -> String {
+    format!("{namespace}_logs")
+}
+
+/// The stream of a measurement.
+pub fn stream_name(namespace: &str, measurement: &str) -> String {
+    format!("{namespace}:logs:{measurement}")
+}
+
+/// The subject the records of a measurement are published to.
+pub fn subject_name(namespace: &str, measurement: &str) -> String {
+    format!("{namespace}.logs.{measurement}")
+}
+
+/// The stream that stores the entries of KV bucket `bucket`.
+pub fn bucket_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The subject of `key` in KV bucket `bucket`; `key` `>` stands for every key.
+pub fn kv_subject(bucket: &str, key: &str) -> String {
+    format!("$KV.{bucket}.{key}")
+}
+
+/// The dead-letter stream of a namespace.
+pub fn dead_letter_stream(namespace: &str) -> String {
+    format!("{namespace}:dlq")
+}
+
+/// The subject dead letters of a measurement are published to; measurement `>` stands for
+/// every measurement.
+pub fn dead_letter_subject(namespace: &str, measurement: &str) -> String {
+    format!("{namespace}.dlq.{measurement}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_transfer_client() {
+        assert_eq!(bucket_name("beta"), "beta_logs");
+        assert_eq!(stream_name("beta", "access"), "beta:logs:access");
+        assert_eq!(subject_name("beta", "access"), "beta.logs.access");
+        assert_eq!(bucket_stream("beta_logs"), "KV_beta_logs");
+        assert_eq!(kv_subject("beta_logs", ">"), "$KV.beta_logs.>");
+        assert_eq!(dead_letter_stream("beta"), "beta:dlq");
+        assert_eq!(dead_letter_subject("beta", "access"), "beta.dlq.access");
+    }
+}

@@ -1,0 +1,313 @@
+//! What the worker threads send and receive on their connection: pull requests, the
+//! classification of what arrives on a pull inbox, acknowledgements, and the dead letter of
+//! a record that can never be written.
+
+use std::io;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::names::{dead_letter_subject, stream_name};
+use super::{Connection, Message, API_TIMEOUT, DURABLE};
+
+/// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
+/// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
+/// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
+/// makes a second publish of the same record, by this collector or another, a duplicate the
+/// stream acknowledges without storing.
+pub fn dead_letter(
+    conn: &Connection,
+    namespace: &str,
+    message: &Message,
+    delivery: &Delivery,
+    reason: &str,
+) -> io::Result<()> {
+    let measurement = message.subject.rsplit('.').next().unwrap_or("unknown");
+    let mut headers = nats::header::HeaderMap::new();
+    // A header value is one line; reasons are one line already, but be sure.
+    let mut reason: String = reason.replace(['\r', '\n'], " ");
+    if reason.len() > 2048 {
+        let mut cut = 2048;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    let stream = stream_name(namespace, measurement);
+    headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
+    headers.insert("Collector-Error", reason.as_str());
+    headers.insert("Collector-Stream", stream.as_str());
+    headers.insert(
+        "Collector-Sequence",
+        delivery.stream_sequence.to_string().as_str(),
+    );
+    headers.insert("Collector-Subject", message.subject.as_str());
+    let reply = conn.request_with_headers_or_timeout(
+        &dead_letter_subject(namespace, measurement),
+        Some(&headers),
+        Some(API_TIMEOUT),
+        &message.data,
+    )?;
+    let answer: Value = serde_json::from_slice(&reply.data)
+        .map_err(|e| io::Error::other(format!("unreadable publish acknowledgement: {e}")))?;
+    match answer.get("error") {
+        Some(error) => Err(io::Error::other(format!(
+            "dead-letter stream refused the record: {}",
+            error["description"].as_str().unwrap_or("unknown error")
+        ))),
+        None => {
+            if answer["duplicate"].as_bool() == Some(true) {
+                // Another delivery of this record was dead-lettered already (by this
+                // collector or another); the stream kept the first one only.
+                log::info!(
+                    "dead letter of record {} of {} was stored before: this delivery is a repeat",
+                    delivery.stream_sequence,
+                    message.subject
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where a JetStream message came from, read from its `$JS.ACK...` reply subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// How many times this record has been delivered, 1 the first time.
+    pub delivered: u64,
+    /// The record's place in its stream, the same on every delivery: it keeps records of one
+    /// written time apart in InfluxDB (`record::point_time`).
+    pub stream_sequence: u64,
+    /// When the record was stored in the stream, in nanoseconds since the epoch: the record's
+    /// time when its payload has none, so a redelivery writes the very same point.
+    pub timestamp_ns: i64,
+    /// How many records the consumer still had waiting for delivery after this one: 0 when
+    /// this one caught up with the stream.
+    pub pending: u64,
+}
+
+/// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>` and the
+/// newer form with a domain and account hash in front and a random token after.
+pub fn parse_ack_subject(reply: &str) -> Option<Delivery> {
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    // Runs once per record: the tokens go into an array rather than a new Vec.
+    let mut tokens = [""; 9];
+    let mut n_tokens = 0;
+    for token in rest.split('.') {
+        if let Some(slot) = tokens.get_mut(n_tokens) {
+            *slot = token;
+        }
+        n_tokens += 1;
+    }
+    let numbers = match n_tokens {
+        7 => &tokens[2..7],
+        n if n >= 9 => &tokens[4..9],
+        _ => return None,
+    };
+    Some(Delivery {
+        delivered: numbers[0].parse().ok()?,
+        stream_sequence: numbers[1].parse().ok()?,
+        timestamp_ns: numbers[3].parse().ok()?,
+        pending: numbers[4].parse().ok()?,
+    })
+}
+
+/// What arrived on a worker's pull inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// A record to process.
+    Record(Delivery),
+    /// A status that ends one pull request: 404 no messages, 408 expired, 409 refused
+    /// (`Exceeded MaxRequestBatch`, `Consumer Deleted`, leadership change...). `unfilled` is
+    /// how many of the request's records were never sent, when the server says.
+    PullEnded {
+        code: u16,
+        description: String,
+        unfilled: Option<u64>,
+    },
+    /// A status that does not end a pull (100 idle heartbeat or flow control).
+    Heartbeat,
+    /// Neither: a stray message with no JetStream reply subject.
+    Unknown,
+}
+
+pub fn classify(message: &Message) -> Arrival {
+    if let Some(headers) = &message.headers {
+        if let Some(status) = headers.get(nats::header::STATUS) {
+            let code: u16 = status.trim().parse().unwrap_or(0);
+            if code == 100 {
+                return Arrival::Heartbeat;
+            }
+            let description = headers
+                .get(nats::header::DESCRIPTION)
+                .cloned()
+                .unwrap_or_default();
+            let unfilled = headers
+                .get("Nats-Pending-Messages")
+                .and_then(|v| v.trim().parse().ok());
+            return Arrival::PullEnded {
+                code,
+                description,
+                unfilled,
+            };
+        }
+    }
+    match message.reply.as_deref().and_then(parse_ack_subject) {
+        Some(delivery) => Arrival::Record(delivery),
+        None => Arrival::Unknown,
+    }
+}
+
+/// Publishes a pull request for `batch` records on the shared consumer of `stream`; the
+/// records, the server's idle heartbeats and the status that ends the request arrive on
+/// `reply`. It is not flushed: the caller sends several and then calls [`flush`] once, so a
+/// worker with hundreds of measurements pays one round trip, not one per request.
+pub fn request_pull(
+    conn: &Connection,
+    stream: &str,
+    reply: &str,
+    batch: usize,
+    expires: Duration,
+    idle_heartbeat: Duration,
+) -> io::Result<()> {
+    let body = format!(
+        r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
+        expires.as_nanos(),
+        idle_heartbeat.as_nanos()
+    );
+    conn.publish_request(
+        &format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{DURABLE}"),
+        reply,
+        body,
+    )
+}
+
+/// Sends everything buffered on the connection (acks are buffered) and waits for the server
+/// to have read it.
+pub fn flush(conn: &Connection) -> io::Result<()> {
+    conn.flush_timeout(API_TIMEOUT)
+}
+
+/// How many times [`terminate`] sends `+TERM` before giving up, and how long it waits for
+/// each confirmation: with the pauses between them (4 s in all), enough to outlast most
+/// consumer leader elections, which took 1–3 s in the failover tests.
+const TERM_ATTEMPTS: u32 = 5;
+const TERM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Terminates a dead-lettered record and waits for the consumer to confirm it (an ack with
+/// a reply subject is answered once the consumer's leader has applied it). Unconfirmed, the
+/// `+TERM` may have been lost with a leader that stepped down, and the record would come
+/// back after its ack wait; it is sent again a few times. Still unconfirmed, the error is
+/// returned: the record may be redelivered, and its dead letter is then a duplicate the
+/// dead-letter stream drops.
+pub fn terminate(conn: &Connection, message: &Message) -> io::Result<()> {
+    let Some(subject) = message.reply.as_deref() else {
+        return Err(io::Error::other(
+            "the record has no acknowledgement subject",
+        ));
+    };
+    let mut last = io::Error::other("not sent");
+    for attempt in 1..=TERM_ATTEMPTS {
+        match conn.request_timeout(subject, b"+TERM", TERM_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+        if attempt < TERM_ATTEMPTS {
+            // No responders comes back at once while no leader holds the consumer: pause
+            // rather than spend the attempts within a millisecond.
+            std::thread::sleep(Duration::from_millis(400 * attempt as u64));
+        }
+    }
+    Err(last)
+}
+
+/// Acknowledgement kinds sent for a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Stored: remove it from the stream.
+    Done,
+    /// Still being worked on: restart its ack wait.
+    Progress,
+    /// Give it back for redelivery after the delay (shutdown with unwritten records). The
+    /// delay outlasts this collector's own pull requests, which stay on the server until they
+    /// expire: redelivered at once, the record would go to them and wait out its ack wait.
+    Nak(Duration),
+}
+
+/// Sends an acknowledgement without waiting: the server's answer is not needed because a
+/// lost ack only means a redelivery, and a redelivery rewrites the same point.
+pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
+    match kind {
+        Ack::Done => message.respond(b"+ACK"),
+        Ack::Progress => message.respond(b"+WPI"),
+        Ack::Nak(delay) => message.respond(format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos())),
+    }
+}
+
+/// The `Nats-Msg-Id` of a record's dead letter: the same for every delivery of the record,
+/// so the dead-letter stream stores it once whichever collector publishes it. The stream
+/// timestamp is part of it because a stream deleted and created again numbers its records
+/// from 1 again: without it, a new record dead-lettered within the window would be taken
+/// for an older one and dropped.
+pub fn dead_letter_id(stream: &str, delivery: &Delivery) -> String {
+    format!(
+        "{stream}:{}:{}",
+        delivery.stream_sequence, delivery.timestamp_ns
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_subjects_in_both_forms() {
+        let old = "$JS.ACK.beta:logs:access.collector.2.15.7.1700000000123456789.40";
+        assert_eq!(
+            parse_ack_subject(old),
+            Some(Delivery {
+                delivered: 2,
+                stream_sequence: 15,
+                timestamp_ns: 1_700_000_000_123_456_789,
+                pending: 40,
+            })
+        );
+        let new = "$JS.ACK.hub.ACCHASH.beta:logs:access.collector.1.9.9.1700000000000000001.0.abcd";
+        assert_eq!(
+            parse_ack_subject(new),
+            Some(Delivery {
+                delivered: 1,
+                stream_sequence: 9,
+                timestamp_ns: 1_700_000_000_000_000_001,
+                pending: 0,
+            })
+        );
+        assert_eq!(parse_ack_subject("_INBOX.x"), None);
+        assert_eq!(parse_ack_subject("$JS.ACK.a.b.c"), None);
+        assert_eq!(parse_ack_subject("$JS.ACK.s.c.x.1.1.1.1"), None);
+    }
+
+    #[test]
+    fn dead_letter_ids_name_the_record_not_the_delivery() {
+        let first = Delivery {
+            delivered: 1,
+            stream_sequence: 15,
+            timestamp_ns: 1_700_000_000_123_456_789,
+            pending: 40,
+        };
+        let again = Delivery {
+            delivered: 3,
+            pending: 0,
+            ..first
+        };
+        let id = dead_letter_id("beta:logs:access", &first);
+        assert_eq!(id, "beta:logs:access:15:1700000000123456789");
+        assert_eq!(dead_letter_id("beta:logs:access", &again), id);
+        // The same sequence in a stream created again is another record.
+        let recreated = Delivery {
+            timestamp_ns: first.timestamp_ns + 1,
+            ..first
+        };
+        assert_ne!(dead_letter_id("beta:logs:access", &recreated), id);
+    }
+}
