@@ -806,14 +806,14 @@ fn servers_in_info(line: &str) -> Option<usize> {
 /// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
 /// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
 /// makes a second publish of the same record, by this collector or another, a duplicate the
-/// stream acknowledges without storing.
+/// stream acknowledges without storing: `Ok(true)` says so.
 pub fn dead_letter(
     conn: &Connection,
     namespace: &str,
     message: &Message,
     delivery: &Delivery,
     reason: &str,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let measurement = message.subject.rsplit('.').next().unwrap_or("unknown");
     let mut headers = nats::header::HeaderMap::new();
     // A header value is one line; reasons are one line already, but be sure.
@@ -857,7 +857,7 @@ pub fn dead_letter(
                     message.subject
                 );
             }
-            Ok(())
+            Ok(answer["duplicate"].as_bool() == Some(true))
         }
     }
 }

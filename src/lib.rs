@@ -20,6 +20,7 @@ pub mod logging;
 pub mod record;
 pub mod schema;
 pub mod service;
+pub mod settle;
 pub mod shutdown;
 pub mod stats;
 pub mod tls;

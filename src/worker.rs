@@ -18,19 +18,15 @@ use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender};
 use crate::batch::Lines;
 use crate::catalog::Measurement;
 use crate::config::PullConfig;
-use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
+use crate::jetstream::{self, Arrival, Connection, Delivery, Message, Subscription};
 use crate::record::{Encoder, Origin, Unsigned};
+use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
 use crate::stats::{MeasurementStats, Stats, NATS_RECONNECTS};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A record on its way to InfluxDB: the message to acknowledge and where it came from.
-#[derive(Debug)]
-pub struct Held {
-    pub message: Message,
-    pub delivery: Delivery,
-}
+pub use crate::settle::Held;
 
 /// Lines of one or more pulls with their records.
 pub type Chunk = Lines<Held>;
@@ -209,10 +205,8 @@ fn reply_subject(prefix: &str, generation: u64, measurement: &str) -> String {
 
 /// The measurement and generation a pull reply subject names.
 fn reply_parts(subject: &str) -> (&str, Option<u64>) {
-    let mut tokens = subject.rsplit('.');
-    let measurement = tokens.next().unwrap_or("");
-    let generation = tokens.next().and_then(|g| g.parse().ok());
-    (measurement, generation)
+    let generation = subject.rsplit('.').nth(1).and_then(|g| g.parse().ok());
+    (settle::measurement_of(subject), generation)
 }
 
 /// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
@@ -316,7 +310,7 @@ impl Running {
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
             if let Arrival::Record(_) = jetstream::classify(&message) {
-                let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
+                settle::give_back(&message, self.worker.pull.give_back_delay());
             }
         }
         let _ = jetstream::flush(&self.worker.conn);
@@ -488,7 +482,7 @@ impl Running {
                     consumer.pulling = Pulling::Active;
                     consumer.pulls.clear();
                     consumer.generation += 1;
-                    let name = consumer.reply.rsplit('.').next().unwrap_or("").to_string();
+                    let name = settle::measurement_of(&consumer.reply).to_string();
                     consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, &name);
                 }
                 Pulling::Paused { .. } => continue,
@@ -649,11 +643,11 @@ impl Running {
 
     fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
         Stats::add(&self.worker.stats.fetched, 1);
-        let measurement = message.subject.rsplit('.').next().unwrap_or("");
+        let measurement = settle::measurement_of(&message.subject);
         let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next,
             // after the pulls still waiting for it here have been ended.
-            let _ = jetstream::ack(&message, Ack::Nak(REMOVED_GIVE_BACK_DELAY));
+            settle::give_back(&message, REMOVED_GIVE_BACK_DELAY);
             return;
         };
         consumer.counters.delivered(delivery.pending);
@@ -699,8 +693,7 @@ impl Running {
         }
     }
 
-    /// Moves a record to the dead-letter stream, then terminates it. If the dead-letter
-    /// publish fails the record is left unacknowledged and comes back after its ack wait.
+    /// Dead-letters a record that can never be written ([`Held::dead_letter`]).
     fn dead_letter(&self, held: Held, reason: &str) {
         let Worker {
             conn,
@@ -709,25 +702,7 @@ impl Running {
             stats,
             ..
         } = &self.worker;
-        match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
-            Ok(()) => {
-                if let Err(e) = jetstream::terminate(conn, &held.message) {
-                    log::warn!(
-                        "{name}: +TERM of dead-lettered record {} of {} not confirmed ({e}); if it comes back, its dead letter is stored once",
-                        held.delivery.stream_sequence, held.message.subject
-                    );
-                }
-                Stats::add(&stats.dead_lettered, 1);
-                log::warn!(
-                    "{name}: dead-lettered record {} of {}: {reason}",
-                    held.delivery.stream_sequence, held.message.subject
-                );
-            }
-            Err(e) => log::error!(
-                "{name}: cannot dead-letter record {} of {} ({reason}): {e}; it will be redelivered",
-                held.delivery.stream_sequence, held.message.subject
-            ),
-        }
+        held.dead_letter(name, conn, namespace, stats, reason);
     }
 
     /// Sends the chunk to the writer. While the writer is not taking it (InfluxDB slow or
@@ -737,7 +712,7 @@ impl Running {
         if self.chunk.is_empty() {
             return;
         }
-        let progress_every = (self.worker.pull.ack_wait / 3).max(Duration::from_secs(1));
+        let progress_every = keep_alive_every(self.worker.pull.ack_wait);
         let mut chunk = std::mem::take(&mut self.chunk);
         loop {
             match self.worker.to_writer.send_timeout(chunk, progress_every) {
@@ -749,9 +724,7 @@ impl Running {
                         self.arrive(message, Inbox::Current);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
-                    for held in chunk.items() {
-                        let _ = jetstream::ack(&held.message, Ack::Progress);
-                    }
+                    chunk.items().iter().for_each(Held::keep_alive);
                 }
                 Err(SendTimeoutError::Disconnected(back)) => {
                     // The writer is gone (it only leaves after every worker): give the
@@ -761,11 +734,8 @@ impl Running {
                         self.worker.name,
                         back.len()
                     );
-                    let delay = self.worker.pull.give_back_delay();
-                    for held in back.items() {
-                        let _ = jetstream::ack(&held.message, Ack::Nak(delay));
-                    }
-                    self.worker.stats.hold(-(back.len() as i64));
+                    let n = settle::give_back_all(back.items(), self.worker.pull.give_back_delay());
+                    self.worker.stats.hold(-(n as i64));
                     return;
                 }
             }

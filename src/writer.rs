@@ -26,11 +26,12 @@ use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits};
 use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
-use crate::jetstream::{self, Ack, Connection};
+use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
+use crate::settle::{self, keep_alive_every, Held};
 use crate::shutdown::Shutdown;
 use crate::stats::{unix_ms, Stats};
-use crate::worker::{Chunk, Held};
+use crate::worker::Chunk;
 
 /// Backoff for passing failures: from `FIRST_BACKOFF`, doubling, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -197,14 +198,7 @@ impl Running {
         self.convert(&all);
         let outcome = self.store(all);
         if outcome.is_err() {
-            let delay = self.writer.give_back_delay;
-            let mut n_given_back = 0;
-            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
-                if !settled {
-                    let _ = jetstream::ack(&held.message, Ack::Nak(delay));
-                    n_given_back += 1;
-                }
-            }
+            let n_given_back = settle::give_back_all(self.unsettled(), self.writer.give_back_delay);
             Stats::add(&self.writer.stats.given_back, n_given_back);
             self.writer.stats.hold(-(n_given_back as i64));
             log::warn!(
@@ -417,14 +411,14 @@ impl Running {
     /// Acknowledges records stored by InfluxDB.
     fn acknowledge(&mut self, indices: &[usize]) {
         for &i in indices {
-            let _ = jetstream::ack(&self.batch.lines.items()[i].message, Ack::Done);
+            self.batch.lines.items()[i].acknowledge();
             self.settled[i] = true;
         }
         Stats::add(&self.writer.stats.written, indices.len() as u64);
         self.writer.stats.written(
             indices
                 .iter()
-                .map(|&i| self.batch.lines.items()[i].message.subject.as_str()),
+                .map(|&i| self.batch.lines.items()[i].measurement()),
             unix_ms(SystemTime::now()),
         );
         self.writer.stats.hold(-(indices.len() as i64));
@@ -476,14 +470,10 @@ impl Running {
     /// Waits before a retry, keeping the unsettled records alive with in-progress acks well
     /// inside their ack wait. Fails once the shutdown deadline has passed.
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
-        let progress_every = (self.writer.ack_wait / 3).max(Duration::from_secs(1));
+        let progress_every = keep_alive_every(self.writer.ack_wait);
         let until = Instant::now() + total;
         loop {
-            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
-                if !settled {
-                    let _ = jetstream::ack(&held.message, Ack::Progress);
-                }
-            }
+            self.unsettled().for_each(Held::keep_alive);
             let now = Instant::now();
             if self.writer.shutdown.is_overdue(now) {
                 return Err(GaveUp);
@@ -509,35 +499,28 @@ impl Running {
         base.mul_f64(fraction)
     }
 
+    /// The records of the batch not yet acknowledged or dead-lettered.
+    fn unsettled(&self) -> impl Iterator<Item = &Held> {
+        self.batch
+            .lines
+            .items()
+            .iter()
+            .zip(&self.settled)
+            .filter(|(_, settled)| !**settled)
+            .map(|(held, _)| held)
+    }
+
+    /// Dead-letters a record InfluxDB refused ([`Held::dead_letter`]). Settled either way:
+    /// terminated, or left to come back after its ack wait.
     fn dead_letter(&mut self, index: usize, reason: &str) {
         self.settled[index] = true;
-        let held = &self.batch.lines.items()[index];
+        self.writer.stats.hold(-1);
         let Writer {
             conn,
             namespace,
             stats,
             ..
         } = &self.writer;
-        // Settled either way: terminated, or left to come back after its ack wait.
-        stats.hold(-1);
-        match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
-            Ok(()) => {
-                if let Err(e) = jetstream::terminate(conn, &held.message) {
-                    log::warn!(
-                        "writer: +TERM of dead-lettered record {} of {} not confirmed ({e}); if it comes back, its dead letter is stored once",
-                        held.delivery.stream_sequence, held.message.subject
-                    );
-                }
-                Stats::add(&stats.dead_lettered, 1);
-                log::warn!(
-                    "writer: dead-lettered record {} of {}: {reason}",
-                    held.delivery.stream_sequence, held.message.subject
-                );
-            }
-            Err(e) => log::error!(
-                "writer: cannot dead-letter record {} of {} ({reason}): {e}; it will be redelivered",
-                held.delivery.stream_sequence, held.message.subject
-            ),
-        }
+        self.batch.lines.items()[index].dead_letter("writer", conn, namespace, stats, reason);
     }
 }
