@@ -72,26 +72,77 @@ pub fn signals() -> Result<Receiver<()>> {
     Ok(receiver)
 }
 
-/// A started thread: its handle, and a channel that closes when it ends (even by a panic),
-/// so the main thread can wait for all of them with one deadline.
-struct Owned {
-    name: String,
-    handle: JoinHandle<()>,
+/// The threads the main thread starts and joins (the workers and the writer), stopped
+/// within one deadline. Each holds a clone of a sender that is dropped when it ends, even by
+/// a panic, so one receive waits for all of them.
+struct Threads {
+    done: Option<Sender<()>>,
+    all_done: Receiver<()>,
+    /// In the order started; joined only once all have ended, so the order is only that of
+    /// the panic reported.
+    owned: Vec<(String, JoinHandle<()>)>,
 }
 
-fn spawn(name: String, done: &Sender<()>, body: impl FnOnce() + Send + 'static) -> Result<Owned> {
-    let done = done.clone();
-    let handle = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let _done = done; // dropped when the thread ends, whichever way
-            body()
-        })
-        .map_err(|e| Error::Thread {
-            name: name.clone(),
-            problem: e.to_string(),
-        })?;
-    Ok(Owned { name, handle })
+/// How the threads ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    /// Every thread returned in time.
+    Finished,
+    /// Some thread was still busy at the deadline; it is left behind.
+    Busy,
+    /// This thread panicked (the first one named, in join order).
+    Panicked(String),
+}
+
+impl Threads {
+    fn new() -> Threads {
+        let (done, all_done) = channel::bounded(0);
+        Threads {
+            done: Some(done),
+            all_done,
+            owned: Vec::new(),
+        }
+    }
+
+    /// Starts a thread named `name` running `body`.
+    fn start(&mut self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+        let done = self.done.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let _done = done; // dropped when the thread ends, whichever way
+                body()
+            })
+            .map_err(|e| Error::Thread {
+                name: name.clone(),
+                problem: e.to_string(),
+            })?;
+        self.owned.push((name, handle));
+        Ok(())
+    }
+
+    /// Waits until every thread has ended or `deadline` passed, then joins them in the
+    /// order started (a panic is returned as the thread's name, not lost).
+    fn stop(mut self, deadline: Instant) -> Stopped {
+        self.done = None;
+        let finished = matches!(
+            self.all_done.recv_deadline(deadline),
+            Err(channel::RecvTimeoutError::Disconnected)
+        );
+        if !finished {
+            return Stopped::Busy;
+        }
+        let mut panicked = None;
+        for (name, handle) in self.owned {
+            if handle.join().is_err() && panicked.is_none() {
+                panicked = Some(name);
+            }
+        }
+        match panicked {
+            Some(name) => Stopped::Panicked(name),
+            None => Stopped::Finished,
+        }
+    }
 }
 
 /// Runs the collector until a signal, then stops it within `shutdown_timeout`.
@@ -153,7 +204,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     stats.influx_ping(Instant::now(), pinged);
 
     let (mut trigger, shutdown) = shutdown::new();
-    let (done, all_done) = channel::bounded::<()>(0);
+    let mut threads = Threads::new();
 
     let writer = Writer {
         influx,
@@ -172,7 +223,8 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         stats: stats.clone(),
         ping_every: http.as_ref().map(|_| PING_EVERY),
     };
-    let writer = spawn("writer".into(), &done, move || writer.run())?;
+    // It leaves once every worker has dropped its sender, after a last flush.
+    threads.start("writer".into(), move || writer.run())?;
 
     let unsigned = match config.influx.api {
         InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
@@ -180,7 +232,6 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     };
     let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
     let mut controls = Vec::with_capacity(config.pull.workers);
-    let mut workers = Vec::with_capacity(config.pull.workers);
     for i in 0..config.pull.workers {
         let (control, control_receiver) = channel::bounded(CONTROL_CAPACITY);
         let worker = Worker {
@@ -195,12 +246,11 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             shutdown: shutdown.clone(),
             stats: stats.clone(),
         };
-        workers.push(spawn(worker.name.clone(), &done, move || worker.run())?);
+        threads.start(worker.name.clone(), move || worker.run())?;
         controls.push(control);
     }
     drop(to_writer);
     drop(gone);
-    drop(done);
 
     let mut poller = Poller {
         js,
@@ -241,11 +291,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     Stats::set(&stats.stopping, true);
     trigger.pull(config.shutdown_timeout);
     drop(poller); // closes the control channels: the workers' cue to stop
-    let deadline = shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN;
-    let finished = matches!(
-        all_done.recv_deadline(deadline),
-        Err(channel::RecvTimeoutError::Disconnected)
-    );
+    let stopped = threads.stop(shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN);
     let summary = format!(
         "fetched {}, written {}, dead-lettered {}, given back {}",
         Stats::get(&stats.fetched),
@@ -253,26 +299,26 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         Stats::get(&stats.dead_lettered),
         Stats::get(&stats.given_back)
     );
-    if !finished {
+    match stopped {
         // A thread stuck past the deadline (a write hanging until its timeout, say) holds
         // only unacknowledged records, which JetStream redelivers: leaving is safe.
-        log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
-        return Ok(());
-    }
-    let mut panicked = None;
-    for owned in workers.into_iter().chain(std::iter::once(writer)) {
-        if owned.handle.join().is_err() {
-            panicked = Some(owned.name);
+        Stopped::Busy => {
+            log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
+            return Ok(());
         }
+        Stopped::Panicked(name) => {
+            if let Some(http) = http {
+                http.finish();
+            }
+            return Err(Error::Thread {
+                name,
+                problem: "panicked; see the log above".into(),
+            });
+        }
+        Stopped::Finished => {}
     }
     if let Some(http) = http {
         http.finish();
-    }
-    if let Some(name) = panicked {
-        return Err(Error::Thread {
-            name,
-            problem: "panicked; see the log above".into(),
-        });
     }
     log::info!("stopped: {summary}");
     Ok(())
@@ -667,4 +713,43 @@ impl Poller<'_> {
 struct Ensured {
     stream: bool,
     consumer: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_that_return_are_finished() {
+        let mut threads = Threads::new();
+        threads.start("a".into(), || {}).unwrap();
+        threads.start("b".into(), || {}).unwrap();
+        let stopped = threads.stop(Instant::now() + Duration::from_secs(60));
+        assert_eq!(stopped, Stopped::Finished);
+    }
+
+    #[test]
+    fn a_panicking_thread_is_named() {
+        let mut threads = Threads::new();
+        threads.start("calm".into(), || {}).unwrap();
+        threads
+            .start("worker-7".into(), || panic!("on purpose, in a test"))
+            .unwrap();
+        let stopped = threads.stop(Instant::now() + Duration::from_secs(60));
+        assert_eq!(stopped, Stopped::Panicked("worker-7".into()));
+    }
+
+    #[test]
+    fn a_thread_busy_past_the_deadline_is_left_behind() {
+        let (release, wait) = channel::bounded::<()>(0);
+        let mut threads = Threads::new();
+        threads
+            .start("stuck".into(), move || {
+                let _ = wait.recv();
+            })
+            .unwrap();
+        // A deadline already past: the stuck thread cannot have ended.
+        assert_eq!(threads.stop(Instant::now()), Stopped::Busy);
+        drop(release);
+    }
 }
