@@ -17,6 +17,7 @@ pub mod influx;
 pub mod jetstream;
 pub mod json;
 pub mod logging;
+pub mod pulls;
 pub mod record;
 pub mod schema;
 pub mod service;
