@@ -145,9 +145,9 @@ impl Threads {
     }
 }
 
-/// Runs the collector until a signal, then stops it within `shutdown_timeout`.
+/// Runs the collector until a signal, then stops it within `shutdown_timeout`: starts the
+/// writer and the workers, polls the bucket on this thread, then stops them in one deadline.
 pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
-    let namespace = config.namespace.clone();
     let stats = Arc::new(Stats::default());
     // Room for about one batch of chunks: while the writer waits on a POST, the workers keep
     // pulling and encoding the next batch; beyond that they stop pulling. Memory is bounded
@@ -165,7 +165,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             http::Sources {
                 stats: stats.clone(),
                 chunks: chunks.clone(),
-                namespace: namespace.clone(),
+                namespace: config.namespace.clone(),
             },
         )?),
         None => None,
@@ -181,108 +181,31 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         }
         return Ok(());
     };
-    let bucket = jetstream::bucket_name(&namespace);
-    let target = match config.influx.api {
-        InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
-        InfluxApi::V1 => format!("v1, database {}", config.influx.target),
-        InfluxApi::V3 => format!("v3, database {}", config.influx.target),
-    };
-    log::info!(
-        "collector {} starting: namespace {namespace}, nats {}, influxdb {} ({target}), {} workers",
-        env!("CARGO_PKG_VERSION"),
-        config.nats.hosts.join(","),
-        config.influx.url,
-        config.pull.workers
-    );
-    if !config.secret_sources.is_empty() {
-        log::info!("secrets: {}", config.secret_sources.join(", "));
-    }
-    let pinged = influx.ping();
-    if let Err(problem) = &pinged {
-        log::warn!("influxdb: {problem}; records are held until it answers");
-    }
-    stats.influx_ping(Instant::now(), pinged);
+    announce(&config, &influx, &stats);
 
     let (mut trigger, shutdown) = shutdown::new();
-    let mut threads = Threads::new();
-
-    let writer = Writer {
-        influx,
-        conn: conn.clone(),
-        namespace: namespace.clone(),
-        limits: Limits {
-            max_lines: config.batch.max_lines,
-            max_bytes: config.batch.max_bytes,
-            interval: config.batch.interval,
-            linger: config.batch.linger,
-        },
-        ack_wait: config.pull.ack_wait,
-        give_back_delay: config.pull.give_back_delay(),
-        chunks,
+    let shared = Shared {
+        config: &config,
+        conn,
         shutdown: shutdown.clone(),
         stats: stats.clone(),
-        ping_every: http.as_ref().map(|_| PING_EVERY),
     };
+    let mut threads = Threads::new();
     // It leaves once every worker has dropped its sender, after a last flush.
+    let writer = shared.writer(influx, chunks, http.is_some());
     threads.start("writer".into(), move || writer.run())?;
-
-    let unsigned = match config.influx.api {
-        InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
-        InfluxApi::V1 => Unsigned::Refused,
-    };
     let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
     let mut controls = Vec::with_capacity(config.pull.workers);
     for i in 0..config.pull.workers {
-        let (control, control_receiver) = channel::bounded(CONTROL_CAPACITY);
-        let worker = Worker {
-            name: format!("worker-{i}"),
-            conn: conn.clone(),
-            namespace: namespace.clone(),
-            pull: config.pull.clone(),
-            unsigned,
-            control: control_receiver,
-            to_writer: to_writer.clone(),
-            gone: gone.clone(),
-            shutdown: shutdown.clone(),
-            stats: stats.clone(),
-        };
+        let (control, receiver) = channel::bounded(CONTROL_CAPACITY);
+        let worker = shared.worker(i, receiver, to_writer.clone(), gone.clone());
         threads.start(worker.name.clone(), move || worker.run())?;
         controls.push(control);
     }
-    drop(to_writer);
-    drop(gone);
+    drop((to_writer, gone));
 
-    let mut poller = Poller {
-        js,
-        config: &config,
-        bucket,
-        revision: None,
-        catalog: Catalog::default(),
-        assignment: Assignment::new(config.pull.workers),
-        unready: BTreeSet::new(),
-        controls,
-        failing: false,
-        first: true,
-        stats: &stats,
-        lag_refreshed: None,
-    };
-    let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
-    loop {
-        poller.poll();
-        if Instant::now() >= next_check {
-            poller.check_consumers();
-            next_check = Instant::now() + CONSUMER_CHECK_EVERY;
-        }
-        channel::select! {
-            recv(signals) -> _ => break,
-            recv(gone_reports) -> report => {
-                if let Ok(report) = report {
-                    poller.heal(&report.measurement, &report.why);
-                }
-            },
-            recv(channel::after(config.poll_interval)) -> _ => {},
-        }
-    }
+    let mut poller = Poller::new(js, &config, controls, &stats);
+    poller.serve(&signals, &gone_reports);
 
     log::info!(
         "stopping: no new pulls; flushing within {:?}",
@@ -299,29 +222,106 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         Stats::get(&stats.dead_lettered),
         Stats::get(&stats.given_back)
     );
-    match stopped {
+    if stopped == Stopped::Busy {
         // A thread stuck past the deadline (a write hanging until its timeout, say) holds
         // only unacknowledged records, which JetStream redelivers: leaving is safe.
-        Stopped::Busy => {
-            log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
-            return Ok(());
-        }
-        Stopped::Panicked(name) => {
-            if let Some(http) = http {
-                http.finish();
-            }
-            return Err(Error::Thread {
-                name,
-                problem: "panicked; see the log above".into(),
-            });
-        }
-        Stopped::Finished => {}
+        log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
+        return Ok(());
     }
     if let Some(http) = http {
         http.finish();
     }
+    if let Stopped::Panicked(name) = stopped {
+        return Err(Error::Thread {
+            name,
+            problem: "panicked; see the log above".into(),
+        });
+    }
     log::info!("stopped: {summary}");
     Ok(())
+}
+
+/// Logs what the collector starts with, and pings InfluxDB once so readiness is current.
+fn announce(config: &Config, influx: &Influx, stats: &Stats) {
+    let target = match config.influx.api {
+        InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
+        InfluxApi::V1 => format!("v1, database {}", config.influx.target),
+        InfluxApi::V3 => format!("v3, database {}", config.influx.target),
+    };
+    log::info!(
+        "collector {} starting: namespace {}, nats {}, influxdb {} ({target}), {} workers",
+        env!("CARGO_PKG_VERSION"),
+        config.namespace,
+        config.nats.hosts.join(","),
+        config.influx.url,
+        config.pull.workers
+    );
+    if !config.secret_sources.is_empty() {
+        log::info!("secrets: {}", config.secret_sources.join(", "));
+    }
+    let pinged = influx.ping();
+    if let Err(problem) = &pinged {
+        log::warn!("influxdb: {problem}; records are held until it answers");
+    }
+    stats.influx_ping(Instant::now(), pinged);
+}
+
+/// What every thread the main thread starts is given.
+struct Shared<'a> {
+    config: &'a Config,
+    conn: Connection,
+    shutdown: shutdown::Shutdown,
+    stats: Arc<Stats>,
+}
+
+impl Shared<'_> {
+    /// The writer; it pings InfluxDB while idle when readiness is served (`http`).
+    fn writer(&self, influx: Influx, chunks: Receiver<Chunk>, http: bool) -> Writer {
+        let config = self.config;
+        Writer {
+            influx,
+            conn: self.conn.clone(),
+            namespace: config.namespace.clone(),
+            limits: Limits {
+                max_lines: config.batch.max_lines,
+                max_bytes: config.batch.max_bytes,
+                interval: config.batch.interval,
+                linger: config.batch.linger,
+            },
+            ack_wait: config.pull.ack_wait,
+            give_back_delay: config.pull.give_back_delay(),
+            chunks,
+            shutdown: self.shutdown.clone(),
+            stats: self.stats.clone(),
+            ping_every: http.then_some(PING_EVERY),
+        }
+    }
+
+    /// Worker `i`.
+    fn worker(
+        &self,
+        i: usize,
+        control: Receiver<Control>,
+        to_writer: Sender<Chunk>,
+        gone: Sender<Gone>,
+    ) -> Worker {
+        let config = self.config;
+        Worker {
+            name: format!("worker-{i}"),
+            conn: self.conn.clone(),
+            namespace: config.namespace.clone(),
+            pull: config.pull.clone(),
+            unsigned: match config.influx.api {
+                InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
+                InfluxApi::V1 => Unsigned::Refused,
+            },
+            control,
+            to_writer,
+            gone,
+            shutdown: self.shutdown.clone(),
+            stats: self.stats.clone(),
+        }
+    }
 }
 
 /// The first wait between start-up attempts, doubled after each failure up to the last.
@@ -428,7 +428,51 @@ struct Poller<'a> {
 const LAG_REFRESH_POLLS: u32 = 5;
 const LAG_REFRESH_MAX: Duration = Duration::from_secs(30);
 
-impl Poller<'_> {
+impl<'a> Poller<'a> {
+    fn new(
+        js: JetStream,
+        config: &'a Config,
+        controls: Vec<Sender<Control>>,
+        stats: &'a Stats,
+    ) -> Poller<'a> {
+        Poller {
+            js,
+            config,
+            bucket: jetstream::bucket_name(&config.namespace),
+            revision: None,
+            catalog: Catalog::default(),
+            assignment: Assignment::new(config.pull.workers),
+            unready: BTreeSet::new(),
+            controls,
+            failing: false,
+            first: true,
+            stats,
+            lag_refreshed: None,
+        }
+    }
+
+    /// Polls the bucket every `poll_interval`, checks the consumers every
+    /// [`CONSUMER_CHECK_EVERY`] and heals what the workers report gone, until a signal.
+    fn serve(&mut self, signals: &Receiver<()>, gone_reports: &Receiver<Gone>) {
+        let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
+        loop {
+            self.poll();
+            if Instant::now() >= next_check {
+                self.check_consumers();
+                next_check = Instant::now() + CONSUMER_CHECK_EVERY;
+            }
+            channel::select! {
+                recv(signals) -> _ => return,
+                recv(gone_reports) -> report => {
+                    if let Ok(report) = report {
+                        self.heal(&report.measurement, &report.why);
+                    }
+                },
+                recv(channel::after(self.config.poll_interval)) -> _ => {},
+            }
+        }
+    }
+
     fn poll(&mut self) {
         match self.read() {
             Ok(()) => {
