@@ -473,6 +473,14 @@ impl<'a> Poller<'a> {
         }
     }
 
+    /// The measurement the bucket names `name`, as last read.
+    fn measurement(&self, name: &str) -> Option<Measurement> {
+        self.catalog
+            .measurements()
+            .find(|m| m.name == name)
+            .cloned()
+    }
+
     fn poll(&mut self) {
         match self.read() {
             Ok(()) => {
@@ -491,12 +499,7 @@ impl<'a> Poller<'a> {
         self.refresh_lag(Instant::now());
         let unready: Vec<String> = self.unready.iter().cloned().collect();
         for name in unready {
-            let Some(measurement) = self
-                .catalog
-                .measurements()
-                .find(|m| m.name == name)
-                .cloned()
-            else {
+            let Some(measurement) = self.measurement(&name) else {
                 self.unready.remove(&name);
                 continue;
             };
@@ -695,12 +698,7 @@ impl<'a> Poller<'a> {
         if let Err(e) = self.read() {
             log::warn!("measurement {name}: {why}; cannot read the configuration to check it ({e}); retrying every poll");
         }
-        let Some(measurement) = self
-            .catalog
-            .measurements()
-            .find(|m| m.name == name)
-            .cloned()
-        else {
+        let Some(measurement) = self.measurement(name) else {
             return;
         };
         let Some(worker) = self.assignment.worker_of(name) else {
