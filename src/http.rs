@@ -415,7 +415,7 @@ mod tests {
         let audit = stats.measurement("audit");
         audit.set_pulled(true);
         audit.refreshed(12, Some(1_700_000_000_000_000_000));
-        stats.written(["beta.logs.audit"].into_iter(), 1_700_000_009_500);
+        stats.written(["audit"].into_iter(), 1_700_000_009_500);
         stats.hold(2);
         stats.batch_lines.observe(5);
         stats.write_micros.observe_micros(Duration::from_millis(3));

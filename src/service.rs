@@ -72,31 +72,82 @@ pub fn signals() -> Result<Receiver<()>> {
     Ok(receiver)
 }
 
-/// A started thread: its handle, and a channel that closes when it ends (even by a panic),
-/// so the main thread can wait for all of them with one deadline.
-struct Owned {
-    name: String,
-    handle: JoinHandle<()>,
+/// The threads the main thread starts and joins (the workers and the writer), stopped
+/// within one deadline. Each holds a clone of a sender that is dropped when it ends, even by
+/// a panic, so one receive waits for all of them.
+struct Threads {
+    done: Option<Sender<()>>,
+    all_done: Receiver<()>,
+    /// In the order started; joined only once all have ended, so the order is only that of
+    /// the panic reported.
+    owned: Vec<(String, JoinHandle<()>)>,
 }
 
-fn spawn(name: String, done: &Sender<()>, body: impl FnOnce() + Send + 'static) -> Result<Owned> {
-    let done = done.clone();
-    let handle = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let _done = done; // dropped when the thread ends, whichever way
-            body()
-        })
-        .map_err(|e| Error::Thread {
-            name: name.clone(),
-            problem: e.to_string(),
-        })?;
-    Ok(Owned { name, handle })
+/// How the threads ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    /// Every thread returned in time.
+    Finished,
+    /// Some thread was still busy at the deadline; it is left behind.
+    Busy,
+    /// This thread panicked (the first one named, in join order).
+    Panicked(String),
 }
 
-/// Runs the collector until a signal, then stops it within `shutdown_timeout`.
+impl Threads {
+    fn new() -> Threads {
+        let (done, all_done) = channel::bounded(0);
+        Threads {
+            done: Some(done),
+            all_done,
+            owned: Vec::new(),
+        }
+    }
+
+    /// Starts a thread named `name` running `body`.
+    fn start(&mut self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+        let done = self.done.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let _done = done; // dropped when the thread ends, whichever way
+                body()
+            })
+            .map_err(|e| Error::Thread {
+                name: name.clone(),
+                problem: e.to_string(),
+            })?;
+        self.owned.push((name, handle));
+        Ok(())
+    }
+
+    /// Waits until every thread has ended or `deadline` passed, then joins them in the
+    /// order started (a panic is returned as the thread's name, not lost).
+    fn stop(mut self, deadline: Instant) -> Stopped {
+        self.done = None;
+        let finished = matches!(
+            self.all_done.recv_deadline(deadline),
+            Err(channel::RecvTimeoutError::Disconnected)
+        );
+        if !finished {
+            return Stopped::Busy;
+        }
+        let mut panicked = None;
+        for (name, handle) in self.owned {
+            if handle.join().is_err() && panicked.is_none() {
+                panicked = Some(name);
+            }
+        }
+        match panicked {
+            Some(name) => Stopped::Panicked(name),
+            None => Stopped::Finished,
+        }
+    }
+}
+
+/// Runs the collector until a signal, then stops it within `shutdown_timeout`: starts the
+/// writer and the workers, polls the bucket on this thread, then stops them in one deadline.
 pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
-    let namespace = config.namespace.clone();
     let stats = Arc::new(Stats::default());
     // Room for about one batch of chunks: while the writer waits on a POST, the workers keep
     // pulling and encoding the next batch; beyond that they stop pulling. Memory is bounded
@@ -114,7 +165,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
             http::Sources {
                 stats: stats.clone(),
                 chunks: chunks.clone(),
-                namespace: namespace.clone(),
+                namespace: config.namespace.clone(),
             },
         )?),
         None => None,
@@ -130,15 +181,77 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         }
         return Ok(());
     };
-    let bucket = jetstream::bucket_name(&namespace);
+    announce(&config, &influx, &stats);
+
+    let (mut trigger, shutdown) = shutdown::new();
+    let shared = Shared {
+        config: &config,
+        conn,
+        shutdown: shutdown.clone(),
+        stats: stats.clone(),
+    };
+    let mut threads = Threads::new();
+    // It leaves once every worker has dropped its sender, after a last flush.
+    let writer = shared.writer(influx, chunks, http.is_some());
+    threads.start("writer".into(), move || writer.run())?;
+    let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
+    let mut controls = Vec::with_capacity(config.pull.workers);
+    for i in 0..config.pull.workers {
+        let (control, receiver) = channel::bounded(CONTROL_CAPACITY);
+        let worker = shared.worker(i, receiver, to_writer.clone(), gone.clone());
+        threads.start(worker.name.clone(), move || worker.run())?;
+        controls.push(control);
+    }
+    drop((to_writer, gone));
+
+    let mut poller = Poller::new(js, &config, controls, &stats);
+    poller.serve(&signals, &gone_reports);
+
+    log::info!(
+        "stopping: no new pulls; flushing within {:?}",
+        config.shutdown_timeout
+    );
+    Stats::set(&stats.stopping, true);
+    trigger.pull(config.shutdown_timeout);
+    drop(poller); // closes the control channels: the workers' cue to stop
+    let stopped = threads.stop(shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN);
+    let summary = format!(
+        "fetched {}, written {}, dead-lettered {}, given back {}",
+        Stats::get(&stats.fetched),
+        Stats::get(&stats.written),
+        Stats::get(&stats.dead_lettered),
+        Stats::get(&stats.given_back)
+    );
+    if stopped == Stopped::Busy {
+        // A thread stuck past the deadline (a write hanging until its timeout, say) holds
+        // only unacknowledged records, which JetStream redelivers: leaving is safe.
+        log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
+        return Ok(());
+    }
+    if let Some(http) = http {
+        http.finish();
+    }
+    if let Stopped::Panicked(name) = stopped {
+        return Err(Error::Thread {
+            name,
+            problem: "panicked; see the log above".into(),
+        });
+    }
+    log::info!("stopped: {summary}");
+    Ok(())
+}
+
+/// Logs what the collector starts with, and pings InfluxDB once so readiness is current.
+fn announce(config: &Config, influx: &Influx, stats: &Stats) {
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),
         InfluxApi::V3 => format!("v3, database {}", config.influx.target),
     };
     log::info!(
-        "collector {} starting: namespace {namespace}, nats {}, influxdb {} ({target}), {} workers",
+        "collector {} starting: namespace {}, nats {}, influxdb {} ({target}), {} workers",
         env!("CARGO_PKG_VERSION"),
+        config.namespace,
         config.nats.hosts.join(","),
         config.influx.url,
         config.pull.workers
@@ -151,131 +264,64 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         log::warn!("influxdb: {problem}; records are held until it answers");
     }
     stats.influx_ping(Instant::now(), pinged);
+}
 
-    let (mut trigger, shutdown) = shutdown::new();
-    let (done, all_done) = channel::bounded::<()>(0);
+/// What every thread the main thread starts is given.
+struct Shared<'a> {
+    config: &'a Config,
+    conn: Connection,
+    shutdown: shutdown::Shutdown,
+    stats: Arc<Stats>,
+}
 
-    let writer = Writer {
-        influx,
-        conn: conn.clone(),
-        namespace: namespace.clone(),
-        limits: Limits {
-            max_lines: config.batch.max_lines,
-            max_bytes: config.batch.max_bytes,
-            interval: config.batch.interval,
-            linger: config.batch.linger,
-        },
-        ack_wait: config.pull.ack_wait,
-        give_back_delay: config.pull.give_back_delay(),
-        chunks,
-        shutdown: shutdown.clone(),
-        stats: stats.clone(),
-        ping_every: http.as_ref().map(|_| PING_EVERY),
-    };
-    let writer = spawn("writer".into(), &done, move || writer.run())?;
-
-    let unsigned = match config.influx.api {
-        InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
-        InfluxApi::V1 => Unsigned::Refused,
-    };
-    let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
-    let mut controls = Vec::with_capacity(config.pull.workers);
-    let mut workers = Vec::with_capacity(config.pull.workers);
-    for i in 0..config.pull.workers {
-        let (control, control_receiver) = channel::bounded(CONTROL_CAPACITY);
-        let worker = Worker {
-            name: format!("worker-{i}"),
-            conn: conn.clone(),
-            namespace: namespace.clone(),
-            pull: config.pull.clone(),
-            unsigned,
-            control: control_receiver,
-            to_writer: to_writer.clone(),
-            gone: gone.clone(),
-            shutdown: shutdown.clone(),
-            stats: stats.clone(),
-        };
-        workers.push(spawn(worker.name.clone(), &done, move || worker.run())?);
-        controls.push(control);
-    }
-    drop(to_writer);
-    drop(gone);
-    drop(done);
-
-    let mut poller = Poller {
-        js,
-        config: &config,
-        bucket,
-        revision: None,
-        catalog: Catalog::default(),
-        assignment: Assignment::new(config.pull.workers),
-        unready: BTreeSet::new(),
-        controls,
-        failing: false,
-        first: true,
-        stats: &stats,
-        lag_refreshed: None,
-    };
-    let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
-    loop {
-        poller.poll();
-        if Instant::now() >= next_check {
-            poller.check_consumers();
-            next_check = Instant::now() + CONSUMER_CHECK_EVERY;
-        }
-        channel::select! {
-            recv(signals) -> _ => break,
-            recv(gone_reports) -> report => {
-                if let Ok(report) = report {
-                    poller.heal(&report.measurement, &report.why);
-                }
+impl Shared<'_> {
+    /// The writer; it pings InfluxDB while idle when readiness is served (`http`).
+    fn writer(&self, influx: Influx, chunks: Receiver<Chunk>, http: bool) -> Writer {
+        let config = self.config;
+        Writer {
+            influx,
+            conn: self.conn.clone(),
+            namespace: config.namespace.clone(),
+            limits: Limits {
+                max_lines: config.batch.max_lines,
+                max_bytes: config.batch.max_bytes,
+                interval: config.batch.interval,
+                linger: config.batch.linger,
             },
-            recv(channel::after(config.poll_interval)) -> _ => {},
+            ack_wait: config.pull.ack_wait,
+            give_back_delay: config.pull.give_back_delay(),
+            chunks,
+            shutdown: self.shutdown.clone(),
+            stats: self.stats.clone(),
+            ping_every: http.then_some(PING_EVERY),
         }
     }
 
-    log::info!(
-        "stopping: no new pulls; flushing within {:?}",
-        config.shutdown_timeout
-    );
-    Stats::set(&stats.stopping, true);
-    trigger.pull(config.shutdown_timeout);
-    drop(poller); // closes the control channels: the workers' cue to stop
-    let deadline = shutdown.deadline().unwrap_or_else(Instant::now) + JOIN_MARGIN;
-    let finished = matches!(
-        all_done.recv_deadline(deadline),
-        Err(channel::RecvTimeoutError::Disconnected)
-    );
-    let summary = format!(
-        "fetched {}, written {}, dead-lettered {}, given back {}",
-        Stats::get(&stats.fetched),
-        Stats::get(&stats.written),
-        Stats::get(&stats.dead_lettered),
-        Stats::get(&stats.given_back)
-    );
-    if !finished {
-        // A thread stuck past the deadline (a write hanging until its timeout, say) holds
-        // only unacknowledged records, which JetStream redelivers: leaving is safe.
-        log::warn!("stopped with threads still busy past the deadline ({summary}); their records will be redelivered");
-        return Ok(());
-    }
-    let mut panicked = None;
-    for owned in workers.into_iter().chain(std::iter::once(writer)) {
-        if owned.handle.join().is_err() {
-            panicked = Some(owned.name);
+    /// Worker `i`.
+    fn worker(
+        &self,
+        i: usize,
+        control: Receiver<Control>,
+        to_writer: Sender<Chunk>,
+        gone: Sender<Gone>,
+    ) -> Worker {
+        let config = self.config;
+        Worker {
+            name: format!("worker-{i}"),
+            conn: self.conn.clone(),
+            namespace: config.namespace.clone(),
+            pull: config.pull.clone(),
+            unsigned: match config.influx.api {
+                InfluxApi::V2 | InfluxApi::V3 => Unsigned::Allowed,
+                InfluxApi::V1 => Unsigned::Refused,
+            },
+            control,
+            to_writer,
+            gone,
+            shutdown: self.shutdown.clone(),
+            stats: self.stats.clone(),
         }
     }
-    if let Some(http) = http {
-        http.finish();
-    }
-    if let Some(name) = panicked {
-        return Err(Error::Thread {
-            name,
-            problem: "panicked; see the log above".into(),
-        });
-    }
-    log::info!("stopped: {summary}");
-    Ok(())
 }
 
 /// The first wait between start-up attempts, doubled after each failure up to the last.
@@ -382,7 +428,59 @@ struct Poller<'a> {
 const LAG_REFRESH_POLLS: u32 = 5;
 const LAG_REFRESH_MAX: Duration = Duration::from_secs(30);
 
-impl Poller<'_> {
+impl<'a> Poller<'a> {
+    fn new(
+        js: JetStream,
+        config: &'a Config,
+        controls: Vec<Sender<Control>>,
+        stats: &'a Stats,
+    ) -> Poller<'a> {
+        Poller {
+            js,
+            config,
+            bucket: jetstream::bucket_name(&config.namespace),
+            revision: None,
+            catalog: Catalog::default(),
+            assignment: Assignment::new(config.pull.workers),
+            unready: BTreeSet::new(),
+            controls,
+            failing: false,
+            first: true,
+            stats,
+            lag_refreshed: None,
+        }
+    }
+
+    /// Polls the bucket every `poll_interval`, checks the consumers every
+    /// [`CONSUMER_CHECK_EVERY`] and heals what the workers report gone, until a signal.
+    fn serve(&mut self, signals: &Receiver<()>, gone_reports: &Receiver<Gone>) {
+        let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
+        loop {
+            self.poll();
+            if Instant::now() >= next_check {
+                self.check_consumers();
+                next_check = Instant::now() + CONSUMER_CHECK_EVERY;
+            }
+            channel::select! {
+                recv(signals) -> _ => return,
+                recv(gone_reports) -> report => {
+                    if let Ok(report) = report {
+                        self.heal(&report.measurement, &report.why);
+                    }
+                },
+                recv(channel::after(self.config.poll_interval)) -> _ => {},
+            }
+        }
+    }
+
+    /// The measurement the bucket names `name`, as last read.
+    fn measurement(&self, name: &str) -> Option<Measurement> {
+        self.catalog
+            .measurements()
+            .find(|m| m.name == name)
+            .cloned()
+    }
+
     fn poll(&mut self) {
         match self.read() {
             Ok(()) => {
@@ -401,12 +499,7 @@ impl Poller<'_> {
         self.refresh_lag(Instant::now());
         let unready: Vec<String> = self.unready.iter().cloned().collect();
         for name in unready {
-            let Some(measurement) = self
-                .catalog
-                .measurements()
-                .find(|m| m.name == name)
-                .cloned()
-            else {
+            let Some(measurement) = self.measurement(&name) else {
                 self.unready.remove(&name);
                 continue;
             };
@@ -605,12 +698,7 @@ impl Poller<'_> {
         if let Err(e) = self.read() {
             log::warn!("measurement {name}: {why}; cannot read the configuration to check it ({e}); retrying every poll");
         }
-        let Some(measurement) = self
-            .catalog
-            .measurements()
-            .find(|m| m.name == name)
-            .cloned()
-        else {
+        let Some(measurement) = self.measurement(name) else {
             return;
         };
         let Some(worker) = self.assignment.worker_of(name) else {
@@ -667,4 +755,43 @@ impl Poller<'_> {
 struct Ensured {
     stream: bool,
     consumer: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_that_return_are_finished() {
+        let mut threads = Threads::new();
+        threads.start("a".into(), || {}).unwrap();
+        threads.start("b".into(), || {}).unwrap();
+        let stopped = threads.stop(Instant::now() + Duration::from_secs(60));
+        assert_eq!(stopped, Stopped::Finished);
+    }
+
+    #[test]
+    fn a_panicking_thread_is_named() {
+        let mut threads = Threads::new();
+        threads.start("calm".into(), || {}).unwrap();
+        threads
+            .start("worker-7".into(), || panic!("on purpose, in a test"))
+            .unwrap();
+        let stopped = threads.stop(Instant::now() + Duration::from_secs(60));
+        assert_eq!(stopped, Stopped::Panicked("worker-7".into()));
+    }
+
+    #[test]
+    fn a_thread_busy_past_the_deadline_is_left_behind() {
+        let (release, wait) = channel::bounded::<()>(0);
+        let mut threads = Threads::new();
+        threads
+            .start("stuck".into(), move || {
+                let _ = wait.recv();
+            })
+            .unwrap();
+        // A deadline already past: the stuck thread cannot have ended.
+        assert_eq!(threads.stop(Instant::now()), Stopped::Busy);
+        drop(release);
+    }
 }

@@ -1,9 +1,14 @@
-//! The stop signal shared by every thread.
+//! The shutdown deadline shared by every thread.
 //!
-//! Closing a channel is crossbeam's broadcast: when the [`Trigger`] is pulled its sender is
-//! dropped, and every clone of the receiver in [`Shutdown`] becomes ready at once, so a thread
-//! blocked in `select!` on it wakes without polling. The deadline tells the writer until when
-//! it may keep retrying a write before it gives the records back.
+//! Threads are not stopped through this module: the main thread stops them by closing
+//! channels. It pulls the [`Trigger`] (which sets the deadline), then drops the control
+//! senders; a worker whose control channel is closed stops pulling, hands over what it holds
+//! and returns, dropping its chunk sender; the writer leaves when every chunk sender is gone,
+//! after a last flush. What this module adds is the deadline: a worker leaves early enough
+//! before it for the writer to write what the last pulls brought, and the writer retries a
+//! failing write until it, then gives the unwritten records back. Pulling the trigger also
+//! drops a sender, so a [`Shutdown::sleep`] (the writer's wait between retries) wakes at once
+//! to measure itself against the new deadline.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,15 +47,6 @@ impl Trigger {
 }
 
 impl Shutdown {
-    /// Ready (disconnected) once the shutdown has started; for `select!`.
-    pub fn signal(&self) -> &Receiver<()> {
-        &self.signal
-    }
-
-    pub fn is_started(&self) -> bool {
-        self.deadline.get().is_some()
-    }
-
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline.get().copied()
     }
@@ -91,16 +87,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pulling_the_trigger_wakes_every_receiver() {
+    fn pulling_the_trigger_sets_the_deadline_of_every_clone() {
         let (mut trigger, shutdown) = new();
         let other = shutdown.clone();
-        assert!(!shutdown.is_started());
-        assert!(shutdown.signal().try_recv().is_err());
+        assert_eq!(shutdown.deadline(), None);
+        assert!(!shutdown.is_overdue(Instant::now() + Duration::from_secs(3600)));
         trigger.pull(Duration::from_secs(5));
-        assert!(other.is_started());
-        assert!(matches!(other.signal().recv(), Err(channel::RecvError)));
+        assert!(other.deadline().is_some());
         assert!(!other.is_overdue(Instant::now()));
         assert!(other.is_overdue(Instant::now() + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn pulling_the_trigger_cuts_a_sleep_short() {
+        let (mut trigger, shutdown) = new();
+        let sleeper = std::thread::spawn(move || shutdown.sleep(Duration::from_secs(3600)));
+        trigger.pull(Duration::ZERO);
+        // Returns once the sleeper saw the deadline; the test would hang for an hour otherwise.
+        sleeper.join().unwrap();
     }
 
     #[test]

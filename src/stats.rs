@@ -174,13 +174,12 @@ impl Stats {
             .collect()
     }
 
-    /// Notes that the records of `subjects` (`<ns>.logs.<measurement>`, in any order, runs of
-    /// one measurement usually together) were stored at `at_unix_ms`. Called once per
-    /// successful write; takes the lock once.
-    pub fn written<'a>(&self, subjects: impl Iterator<Item = &'a str>, at_unix_ms: u64) {
+    /// Notes that records of `measurements` (one name per record, in any order, runs of one
+    /// measurement usually together) were stored at `at_unix_ms`. Called once per successful
+    /// write; takes the lock once.
+    pub fn written<'a>(&self, measurements: impl Iterator<Item = &'a str>, at_unix_ms: u64) {
         let mut names: Vec<&str> = Vec::new();
-        for subject in subjects {
-            let name = subject.rsplit('.').next().unwrap_or("");
+        for name in measurements {
             if names.last() != Some(&name) && !names.contains(&name) {
                 names.push(name);
             }
@@ -529,10 +528,7 @@ mod tests {
         audit.refreshed(3, None);
         audit.delivered(2);
         let now_ms = 1_000_000_012_345;
-        stats.written(
-            ["ns.logs.access", "ns.logs.access", "ns.logs.gone"].into_iter(),
-            now_ms - 1_500,
-        );
+        stats.written(["access", "access", "gone"].into_iter(), now_ms - 1_500);
         assert_eq!(
             stats.lag(now_ms),
             vec![

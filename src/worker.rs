@@ -10,7 +10,7 @@
 //! A record that can never be written (not JSON, refused by the encoder, delivered too often)
 //! is dead-lettered here and terminated; it never reaches the writer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender};
@@ -18,19 +18,16 @@ use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender};
 use crate::batch::Lines;
 use crate::catalog::Measurement;
 use crate::config::PullConfig;
-use crate::jetstream::{self, Ack, Arrival, Connection, Delivery, Message, Subscription};
+use crate::jetstream::{self, Arrival, Connection, Delivery, Message, Subscription};
+use crate::pulls::{Pulls, STOP_QUIET};
 use crate::record::{Encoder, Origin, Unsigned};
+use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
 use crate::stats::{MeasurementStats, Stats, NATS_RECONNECTS};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A record on its way to InfluxDB: the message to acknowledge and where it came from.
-#[derive(Debug)]
-pub struct Held {
-    pub message: Message,
-    pub delivery: Delivery,
-}
+pub use crate::settle::Held;
 
 /// Lines of one or more pulls with their records.
 pub type Chunk = Lines<Held>;
@@ -44,18 +41,8 @@ pub enum Control {
     Remove(String),
 }
 
-/// Slack on a pull's expiry and heartbeats before it is given up as lost (a reconnect or a
-/// server restart drops outstanding pulls silently; without this the measurement would go
-/// stale).
-const LOST_PULL_GRACE: Duration = Duration::from_secs(1);
 /// How soon a failed pull request is sent again.
 const PULL_RETRY: Duration = Duration::from_millis(200);
-/// After its consumer was found missing, how long a measurement waits for the main thread's
-/// go-ahead before it pulls again on its own.
-const GONE_PAUSE: Duration = Duration::from_secs(5);
-/// While stopping, a pull request that has brought nothing for this long is taken to have
-/// nothing on its way: the worker may drop its inbox.
-const STOP_QUIET: Duration = Duration::from_millis(100);
 /// The delay before a record of a removed measurement, brought by a pull sent before the
 /// removal, may be redelivered: past the retirement of the inbox that pull replies to, so it
 /// is not delivered to it again.
@@ -64,42 +51,14 @@ const REMOVED_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
 
-/// One outstanding pull request.
-#[derive(Debug)]
-struct Pull {
-    remaining: usize,
-    expires_at: Instant,
-}
-
-/// Whether a measurement's pull requests are being issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pulling {
-    /// Two pull requests kept outstanding.
-    Active,
-    /// Its consumer or stream was found missing and the main thread was told; no pulls until
-    /// it says the measurement is ready again ([`Control::Add`]), or until this instant, in
-    /// case the report was lost.
-    Paused { until: Instant },
-}
-
 /// A measurement this worker pulls.
 struct Consumer {
     stream: String,
+    /// `<inbox>.<generation>.<measurement>`: where its pulls reply.
     reply: String,
-    /// Counts the times it resumed after its consumer was found missing; part of the reply
-    /// subject, so the end of a pull issued before (a late `409 Consumer Deleted`) is not
-    /// taken for news about the re-created consumer.
-    generation: u64,
     encoder: Encoder,
-    pulls: VecDeque<Pull>,
-    pulling: Pulling,
-    /// When anything last arrived for it (a record, a heartbeat or a status): a pull that
-    /// has been silent for two heartbeats is lost.
-    last_heard: Instant,
-    /// When its last record arrived: while stopping, a measurement whose pulls brought no
-    /// record for [`STOP_QUIET`] has nothing on its way (heartbeats do not count: they only
-    /// say that nothing is).
-    last_record: Instant,
+    /// Its outstanding pulls, what they brought, and whether it is paused for a repair.
+    pulls: Pulls,
     /// Records fetched and waiting for this measurement (shared with the metrics endpoint).
     counters: Arc<MeasurementStats>,
     /// Whether its latest record had more waiting behind it in the stream (counted in
@@ -146,6 +105,8 @@ struct Running {
     rotate: bool,
     /// The previous inbox, read until the pulls sent to it have gone quiet.
     retiring: Option<Retiring>,
+    /// The control channel closed: no new pulls; leave once the outstanding ones are quiet.
+    stopping: bool,
 }
 
 /// An inbox being retired: no new pulls go to it, and it is dropped once no record has come
@@ -190,6 +151,7 @@ impl Worker {
             reconnects: NATS_RECONNECTS.load(Ordering::Relaxed),
             rotate: false,
             retiring: None,
+            stopping: false,
         };
         running.run();
     }
@@ -209,10 +171,8 @@ fn reply_subject(prefix: &str, generation: u64, measurement: &str) -> String {
 
 /// The measurement and generation a pull reply subject names.
 fn reply_parts(subject: &str) -> (&str, Option<u64>) {
-    let mut tokens = subject.rsplit('.');
-    let measurement = tokens.next().unwrap_or("");
-    let generation = tokens.next().and_then(|g| g.parse().ok());
-    (measurement, generation)
+    let generation = subject.rsplit('.').nth(1).and_then(|g| g.parse().ok());
+    (settle::measurement_of(subject), generation)
 }
 
 /// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
@@ -231,80 +191,94 @@ fn end_subscription(subscription: Subscription) -> Vec<Message> {
 }
 
 impl Running {
+    /// Until stopped: tend the pulls, take in what arrives, hand it to the writer.
     fn run(&mut self) {
-        let never = channel::never();
-        let mut stopping = false;
         loop {
-            let now = Instant::now();
-            self.retire_quiet_inbox(now, stopping);
-            if self.rotate && self.retiring.is_none() && !stopping {
-                self.rotate_inbox(now);
-            }
-            if !stopping {
-                self.issue_pulls(now);
-            }
-            self.forget_lost_pulls(now);
-            let retiring = match &self.retiring {
-                Some(retiring) => retiring.subscription.receiver().clone(),
-                None => channel::never(),
-            };
-            let control = if stopping {
-                &never
-            } else {
-                &self.worker.control
-            };
-            let inbox = self.inbox.receiver().clone();
-            channel::select! {
-                recv(control) -> message => match message {
-                    Ok(message) => self.apply(message),
-                    Err(_) => stopping = true,
-                },
-                recv(inbox) -> message => {
-                    if let Ok(message) = message {
-                        self.arrive(message, Inbox::Current);
-                        // Take what else is already here, up to one pull's worth, so the
-                        // writer gets chunks rather than single records.
-                        while self.chunk.len() < self.chunk_lines {
-                            match inbox.try_recv() {
-                                Ok(message) => self.arrive(message, Inbox::Current),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                },
-                recv(retiring) -> message => {
-                    if let Ok(message) = message {
-                        if let (Some(retiring), Arrival::Record(_)) =
-                            (&mut self.retiring, jetstream::classify(&message))
-                        {
-                            retiring.last_record = Instant::now();
-                        }
-                        self.arrive(message, Inbox::Retiring);
-                    }
-                },
-                default(self.next_wake(Instant::now(), stopping)) => {},
-            }
+            self.tend_pulls(Instant::now());
+            self.receive();
             self.hand_over();
-            if stopping {
-                // Leave once no pull request can still be sending records: each has ended
-                // (filled, expired, lost) or has been silent for a moment, so nothing is on
-                // its way to the inbox that is about to go; but in time for the writer to
-                // write what arrived before the deadline.
-                let now = Instant::now();
-                let busy = self.retiring.is_some()
-                    || self.consumers.values().any(|c| {
-                        !c.pulls.is_empty() && now.duration_since(c.last_record) < STOP_QUIET
-                    });
-                let cutoff = self
-                    .worker
-                    .shutdown
-                    .deadline()
-                    .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
-                if !busy || cutoff.is_some_and(|cutoff| now >= cutoff) {
-                    break;
-                }
+            if self.stopping && self.may_leave(Instant::now()) {
+                break;
             }
         }
+        self.leave();
+    }
+
+    /// Retires a quiet inbox, replaces the inbox after a removal, keeps two pulls outstanding
+    /// per measurement (none once stopping) and forgets lost ones.
+    fn tend_pulls(&mut self, now: Instant) {
+        self.retire_quiet_inbox(now, self.stopping);
+        if self.rotate && self.retiring.is_none() && !self.stopping {
+            self.rotate_inbox(now);
+        }
+        if !self.stopping {
+            self.issue_pulls(now);
+        }
+        self.forget_lost_pulls(now);
+    }
+
+    /// Waits for one control message, pull reply or wake-up, and takes it in; a closed
+    /// control channel starts the stop.
+    fn receive(&mut self) {
+        let retiring = match &self.retiring {
+            Some(retiring) => retiring.subscription.receiver().clone(),
+            None => channel::never(),
+        };
+        let control = if self.stopping {
+            channel::never()
+        } else {
+            self.worker.control.clone()
+        };
+        let inbox = self.inbox.receiver().clone();
+        channel::select! {
+            recv(control) -> message => match message {
+                Ok(message) => self.apply(message),
+                Err(_) => self.stopping = true,
+            },
+            recv(inbox) -> message => {
+                if let Ok(message) = message {
+                    self.arrive(message, Inbox::Current);
+                    // Take what else is already here, up to one pull's worth, so the
+                    // writer gets chunks rather than single records.
+                    while self.chunk.len() < self.chunk_lines {
+                        match inbox.try_recv() {
+                            Ok(message) => self.arrive(message, Inbox::Current),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            },
+            recv(retiring) -> message => {
+                if let Ok(message) = message {
+                    if let (Some(retiring), Arrival::Record(_)) =
+                        (&mut self.retiring, jetstream::classify(&message))
+                    {
+                        retiring.last_record = Instant::now();
+                    }
+                    self.arrive(message, Inbox::Retiring);
+                }
+            },
+            default(self.next_wake(Instant::now(), self.stopping)) => {},
+        }
+    }
+
+    /// Once stopping: whether no pull request can still be sending records (each has ended,
+    /// filled, expired or lost, or has been silent for a moment, so nothing is on its way to
+    /// the inbox that is about to go), or the writer needs the rest of the time to write
+    /// what arrived before the deadline.
+    fn may_leave(&self, now: Instant) -> bool {
+        let busy =
+            self.retiring.is_some() || self.consumers.values().any(|c| !c.pulls.is_quiet(now));
+        let cutoff = self
+            .worker
+            .shutdown
+            .deadline()
+            .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
+        !busy || cutoff.is_some_and(|cutoff| now >= cutoff)
+    }
+
+    /// Drops the inboxes, hands over the last records and gives back what came after.
+    fn leave(&mut self) {
         // Dropping the inbox ends every pull request of this worker on the server (a pull
         // whose reply subject has no interest is discarded), so records given back from now
         // on go to another collector at once instead of to a pull nobody reads.
@@ -316,7 +290,7 @@ impl Running {
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
             if let Arrival::Record(_) = jetstream::classify(&message) {
-                let _ = jetstream::ack(&message, Ack::Nak(self.worker.pull.give_back_delay()));
+                settle::give_back(&message, self.worker.pull.give_back_delay());
             }
         }
         let _ = jetstream::flush(&self.worker.conn);
@@ -334,7 +308,7 @@ impl Running {
             wake = wake.min(retiring.last_record + STOP_QUIET);
         }
         for consumer in self.consumers.values() {
-            if let Pulling::Paused { until } = consumer.pulling {
+            if let Some(until) = consumer.pulls.paused_until() {
                 wake = wake.min(until);
             }
         }
@@ -350,13 +324,10 @@ impl Running {
                 if let Some(consumer) = self.consumers.get_mut(&measurement.name) {
                     // Ready again after a repair: whatever was outstanding died with the
                     // consumer.
-                    if consumer.pulling != Pulling::Active {
-                        consumer.pulling = Pulling::Active;
-                        consumer.pulls.clear();
-                        consumer.generation += 1;
+                    if consumer.pulls.resume() {
                         consumer.reply = reply_subject(
                             &self.inbox_prefix,
-                            consumer.generation,
+                            consumer.pulls.generation(),
                             &measurement.name,
                         );
                     }
@@ -379,12 +350,8 @@ impl Running {
                     Consumer {
                         stream: jetstream::stream_name(&self.worker.namespace, &measurement.name),
                         reply: reply_subject(&self.inbox_prefix, 0, &measurement.name),
-                        generation: 0,
                         encoder,
-                        pulls: VecDeque::new(),
-                        pulling: Pulling::Active,
-                        last_heard: Instant::now(),
-                        last_record: Instant::now(),
+                        pulls: Pulls::new(Instant::now()),
                         counters: self.worker.stats.measurement(&measurement.name),
                         behind: false,
                     },
@@ -436,9 +403,8 @@ impl Running {
             self.inbox_prefix
         );
         for (name, consumer) in &mut self.consumers {
-            consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, name);
-            consumer.pulls.clear();
-            consumer.last_heard = now;
+            consumer.reply = reply_subject(&self.inbox_prefix, consumer.pulls.generation(), name);
+            consumer.pulls.forget(now);
         }
     }
 
@@ -472,8 +438,7 @@ impl Running {
             // leader elsewhere may live on, and then only end at their expiry.
             self.reconnects = reconnects;
             for consumer in self.consumers.values_mut() {
-                consumer.pulls.clear();
-                consumer.last_heard = now;
+                consumer.pulls.forget(now);
             }
         }
         let Worker {
@@ -482,18 +447,12 @@ impl Running {
         let heartbeat = pull.idle_heartbeat();
         let mut n_sent = 0;
         'consumers: for consumer in self.consumers.values_mut() {
-            match consumer.pulling {
-                Pulling::Active => {}
-                Pulling::Paused { until } if now >= until => {
-                    consumer.pulling = Pulling::Active;
-                    consumer.pulls.clear();
-                    consumer.generation += 1;
-                    let name = consumer.reply.rsplit('.').next().unwrap_or("").to_string();
-                    consumer.reply = reply_subject(&self.inbox_prefix, consumer.generation, &name);
-                }
-                Pulling::Paused { .. } => continue,
+            if consumer.pulls.resume_if_due(now) {
+                let name = settle::measurement_of(&consumer.reply).to_string();
+                consumer.reply =
+                    reply_subject(&self.inbox_prefix, consumer.pulls.generation(), &name);
             }
-            while consumer.pulls.len() < 2 {
+            for _ in 0..consumer.pulls.wanted() {
                 match jetstream::request_pull(
                     conn,
                     &consumer.stream,
@@ -503,13 +462,7 @@ impl Running {
                     heartbeat,
                 ) {
                     Ok(()) => {
-                        if consumer.pulls.is_empty() {
-                            consumer.last_heard = now;
-                        }
-                        consumer.pulls.push_back(Pull {
-                            remaining: pull.batch,
-                            expires_at: now + pull.expires,
-                        });
+                        consumer.pulls.issued(now, pull.batch, pull.expires);
                         n_sent += 1;
                     }
                     Err(e) => {
@@ -541,23 +494,14 @@ impl Running {
     /// Forgets pull requests that can no longer bring anything: past their expiry with no
     /// status to say so, or silent for two heartbeats (a lost pull, ADR-37).
     fn forget_lost_pulls(&mut self, now: Instant) {
-        let silent_after = self.worker.pull.idle_heartbeat() * 2 + LOST_PULL_GRACE;
+        let heartbeat = self.worker.pull.idle_heartbeat();
         for consumer in self.consumers.values_mut() {
-            if consumer.pulls.is_empty() {
-                continue;
-            }
-            let silent = now.duration_since(consumer.last_heard) > silent_after;
-            let expired = consumer
-                .pulls
-                .front()
-                .is_some_and(|p| now > p.expires_at + LOST_PULL_GRACE);
-            if silent || expired {
+            if consumer.pulls.forget_lost(now, heartbeat) {
                 log::debug!(
                     "{}: pulls on {} were lost; re-issuing",
                     self.worker.name,
                     consumer.stream
                 );
-                consumer.pulls.clear();
             }
         }
     }
@@ -574,16 +518,10 @@ impl Running {
             return;
         }
         match classified {
-            Arrival::Record(delivery) => {
-                if let Some(consumer) = self.consumers.get_mut(measurement) {
-                    consumer.last_heard = now;
-                    consumer.last_record = now;
-                }
-                self.record(message, delivery, inbox)
-            }
+            Arrival::Record(delivery) => self.record(message, delivery, inbox),
             Arrival::Heartbeat => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
-                    consumer.last_heard = now;
+                    consumer.pulls.heartbeat(now);
                     // The server had nothing to send: whatever was waiting when this worker
                     // last heard went to another collector.
                     if consumer.behind {
@@ -598,12 +536,10 @@ impl Running {
                 let Some(consumer) = self.consumers.get_mut(measurement) else {
                     return;
                 };
-                if generation != Some(consumer.generation) {
+                if !consumer.pulls.ended(now, generation) {
                     // A pull from before a repair: already forgotten.
                     return;
                 }
-                consumer.last_heard = now;
-                consumer.pulls.pop_front();
                 if matches!(code, 404 | 408) && consumer.behind {
                     // Nothing left to send, likewise.
                     consumer.behind = false;
@@ -617,15 +553,11 @@ impl Running {
                         consumer.stream
                     ),
                     PullEnd::Gone => {
-                        if consumer.pulling != Pulling::Active {
-                            return;
-                        }
                         // Its other pull died with the consumer; the main thread re-creates
                         // what is missing and says when to pull again.
-                        consumer.pulls.clear();
-                        consumer.pulling = Pulling::Paused {
-                            until: now + GONE_PAUSE,
-                        };
+                        if !consumer.pulls.gone(now) {
+                            return;
+                        }
                         let why = if description.is_empty() {
                             format!("{code}")
                         } else {
@@ -649,11 +581,11 @@ impl Running {
 
     fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
         Stats::add(&self.worker.stats.fetched, 1);
-        let measurement = message.subject.rsplit('.').next().unwrap_or("");
+        let measurement = settle::measurement_of(&message.subject);
         let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next,
             // after the pulls still waiting for it here have been ended.
-            let _ = jetstream::ack(&message, Ack::Nak(REMOVED_GIVE_BACK_DELAY));
+            settle::give_back(&message, REMOVED_GIVE_BACK_DELAY);
             return;
         };
         consumer.counters.delivered(delivery.pending);
@@ -661,14 +593,9 @@ impl Running {
             consumer.behind = delivery.pending > 0;
             self.worker.stats.behind(consumer.behind);
         }
-        if inbox == Inbox::Current {
-            if let Some(front) = consumer.pulls.front_mut() {
-                front.remaining = front.remaining.saturating_sub(1);
-                if front.remaining == 0 {
-                    consumer.pulls.pop_front();
-                }
-            }
-        }
+        consumer
+            .pulls
+            .record(Instant::now(), inbox == Inbox::Current);
         if delivery.delivered > self.worker.pull.max_deliver {
             // The history: how often it came back, and what last stopped a write here.
             let last_failure = match self.worker.stats.last_write_failure() {
@@ -699,8 +626,7 @@ impl Running {
         }
     }
 
-    /// Moves a record to the dead-letter stream, then terminates it. If the dead-letter
-    /// publish fails the record is left unacknowledged and comes back after its ack wait.
+    /// Dead-letters a record that can never be written ([`Held::dead_letter`]).
     fn dead_letter(&self, held: Held, reason: &str) {
         let Worker {
             conn,
@@ -709,25 +635,7 @@ impl Running {
             stats,
             ..
         } = &self.worker;
-        match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
-            Ok(()) => {
-                if let Err(e) = jetstream::terminate(conn, &held.message) {
-                    log::warn!(
-                        "{name}: +TERM of dead-lettered record {} of {} not confirmed ({e}); if it comes back, its dead letter is stored once",
-                        held.delivery.stream_sequence, held.message.subject
-                    );
-                }
-                Stats::add(&stats.dead_lettered, 1);
-                log::warn!(
-                    "{name}: dead-lettered record {} of {}: {reason}",
-                    held.delivery.stream_sequence, held.message.subject
-                );
-            }
-            Err(e) => log::error!(
-                "{name}: cannot dead-letter record {} of {} ({reason}): {e}; it will be redelivered",
-                held.delivery.stream_sequence, held.message.subject
-            ),
-        }
+        held.dead_letter(name, conn, namespace, stats, reason);
     }
 
     /// Sends the chunk to the writer. While the writer is not taking it (InfluxDB slow or
@@ -737,7 +645,7 @@ impl Running {
         if self.chunk.is_empty() {
             return;
         }
-        let progress_every = (self.worker.pull.ack_wait / 3).max(Duration::from_secs(1));
+        let progress_every = keep_alive_every(self.worker.pull.ack_wait);
         let mut chunk = std::mem::take(&mut self.chunk);
         loop {
             match self.worker.to_writer.send_timeout(chunk, progress_every) {
@@ -749,9 +657,7 @@ impl Running {
                         self.arrive(message, Inbox::Current);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
-                    for held in chunk.items() {
-                        let _ = jetstream::ack(&held.message, Ack::Progress);
-                    }
+                    chunk.items().iter().for_each(Held::keep_alive);
                 }
                 Err(SendTimeoutError::Disconnected(back)) => {
                     // The writer is gone (it only leaves after every worker): give the
@@ -761,11 +667,8 @@ impl Running {
                         self.worker.name,
                         back.len()
                     );
-                    let delay = self.worker.pull.give_back_delay();
-                    for held in back.items() {
-                        let _ = jetstream::ack(&held.message, Ack::Nak(delay));
-                    }
-                    self.worker.stats.hold(-(back.len() as i64));
+                    let n = settle::give_back_all(back.items(), self.worker.pull.give_back_delay());
+                    self.worker.stats.hold(-(n as i64));
                     return;
                 }
             }

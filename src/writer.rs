@@ -25,12 +25,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits};
-use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
-use crate::jetstream::{self, Ack, Connection};
+use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, WriteError};
+use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
+use crate::settle::{self, keep_alive_every, Held};
 use crate::shutdown::Shutdown;
 use crate::stats::{unix_ms, Stats};
-use crate::worker::{Chunk, Held};
+use crate::worker::Chunk;
 
 /// Backoff for passing failures: from `FIRST_BACKOFF`, doubling, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -197,14 +198,7 @@ impl Running {
         self.convert(&all);
         let outcome = self.store(all);
         if outcome.is_err() {
-            let delay = self.writer.give_back_delay;
-            let mut n_given_back = 0;
-            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
-                if !settled {
-                    let _ = jetstream::ack(&held.message, Ack::Nak(delay));
-                    n_given_back += 1;
-                }
-            }
+            let n_given_back = settle::give_back_all(self.unsettled(), self.writer.give_back_delay);
             Stats::add(&self.writer.stats.given_back, n_given_back);
             self.writer.stats.hold(-(n_given_back as i64));
             log::warn!(
@@ -239,19 +233,10 @@ impl Running {
             let result = self.write_part(&part);
             let stats = &self.writer.stats;
             stats.write_micros.observe_micros(started.elapsed());
-            // A rejection of bad lines still shows a working database.
-            stats.influx_write(
-                Instant::now(),
-                match &result {
-                    Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
-                    Err(error @ WriteError::Fatal { .. }) => Err(error.to_string()),
-                    _ => Ok(()),
-                },
-            );
-            if !matches!(
-                result,
-                Err(WriteError::Retry { .. } | WriteError::Fatal { .. })
-            ) {
+            let health = health(&result);
+            let working = health.is_ok();
+            stats.influx_write(Instant::now(), health);
+            if working {
                 if let Some(failure) = self.failing.take() {
                     log::info!("writer: InfluxDB is storing again (after: {failure})");
                 }
@@ -278,7 +263,7 @@ impl Running {
                 Err(WriteError::Refused { line }) => {
                     // Nothing was stored: the named line is settled on its own, the others
                     // are written again.
-                    let Some(&index) = line.number.checked_sub(1).and_then(|i| part.get(i)) else {
+                    let Some(index) = refused_index(&part, line.number) else {
                         let error = WriteError::Rejected {
                             status: 400,
                             message: line.message,
@@ -303,11 +288,9 @@ impl Running {
                         self.failing = Some(reason);
                     }
                     Stats::add(&self.writer.stats.retries, 1);
-                    let wait = match retry_after {
-                        Some(after) => after.min(MAX_RETRY_AFTER),
-                        None => self.jittered(backoff),
-                    };
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let fraction = jitter(&mut self.jitter_state);
+                    let wait = retry_wait(retry_after, backoff, fraction);
+                    backoff = next_backoff(backoff);
                     self.wait(wait)?;
                 }
                 Err(error @ WriteError::Fatal { .. }) => {
@@ -360,28 +343,21 @@ impl Running {
         rejected: Vec<RejectedLine>,
         complete: bool,
     ) -> Result<(), GaveUp> {
-        let plan = plan_partial(part.len(), rejected, complete);
-        if plan.rejected.is_empty() {
+        let Some(sorted) = sort_partial(&part, plan_partial(part.len(), rejected, complete)) else {
             // An answer that names no line of the body explains nothing.
             let error = WriteError::Rejected {
                 status: 400,
                 message: "partial write naming no line of the request".into(),
             };
             return self.split(part, &error);
-        }
-        let named: Vec<(usize, String)> = plan
-            .rejected
-            .into_iter()
-            .map(|(position, message)| (part[position], message))
-            .collect();
-        let stored: Vec<usize> = part[..plan.explained]
-            .iter()
-            .copied()
-            .filter(|i| named.binary_search_by_key(i, |(n, _)| *n).is_err())
-            .collect();
-        let unknown = part[plan.explained..].to_vec();
+        };
+        let Partial {
+            stored,
+            rejected,
+            unknown,
+        } = sorted;
         self.acknowledge(&stored);
-        let again = self.settle_rejected(&named);
+        let again = self.settle_rejected(&rejected);
         if !again.is_empty() {
             self.store(again)?;
         }
@@ -417,14 +393,14 @@ impl Running {
     /// Acknowledges records stored by InfluxDB.
     fn acknowledge(&mut self, indices: &[usize]) {
         for &i in indices {
-            let _ = jetstream::ack(&self.batch.lines.items()[i].message, Ack::Done);
+            self.batch.lines.items()[i].acknowledge();
             self.settled[i] = true;
         }
         Stats::add(&self.writer.stats.written, indices.len() as u64);
         self.writer.stats.written(
             indices
                 .iter()
-                .map(|&i| self.batch.lines.items()[i].message.subject.as_str()),
+                .map(|&i| self.batch.lines.items()[i].measurement()),
             unix_ms(SystemTime::now()),
         );
         self.writer.stats.hold(-(indices.len() as i64));
@@ -476,14 +452,10 @@ impl Running {
     /// Waits before a retry, keeping the unsettled records alive with in-progress acks well
     /// inside their ack wait. Fails once the shutdown deadline has passed.
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
-        let progress_every = (self.writer.ack_wait / 3).max(Duration::from_secs(1));
+        let progress_every = keep_alive_every(self.writer.ack_wait);
         let until = Instant::now() + total;
         loop {
-            for (held, settled) in self.batch.lines.items().iter().zip(&self.settled) {
-                if !settled {
-                    let _ = jetstream::ack(&held.message, Ack::Progress);
-                }
-            }
+            self.unsettled().for_each(Held::keep_alive);
             let now = Instant::now();
             if self.writer.shutdown.is_overdue(now) {
                 return Err(GaveUp);
@@ -497,47 +469,181 @@ impl Running {
         }
     }
 
-    /// Spreads retries of several collectors apart: a wait between 50% and 100% of `base`.
-    fn jittered(&mut self, base: Duration) -> Duration {
-        // xorshift64: plenty for jitter.
-        let mut x = self.jitter_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter_state = x;
-        let fraction = 0.5 + (x % 1000) as f64 / 2000.0;
-        base.mul_f64(fraction)
+    /// The records of the batch not yet acknowledged or dead-lettered.
+    fn unsettled(&self) -> impl Iterator<Item = &Held> {
+        self.batch
+            .lines
+            .items()
+            .iter()
+            .zip(&self.settled)
+            .filter(|(_, settled)| !**settled)
+            .map(|(held, _)| held)
     }
 
+    /// Dead-letters a record InfluxDB refused ([`Held::dead_letter`]). Settled either way:
+    /// terminated, or left to come back after its ack wait.
     fn dead_letter(&mut self, index: usize, reason: &str) {
         self.settled[index] = true;
-        let held = &self.batch.lines.items()[index];
+        self.writer.stats.hold(-1);
         let Writer {
             conn,
             namespace,
             stats,
             ..
         } = &self.writer;
-        // Settled either way: terminated, or left to come back after its ack wait.
-        stats.hold(-1);
-        match jetstream::dead_letter(conn, namespace, &held.message, &held.delivery, reason) {
-            Ok(()) => {
-                if let Err(e) = jetstream::terminate(conn, &held.message) {
-                    log::warn!(
-                        "writer: +TERM of dead-lettered record {} of {} not confirmed ({e}); if it comes back, its dead letter is stored once",
-                        held.delivery.stream_sequence, held.message.subject
-                    );
-                }
-                Stats::add(&stats.dead_lettered, 1);
-                log::warn!(
-                    "writer: dead-lettered record {} of {}: {reason}",
-                    held.delivery.stream_sequence, held.message.subject
-                );
-            }
-            Err(e) => log::error!(
-                "writer: cannot dead-letter record {} of {} ({reason}): {e}; it will be redelivered",
-                held.delivery.stream_sequence, held.message.subject
-            ),
+        self.batch.lines.items()[index].dead_letter("writer", conn, namespace, stats, reason);
+    }
+}
+
+// Pure decisions of `store`, tested below without a server.
+
+/// What a write's answer says about InfluxDB's health: a rejection of bad lines still shows a
+/// working database; only a passing failure or a fatal answer does not.
+fn health(result: &Result<(), WriteError>) -> Result<(), String> {
+    match result {
+        Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
+        Err(error @ WriteError::Fatal { .. }) => Err(error.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// The batch index of the line a refusal names by its `number` (from 1) in the body of
+/// `part`; `None` when the number is outside the body.
+fn refused_index(part: &[usize], number: usize) -> Option<usize> {
+    number.checked_sub(1).and_then(|i| part.get(i)).copied()
+}
+
+/// How long to wait before retrying a passing failure: the server's `Retry-After` (at most
+/// [`MAX_RETRY_AFTER`]), else `backoff` scaled by the jitter `fraction`.
+fn retry_wait(retry_after: Option<Duration>, backoff: Duration, fraction: f64) -> Duration {
+    match retry_after {
+        Some(after) => after.min(MAX_RETRY_AFTER),
+        None => backoff.mul_f64(fraction),
+    }
+}
+
+/// The backoff after `backoff`: doubled, up to [`MAX_BACKOFF`].
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// Spreads retries of several collectors apart: a fraction between 0.5 and 1 from an
+/// xorshift64 `state` (plenty for jitter; no need for a random crate).
+fn jitter(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    0.5 + (x % 1000) as f64 / 2000.0
+}
+
+/// A v3 partial write of a part, sorted by what happens to each record (batch indices).
+#[derive(Debug, PartialEq, Eq)]
+struct Partial {
+    /// Stored: acknowledged.
+    stored: Vec<usize>,
+    /// Named by InfluxDB with its message: converted and written again, or dead-lettered.
+    rejected: Vec<(usize, String)>,
+    /// After the last line named in a list that may be cut short: written again.
+    unknown: Vec<usize>,
+}
+
+/// Maps a [`PartialPlan`] (positions in the body of `part`) onto batch indices; `None` when
+/// it names no line, so it explains nothing.
+fn sort_partial(part: &[usize], plan: PartialPlan) -> Option<Partial> {
+    if plan.rejected.is_empty() {
+        return None;
+    }
+    let rejected: Vec<(usize, String)> = plan
+        .rejected
+        .into_iter()
+        .map(|(position, message)| (part[position], message))
+        .collect();
+    let stored = part[..plan.explained]
+        .iter()
+        .copied()
+        .filter(|i| rejected.binary_search_by_key(i, |(n, _)| *n).is_err())
+        .collect();
+    let unknown = part[plan.explained..].to_vec();
+    Some(Partial {
+        stored,
+        rejected,
+        unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_passing_and_fatal_failures_count_against_health() {
+        assert_eq!(health(&Ok(())), Ok(()));
+        let rejected = WriteError::Rejected {
+            status: 400,
+            message: "bad line".into(),
+        };
+        assert_eq!(health(&Err(rejected)), Ok(()));
+        assert_eq!(health(&Err(WriteError::TooLarge)), Ok(()));
+        let retry = WriteError::Retry {
+            reason: "503".into(),
+            retry_after: None,
+        };
+        assert_eq!(health(&Err(retry)), Err("503".into()));
+    }
+
+    #[test]
+    fn a_refusal_names_a_line_of_the_part_from_one() {
+        let part = [3, 5, 8];
+        assert_eq!(refused_index(&part, 1), Some(3));
+        assert_eq!(refused_index(&part, 3), Some(8));
+        assert_eq!(refused_index(&part, 0), None);
+        assert_eq!(refused_index(&part, 4), None);
+    }
+
+    #[test]
+    fn retries_back_off_with_jitter_and_honour_retry_after() {
+        let second = Duration::from_secs(1);
+        assert_eq!(retry_wait(None, second, 0.5), second / 2);
+        assert_eq!(retry_wait(Some(7 * second), second, 0.5), 7 * second);
+        assert_eq!(
+            retry_wait(Some(Duration::from_secs(3600)), second, 0.5),
+            MAX_RETRY_AFTER
+        );
+        let mut backoff = FIRST_BACKOFF;
+        for _ in 0..20 {
+            backoff = next_backoff(backoff);
         }
+        assert_eq!(backoff, MAX_BACKOFF);
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..1000 {
+            let fraction = jitter(&mut state);
+            assert!((0.5..1.0).contains(&fraction), "{fraction}");
+        }
+    }
+
+    #[test]
+    fn a_partial_write_sorts_the_part_into_stored_rejected_and_unknown() {
+        // Batch indices 10..16; the answer names body lines 2 and 4 (positions 1 and 3) and
+        // may be cut short after the 4th.
+        let part: Vec<usize> = (10..16).collect();
+        let plan = PartialPlan {
+            rejected: vec![(1, "bad".into()), (3, "worse".into())],
+            explained: 4,
+        };
+        assert_eq!(
+            sort_partial(&part, plan),
+            Some(Partial {
+                stored: vec![10, 12],
+                rejected: vec![(11, "bad".into()), (13, "worse".into())],
+                unknown: vec![14, 15],
+            })
+        );
+        let nothing = PartialPlan {
+            rejected: Vec::new(),
+            explained: 0,
+        };
+        assert_eq!(sort_partial(&part, nothing), None);
     }
 }

@@ -626,3 +626,75 @@ fn a_second_signal_exits_at_once() {
     // Nothing was acknowledged: the records wait for the next collector.
     assert_eq!(transfer.stream_state("m").0, 50);
 }
+
+/// A record whose dead letter is stored already (another delivery, here or in another
+/// collector, published it and its `+TERM` was lost) is terminated again, and the dead-letter
+/// stream answers "duplicate": `collector_records_dead_lettered_total` counts each record
+/// once, so the repeat adds nothing.
+#[test]
+// The `nats` crate marks its header map deprecated in favour of async-nats; the collector
+// and the harness use it on purpose (synchronous threads), so do these tests.
+#[allow(deprecated)]
+fn a_repeat_dead_letter_is_counted_once() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("rd");
+    let transfer = Transfer::new(nats.connect(), "rd");
+    let mut collector = Collector::start(&v1_config("rd", &nats.url(), &influx, ""));
+    // The collector makes the dead-letter stream at start.
+    assert!(
+        wait_until(Duration::from_secs(30), || transfer
+            .js_request("$JS.API.STREAM.INFO.rd:dlq", b"")
+            .is_ok()),
+        "{}",
+        collector.log()
+    );
+    // A poison record in a stream the collector does not pull yet (no key in the bucket).
+    transfer.add_stream("bad", "");
+    transfer.publish("bad", b"not json at all");
+    let stream = transfer.stream_name("bad");
+    let stored = transfer
+        .js_request(
+            &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            serde_json::json!({ "seq": 1 }).to_string().as_bytes(),
+        )
+        .expect("the poison record is stored");
+    let time = stored["message"]["time"].as_str().unwrap_or("");
+    let timestamp_ns = collector::record::parse_rfc3339_ns(time).expect("stream time");
+    // Its dead letter, as an earlier delivery would have published it.
+    let mut headers = nats::header::HeaderMap::new();
+    let id = format!("{stream}:1:{timestamp_ns}");
+    headers.insert("Nats-Msg-Id", id.as_str());
+    let reply = transfer
+        .connection()
+        .request_with_headers_or_timeout(
+            "rd.dlq.bad",
+            Some(&headers),
+            Some(Duration::from_secs(5)),
+            b"not json at all",
+        )
+        .expect("the earlier dead letter is stored");
+    let answer: Value = serde_json::from_slice(&reply.data).expect("publish acknowledgement");
+    assert_eq!(answer["seq"].as_u64(), Some(1), "{answer}");
+    // Now the collector pulls it and dead-letters it again: a repeat.
+    transfer.set("bad", "");
+    assert!(
+        wait_until(Duration::from_secs(30), || transfer.stream_state("bad").0
+            == 0),
+        "{}",
+        collector.log()
+    );
+    collector.terminate();
+    assert_eq!(
+        collector
+            .wait_timeout(Duration::from_secs(15))
+            .and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        collector.log()
+    );
+    let log = collector.log();
+    assert!(log.contains("this delivery is a repeat"), "{log}");
+    assert!(log.contains("dead-lettered 0,"), "{log}");
+    assert_eq!(transfer.dead_letters().len(), 1);
+}

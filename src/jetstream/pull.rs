@@ -21,7 +21,7 @@ pub fn dead_letter(
     message: &Message,
     delivery: &Delivery,
     reason: &str,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let measurement = message.subject.rsplit('.').next().unwrap_or("unknown");
     let mut headers = nats::header::HeaderMap::new();
     // A header value is one line; reasons are one line already, but be sure.
@@ -65,7 +65,7 @@ pub fn dead_letter(
                     message.subject
                 );
             }
-            Ok(())
+            Ok(answer["duplicate"].as_bool() == Some(true))
         }
     }
 }
