@@ -50,6 +50,10 @@ const REMOVED_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
+/// The longest a stop waits for its pulls to go quiet before the inbox is dropped: records
+/// keep coming under a steady load, and a rolling restart should not wait out the whole
+/// `shutdown_timeout` for each collector.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// A measurement this worker pulls.
 struct Consumer {
@@ -107,6 +111,8 @@ struct Running {
     retiring: Option<Retiring>,
     /// The control channel closed: no new pulls; leave once the outstanding ones are quiet.
     stopping: bool,
+    /// When the stop began: a stop waits for quiet pulls at most [`STOP_WAIT`].
+    stop_began: Option<Instant>,
 }
 
 /// An inbox being retired: no new pulls go to it, and it is dropped once no record has come
@@ -152,6 +158,7 @@ impl Worker {
             rotate: false,
             retiring: None,
             stopping: false,
+            stop_began: None,
         };
         running.run();
     }
@@ -233,7 +240,10 @@ impl Running {
         channel::select! {
             recv(control) -> message => match message {
                 Ok(message) => self.apply(message),
-                Err(_) => self.stopping = true,
+                Err(_) => {
+                    self.stopping = true;
+                    self.stop_began = Some(Instant::now());
+                }
             },
             recv(inbox) -> message => {
                 if let Ok(message) = message {
@@ -269,12 +279,18 @@ impl Running {
     fn may_leave(&self, now: Instant) -> bool {
         let busy =
             self.retiring.is_some() || self.consumers.values().any(|c| !c.pulls.is_quiet(now));
+        // Under a steady load long pulls never go quiet: after STOP_WAIT the worker leaves
+        // anyway, and what the server sends during the unsubscription comes back after its
+        // ack wait (nothing is lost; a stop stays as short as with the 2 s pulls of before).
+        let waited = self
+            .stop_began
+            .is_some_and(|began| now >= began + STOP_WAIT);
         let cutoff = self
             .worker
             .shutdown
             .deadline()
             .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
-        !busy || cutoff.is_some_and(|cutoff| now >= cutoff)
+        !busy || waited || cutoff.is_some_and(|cutoff| now >= cutoff)
     }
 
     /// Drops the inboxes, hands over the last records and gives back what came after.
