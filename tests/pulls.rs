@@ -301,3 +301,61 @@ fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_fu
         collector.log()
     );
 }
+
+/// Found by the chaos soak: under a steady trickle the long pulls of a stopping collector
+/// never go quiet, and every SIGTERM waited out the whole `shutdown_timeout` (12 s each, so a
+/// rolling restart of three took well over half a minute). A stop now waits for quiet pulls
+/// at most 2 s. Here the pulls are far too large to fill before the 60 s shutdown timeout and
+/// the records come every few milliseconds for about 25 s, so the old wait would keep the
+/// collector stopping until the load ends, past this test's 12 s bound; what the server sent
+/// while the inbox was dropped comes back after the 5 s ack wait, to the collector started
+/// next.
+#[test]
+fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database("trickle");
+    let transfer = Transfer::new(nats.connect(), "trickle");
+    transfer.set("t", "");
+    let all = samples(10_000);
+    let config = v1_config(
+        "trickle",
+        &nats,
+        &influx,
+        "pull:\n  batch: 5000\n  ack_wait: 5s\nshutdown_timeout: 60s\n",
+    );
+    let mut first = Collector::start(&config);
+    // About 400 records a second for 25 s, a few every 10 ms, so records keep arriving
+    // throughout the stop.
+    let publisher = {
+        let transfer = Transfer::new(nats.connect(), "trickle");
+        let chunks: Vec<Vec<Vec<u8>>> = all.chunks(4).map(payloads).collect();
+        std::thread::spawn(move || {
+            for chunk in chunks {
+                transfer.publish_many("t", &chunk);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || influx.count("trickle", "t")
+            >= 300),
+        "{}",
+        first.log()
+    );
+    first.terminate();
+    let status = first
+        .wait_timeout(Duration::from_secs(12))
+        .unwrap_or_else(|| panic!("still stopping after 12 s:\n{}", first.log()));
+    assert_eq!(status.code(), Some(0), "{}", first.log());
+    let second = Collector::start(&config);
+    publisher.join().expect("the publisher panicked");
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "trickle",
+        &["t".to_string()],
+        &[all],
+        || format!("{}\n----\n{}", first.log(), second.log()),
+    );
+}
