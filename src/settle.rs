@@ -25,12 +25,6 @@ pub fn keep_alive_every(ack_wait: Duration) -> Duration {
     (ack_wait / 3).max(Duration::from_secs(1))
 }
 
-/// The measurement a subject names: its last token (`<ns>.logs.<m>`, `<ns>.dlq.<m>`, or a
-/// pull reply subject `<inbox>.<generation>.<m>`).
-pub fn measurement_of(subject: &str) -> &str {
-    subject.rsplit('.').next().unwrap_or("")
-}
-
 /// What a dead-letter publish came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLettered {
@@ -56,7 +50,7 @@ impl DeadLettered {
 impl Held {
     /// The measurement of the record, from its subject.
     pub fn measurement(&self) -> &str {
-        measurement_of(&self.message.subject)
+        jetstream::measurement_of(&self.message.subject)
     }
 
     /// Acknowledges the record: InfluxDB stored it.
@@ -144,15 +138,6 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(keep_alive_every(Duration::ZERO), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn the_measurement_is_the_last_token() {
-        assert_eq!(measurement_of("ns.logs.access"), "access");
-        assert_eq!(measurement_of("ns.dlq.access"), "access");
-        assert_eq!(measurement_of("_INBOX.abc.3.access"), "access");
-        assert_eq!(measurement_of("plain"), "plain");
-        assert_eq!(measurement_of(""), "");
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn reply_subject(prefix: &str, generation: u64, measurement: &str) -> String {
 /// The measurement and generation a pull reply subject names.
 fn reply_parts(subject: &str) -> (&str, Option<u64>) {
     let generation = subject.rsplit('.').nth(1).and_then(|g| g.parse().ok());
-    (settle::measurement_of(subject), generation)
+    (jetstream::measurement_of(subject), generation)
 }
 
 /// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
@@ -464,7 +464,7 @@ impl Running {
         let mut n_sent = 0;
         'consumers: for consumer in self.consumers.values_mut() {
             if consumer.pulls.resume_if_due(now) {
-                let name = settle::measurement_of(&consumer.reply).to_string();
+                let name = jetstream::measurement_of(&consumer.reply).to_string();
                 consumer.reply =
                     reply_subject(&self.inbox_prefix, consumer.pulls.generation(), &name);
             }
@@ -597,7 +597,7 @@ impl Running {
 
     fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
         Stats::add(&self.worker.stats.fetched, 1);
-        let measurement = settle::measurement_of(&message.subject);
+        let measurement = jetstream::measurement_of(&message.subject);
         let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next,
             // after the pulls still waiting for it here have been ended.

@@ -20,10 +20,7 @@ use super::output::{one_line, table, CELL_WIDTH};
 const REPLAY_BATCH: usize = 256;
 
 fn dlq_filter(namespace: &str, measurement: Option<&str>) -> String {
-    match measurement {
-        Some(m) => dead_letter_subject(namespace, m),
-        None => format!("{namespace}.dlq.>"),
-    }
+    dead_letter_subject(namespace, measurement.unwrap_or(">"))
 }
 
 /// The measurement a dead letter belongs to, from its subject `<ns>.dlq.<m>`.

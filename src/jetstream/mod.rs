@@ -26,7 +26,8 @@ pub use admin::{AccountInfo, MessageReader, Outgoing};
 pub use kv::KvEntry;
 pub use manage::{choose_replicas, dead_letter_window, resolve_replicas, Created, ReplicasFrom};
 pub use names::{
-    bucket_name, dead_letter_stream, dead_letter_subject, stream_name, subject_name, DURABLE,
+    bucket_name, dead_letter_stream, dead_letter_subject, measurement_of, stream_name,
+    subject_name, DURABLE,
 };
 pub use pull::{
     ack, classify, dead_letter, dead_letter_id, flush, parse_ack_subject, request_pull, terminate,

@@ -41,9 +41,24 @@ pub fn dead_letter_subject(namespace: &str, measurement: &str) -> String {
     format!("{namespace}.dlq.{measurement}")
 }
 
+/// The measurement a subject names: its last token (`<ns>.logs.<m>`, `<ns>.dlq.<m>`, or a
+/// pull reply subject `<inbox>.<generation>.<m>`).
+pub fn measurement_of(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_measurement_is_the_last_token() {
+        assert_eq!(measurement_of("ns.logs.access"), "access");
+        assert_eq!(measurement_of("ns.dlq.access"), "access");
+        assert_eq!(measurement_of("_INBOX.abc.3.access"), "access");
+        assert_eq!(measurement_of("plain"), "plain");
+        assert_eq!(measurement_of(""), "");
+    }
 
     #[test]
     fn names_follow_the_transfer_client() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::names::{dead_letter_subject, stream_name};
+use super::names::{dead_letter_subject, measurement_of, stream_name};
 use super::{Connection, Message, API_TIMEOUT, DURABLE};
 
 /// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
@@ -22,7 +22,7 @@ pub fn dead_letter(
     delivery: &Delivery,
     reason: &str,
 ) -> io::Result<bool> {
-    let measurement = message.subject.rsplit('.').next().unwrap_or("unknown");
+    let measurement = measurement_of(&message.subject);
     let mut headers = nats::header::HeaderMap::new();
     // A header value is one line; reasons are one line already, but be sure.
     let mut reason: String = reason.replace(['\r', '\n'], " ");
