@@ -9,7 +9,10 @@ mod v2_double;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample, Transfer};
+use util::{
+    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
+    Transfer,
+};
 use v2_double::{InfluxV2Double, Mode};
 
 fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
@@ -47,37 +50,6 @@ fn publish(transfer: &Transfer, measurements: &[&str], n: usize) -> Vec<Vec<Samp
 
 fn total(influx: &Influx, db: &str, measurements: &[&str]) -> usize {
     measurements.iter().map(|m| influx.count(db, m)).sum()
-}
-
-/// Waits until every share is in InfluxDB and every stream is empty, then checks each point.
-fn assert_all_arrived(
-    transfer: &Transfer,
-    influx: &Influx,
-    db: &str,
-    measurements: &[&str],
-    shares: &[Vec<Sample>],
-    log: impl Fn() -> String,
-) {
-    let drained = wait_until(Duration::from_secs(120), || {
-        measurements
-            .iter()
-            .zip(shares)
-            .all(|(m, s)| influx.count(db, m) == s.len() && transfer.stream_state(m).0 == 0)
-    });
-    let counts: Vec<(usize, u64)> = measurements
-        .iter()
-        .map(|m| (influx.count(db, m), transfer.stream_state(m).0))
-        .collect();
-    assert!(
-        drained,
-        "not drained: (stored, waiting) per measurement {counts:?}\n{}",
-        log()
-    );
-    for (m, share) in measurements.iter().zip(shares) {
-        influx
-            .check_samples(db, m, share)
-            .unwrap_or_else(|e| panic!("{m}: {e}"));
-    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -133,7 +105,15 @@ fn kill_9_mid_drain_loses_nothing() {
     first.kill9();
     let before_restart = total(&influx, "k9", &ms);
     let second = Collector::start(&config);
-    assert_all_arrived(&transfer, &influx, "k9", &ms, &shares, || second.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "k9",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || second.log(),
+    );
     eprintln!(
         "kill -9: sent 30000, stored {}, before restart {before_restart}",
         total(&influx, "k9", &ms)
@@ -171,7 +151,15 @@ fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
     // Nothing was acknowledged while the database was down: everything not stored waits.
     let waiting = transfer.stream_state("app").0 as usize;
     influx.start_again();
-    assert_all_arrived(&transfer, &influx, "down", &ms, &shares, || collector.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "down",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
     let log = collector.log();
     assert!(log.contains("write failed, retrying"), "{log}");
     assert!(log.contains("InfluxDB is storing again"), "{log}");
@@ -211,7 +199,15 @@ fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
         .wait_timeout(Duration::from_secs(15))
         .expect("the first collector did not exit");
     assert_eq!(status.code(), Some(0), "{}", first.log());
-    assert_all_arrived(&transfer, &influx, "two", &ms, &shares, || second.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "two",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || second.log(),
+    );
 }
 
 #[test]
@@ -231,7 +227,15 @@ fn a_nats_node_lost_mid_drain_loses_nothing() {
         collector.log()
     );
     cluster.kill9(0);
-    assert_all_arrived(&transfer, &influx, "ha", &ms, &shares, || collector.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "ha",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
 }
 
 #[test]
@@ -252,7 +256,15 @@ fn a_nats_restart_mid_drain_resumes_the_pulls() {
     nats.kill9();
     std::thread::sleep(Duration::from_secs(1));
     nats.restart();
-    assert_all_arrived(&transfer, &influx, "rs", &ms, &shares, || collector.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "rs",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
 }
 
 #[test]

@@ -8,7 +8,10 @@ mod util;
 
 use std::time::Duration;
 
-use util::{samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample, Transfer};
+use util::{
+    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
+    Transfer,
+};
 
 fn config(namespace: &str, nats_url: &str, influx: &Influx) -> String {
     format!(
@@ -30,32 +33,6 @@ fn repairs(collector: &Collector, measurement: &str) -> usize {
         .lines()
         .filter(|line| line.contains(&needle) && line.contains("pulling again"))
         .count()
-}
-
-/// Waits until InfluxDB holds exactly `expected` for `measurement` and its stream is empty,
-/// then checks every point.
-fn assert_stored(
-    transfer: &Transfer,
-    influx: &Influx,
-    db: &str,
-    measurement: &str,
-    expected: &[Sample],
-    log: impl Fn() -> String,
-) {
-    let drained = wait_until(Duration::from_secs(60), || {
-        influx.count(db, measurement) == expected.len() && transfer.stream_state(measurement).0 == 0
-    });
-    assert!(
-        drained,
-        "stored {} of {}, {} waiting\n{}",
-        influx.count(db, measurement),
-        expected.len(),
-        transfer.stream_state(measurement).0,
-        log()
-    );
-    influx
-        .check_samples(db, measurement, expected)
-        .unwrap_or_else(|e| panic!("{measurement}: {e}\n{}", log()));
 }
 
 /// Deletes the consumer while `collectors` drain 3,000 records, then publishes 500 more:
@@ -93,7 +70,15 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     );
     transfer.delete_consumer("a");
     transfer.publish_many("a", &payloads(after));
-    assert_stored(&transfer, &influx, "heal", "a", &all, logs);
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "heal",
+        &["a"],
+        &[&all],
+        Duration::from_secs(60),
+        logs,
+    );
     // Each collector that noticed the loss logs it once; one whose next pull already found
     // the consumer re-created by the other noticed nothing, and logs nothing.
     assert!(
@@ -135,9 +120,15 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     let (first, second) = all.split_at(500);
     transfer.publish_many("kept", &payloads(first));
     let collector = Collector::start(&config("heal", &nats.url(), &influx));
-    assert_stored(&transfer, &influx, "heal", "kept", first, || {
-        collector.log()
-    });
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "heal",
+        &["kept"],
+        &[first],
+        Duration::from_secs(60),
+        || collector.log(),
+    );
 
     // The stream alone is deleted: its measurement is still configured, so the stream and
     // its consumer come back, and what is published afterwards is stored.
@@ -153,7 +144,15 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
         collector.log()
     );
     transfer.publish_many("kept", &payloads(second));
-    assert_stored(&transfer, &influx, "heal", "kept", &all, || collector.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "heal",
+        &["kept"],
+        &[&all],
+        Duration::from_secs(60),
+        || collector.log(),
+    );
 
     // Removed as Transfer's `Remove` does it, key then stream: never re-created.
     transfer.remove("gone");
@@ -187,7 +186,15 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
     let (before, after) = all.split_at(1_000);
     elsewhere.publish_many("a", &payloads(before));
     let collector = Collector::start(&config("heal", &urls[0], &influx));
-    assert_stored(&elsewhere, &influx, "heal", "a", before, || collector.log());
+    assert_all_stored(
+        &elsewhere,
+        &influx,
+        "heal",
+        &["a"],
+        &[before],
+        Duration::from_secs(60),
+        || collector.log(),
+    );
     elsewhere.delete_consumer("a");
     assert!(
         wait_until(Duration::from_secs(20), || repairs(&collector, "a") == 1),
@@ -195,5 +202,13 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
         collector.log()
     );
     elsewhere.publish_many("a", &payloads(after));
-    assert_stored(&elsewhere, &influx, "heal", "a", &all, || collector.log());
+    assert_all_stored(
+        &elsewhere,
+        &influx,
+        "heal",
+        &["a"],
+        &[&all],
+        Duration::from_secs(60),
+        || collector.log(),
+    );
 }

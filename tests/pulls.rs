@@ -8,7 +8,9 @@ mod v2_double;
 
 use std::time::Duration;
 
-use util::{samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer};
+use util::{
+    assert_all_stored, samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer,
+};
 use v2_double::{InfluxV2Double, Mode};
 
 /// Small pulls and batches, and an ack wait no test waits out.
@@ -41,40 +43,6 @@ fn publish(transfer: &Transfer, measurements: &[String], n: usize) -> Vec<Vec<Sa
     shares
 }
 
-/// Waits until InfluxDB holds every share and every stream is empty, then checks each point.
-fn assert_all_stored(
-    transfer: &Transfer,
-    influx: &Influx,
-    db: &str,
-    measurements: &[String],
-    shares: &[Vec<Sample>],
-    log: impl Fn() -> String,
-) {
-    let stored = |m: &String| influx.count(db, m);
-    let drained = wait_until(Duration::from_secs(90), || {
-        measurements
-            .iter()
-            .zip(shares)
-            .all(|(m, s)| stored(m) == s.len() && transfer.stream_state(m).0 == 0)
-    });
-    let missing: Vec<(String, usize, usize, u64)> = measurements
-        .iter()
-        .zip(shares)
-        .map(|(m, s)| (m.clone(), stored(m), s.len(), transfer.stream_state(m).0))
-        .filter(|(_, stored, expected, waiting)| stored != expected || *waiting != 0)
-        .collect();
-    assert!(
-        drained,
-        "(measurement, stored, expected, waiting): {missing:?}\n{}",
-        log()
-    );
-    for (m, share) in measurements.iter().zip(shares) {
-        influx
-            .check_samples(db, m, share)
-            .unwrap_or_else(|e| panic!("{m}: {e}"));
-    }
-}
-
 #[test]
 fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
     let nats = NatsServer::start();
@@ -104,9 +72,15 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
     assert_eq!(status.code(), Some(0), "{}", first.log());
     // With a 5-minute ack wait, a record the first collector left pending would hold this
     // past its 90 s limit: everything it had was written, or given back to the second.
-    assert_all_stored(&transfer, &influx, "stop", &ms, &shares, || {
-        format!("{}\n----\n{}", first.log(), second.log())
-    });
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "stop",
+        &ms,
+        &shares,
+        Duration::from_secs(90),
+        || format!("{}\n----\n{}", first.log(), second.log()),
+    );
 }
 
 #[test]
@@ -158,9 +132,15 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     assert_eq!(transfer.stream_state("removed").0, 300);
     assert_eq!(influx.count("rm", "removed"), 0);
     publisher.join().expect("publisher");
-    assert_all_stored(&transfer, &influx, "rm", &busy, &[busy_samples], || {
-        collector.log()
-    });
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "rm",
+        &busy,
+        &[busy_samples],
+        Duration::from_secs(90),
+        || collector.log(),
+    );
 
     transfer.set("removed", "");
     assert_all_stored(
@@ -169,6 +149,7 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
         "rm",
         &["removed".to_string()],
         &[waiting],
+        Duration::from_secs(90),
         || collector.log(),
     );
     assert!(
@@ -187,7 +168,15 @@ fn two_hundred_measurements_drain_exactly() {
     let ms: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
     let shares = publish(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("many", &nats, &influx, TUNING));
-    assert_all_stored(&transfer, &influx, "many", &ms, &shares, || collector.log());
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "many",
+        &ms,
+        &shares,
+        Duration::from_secs(90),
+        || collector.log(),
+    );
 }
 
 #[test]
@@ -356,6 +345,7 @@ fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
         "trickle",
         &["t".to_string()],
         &[all],
+        Duration::from_secs(90),
         || format!("{}\n----\n{}", first.log(), second.log()),
     );
 }

@@ -46,6 +46,51 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Waits up to `within` until InfluxDB database `db` holds each share of `measurements`
+/// exactly (by count) and every measurement's stream is empty, then checks every point
+/// against its sample. `log` gives the collectors' logs for a failure message.
+pub fn assert_all_stored<M: AsRef<str>, S: AsRef<[Sample]>>(
+    transfer: &Transfer,
+    influx: &Influx,
+    db: &str,
+    measurements: &[M],
+    shares: &[S],
+    within: Duration,
+    log: impl Fn() -> String,
+) {
+    let state = || -> Vec<(String, usize, usize, u64)> {
+        measurements
+            .iter()
+            .zip(shares)
+            .map(|(m, s)| {
+                let m = m.as_ref();
+                (
+                    m.to_string(),
+                    influx.count(db, m),
+                    s.as_ref().len(),
+                    transfer.stream_state(m).0,
+                )
+            })
+            .collect()
+    };
+    let drained = wait_until(within, || {
+        state()
+            .iter()
+            .all(|(_, stored, expected, waiting)| stored == expected && *waiting == 0)
+    });
+    assert!(
+        drained,
+        "not drained: (measurement, stored, expected, waiting) {:?}\n{}",
+        state(),
+        log()
+    );
+    for (m, share) in measurements.iter().zip(shares) {
+        influx
+            .check_samples(db, m.as_ref(), share.as_ref())
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", m.as_ref(), log()));
+    }
+}
+
 /// Polls `cond` until it returns true or `timeout` passes; returns whether it
 /// became true. Polls quickly at first, then every 100 ms.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
