@@ -3,6 +3,7 @@
 //! keep-alive) and writes the answers a double's handler decides. It knows nothing of
 //! InfluxDB; each double keeps its own state and semantics, written from its API reference.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +17,25 @@ pub struct Request {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Whether the body came gzip-compressed (`Content-Encoding: gzip`).
+    pub fn gzip(&self) -> bool {
+        self.headers
+            .get("content-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+    }
+
+    /// The body as InfluxDB reads it: decompressed when it came gzip-compressed.
+    pub fn decoded_body(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        if !self.gzip() {
+            return Ok(Cow::Borrowed(&self.body));
+        }
+        let mut decompressed = Vec::new();
+        flate2::read::MultiGzDecoder::new(&self.body[..]).read_to_end(&mut decompressed)?;
+        Ok(Cow::Owned(decompressed))
+    }
 }
 
 /// A double's answer: status, extra headers, and a JSON body (empty for none).

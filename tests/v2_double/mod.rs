@@ -20,11 +20,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::util::HttpDouble;
+use crate::util::{HttpDouble, Request};
 
 /// How the double answers writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,9 +83,7 @@ impl InfluxV2Double {
             points: BTreeMap::new(),
         }));
         let served = state.clone();
-        let http = HttpDouble::start(move |request| {
-            answer(&served, &request.path, &request.headers, &request.body)
-        });
+        let http = HttpDouble::start(move |request| answer(&served, request));
         InfluxV2Double { http, state }
     }
 
@@ -122,22 +119,11 @@ impl InfluxV2Double {
     }
 }
 
-fn answer(
-    state: &Mutex<State>,
-    path: &str,
-    headers: &BTreeMap<String, String>,
-    body: &[u8],
-) -> (u16, Vec<(&'static str, String)>, String) {
-    let gzip = headers
-        .get("content-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let mut decompressed = Vec::new();
-    let body = match gzip {
-        true => flate2::read::MultiGzDecoder::new(body)
-            .read_to_end(&mut decompressed)
-            .map(|_| &decompressed[..]),
-        false => Ok(body),
-    };
+fn answer(state: &Mutex<State>, request: &Request) -> (u16, Vec<(&'static str, String)>, String) {
+    let (path, headers) = (request.path.as_str(), &request.headers);
+    let gzip = request.gzip();
+    let body = request.decoded_body();
+    let body = body.as_deref();
     let mut state = state.lock().unwrap();
     let authorization = headers.get("authorization").cloned();
     let mut measurements = Vec::new();

@@ -28,11 +28,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::util::HttpDouble;
+use crate::util::{HttpDouble, Request};
 
 /// The most rejected lines an answer names, as InfluxDB 3 does.
 pub const MAX_LINE_ERRORS: usize = 100;
@@ -115,9 +114,7 @@ impl InfluxV3Double {
             points: BTreeMap::new(),
         }));
         let served = state.clone();
-        let http = HttpDouble::start(move |request| {
-            answer(&served, &request.path, &request.headers, &request.body)
-        });
+        let http = HttpDouble::start(move |request| answer(&served, request));
         InfluxV3Double { http, state }
     }
 
@@ -174,22 +171,10 @@ fn error(status: u16, message: &str) -> Answer {
     )
 }
 
-fn answer(
-    state: &Mutex<State>,
-    path: &str,
-    headers: &BTreeMap<String, String>,
-    body: &[u8],
-) -> Answer {
-    let gzip = headers
-        .get("content-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let mut decompressed = Vec::new();
-    let body = match gzip {
-        true => flate2::read::MultiGzDecoder::new(body)
-            .read_to_end(&mut decompressed)
-            .map(|_| &decompressed[..]),
-        false => Ok(body),
-    };
+fn answer(state: &Mutex<State>, request: &Request) -> Answer {
+    let (path, headers) = (request.path.as_str(), &request.headers);
+    let body = request.decoded_body();
+    let body = body.as_deref();
     let mut state = state.lock().unwrap();
     let authorization = headers.get("authorization").cloned();
     let (n_lines, reply) = match body {
