@@ -290,6 +290,7 @@ impl Shared<'_> {
             },
             ack_wait: config.pull.ack_wait,
             give_back_delay: config.pull.give_back_delay(),
+            max_deliver: config.pull.max_deliver,
             chunks,
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),

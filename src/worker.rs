@@ -612,19 +612,6 @@ impl Running {
         consumer
             .pulls
             .record(Instant::now(), inbox == Inbox::Current);
-        if delivery.delivered > self.worker.pull.max_deliver {
-            // The history: how often it came back, and what last stopped a write here.
-            let last_failure = match self.worker.stats.last_write_failure() {
-                Some(failure) => format!("; last write failure here: {failure}"),
-                None => String::new(),
-            };
-            let reason = format!(
-                "delivered {} times without being stored (pull.max_deliver is {}){last_failure}",
-                delivery.delivered, self.worker.pull.max_deliver
-            );
-            self.dead_letter(Held { message, delivery }, &reason);
-            return;
-        }
         let encoder = &consumer.encoder;
         let held = Held { message, delivery };
         let encoded = self.chunk.push(held, |held, out| {

@@ -49,6 +49,9 @@ pub struct Writer {
     pub ack_wait: Duration,
     /// See [`crate::config::PullConfig::give_back_delay`].
     pub give_back_delay: Duration,
+    /// See [`crate::config::PullConfig::max_deliver`]: records delivered more often are
+    /// written one by one.
+    pub max_deliver: u64,
     pub chunks: Receiver<Chunk>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
@@ -196,7 +199,33 @@ impl Running {
         // costs one rejected write, not one per batch.
         let all: Vec<usize> = (0..n).collect();
         self.convert(&all);
-        let outcome = self.store(all);
+        let (together, alone) = suspects(
+            self.batch
+                .lines
+                .items()
+                .iter()
+                .map(|held| held.delivery.delivered),
+            self.writer.max_deliver,
+        );
+        let mut outcome = if together.is_empty() {
+            Ok(())
+        } else {
+            self.store(together)
+        };
+        for index in alone {
+            if outcome.is_err() {
+                break;
+            }
+            let held = &self.batch.lines.items()[index];
+            log::warn!(
+                "writer: record {} of {} was delivered {} times without being stored (pull.max_deliver is {}); writing it on its own",
+                held.delivery.stream_sequence,
+                held.message.subject,
+                held.delivery.delivered,
+                self.writer.max_deliver
+            );
+            outcome = self.store(vec![index]);
+        }
         if outcome.is_err() {
             let n_given_back = settle::give_back_all(self.unsettled(), self.writer.give_back_delay);
             Stats::add(&self.writer.stats.given_back, n_given_back);
@@ -509,6 +538,25 @@ fn health(result: &Result<(), WriteError>) -> Result<(), String> {
 
 /// The batch index of the line a refusal names by its `number` (from 1) in the body of
 /// `part`; `None` when the number is outside the body.
+/// Sorts the records of a batch, by how often each was delivered, into those written together
+/// and those written one by one: a record delivered more than `max_deliver` times has come
+/// back again and again without being stored. A delivery count alone cannot tell why (a
+/// collector stopped or killed while InfluxDB was down gives its records back, and each
+/// give-back is a delivery), so such a record is not dead-lettered for its count: written on
+/// its own, InfluxDB's answer settles it by itself, and should it be what stops a collector,
+/// the log line before its write names it.
+fn suspects(delivered: impl Iterator<Item = u64>, max_deliver: u64) -> (Vec<usize>, Vec<usize>) {
+    let (mut together, mut alone) = (Vec::new(), Vec::new());
+    for (index, count) in delivered.enumerate() {
+        if count > max_deliver {
+            alone.push(index);
+        } else {
+            together.push(index);
+        }
+    }
+    (together, alone)
+}
+
 fn refused_index(part: &[usize], number: usize) -> Option<usize> {
     number.checked_sub(1).and_then(|i| part.get(i)).copied()
 }
@@ -576,6 +624,15 @@ fn sort_partial(part: &[usize], plan: PartialPlan) -> Option<Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_delivered_past_max_deliver_are_written_one_by_one() {
+        let (together, alone) = suspects([1, 11, 10, 3, 12].into_iter(), 10);
+        assert_eq!(together, [0, 2, 3]);
+        assert_eq!(alone, [1, 4]);
+        let (together, alone) = suspects([1, 1].into_iter(), 10);
+        assert_eq!((together, alone), (vec![0, 1], vec![]));
+    }
 
     #[test]
     fn only_passing_and_fatal_failures_count_against_health() {

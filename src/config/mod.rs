@@ -262,7 +262,8 @@ pub struct PullConfig {
     pub expires: Duration,
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
-    /// Deliveries after which a record that was never stored is dead-lettered.
+    /// Deliveries after which a record that was never stored is written on its own, apart
+    /// from its batch ([`crate::writer`]); it also sizes the dead-letter duplicate window.
     pub max_deliver: u64,
 }
 
