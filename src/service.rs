@@ -15,7 +15,7 @@
 //!   └── polls KV <ns>_logs       pulls ◀── JetStream ──┘ acks
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -42,9 +42,6 @@ const CONTROL_CAPACITY: usize = 256;
 /// that does not fit is not lost for good: the worker pulls again after a pause, and the
 /// periodic check finds what is still missing.
 const GONE_CAPACITY: usize = 256;
-/// How often the main thread checks that every pulled measurement still has its consumer,
-/// for a loss no pull reported (a consumer deleted while no pull was waiting on it).
-const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Margin past the shutdown deadline for threads to notice it and leave.
 const JOIN_MARGIN: Duration = Duration::from_secs(2);
 /// With readiness served, how long the writer may go without hearing from InfluxDB before
@@ -419,15 +416,72 @@ struct Poller<'a> {
     failing: bool,
     first: bool,
     stats: &'a Stats,
-    /// When the lag of every measurement was last read from JetStream.
-    lag_refreshed: Option<Instant>,
+    /// When each measurement's consumer is next surveyed.
+    survey: SurveySchedule,
 }
 
-/// The lag of every measurement is read from JetStream every this many polls (and at most
-/// every [`LAG_REFRESH_MAX`]): deliveries keep it current while records flow, this catches
-/// the idle ones and those another collector drains, at two requests per measurement.
-const LAG_REFRESH_POLLS: u32 = 5;
-const LAG_REFRESH_MAX: Duration = Duration::from_secs(30);
+/// Each pulled measurement's consumer is surveyed ([`JetStream::survey`]) every this many
+/// polls, at most every [`SURVEY_IDLE`], while records wait in it: deliveries keep the lag
+/// gauges current while records flow here, the survey catches those another collector drains
+/// and those nobody drains. A measurement found with nothing waiting is surveyed again only
+/// after [`SURVEY_IDLE`]: hundreds of idle measurements cost a pipelined request each per
+/// 30 s. The survey is also the slow check that every pulled measurement still has its
+/// consumer, so a loss that no pull noticed is healed too.
+const SURVEY_POLLS: u32 = 5;
+const SURVEY_IDLE: Duration = Duration::from_secs(30);
+
+/// When each measurement is next surveyed: a pure schedule, unit-tested.
+#[derive(Debug, Default)]
+struct SurveySchedule {
+    surveyed: HashMap<String, Surveyed>,
+}
+
+/// One measurement's last survey.
+#[derive(Debug, Clone, Copy)]
+struct Surveyed {
+    /// Due from then on if records were delivered here since.
+    busy_at: Instant,
+    /// Due from then on in any case.
+    idle_at: Instant,
+    /// Its `collector_measurement_records_fetched_total` when it was surveyed.
+    fetched: u64,
+}
+
+impl SurveySchedule {
+    /// Of `names`, each with the records fetched for it so far, those due at `now`: never
+    /// surveyed, or idle for [`SURVEY_IDLE`], or busy (records waited, or were delivered
+    /// since) for the busy period.
+    fn due<'n>(&self, now: Instant, names: impl Iterator<Item = (&'n str, u64)>) -> Vec<String> {
+        names
+            .filter(|(name, fetched)| match self.surveyed.get(*name) {
+                None => true,
+                Some(last) => {
+                    now >= last.idle_at || (*fetched != last.fetched && now >= last.busy_at)
+                }
+            })
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// `name` was surveyed at `now`, when `fetched` records had been fetched for it: due again
+    /// after `busy` if records waited in it (or it could not be read) or once more are
+    /// delivered, otherwise after [`SURVEY_IDLE`].
+    fn surveyed(&mut self, name: &str, now: Instant, waiting: bool, fetched: u64, busy: Duration) {
+        let idle = if waiting { busy } else { SURVEY_IDLE.max(busy) };
+        let last = Surveyed {
+            busy_at: now + busy,
+            idle_at: now + idle,
+            fetched,
+        };
+        self.surveyed.insert(name.to_string(), last);
+    }
+
+    /// Forgets the measurements not in `names` (removed from the bucket).
+    fn keep_only(&mut self, names: &BTreeSet<&str>) {
+        self.surveyed
+            .retain(|name, _| names.contains(name.as_str()));
+    }
+}
 
 impl<'a> Poller<'a> {
     fn new(
@@ -448,20 +502,15 @@ impl<'a> Poller<'a> {
             failing: false,
             first: true,
             stats,
-            lag_refreshed: None,
+            survey: SurveySchedule::default(),
         }
     }
 
-    /// Polls the bucket every `poll_interval`, checks the consumers every
-    /// [`CONSUMER_CHECK_EVERY`] and heals what the workers report gone, until a signal.
+    /// Polls the bucket every `poll_interval`, surveys the consumers when due and heals what
+    /// the workers report gone, until a signal.
     fn serve(&mut self, signals: &Receiver<()>, gone_reports: &Receiver<Gone>) {
-        let mut next_check = Instant::now() + CONSUMER_CHECK_EVERY;
         loop {
             self.poll();
-            if Instant::now() >= next_check {
-                self.check_consumers();
-                next_check = Instant::now() + CONSUMER_CHECK_EVERY;
-            }
             channel::select! {
                 recv(signals) -> _ => return,
                 recv(gone_reports) -> report => {
@@ -497,7 +546,7 @@ impl<'a> Poller<'a> {
                 }
             }
         }
-        self.refresh_lag(Instant::now());
+        self.survey(Instant::now());
         let unready: Vec<String> = self.unready.iter().cloned().collect();
         for name in unready {
             let Some(measurement) = self.measurement(&name) else {
@@ -568,44 +617,58 @@ impl<'a> Poller<'a> {
         Ok(())
     }
 
-    /// Reads each pulled measurement's waiting records and oldest record from its consumer
-    /// and stream info, every few polls. A failure is left for the next round: the gauges
-    /// keep their last values meanwhile.
-    fn refresh_lag(&mut self, now: Instant) {
-        let every = (self.config.poll_interval * LAG_REFRESH_POLLS).min(LAG_REFRESH_MAX);
+    /// Surveys the pulled measurements that are due ([`SurveySchedule`]) in one pipelined
+    /// round: sets their lag gauges and heals those whose consumer or stream is gone. A
+    /// failure is left for the next round: the gauges keep their last values meanwhile.
+    fn survey(&mut self, now: Instant) {
         // Without a connection each request would wait for its timeout, holding up the poll
         // loop (and a signal's answer) for nothing.
-        if self.lag_refreshed.is_some_and(|at| now < at + every) || !Stats::is(&NATS_CONNECTED) {
+        if !Stats::is(&NATS_CONNECTED) {
             return;
         }
-        self.lag_refreshed = Some(now);
-        let names: Vec<String> = self
+        let pulled: BTreeSet<&str> = self
             .catalog
             .measurements()
             .filter(|m| !self.unready.contains(&m.name))
-            .map(|m| m.name.clone())
+            .filter(|m| self.assignment.worker_of(&m.name).is_some())
+            .map(|m| m.name.as_str())
             .collect();
-        for name in names {
-            let stream = jetstream::stream_name(&self.config.namespace, &name);
-            let read = self.js.consumer_state(&stream).and_then(|consumer| {
-                let state = self.js.stream_state(&stream, None)?;
-                Ok((consumer, state))
-            });
-            match read {
-                Ok((consumer, state)) => self.stats.measurement(&name).refreshed(
-                    consumer.num_pending,
-                    state.as_ref().and_then(|s| s.oldest_ns()),
-                ),
-                // An answer that is an error concerns this measurement only (its consumer
-                // being re-created, say).
-                Err(e @ Error::JetStream { .. }) => {
-                    log::debug!("measurement {name}: cannot read its lag: {e}");
+        self.survey.keep_only(&pulled);
+        let fetched = |name: &str| Stats::get(&self.stats.measurement(name).fetched);
+        let due = self
+            .survey
+            .due(now, pulled.into_iter().map(|name| (name, fetched(name))));
+        if due.is_empty() {
+            return;
+        }
+        let busy = (self.config.poll_interval * SURVEY_POLLS).min(SURVEY_IDLE);
+        let streams: Vec<String> = due
+            .iter()
+            .map(|name| jetstream::stream_name(&self.config.namespace, name))
+            .collect();
+        let surveyed = self.js.survey(&streams);
+        for (name, result) in due.iter().zip(surveyed) {
+            let fetched = Stats::get(&self.stats.measurement(name).fetched);
+            match result {
+                Ok(jetstream::Surveyed::Lag {
+                    pending,
+                    ack_pending,
+                    oldest_ns,
+                }) => {
+                    self.stats.measurement(name).refreshed(pending, oldest_ns);
+                    let waiting = pending + ack_pending > 0;
+                    self.survey.surveyed(name, now, waiting, fetched, busy);
                 }
-                // No answer at all: the next requests would most likely wait as long; the
-                // next round tries again.
+                Ok(jetstream::Surveyed::Missing) => {
+                    self.survey.surveyed(name, now, true, fetched, busy);
+                    self.heal(name, "consumer missing (periodic check)");
+                }
+                // An answer that is an error concerns this measurement only (its consumer
+                // being re-created, say); no answer at all, likely the next one neither:
+                // both are tried again at the next round.
                 Err(e) => {
-                    log::debug!("measurement {name}: cannot read its lag: {e}");
-                    break;
+                    log::debug!("measurement {name}: cannot survey its consumer: {e}");
+                    self.survey.surveyed(name, now, true, fetched, busy);
                 }
             }
         }
@@ -729,26 +792,6 @@ impl<'a> Poller<'a> {
         log::warn!("measurement {name}: {why} on stream {stream}; {action}; pulling again");
         let _ = self.controls[worker].send(Control::Add(measurement));
     }
-
-    /// Checks that every pulled measurement still has its consumer, and heals those that do
-    /// not. A NATS failure ends the round: the next one is a period away.
-    pub fn check_consumers(&mut self) {
-        let pulled: Vec<String> = self
-            .catalog
-            .measurements()
-            .filter(|m| !self.unready.contains(&m.name))
-            .filter(|m| self.assignment.worker_of(&m.name).is_some())
-            .map(|m| m.name.clone())
-            .collect();
-        for name in pulled {
-            let stream = jetstream::stream_name(&self.config.namespace, &name);
-            match self.js.consumer_state_if_any(&stream) {
-                Ok(Some(_)) => {}
-                Ok(None) => self.heal(&name, "consumer missing (periodic check)"),
-                Err(_) => return,
-            }
-        }
-    }
 }
 
 /// What [`Poller::ensure`] had to create.
@@ -761,6 +804,37 @@ struct Ensured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_measurement_with_records_waiting_is_surveyed_often_an_idle_one_seldom() {
+        let start = Instant::now();
+        let busy = Duration::from_secs(10);
+        let mut schedule = SurveySchedule::default();
+        let quiet = [("busy", 0), ("idle", 0), ("new", 0)];
+        schedule.surveyed("busy", start, true, 0, busy);
+        schedule.surveyed("idle", start, false, 0, busy);
+        assert_eq!(schedule.due(start, quiet.into_iter()), ["new"]);
+        assert_eq!(
+            schedule.due(start + busy, quiet.into_iter()),
+            ["busy", "new"]
+        );
+        assert_eq!(
+            schedule.due(start + SURVEY_IDLE, quiet.into_iter()),
+            ["busy", "idle", "new"]
+        );
+        // Records delivered since the last survey make an idle one busy.
+        let flowing = [("idle", 7)];
+        assert!(schedule.due(start, flowing.into_iter()).is_empty());
+        assert_eq!(schedule.due(start + busy, flowing.into_iter()), ["idle"]);
+        // The idle period is never shorter than the busy one, whatever poll_interval makes it.
+        schedule.surveyed("idle", start, false, 0, Duration::from_secs(60));
+        assert!(schedule
+            .due(start + SURVEY_IDLE, [("idle", 0)].into_iter())
+            .is_empty());
+        // A removed measurement is forgotten: were it added back, it is due at once.
+        schedule.keep_only(&["busy"].into_iter().collect());
+        assert_eq!(schedule.due(start, [("idle", 0)].into_iter()), ["idle"]);
+    }
 
     #[test]
     fn threads_that_return_are_finished() {

@@ -12,11 +12,13 @@
 //! answer reader; `names` builds every stream, subject and bucket name; `manage` ensures
 //! streams, consumers, the dead-letter stream and the bucket; `kv` reads and writes the
 //! bucket; `pull` runs on the workers (pull requests, arrivals, acks, dead letters);
-//! `admin` holds what only the admin commands use; `pipeline` keeps many requests in flight.
+//! `lag` surveys the pulled measurements' consumers for the main thread; `admin` holds what
+//! only the admin commands use; `pipeline` keeps many requests in flight.
 #![allow(deprecated)]
 
 mod admin;
 mod kv;
+mod lag;
 mod manage;
 mod names;
 mod pipeline;
@@ -24,6 +26,7 @@ mod pull;
 
 pub use admin::{AccountInfo, MessageReader, Outgoing};
 pub use kv::KvEntry;
+pub use lag::Surveyed;
 pub use manage::{choose_replicas, dead_letter_window, resolve_replicas, Created, ReplicasFrom};
 pub use names::{
     bucket_name, dead_letter_stream, dead_letter_subject, measurement_of, stream_name,
