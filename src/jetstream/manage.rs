@@ -268,9 +268,9 @@ impl JetStream {
             let window = config["duplicate_window"].as_u64().unwrap_or(0);
             if window < duplicate_window.as_nanos() as u64 {
                 config["duplicate_window"] = json!(duplicate_window.as_nanos() as u64);
-                self.request(
+                self.update_stream(
                     &format!("update the duplicate window of stream {name}"),
-                    &format!("$JS.API.STREAM.UPDATE.{name}"),
+                    &name,
                     &config,
                 )?;
                 log::info!(
