@@ -239,16 +239,7 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     ] {
         let per_measurement: Vec<(String, String)> = values
             .into_iter()
-            .map(|(measurement, n)| {
-                (
-                    format!("measurement=\"{}\"", escape_label(&measurement)),
-                    n.to_string(),
-                )
-            })
-            .collect();
-        let per_measurement: Vec<(&str, String)> = per_measurement
-            .iter()
-            .map(|(labels, value)| (labels.as_str(), value.clone()))
+            .map(|(measurement, n)| (measurement_label(&measurement), n.to_string()))
             .collect();
         metric(&mut out, name, "counter", help, &per_measurement);
     }
@@ -257,7 +248,7 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     let lag = stats.lag(gauges.now_unix_ms);
     let labels: Vec<String> = lag
         .iter()
-        .map(|(name, _)| format!("measurement=\"{}\"", escape_label(name)))
+        .map(|(name, _)| measurement_label(name))
         .collect();
     // One family: the value `f` gives each measurement, `None` leaving it out.
     let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Lag) -> Option<String>| {
@@ -349,10 +340,17 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
 }
 
 /// One metric family: HELP, TYPE, then one sample per `(labels, value)`.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+fn metric<L: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(L, String)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
+        let labels = labels.as_ref();
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");
         } else {
@@ -373,6 +371,11 @@ fn histogram(out: &mut String, name: &str, help: &str, snapshot: &HistogramSnaps
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", snapshot.count);
     let _ = writeln!(out, "{name}_sum {}", snapshot.sum as f64 / divisor);
     let _ = writeln!(out, "{name}_count {}", snapshot.count);
+}
+
+/// The label of a per-measurement sample.
+fn measurement_label(measurement: &str) -> String {
+    format!("measurement=\"{}\"", escape_label(measurement))
 }
 
 /// Escapes a label value: backslash, double quote and newline.
