@@ -5,6 +5,8 @@
 //! The classifications are pure functions of the answer, tested without a server. The URL is
 //! left out of every message: it may hold credentials, and the caller prints it redacted.
 
+use serde_json::Value;
+
 use crate::config::{InfluxApi, InfluxConfig};
 
 use super::answer::error_message;
@@ -60,6 +62,14 @@ fn target_name(config: &InfluxConfig) -> String {
     }
 }
 
+/// Whether the JSON array `rows` has a row whose name (the string `name_of` picks out) is `name`.
+fn lists(rows: &Value, name_of: impl Fn(&Value) -> &Value, name: &str) -> bool {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .any(|row| name_of(row).as_str() == Some(name))
+}
+
 /// Classifies the answer to `GET /ping`; `version` is its `X-Influxdb-Version` header.
 pub fn classify_ping(status: u16, version: Option<&str>) -> Probe {
     match (status, version) {
@@ -77,7 +87,7 @@ pub fn classify_databases(config: &InfluxConfig, status: u16, body: &str) -> Pro
     let database = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
             let result = &answer["results"][0];
             if let Some(error) = result["error"].as_str() {
                 return failed(
@@ -85,12 +95,7 @@ pub fn classify_databases(config: &InfluxConfig, status: u16, body: &str) -> Pro
                     "check the user's privileges",
                 );
             }
-            let found = result["series"][0]["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|row| row[0].as_str() == Some(database));
-            match found {
+            match lists(&result["series"][0]["values"], |row| &row[0], database) {
                 true => Probe::Passed(format!(
                     "credentials accepted; database `{database}` exists"
                 )),
@@ -120,13 +125,8 @@ pub fn classify_buckets(config: &InfluxConfig, status: u16, body: &str) -> Probe
     let bucket = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let found = answer["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|b| b["name"].as_str() == Some(bucket));
-            Probe::Passed(match found {
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
+            Probe::Passed(match lists(&answer["buckets"], |b| &b["name"], bucket) {
                 true => format!("token accepted; bucket `{bucket}` exists in org `{org}`"),
                 false => format!(
                     "token accepted in org `{org}` (it cannot list bucket `{bucket}`; the write check decides)"
@@ -159,18 +159,15 @@ pub fn classify_v3_databases(config: &InfluxConfig, status: u16, body: &str) -> 
     let database = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let found = answer
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|row| row["iox::database"].as_str() == Some(database));
-            Probe::Passed(match found {
-                true => format!("token accepted; database `{database}` exists"),
-                false => format!(
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
+            Probe::Passed(
+                match lists(&answer, |row| &row["iox::database"], database) {
+                    true => format!("token accepted; database `{database}` exists"),
+                    false => format!(
                     "token accepted (database `{database}` is not listed; the write check decides)"
                 ),
-            })
+                },
+            )
         }
         401 | 403 => failed(
             format!("token refused: {}", error_message(body)),
