@@ -257,51 +257,39 @@ struct ProbeAnswer {
     version: Option<String>,
 }
 
+/// Reads a probe's answer (at most 1 MiB of its body), or says why none came.
+fn probe_answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<ProbeAnswer, String> {
+    let mut response =
+        result.map_err(|e| format!("cannot reach InfluxDB: {}", transport_error(&e)))?;
+    let version = response
+        .headers()
+        .get("x-influxdb-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    Ok(ProbeAnswer {
+        status: response.status().as_u16(),
+        body,
+        version,
+    })
+}
+
 impl Influx {
-    /// Sends one probe request, authorised like the writes.
-    fn probe_request(&self, method: &str, url: &str) -> Result<ProbeAnswer, String> {
-        let result = match method {
-            "POST" => {
-                let mut request = self
-                    .agent
-                    .post(url)
-                    .header("Content-Type", "text/plain; charset=utf-8");
-                if let Some(auth) = &self.authorization {
-                    request = request.header("Authorization", auth);
-                }
-                request.send(&b""[..])
-            }
-            _ => {
-                let mut request = self.agent.get(url);
-                if let Some(auth) = &self.authorization {
-                    request = request.header("Authorization", auth);
-                }
-                request.call()
-            }
-        };
-        let mut response =
-            result.map_err(|e| format!("cannot reach InfluxDB: {}", transport_error(&e)))?;
-        let version = response
-            .headers()
-            .get("x-influxdb-version")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok(ProbeAnswer {
-            status: response.status().as_u16(),
-            body,
-            version,
-        })
+    /// Sends one probe `GET`, authorised like the writes.
+    fn probe_get(&self, url: &str) -> Result<ProbeAnswer, String> {
+        probe_answer(self.authorised(self.agent.get(url)).call())
     }
 
     /// `GET /ping`: InfluxDB answers, and which version.
     pub fn probe_ping(&self) -> Probe {
-        match self.probe_request("GET", &format!("{}/ping", self.base_url)) {
+        match self.probe_get(&format!("{}/ping", self.base_url)) {
             Ok(answer) => classify_ping(answer.status, answer.version.as_deref()),
             Err(problem) if problem.contains("TLS: ") => failed(
                 problem,
@@ -326,7 +314,7 @@ impl Influx {
             ),
             InfluxApi::V3 => format!("{}/api/v3/configure/database?format=json", self.base_url),
         };
-        match self.probe_request("GET", &url) {
+        match self.probe_get(&url) {
             Ok(answer) => match config.api {
                 InfluxApi::V1 => classify_databases(config, answer.status, &answer.body),
                 InfluxApi::V2 => classify_buckets(config, answer.status, &answer.body),
@@ -338,7 +326,7 @@ impl Influx {
 
     /// The write permission, with a write of nothing to the very URL the writer uses.
     pub fn probe_write(&self, config: &InfluxConfig) -> Probe {
-        match self.probe_request("POST", &self.write_url) {
+        match probe_answer(self.write_request().send(&b""[..])) {
             Ok(answer) => classify_write_probe(config, answer.status, &answer.body),
             Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
         }
