@@ -161,7 +161,6 @@ mod tests {
 
     #[test]
     fn start_up_waits_for_what_time_mends() {
-        let check = |e: Error, expected: Retry| assert_eq!(e.retry(), expected, "{e}");
         let nats = |kind: io::ErrorKind, text: &str| {
             Error::nats("connect to nats://n1:4222", io::Error::new(kind, text))
         };
@@ -171,73 +170,44 @@ mod tests {
             err_code,
             description: description.into(),
         };
-        // Nothing listening yet, a node restarting, a request lost in an election.
-        check(
+        let waits = [
+            // Nothing listening yet, a node restarting, a request lost in an election.
             nats(io::ErrorKind::ConnectionRefused, "refused"),
-            Retry::Wait,
-        );
-        check(nats(io::ErrorKind::ConnectionReset, "reset"), Retry::Wait);
-        check(
+            nats(io::ErrorKind::ConnectionReset, "reset"),
             nats(io::ErrorKind::TimedOut, "next_timeout: timed out"),
-            Retry::Wait,
-        );
-        check(nats(io::ErrorKind::NotFound, "no responders"), Retry::Wait);
-        check(
+            nats(io::ErrorKind::NotFound, "no responders"),
             nats(io::ErrorKind::Other, "failed to lookup address"),
-            Retry::Wait,
-        );
-        // JetStream there but not ready: not available, no leader, peers missing.
-        check(
+            // JetStream there but not ready: not available, no leader, peers missing.
             jetstream(503, 10008, "JetStream system temporarily unavailable"),
-            Retry::Wait,
-        );
-        check(
             jetstream(503, 10039, "jetstream not enabled for account"),
-            Retry::Wait,
-        );
-        check(
             jetstream(500, 10009, "JetStream cluster can not handle request"),
-            Retry::Wait,
-        );
-        check(
             jetstream(400, 10005, "no suitable peers for placement"),
-            Retry::Wait,
-        );
-        check(jetstream(500, 10004, "incomplete results"), Retry::Wait);
+            jetstream(500, 10004, "incomplete results"),
+        ];
+        for e in waits {
+            assert_eq!(e.retry(), Retry::Wait, "{e}");
+        }
         // What only a person fixes.
-        check(
+        let nevers = [
             nats(
                 io::ErrorKind::PermissionDenied,
                 "authorization violation: ...",
             ),
-            Retry::Never,
-        );
-        check(
             nats(io::ErrorKind::PermissionDenied, "TLS: unknown CA"),
-            Retry::Never,
-        );
-        check(
             jetstream(400, 10058, "stream name already in use"),
-            Retry::Never,
-        );
-        check(
             jetstream(
                 500,
                 10074,
                 "replicas > 1 not supported in non-clustered mode",
             ),
-            Retry::Never,
-        );
-        check(
             Error::config("nats.hosts", "must list a server"),
-            Retry::Never,
-        );
-        check(
             Error::Influx {
                 what: "tls".into(),
                 problem: "unknown CA".into(),
             },
-            Retry::Never,
-        );
+        ];
+        for e in nevers {
+            assert_eq!(e.retry(), Retry::Never, "{e}");
+        }
     }
 }

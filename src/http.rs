@@ -239,16 +239,7 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     ] {
         let per_measurement: Vec<(String, String)> = values
             .into_iter()
-            .map(|(measurement, n)| {
-                (
-                    format!("measurement=\"{}\"", escape_label(&measurement)),
-                    n.to_string(),
-                )
-            })
-            .collect();
-        let per_measurement: Vec<(&str, String)> = per_measurement
-            .iter()
-            .map(|(labels, value)| (labels.as_str(), value.clone()))
+            .map(|(measurement, n)| (measurement_label(&measurement), n.to_string()))
             .collect();
         metric(&mut out, name, "counter", help, &per_measurement);
     }
@@ -257,7 +248,7 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
     let lag = stats.lag(gauges.now_unix_ms);
     let labels: Vec<String> = lag
         .iter()
-        .map(|(name, _)| format!("measurement=\"{}\"", escape_label(name)))
+        .map(|(name, _)| measurement_label(name))
         .collect();
     // One family: the value `f` gives each measurement, `None` leaving it out.
     let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&Lag) -> Option<String>| {
@@ -349,10 +340,17 @@ pub fn render_metrics(stats: &Stats, gauges: &Gauges) -> String {
 }
 
 /// One metric family: HELP, TYPE, then one sample per `(labels, value)`.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+fn metric<L: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(L, String)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
+        let labels = labels.as_ref();
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");
         } else {
@@ -373,6 +371,11 @@ fn histogram(out: &mut String, name: &str, help: &str, snapshot: &HistogramSnaps
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", snapshot.count);
     let _ = writeln!(out, "{name}_sum {}", snapshot.sum as f64 / divisor);
     let _ = writeln!(out, "{name}_count {}", snapshot.count);
+}
+
+/// The label of a per-measurement sample.
+fn measurement_label(measurement: &str) -> String {
+    format!("measurement=\"{}\"", escape_label(measurement))
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -421,75 +424,42 @@ mod tests {
         stats.write_micros.observe_micros(Duration::from_millis(3));
         let text = render_metrics(&stats, &gauges());
 
-        assert_eq!(sample(&text, "collector_records_fetched_total"), Some("7"));
-        assert_eq!(sample(&text, "collector_records_written_total"), Some("5"));
-        assert_eq!(
-            sample(
-                &text,
-                "collector_measurement_records_fetched_total{measurement=\"access\"}"
+        for (name, value) in [
+            ("collector_records_fetched_total", "7"),
+            ("collector_records_written_total", "5"),
+            (
+                "collector_measurement_records_fetched_total{measurement=\"access\"}",
+                "7",
             ),
-            Some("7")
-        );
-        assert_eq!(sample(&text, "collector_records_held"), Some("2"));
+            ("collector_records_held", "2"),
+            ("collector_measurement_pending{measurement=\"audit\"}", "12"),
+            (
+                "collector_measurement_oldest_age_seconds{measurement=\"audit\"}",
+                "10",
+            ),
+            (
+                "collector_measurement_last_write_timestamp_seconds{measurement=\"audit\"}",
+                "1700000009.5",
+            ),
+            ("collector_writer_backlog_chunks", "2"),
+            ("collector_nats_connected", "1"),
+            ("collector_influxdb_up", "0"),
+            ("collector_batch_lines_bucket{le=\"1\"}", "0"),
+            ("collector_batch_lines_bucket{le=\"10\"}", "1"),
+            ("collector_batch_lines_bucket{le=\"+Inf\"}", "1"),
+            ("collector_batch_lines_sum", "5"),
+            ("collector_write_duration_seconds_bucket{le=\"0.001\"}", "0"),
+            ("collector_write_duration_seconds_bucket{le=\"0.005\"}", "1"),
+            ("collector_write_duration_seconds_bucket{le=\"30\"}", "1"),
+            ("collector_write_duration_seconds_sum", "0.003"),
+            ("collector_write_duration_seconds_count", "1"),
+            ("process_resident_memory_bytes", "20971520"),
+        ] {
+            assert_eq!(sample(&text, name), Some(value), "{name}");
+        }
         // Lag only for measurements pulled now; "access" is counted but not pulled.
-        let audit = |name: &str| sample(&text, &format!("{name}{{measurement=\"audit\"}}"));
-        assert_eq!(audit("collector_measurement_pending"), Some("12"));
-        assert_eq!(
-            audit("collector_measurement_oldest_age_seconds"),
-            Some("10")
-        );
-        assert_eq!(
-            audit("collector_measurement_last_write_timestamp_seconds"),
-            Some("1700000009.5")
-        );
         assert!(!text.contains("collector_measurement_pending{measurement=\"access\"}"));
-        assert_eq!(sample(&text, "collector_writer_backlog_chunks"), Some("2"));
-        assert_eq!(sample(&text, "collector_nats_connected"), Some("1"));
-        assert_eq!(sample(&text, "collector_influxdb_up"), Some("0"));
-        assert_eq!(
-            sample(&text, "collector_batch_lines_bucket{le=\"1\"}"),
-            Some("0")
-        );
-        assert_eq!(
-            sample(&text, "collector_batch_lines_bucket{le=\"10\"}"),
-            Some("1")
-        );
-        assert_eq!(
-            sample(&text, "collector_batch_lines_bucket{le=\"+Inf\"}"),
-            Some("1")
-        );
-        assert_eq!(sample(&text, "collector_batch_lines_sum"), Some("5"));
-        assert_eq!(
-            sample(
-                &text,
-                "collector_write_duration_seconds_bucket{le=\"0.001\"}"
-            ),
-            Some("0")
-        );
-        assert_eq!(
-            sample(
-                &text,
-                "collector_write_duration_seconds_bucket{le=\"0.005\"}"
-            ),
-            Some("1")
-        );
-        assert_eq!(
-            sample(&text, "collector_write_duration_seconds_bucket{le=\"30\"}"),
-            Some("1")
-        );
-        assert_eq!(
-            sample(&text, "collector_write_duration_seconds_sum"),
-            Some("0.003")
-        );
-        assert_eq!(
-            sample(&text, "collector_write_duration_seconds_count"),
-            Some("1")
-        );
         assert!(text.contains("collector_info{version=\""));
-        assert_eq!(
-            sample(&text, "process_resident_memory_bytes"),
-            Some("20971520")
-        );
     }
 
     #[test]

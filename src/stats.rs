@@ -584,32 +584,33 @@ mod tests {
 
     #[test]
     fn influx_verdicts() {
-        assert_eq!(verdict(&[], 0), Err("not reached yet".into()));
-        assert_eq!(verdict(&[(0, "ping", true)], 5), Ok(()));
-        assert_eq!(verdict(&[(0, "write", true)], 15), Ok(()));
-        assert_eq!(
-            verdict(&[(0, "write", true)], 16),
-            Err("no answer for 16s".into())
-        );
-        assert_eq!(
-            verdict(&[(0, "write", true), (10, "ping", true)], 20),
-            Ok(())
-        );
-        // A failed ping after the last good write counts...
-        assert_eq!(
-            verdict(&[(0, "write", true), (5, "ping", false)], 6),
-            Err("ping failed".into())
-        );
-        // ...but not one that a later write proved wrong.
-        assert_eq!(
-            verdict(&[(5, "ping", false), (6, "write", true)], 7),
-            Ok(())
-        );
-        // A failing write counts until a write succeeds, whatever the pings say.
-        assert_eq!(
-            verdict(&[(0, "write", false), (5, "ping", true)], 6),
-            Err("writes failing: write failed".into())
-        );
+        for (events, now_s, expected) in [
+            (&[][..], 0, Err("not reached yet")),
+            (&[(0, "ping", true)], 5, Ok(())),
+            (&[(0, "write", true)], 15, Ok(())),
+            (&[(0, "write", true)], 16, Err("no answer for 16s")),
+            (&[(0, "write", true), (10, "ping", true)], 20, Ok(())),
+            // A failed ping after the last good write counts...
+            (
+                &[(0, "write", true), (5, "ping", false)],
+                6,
+                Err("ping failed"),
+            ),
+            // ...but not one that a later write proved wrong.
+            (&[(5, "ping", false), (6, "write", true)], 7, Ok(())),
+            // A failing write counts until a write succeeds, whatever the pings say.
+            (
+                &[(0, "write", false), (5, "ping", true)],
+                6,
+                Err("writes failing: write failed"),
+            ),
+        ] {
+            assert_eq!(
+                verdict(events, now_s),
+                expected.map_err(String::from),
+                "{events:?} at {now_s}"
+            );
+        }
     }
 
     #[test]

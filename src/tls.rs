@@ -229,33 +229,39 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let not_pem = dir.join("not.pem");
         std::fs::write(&not_pem, "hello\n").unwrap();
-        let files = TlsFiles {
-            ca: Some(not_pem.clone()),
-            ..TlsFiles::default()
-        };
-        let e = check_files("influx.tls", &files).unwrap_err().to_string();
-        assert!(
-            e.contains("`influx.tls.ca`") && e.contains("no PEM certificate"),
-            "{e}"
-        );
-        let files = TlsFiles {
-            key: Some(not_pem),
-            ..TlsFiles::default()
-        };
-        let e = check_files("nats.tls", &files).unwrap_err().to_string();
-        assert!(
-            e.contains("`nats.tls.key`") && e.contains("private key"),
-            "{e}"
-        );
-        let files = TlsFiles {
-            cert: Some(dir.join("missing.pem")),
-            ..TlsFiles::default()
-        };
-        let e = check_files("nats.tls", &files).unwrap_err().to_string();
-        assert!(
-            e.contains("`nats.tls.cert`") && e.contains("cannot read"),
-            "{e}"
-        );
+        let missing = dir.join("missing.pem");
+        for (section, files, key, problem) in [
+            (
+                "influx.tls",
+                TlsFiles {
+                    ca: Some(not_pem.clone()),
+                    ..TlsFiles::default()
+                },
+                "`influx.tls.ca`",
+                "no PEM certificate",
+            ),
+            (
+                "nats.tls",
+                TlsFiles {
+                    key: Some(not_pem),
+                    ..TlsFiles::default()
+                },
+                "`nats.tls.key`",
+                "private key",
+            ),
+            (
+                "nats.tls",
+                TlsFiles {
+                    cert: Some(missing),
+                    ..TlsFiles::default()
+                },
+                "`nats.tls.cert`",
+                "cannot read",
+            ),
+        ] {
+            let e = check_files(section, &files).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(problem), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -199,17 +199,15 @@ pub(super) fn set(
             }
         }
     };
-    let stream = if js.ensure_stream(namespace, measurement, &description)? {
+    let stream = stream_name(namespace, measurement);
+    let done = if js.ensure_stream(namespace, measurement, &description)? {
         "created"
-    } else if js.update_stream_description(namespace, measurement, &description)? {
+    } else if js.update_stream_description(&stream, &description)? {
         "description updated"
     } else {
         "unchanged"
     };
-    println!(
-        "measurement `{measurement}`: key {key} in bucket {bucket}; stream {} {stream}",
-        stream_name(namespace, measurement)
-    );
+    println!("measurement `{measurement}`: key {key} in bucket {bucket}; stream {stream} {done}");
     Ok(ExitCode::SUCCESS)
 }
 

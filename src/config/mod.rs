@@ -455,6 +455,20 @@ fn positive(key: &str, value: Option<usize>, default: usize, max: usize) -> Resu
     }
 }
 
+/// A number key of at least `min` with no upper bound; `default` when unset.
+fn at_least<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    min: T,
+) -> Result<T> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= min => Ok(n),
+        Some(n) => Err(Error::config(key, format!("{n} must be at least {min}"))),
+    }
+}
+
 /// The checked files of a `tls` block whose keys start with `prefix`.
 fn tls_files(prefix: &str, raw: Option<RawTls>) -> Result<Option<TlsFiles>> {
     let Some(raw) = raw else {
@@ -824,26 +838,18 @@ impl PullConfig {
             batch: positive("pull.batch", raw.batch, defaults::PULL_BATCH, 10_000)?,
             expires: duration("pull.expires", raw.expires, defaults::PULL_EXPIRES)?,
             ack_wait: duration("pull.ack_wait", raw.ack_wait, defaults::PULL_ACK_WAIT)?,
-            max_ack_pending: match raw.max_ack_pending {
-                None => defaults::PULL_MAX_ACK_PENDING,
-                Some(n) if n >= 1 => n,
-                Some(n) => {
-                    return Err(Error::config(
-                        "pull.max_ack_pending",
-                        format!("{n} must be at least 1"),
-                    ))
-                }
-            },
-            max_deliver: match raw.max_deliver {
-                None => defaults::PULL_MAX_DELIVER,
-                Some(n) if n >= 2 => n,
-                Some(n) => {
-                    return Err(Error::config(
-                        "pull.max_deliver",
-                        format!("{n} must be at least 2"),
-                    ))
-                }
-            },
+            max_ack_pending: at_least(
+                "pull.max_ack_pending",
+                raw.max_ack_pending,
+                defaults::PULL_MAX_ACK_PENDING,
+                1,
+            )?,
+            max_deliver: at_least(
+                "pull.max_deliver",
+                raw.max_deliver,
+                defaults::PULL_MAX_DELIVER,
+                2,
+            )?,
         };
         if pull.expires < Duration::from_secs(1) {
             return Err(Error::config(
@@ -983,6 +989,14 @@ mod tests {
         let (key, problem) = refusal(PullConfig::from_raw(short_wait));
         assert_eq!(key, "pull.ack_wait");
         assert!(problem.contains("at least 5s"), "{problem}");
+        let one_delivery = RawPull {
+            max_deliver: Some(1),
+            ..RawPull::default()
+        };
+        assert_eq!(
+            refusal(PullConfig::from_raw(one_delivery)),
+            ("pull.max_deliver".into(), "1 must be at least 2".into())
+        );
         let (key, problem) = refusal(BatchConfig::from_raw(RawBatch {
             max_lines: Some(0),
             ..RawBatch::default()

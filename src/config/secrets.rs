@@ -54,36 +54,28 @@ pub(super) struct SecretNames {
     credential: &'static str,
 }
 
-pub(super) const INFLUX_TOKEN: SecretNames = SecretNames {
-    key: "influx.token",
-    file_key: "influx.token_file",
-    env: "COLLECTOR_INFLUX_TOKEN",
-    credential: "influx-token",
-};
-pub(super) const INFLUX_PASSWORD: SecretNames = SecretNames {
-    key: "influx.password",
-    file_key: "influx.password_file",
-    env: "COLLECTOR_INFLUX_PASSWORD",
-    credential: "influx-password",
-};
-pub(super) const NATS_NKEY: SecretNames = SecretNames {
-    key: "nats.nkey",
-    file_key: "nats.nkey_file",
-    env: "COLLECTOR_NATS_NKEY",
-    credential: "nats-nkey",
-};
-pub(super) const NATS_TOKEN: SecretNames = SecretNames {
-    key: "nats.token",
-    file_key: "nats.token_file",
-    env: "COLLECTOR_NATS_TOKEN",
-    credential: "nats-token",
-};
-pub(super) const NATS_PASSWORD: SecretNames = SecretNames {
-    key: "nats.password",
-    file_key: "nats.password_file",
-    env: "COLLECTOR_NATS_PASSWORD",
-    credential: "nats-password",
-};
+/// The names of the secret `<section>.<name>`: its keys and its credential follow from the
+/// two, so no secret strays from the pattern above; its variable is written out whole, so a
+/// search for it lands here.
+macro_rules! secret_names {
+    ($section:literal, $name:literal, $env:literal) => {
+        SecretNames {
+            key: concat!($section, ".", $name),
+            file_key: concat!($section, ".", $name, "_file"),
+            env: $env,
+            credential: concat!($section, "-", $name),
+        }
+    };
+}
+
+pub(super) const INFLUX_TOKEN: SecretNames =
+    secret_names!("influx", "token", "COLLECTOR_INFLUX_TOKEN");
+pub(super) const INFLUX_PASSWORD: SecretNames =
+    secret_names!("influx", "password", "COLLECTOR_INFLUX_PASSWORD");
+pub(super) const NATS_NKEY: SecretNames = secret_names!("nats", "nkey", "COLLECTOR_NATS_NKEY");
+pub(super) const NATS_TOKEN: SecretNames = secret_names!("nats", "token", "COLLECTOR_NATS_TOKEN");
+pub(super) const NATS_PASSWORD: SecretNames =
+    secret_names!("nats", "password", "COLLECTOR_NATS_PASSWORD");
 
 /// A secret with the name of the key, variable or file it came from (never its value).
 struct Found {

@@ -53,14 +53,28 @@ impl Influx {
         }
     }
 
+    /// `request` with the configured credentials, which every request to InfluxDB carries.
+    fn authorised<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(auth) => request.header("Authorization", auth),
+            None => request,
+        }
+    }
+
+    /// A POST of line protocol to the write URL: a write, or the probe of one.
+    fn write_request(&self) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        self.authorised(
+            self.agent
+                .post(&self.write_url)
+                .header("Content-Type", "text/plain; charset=utf-8"),
+        )
+    }
+
     /// Checks that InfluxDB answers at all (`/ping`, on both v1 and v2).
     pub fn ping(&self) -> Result<(), String> {
         // InfluxDB 3 guards `/ping` with the token unless told otherwise; 1.x and 2.x ignore
         // the header there.
-        let mut request = self.agent.get(&format!("{}/ping", self.base_url));
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorised(self.agent.get(&format!("{}/ping", self.base_url)));
         match request.call() {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!(

@@ -5,6 +5,8 @@
 //! The classifications are pure functions of the answer, tested without a server. The URL is
 //! left out of every message: it may hold credentials, and the caller prints it redacted.
 
+use serde_json::Value;
+
 use crate::config::{InfluxApi, InfluxConfig};
 
 use super::answer::error_message;
@@ -60,6 +62,14 @@ fn target_name(config: &InfluxConfig) -> String {
     }
 }
 
+/// Whether the JSON array `rows` has a row whose name (the string `name_of` picks out) is `name`.
+fn lists(rows: &Value, name_of: impl Fn(&Value) -> &Value, name: &str) -> bool {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .any(|row| name_of(row).as_str() == Some(name))
+}
+
 /// Classifies the answer to `GET /ping`; `version` is its `X-Influxdb-Version` header.
 pub fn classify_ping(status: u16, version: Option<&str>) -> Probe {
     match (status, version) {
@@ -77,7 +87,7 @@ pub fn classify_databases(config: &InfluxConfig, status: u16, body: &str) -> Pro
     let database = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
             let result = &answer["results"][0];
             if let Some(error) = result["error"].as_str() {
                 return failed(
@@ -85,12 +95,7 @@ pub fn classify_databases(config: &InfluxConfig, status: u16, body: &str) -> Pro
                     "check the user's privileges",
                 );
             }
-            let found = result["series"][0]["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|row| row[0].as_str() == Some(database));
-            match found {
+            match lists(&result["series"][0]["values"], |row| &row[0], database) {
                 true => Probe::Passed(format!(
                     "credentials accepted; database `{database}` exists"
                 )),
@@ -120,13 +125,8 @@ pub fn classify_buckets(config: &InfluxConfig, status: u16, body: &str) -> Probe
     let bucket = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let found = answer["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|b| b["name"].as_str() == Some(bucket));
-            Probe::Passed(match found {
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
+            Probe::Passed(match lists(&answer["buckets"], |b| &b["name"], bucket) {
                 true => format!("token accepted; bucket `{bucket}` exists in org `{org}`"),
                 false => format!(
                     "token accepted in org `{org}` (it cannot list bucket `{bucket}`; the write check decides)"
@@ -159,18 +159,15 @@ pub fn classify_v3_databases(config: &InfluxConfig, status: u16, body: &str) -> 
     let database = &config.target;
     match status {
         200 => {
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let found = answer
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|row| row["iox::database"].as_str() == Some(database));
-            Probe::Passed(match found {
-                true => format!("token accepted; database `{database}` exists"),
-                false => format!(
+            let answer: Value = serde_json::from_str(body).unwrap_or_default();
+            Probe::Passed(
+                match lists(&answer, |row| &row["iox::database"], database) {
+                    true => format!("token accepted; database `{database}` exists"),
+                    false => format!(
                     "token accepted (database `{database}` is not listed; the write check decides)"
                 ),
-            })
+                },
+            )
         }
         401 | 403 => failed(
             format!("token refused: {}", error_message(body)),
@@ -260,51 +257,39 @@ struct ProbeAnswer {
     version: Option<String>,
 }
 
+/// Reads a probe's answer (at most 1 MiB of its body), or says why none came.
+fn probe_answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<ProbeAnswer, String> {
+    let mut response =
+        result.map_err(|e| format!("cannot reach InfluxDB: {}", transport_error(&e)))?;
+    let version = response
+        .headers()
+        .get("x-influxdb-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    Ok(ProbeAnswer {
+        status: response.status().as_u16(),
+        body,
+        version,
+    })
+}
+
 impl Influx {
-    /// Sends one probe request, authorised like the writes.
-    fn probe_request(&self, method: &str, url: &str) -> Result<ProbeAnswer, String> {
-        let result = match method {
-            "POST" => {
-                let mut request = self
-                    .agent
-                    .post(url)
-                    .header("Content-Type", "text/plain; charset=utf-8");
-                if let Some(auth) = &self.authorization {
-                    request = request.header("Authorization", auth);
-                }
-                request.send(&b""[..])
-            }
-            _ => {
-                let mut request = self.agent.get(url);
-                if let Some(auth) = &self.authorization {
-                    request = request.header("Authorization", auth);
-                }
-                request.call()
-            }
-        };
-        let mut response =
-            result.map_err(|e| format!("cannot reach InfluxDB: {}", transport_error(&e)))?;
-        let version = response
-            .headers()
-            .get("x-influxdb-version")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok(ProbeAnswer {
-            status: response.status().as_u16(),
-            body,
-            version,
-        })
+    /// Sends one probe `GET`, authorised like the writes.
+    fn probe_get(&self, url: &str) -> Result<ProbeAnswer, String> {
+        probe_answer(self.authorised(self.agent.get(url)).call())
     }
 
     /// `GET /ping`: InfluxDB answers, and which version.
     pub fn probe_ping(&self) -> Probe {
-        match self.probe_request("GET", &format!("{}/ping", self.base_url)) {
+        match self.probe_get(&format!("{}/ping", self.base_url)) {
             Ok(answer) => classify_ping(answer.status, answer.version.as_deref()),
             Err(problem) if problem.contains("TLS: ") => failed(
                 problem,
@@ -329,7 +314,7 @@ impl Influx {
             ),
             InfluxApi::V3 => format!("{}/api/v3/configure/database?format=json", self.base_url),
         };
-        match self.probe_request("GET", &url) {
+        match self.probe_get(&url) {
             Ok(answer) => match config.api {
                 InfluxApi::V1 => classify_databases(config, answer.status, &answer.body),
                 InfluxApi::V2 => classify_buckets(config, answer.status, &answer.body),
@@ -341,7 +326,7 @@ impl Influx {
 
     /// The write permission, with a write of nothing to the very URL the writer uses.
     pub fn probe_write(&self, config: &InfluxConfig) -> Probe {
-        match self.probe_request("POST", &self.write_url) {
+        match probe_answer(self.write_request().send(&b""[..])) {
             Ok(answer) => classify_write_probe(config, answer.status, &answer.body),
             Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
         }

@@ -55,13 +55,7 @@ impl Influx {
     /// Writes a body of newline-terminated lines, compressed when `influx.gzip` is on; `Ok`
     /// only when InfluxDB answered 2xx.
     pub fn write(&mut self, body: &[u8]) -> Result<(), WriteError> {
-        let mut request = self
-            .agent
-            .post(&self.write_url)
-            .header("Content-Type", "text/plain; charset=utf-8");
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
+        let mut request = self.write_request();
         let body = match &mut self.gzip {
             Some(compressed) => {
                 gzip(body, compressed);

@@ -8,7 +8,6 @@ use std::io;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::names::stream_name;
 use super::pipeline::{answered, Pipeline, PipelineError, PipelineRequest};
 use super::{
     api_result, unless_missing, ConsumerState, JetStream, StoredMessage, ERR_CONSUMER_NOT_FOUND,
@@ -65,26 +64,16 @@ impl JetStream {
         Ok(unless_missing(answer, &[ERR_STREAM_NOT_FOUND])?.is_some())
     }
 
-    /// Gives a measurement's existing stream `description`, as the Transfer client's `Set`
-    /// does; every other setting stays. `false` when it already had it.
-    pub fn update_stream_description(
-        &self,
-        namespace: &str,
-        measurement: &str,
-        description: &str,
-    ) -> Result<bool> {
-        let name = stream_name(namespace, measurement);
-        let info = self.stream_info(&name, &json!({}))?;
+    /// Gives the existing stream `name` (a measurement's) `description`, as the Transfer
+    /// client's `Set` does; every other setting stays. `false` when it already had it.
+    pub fn update_stream_description(&self, name: &str, description: &str) -> Result<bool> {
+        let info = self.stream_info(name, &json!({}))?;
         let mut config = info["config"].clone();
         if config["description"].as_str().unwrap_or_default() == description {
             return Ok(false);
         }
         config["description"] = json!(description);
-        self.request(
-            &format!("update stream {name}"),
-            &format!("$JS.API.STREAM.UPDATE.{name}"),
-            &config,
-        )?;
+        self.update_stream(&format!("update stream {name}"), name, &config)?;
         Ok(true)
     }
 

@@ -136,11 +136,7 @@ impl JetStream {
             &mut results,
             &|i| Some(format!("$JS.API.STREAM.INFO.{}", streams[i])),
             &|_| json!({}),
-            &mut |i, answer, result| match answer {
-                Ok(_) => {}
-                Err(e) if has_err_code(&e, &[ERR_STREAM_NOT_FOUND]) => stream_missing[i] = true,
-                Err(e) => *result = Err(e),
-            },
+            &mut mark_missing(ERR_STREAM_NOT_FOUND, &mut stream_missing),
         );
         for (i, (m, description)) in measurements.iter().enumerate() {
             if stream_missing[i] {
@@ -154,11 +150,7 @@ impl JetStream {
             &mut results,
             &|i| Some(format!("$JS.API.CONSUMER.INFO.{}.{DURABLE}", streams[i])),
             &|_| json!({}),
-            &mut |i, answer, result| match answer {
-                Ok(_) => {}
-                Err(e) if has_err_code(&e, &[ERR_CONSUMER_NOT_FOUND]) => consumer_missing[i] = true,
-                Err(e) => *result = Err(e),
-            },
+            &mut mark_missing(ERR_CONSUMER_NOT_FOUND, &mut consumer_missing),
         );
         round(
             &mut results,
@@ -268,9 +260,9 @@ impl JetStream {
             let window = config["duplicate_window"].as_u64().unwrap_or(0);
             if window < duplicate_window.as_nanos() as u64 {
                 config["duplicate_window"] = json!(duplicate_window.as_nanos() as u64);
-                self.request(
+                self.update_stream(
                     &format!("update the duplicate window of stream {name}"),
-                    &format!("$JS.API.STREAM.UPDATE.{name}"),
+                    &name,
                     &config,
                 )?;
                 log::info!(
@@ -426,6 +418,19 @@ pub type Created = (bool, bool);
 /// One step of [`JetStream::ensure_all`]: takes the answer for measurement `i` and updates its
 /// result.
 type EnsureStep<'a> = dyn FnMut(usize, Result<Value>, &mut Result<Created>) + 'a;
+
+/// The [`EnsureStep`] of an info round: marks in `missing` the measurements whose answer is
+/// error `code` (what is not there yet), and fails those given any other error.
+fn mark_missing(
+    code: u32,
+    missing: &mut [bool],
+) -> impl FnMut(usize, Result<Value>, &mut Result<Created>) + '_ {
+    move |i, answer, result| match answer {
+        Ok(_) => {}
+        Err(e) if has_err_code(&e, &[code]) => missing[i] = true,
+        Err(e) => *result = Err(e),
+    }
+}
 
 /// The shared durable pull consumer's configuration on a measurement's stream.
 fn consumer_config(namespace: &str, measurement: &str, pull: &PullConfig) -> Value {

@@ -297,6 +297,13 @@ impl JetStream {
         )
     }
 
+    /// Replaces the whole configuration of stream `name` with `config` (JetStream takes no
+    /// partial update, so callers change a copy of the config its info answer holds).
+    fn update_stream(&self, what: &str, name: &str, config: &Value) -> Result<()> {
+        self.request(what, &format!("$JS.API.STREAM.UPDATE.{name}"), config)?;
+        Ok(())
+    }
+
     /// One publish that returns once a stream has stored it.
     fn publish_acknowledged(
         &self,
