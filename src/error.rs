@@ -143,8 +143,33 @@ impl std::error::Error for Error {
     }
 }
 
+/// `text` as one line of at most `max` bytes (cut at a character boundary, then marked with
+/// `…`): reasons go into log lines and dead-letter headers, where a line break or a
+/// megabyte of answer would do harm.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut line: String = text.replace(['\r', '\n'], " ");
+    if line.len() > max {
+        let mut cut = max;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_is_one_bounded_line_cut_at_a_character() {
+        assert_eq!(one_line("a\r\nb", 10), "a  b");
+        assert_eq!(one_line("ééé", 3), "é…");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
+
     use super::*;
 
     #[test]

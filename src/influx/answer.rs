@@ -197,15 +197,7 @@ pub(super) fn error_message(body: &str) -> String {
 
 /// A message as one bounded line: it goes into logs and dead-letter headers.
 fn one_line(text: &str) -> String {
-    let mut line: String = text.replace(['\r', '\n'], " ");
-    if line.len() > 500 {
-        let mut cut = 500;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push('…');
-    }
+    let mut line = crate::error::one_line(text, 500);
     if line.is_empty() {
         line.push_str("no reason given");
     }

@@ -25,14 +25,7 @@ pub fn dead_letter(
     let measurement = measurement_of(&message.subject);
     let mut headers = nats::header::HeaderMap::new();
     // A header value is one line; reasons are one line already, but be sure.
-    let mut reason: String = reason.replace(['\r', '\n'], " ");
-    if reason.len() > 2048 {
-        let mut cut = 2048;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-    }
+    let reason = crate::error::one_line(reason, 2048);
     let stream = stream_name(namespace, measurement);
     headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
     headers.insert("Collector-Error", reason.as_str());
