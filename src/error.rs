@@ -161,7 +161,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::*;
 
     #[test]
     fn one_line_is_one_bounded_line_cut_at_a_character() {
@@ -169,8 +169,6 @@ mod tests {
         assert_eq!(one_line("ééé", 3), "é…");
         assert_eq!(one_line("abc", 3), "abc");
     }
-
-    use super::*;
 
     #[test]
     fn config_errors_name_the_key_and_exit_2() {
