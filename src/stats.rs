@@ -62,9 +62,9 @@ pub struct Stats {
     pub stopping: AtomicBool,
     /// What the writer last learned about InfluxDB.
     influx: Mutex<InfluxHealth>,
-    /// The reason of the last write that stored nothing, for the history a dead letter
-    /// carries when a record was delivered too often.
-    last_write_failure: Mutex<Option<String>>,
+    /// Set while the writer retries a write that stored nothing: the workers issue no new
+    /// pulls meanwhile (what their pulls still bring is taken in and kept alive).
+    pub writer_stalled: AtomicBool,
     /// Counters and lag per measurement; created when a worker starts pulling it.
     by_measurement: Mutex<BTreeMap<String, Arc<MeasurementStats>>>,
     /// Field values converted to the type InfluxDB stores (`crate::schema`), per measurement.
@@ -87,7 +87,7 @@ impl Default for Stats {
             config_loaded: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             influx: Mutex::new(InfluxHealth::default()),
-            last_write_failure: Mutex::new(None),
+            writer_stalled: AtomicBool::new(false),
             by_measurement: Mutex::new(BTreeMap::new()),
             conversions: Mutex::new(BTreeMap::new()),
         }
@@ -196,15 +196,7 @@ impl Stats {
     /// that shows it works (2xx, or a rejection of bad lines), `Err` with the reason when it
     /// could not store anything.
     pub fn influx_write(&self, at: Instant, outcome: Result<(), String>) {
-        if let Err(reason) = &outcome {
-            *lock(&self.last_write_failure) = Some(reason.clone());
-        }
         lock(&self.influx).write = Some(Seen { at, outcome });
-    }
-
-    /// The reason of the last write that stored nothing, if any write failed since start.
-    pub fn last_write_failure(&self) -> Option<String> {
-        lock(&self.last_write_failure).clone()
     }
 
     /// Records the answer to a `/ping`.

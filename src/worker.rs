@@ -328,7 +328,7 @@ impl Running {
                 wake = wake.min(until);
             }
         }
-        if self.pull_failing {
+        if self.pull_failing || Stats::is(&self.worker.stats.writer_stalled) {
             wake = wake.min(now + PULL_RETRY);
         }
         wake.saturating_duration_since(now)
@@ -456,6 +456,11 @@ impl Running {
             for consumer in self.consumers.values_mut() {
                 consumer.pulls.forget(now);
             }
+        }
+        if Stats::is(&self.worker.stats.writer_stalled) {
+            // The writer cannot store what it has: no new pulls (bounded memory). What the
+            // pulls under way bring is taken in and kept alive.
+            return;
         }
         let Worker {
             conn, pull, name, ..

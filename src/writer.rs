@@ -18,7 +18,7 @@
 //! retried slowly with an error log saying what to fix. Meanwhile the held records are kept
 //! alive with in-progress acks, and at the shutdown deadline they are given back (NAK).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -69,6 +69,11 @@ struct Running {
     /// Which records of the batch are acknowledged or dead-lettered; the others are given
     /// back at the shutdown deadline.
     settled: Vec<bool>,
+    /// Chunks taken off the channel while a write is retried, kept alive with the batch and
+    /// added to it after. Left in the channel they would expire in an outage longer than
+    /// `ack_wait` and be redelivered (and written twice); the workers issue no new pulls
+    /// while the writer is stalled, so this holds only what pulls already under way bring.
+    parked: VecDeque<Chunk>,
     /// Field types learned from InfluxDB's type-conflict answers, so drifted values are
     /// converted where nothing is lost.
     schema: Schema,
@@ -97,6 +102,7 @@ impl Writer {
             writer: self,
             batch: Batch::new(limits),
             settled: Vec::new(),
+            parked: VecDeque::new(),
             schema: Schema::default(),
             conversions_logged: HashSet::new(),
             scattered: Vec::new(),
@@ -112,6 +118,10 @@ impl Writer {
 impl Running {
     fn run(&mut self) {
         loop {
+            if let Some(chunk) = self.parked.pop_front() {
+                self.take(chunk);
+                continue;
+            }
             let now = Instant::now();
             let timeout = match self.batch.wake_at(now, self.writer.stats.caught_up()) {
                 Some(at) => at.saturating_duration_since(now),
@@ -120,21 +130,7 @@ impl Running {
             let chunks = self.writer.chunks.clone();
             channel::select! {
                 recv(chunks) -> chunk => match chunk {
-                    Ok(mut chunk) => {
-                        if let Some(reason) = self.batch.flush_before(&chunk) {
-                            self.flush(reason);
-                        }
-                        self.backlog |= chunk.items().iter().any(|held| held.delivery.pending > 0);
-                        self.batch.add(&mut chunk, Instant::now());
-                        if let Some(reason) = self.batch.flush_now(Instant::now()) {
-                            self.flush(reason);
-                        } else if self.backlog
-                            && self.writer.stats.caught_up()
-                            && self.writer.chunks.is_empty()
-                        {
-                            self.flush(Flush::CaughtUp);
-                        }
-                    }
+                    Ok(chunk) => self.take(chunk),
                     Err(_) => {
                         self.flush(Flush::Shutdown);
                         // Acks sit in the client's buffer until its flusher runs; send them
@@ -154,6 +150,25 @@ impl Running {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds a worker's chunk to the batch, flushing before when it would not fit and after
+    /// when the batch is full or the tail of a backlog.
+    fn take(&mut self, mut chunk: Chunk) {
+        if let Some(reason) = self.batch.flush_before(&chunk) {
+            self.flush(reason);
+        }
+        self.backlog |= chunk.items().iter().any(|held| held.delivery.pending > 0);
+        self.batch.add(&mut chunk, Instant::now());
+        if let Some(reason) = self.batch.flush_now(Instant::now()) {
+            self.flush(reason);
+        } else if self.backlog
+            && self.writer.stats.caught_up()
+            && self.writer.chunks.is_empty()
+            && self.parked.is_empty()
+        {
+            self.flush(Flush::CaughtUp);
         }
     }
 
@@ -228,6 +243,7 @@ impl Running {
         }
         if outcome.is_err() {
             let n_given_back = settle::give_back_all(self.unsettled(), self.writer.give_back_delay);
+            self.parked.clear();
             Stats::add(&self.writer.stats.given_back, n_given_back);
             self.writer.stats.hold(-(n_given_back as i64));
             log::warn!(
@@ -266,6 +282,7 @@ impl Running {
             let working = health.is_ok();
             stats.influx_write(Instant::now(), health);
             if working {
+                Stats::set(&stats.writer_stalled, false);
                 if let Some(failure) = self.failing.take() {
                     log::info!("writer: InfluxDB is storing again (after: {failure})");
                 }
@@ -483,7 +500,11 @@ impl Running {
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
         let progress_every = keep_alive_every(self.writer.ack_wait);
         let until = Instant::now() + total;
+        Stats::set(&self.writer.stats.writer_stalled, true);
         loop {
+            while let Ok(chunk) = self.writer.chunks.try_recv() {
+                self.parked.push_back(chunk);
+            }
             self.unsettled().for_each(Held::keep_alive);
             let now = Instant::now();
             if self.writer.shutdown.is_overdue(now) {
@@ -499,6 +520,7 @@ impl Running {
     }
 
     /// The records of the batch not yet acknowledged or dead-lettered.
+    /// The records held and not yet settled: those of the batch, and the parked chunks.
     fn unsettled(&self) -> impl Iterator<Item = &Held> {
         self.batch
             .lines
@@ -507,6 +529,7 @@ impl Running {
             .zip(&self.settled)
             .filter(|(_, settled)| !**settled)
             .map(|(held, _)| held)
+            .chain(self.parked.iter().flat_map(|chunk| chunk.items()))
     }
 
     /// Dead-letters a record InfluxDB refused ([`Held::dead_letter`]). Settled either way:

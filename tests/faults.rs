@@ -715,3 +715,58 @@ fn a_repeat_dead_letter_is_counted_once() {
     assert!(log.contains("dead-lettered 0,"), "{log}");
     assert_eq!(transfer.dead_letters().len(), 1);
 }
+
+/// Regression: in an outage longer than `pull.ack_wait`, the chunks the workers had queued
+/// for the writer were kept alive by nobody, expired, and were redelivered (and written
+/// twice). Now the stalled writer takes them in and keeps them alive, and the workers issue
+/// no new pulls meanwhile.
+#[test]
+fn an_outage_longer_than_ack_wait_redelivers_nothing() {
+    let nats = NatsServer::start();
+    let mut influx = Influx::start();
+    influx.create_database("long");
+    let transfer = Transfer::new(nats.connect(), "long");
+    let ms = ["app"];
+    let shares = publish(&transfer, &ms, 50_000);
+    let port = util::free_port();
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("long")
+        .extra("pull:\n  batch: 100\n  ack_wait: 5s\nbatch:\n  max_lines: 500\n")
+        .http_listen(port)
+        .yaml();
+    let collector = Collector::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&influx, "long", &ms) > 0),
+        "{}",
+        collector.log()
+    );
+    influx.stop();
+    // Two ack waits and more: anything held but not kept alive would expire.
+    std::thread::sleep(Duration::from_secs(12));
+    influx.start_again();
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "long",
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
+    // Each record was delivered once: had any expired, it would have been fetched again.
+    let metrics = util::http_get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+        .expect("/metrics answers")
+        .body;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "collector_records_fetched_total 50000"),
+        "{}\n{}",
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("collector_records_"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        collector.log()
+    );
+}
