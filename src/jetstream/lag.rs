@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use serde_json::json;
 
-use super::pipeline::{answered, Pipeline, PipelineRequest};
+use super::pipeline::{all_failed, answered, Pipeline, PipelineRequest};
 use super::{
     has_err_code, ConsumerState, JetStream, StreamState, DURABLE, ERR_CONSUMER_NOT_FOUND,
     ERR_STREAM_NOT_FOUND,
@@ -35,18 +35,7 @@ impl JetStream {
     pub fn survey(&self, streams: &[String]) -> Vec<Result<Surveyed>> {
         let mut pipeline = match Pipeline::new(&self.conn) {
             Ok(pipeline) => pipeline,
-            Err(e) => {
-                let text = e.to_string();
-                return streams
-                    .iter()
-                    .map(|_| {
-                        Err(crate::error::Error::nats(
-                            "survey the measurements",
-                            std::io::Error::other(text.clone()),
-                        ))
-                    })
-                    .collect();
-            }
+            Err(e) => return all_failed(streams.len(), "survey the measurements", &e),
         };
         let empty = serde_json::to_vec(&json!({})).expect("a json value always serializes");
         let subjects: Vec<String> = streams

@@ -3,7 +3,6 @@
 //! consumer, the dead-letter stream, the configuration bucket, and the replicas they get.
 
 use std::borrow::Cow;
-use std::io;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -12,13 +11,13 @@ use super::names::{
     bucket_name, bucket_stream, dead_letter_stream, dead_letter_subject, kv_subject, stream_name,
     subject_name,
 };
-use super::pipeline::{answered, Pipeline, PipelineRequest};
+use super::pipeline::{all_failed, answered, Pipeline, PipelineRequest};
 use super::{
     has_err_code, unless_missing, ConsumerState, JetStream, DURABLE, ERR_CONSUMER_NOT_FOUND,
     ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND,
 };
 use crate::config::{NatsConfig, PullConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl JetStream {
     /// Creates the stream of a measurement with the Transfer client's settings when it is
@@ -96,18 +95,7 @@ impl JetStream {
             measurements.iter().map(|_| Ok((false, false))).collect();
         let mut pipeline = match Pipeline::new(&self.conn) {
             Ok(pipeline) => pipeline,
-            Err(e) => {
-                let text = e.to_string();
-                return measurements
-                    .iter()
-                    .map(|_| {
-                        Err(Error::nats(
-                            "ensure streams",
-                            io::Error::other(text.clone()),
-                        ))
-                    })
-                    .collect();
-            }
+            Err(e) => return all_failed(measurements.len(), "ensure streams", &e),
         };
         // Runs one kind of request for the measurements still fine, and hands each answer
         // (or why none came) to `then`.

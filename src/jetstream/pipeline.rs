@@ -192,6 +192,15 @@ impl Pipeline {
     }
 }
 
+/// `n` copies of the error `error` as a failure to `what`: the result of every request of a
+/// round that could not start (no reply inbox).
+pub(super) fn all_failed<T>(n: usize, what: &str, error: &Error) -> Vec<Result<T>> {
+    let text = error.to_string();
+    (0..n)
+        .map(|_| Err(Error::nats(what, io::Error::other(text.clone()))))
+        .collect()
+}
+
 /// The answer to one pipelined API request as a result: the API error it carries, or why
 /// no answer came as a NATS error naming `what`.
 pub(super) fn answered(what: &str, answer: Result<Value, PipelineError>) -> Result<Value> {
