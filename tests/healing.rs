@@ -212,3 +212,65 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
         || collector.log(),
     );
 }
+
+/// A consumer lost while no pull waits on it gives no `409 Consumer Deleted`: the main
+/// thread's survey of the consumers finds it and heals it. No pull waits here because
+/// InfluxDB is down: the stalled writer has the workers send no new pulls, and the last ones
+/// end at their expiry (3 s).
+#[test]
+fn a_consumer_lost_with_no_pull_waiting_is_found_by_the_survey() {
+    let nats = NatsServer::start();
+    let mut influx = Influx::start();
+    influx.create_database("sv");
+    let transfer = Transfer::new(nats.connect(), "sv");
+    transfer.set("a", "");
+    let config = format!(
+        "{}pull:\n  expires: 3s\n",
+        config("sv", &nats.url(), &influx).replace("pull:\n  batch: 100\n", "")
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        collector.wait_for_log("measurement a added", Duration::from_secs(20)),
+        "{}",
+        collector.log()
+    );
+    influx.stop();
+    let all = samples(300);
+    transfer.publish_many("a", &payloads(&all));
+    assert!(
+        collector.wait_for_log("write failed, retrying", Duration::from_secs(30)),
+        "{}",
+        collector.log()
+    );
+    let waiting = || {
+        transfer.consumer_info("a", "collector").unwrap()["num_waiting"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || waiting() == 0),
+        "pulls still waiting: {}\n{}",
+        waiting(),
+        collector.log()
+    );
+    transfer.delete_consumer("a");
+    assert!(
+        collector.wait_for_log(
+            "consumer missing (periodic check) on stream",
+            Duration::from_secs(45)
+        ),
+        "{}",
+        collector.log()
+    );
+    influx.start_again();
+    assert_all_stored(
+        &transfer,
+        &influx,
+        "sv",
+        &["a"],
+        &[&all],
+        Duration::from_secs(60),
+        || collector.log(),
+    );
+    assert_eq!(repairs(&collector, "a"), 1, "{}", collector.log());
+}
