@@ -7,30 +7,33 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits up to $2 seconds for a URL to answer 2xx.
-wait_http() {
-	local url=$1 seconds=${2:-30} i
+# retry_for SECONDS WHAT COMMAND...: runs COMMAND (its output dropped) every 0.1 s until it
+# succeeds, for up to SECONDS; then says "WHAT after SECONDSs" and returns 1.
+retry_for() {
+	local seconds=$1 what=$2 i
+	shift 2
 	for ((i = 0; i < seconds * 10; i++)); do
-		if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url" 2>/dev/null; then
+		if "$@" >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	echo "no answer from $url after ${seconds}s" >&2
+	echo "$what after ${seconds}s" >&2
 	return 1
+}
+
+# Waits up to $2 seconds for a URL to answer 2xx.
+wait_http() {
+	local url=$1 seconds=${2:-30}
+	retry_for "$seconds" "no answer from $url" \
+		python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url"
 }
 
 # Waits up to $2 seconds for 127.0.0.1:$1 to accept connections.
 wait_port() {
-	local port=$1 seconds=${2:-30} i
-	for ((i = 0; i < seconds * 10; i++)); do
-		if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port" 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "nothing listens on 127.0.0.1:$port after ${seconds}s" >&2
-	return 1
+	local port=$1 seconds=${2:-30}
+	retry_for "$seconds" "nothing listens on 127.0.0.1:$port" \
+		python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port"
 }
 
 # start_nats DIR: starts nats-server with JetStream; sets NATS_PORT, NATS_URL, NATS_PID.
