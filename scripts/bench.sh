@@ -73,10 +73,7 @@ while [ $# -gt 0 ]; do
 		c_binary=$(collector_binary_arg bench "${2-}")
 		shift
 		;;
-	-h | --help)
-		print_help "${BASH_SOURCE[0]}"
-		exit 0
-		;;
+	-h | --help) print_help "${BASH_SOURCE[0]}" ;;
 	*)
 		echo "bench: unknown argument $1 (try --help)" >&2
 		exit 2

@@ -40,15 +40,12 @@ release=0
 pass=()
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--release) release=1 ;;
 	--binary)
 		binary=$(collector_binary_arg soak "${2-}")
 		shift
 		;;
-	-h | --help)
-		print_help "${BASH_SOURCE[0]}"
-		exit 0
-		;;
+	--release) release=1 ;;
+	-h | --help) print_help "${BASH_SOURCE[0]}" ;;
 	*)
 		pass+=("$1")
 		;;

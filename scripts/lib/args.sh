@@ -1,9 +1,10 @@
 # Shell functions for the scripts' command lines. Source it; it defines functions only.
 
 # print_help SCRIPT: prints SCRIPT's header comment (line 2 up to `set -euo`) to stderr,
-# without the comment marks: the script's --help.
+# without the comment marks, and exits 0: the script's --help.
 print_help() {
 	sed -n '2,/^set -euo/p' "$1" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 0
 }
 
 # collector_binary_arg NAME PATH: prints PATH made absolute when it is an executable; else
