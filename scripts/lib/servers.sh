@@ -47,45 +47,25 @@ start_nats() {
 	wait_port "$NATS_PORT" 30
 }
 
+# The configuration start_influx fills in, shared with the test harness.
+INFLUX_CONF_TEMPLATE="$(dirname "${BASH_SOURCE[0]}")/influxdb.conf"
+
 # start_influx DIR: starts influxd 1.x with every listener on loopback or off; sets
 # INFLUX_PORT, INFLUX_URL, INFLUX_PID.
 start_influx() {
-	local dir=$1 rpc
+	local dir=$1 rpc conf
 	mkdir -p "$dir/influx"
 	INFLUX_PORT=$(free_port)
 	rpc=$(free_port)
 	INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
-	cat >"$dir/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc"
-[meta]
-  dir = "$dir/influx/meta"
-[data]
-  dir = "$dir/influx/data"
-  wal-dir = "$dir/influx/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:$INFLUX_PORT"
-  log-enabled = false
-  pprof-enabled = false
-  unix-socket-enabled = false
-[ifql]
-  enabled = false
-  bind-address = "127.0.0.1:0"
-[[graphite]]
-  enabled = false
-[[collectd]]
-  enabled = false
-[[opentsdb]]
-  enabled = false
-[[udp]]
-  enabled = false
-[logging]
-  suppress-logo = true
-CONF
+	conf=$(<"$INFLUX_CONF_TEMPLATE")
+	conf=${conf//'{rpc}'/"$rpc"}
+	conf=${conf//'{http}'/"$INFLUX_PORT"}
+	conf=${conf//'{dir}'/"$dir/influx"}
+	conf=${conf//'{auth}'/false}
+	conf=${conf//'{log}'/false}
+	conf=${conf//'{https}'/}
+	printf '%s\n' "$conf" >"$dir/influxdb.conf"
 	influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
 	INFLUX_PID=$!
 	wait_http "$INFLUX_URL/ping" 60

@@ -23,6 +23,7 @@ mod config;
 mod http_double;
 mod influx;
 mod nats;
+mod process;
 mod prometheus;
 mod sample;
 mod tls;
