@@ -87,10 +87,7 @@ fn consumer(transfer: &Transfer, m: &str) -> Value {
 
 #[test]
 fn kill_9_mid_drain_loses_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("k9");
-    let transfer = Transfer::new(nats.connect(), "k9");
+    let (nats, influx, transfer) = util::start_servers("k9");
     let ms = ["a", "b", "c"];
     let shares = publish(&transfer, &ms, 30_000);
     let config = v1_config("k9", &nats.url(), &influx, SMALL);
@@ -122,10 +119,7 @@ fn kill_9_mid_drain_loses_nothing() {
 
 #[test]
 fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("down");
-    let transfer = Transfer::new(nats.connect(), "down");
+    let (nats, mut influx, transfer) = util::start_servers("down");
     let ms = ["app"];
     let shares = publish(&transfer, &ms, 20_000);
     let mut collector = Collector::start(&v1_config("down", &nats.url(), &influx, SMALL));
@@ -173,10 +167,7 @@ fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
 
 #[test]
 fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("two");
-    let transfer = Transfer::new(nats.connect(), "two");
+    let (nats, influx, transfer) = util::start_servers("two");
     let ms = ["x", "y"];
     let shares = publish(&transfer, &ms, 30_000);
     let config = v1_config(
@@ -240,10 +231,7 @@ fn a_nats_node_lost_mid_drain_loses_nothing() {
 
 #[test]
 fn a_nats_restart_mid_drain_resumes_the_pulls() {
-    let mut nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rs");
-    let transfer = Transfer::new(nats.connect(), "rs");
+    let (mut nats, influx, transfer) = util::start_servers("rs");
     let ms = ["m"];
     let shares = publish(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("rs", &nats.url(), &influx, SMALL));
@@ -269,10 +257,7 @@ fn a_nats_restart_mid_drain_resumes_the_pulls() {
 
 #[test]
 fn poison_records_are_dead_lettered_and_the_rest_lands() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("px");
-    let transfer = Transfer::new(nats.connect(), "px");
+    let (nats, influx, transfer) = util::start_servers("px");
     transfer.set("mix", "");
     // Establish `n` as an integer field, so a float `n` later is a type conflict.
     transfer.publish(
@@ -648,10 +633,7 @@ fn a_second_signal_exits_at_once() {
 // and the harness use it on purpose (synchronous threads), so do these tests.
 #[allow(deprecated)]
 fn a_repeat_dead_letter_is_counted_once() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rd");
-    let transfer = Transfer::new(nats.connect(), "rd");
+    let (nats, influx, transfer) = util::start_servers("rd");
     let mut collector = Collector::start(&v1_config("rd", &nats.url(), &influx, ""));
     // The collector makes the dead-letter stream at start.
     assert!(

@@ -9,8 +9,7 @@ mod util;
 use std::time::Duration;
 
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
-    Transfer,
+    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, Sample, Transfer,
 };
 
 fn config(namespace: &str, nats_url: &str, influx: &Influx) -> String {
@@ -38,10 +37,7 @@ fn repairs(collector: &Collector, measurement: &str) -> usize {
 /// Deletes the consumer while `collectors` drain 3,000 records, then publishes 500 more:
 /// everything is stored, and each collector logged the repair once.
 fn consumer_deleted_mid_drain(n_collectors: usize) {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("heal");
-    let transfer = Transfer::new(nats.connect(), "heal");
+    let (nats, influx, transfer) = util::start_servers("heal");
     transfer.set("a", "");
     let all = samples(3_500);
     let (before, after) = all.split_at(3_000);
@@ -110,10 +106,7 @@ fn a_consumer_deleted_mid_drain_is_recreated_by_two_collectors_at_once() {
 
 #[test]
 fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("heal");
-    let transfer = Transfer::new(nats.connect(), "heal");
+    let (nats, influx, transfer) = util::start_servers("heal");
     transfer.set("kept", "");
     transfer.set("gone", "");
     let all = samples(1_000);

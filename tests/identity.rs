@@ -110,10 +110,7 @@ fn check_points(influx: &Influx, db: &str, case: &Case, sequences: &BTreeMap<u64
 
 #[test]
 fn ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_points() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("idn");
-    let transfer = Transfer::new(nats.connect(), "idn");
+    let (nats, influx, transfer) = util::start_servers("idn");
     let mut by_case = Vec::new();
     for case in &CASES {
         transfer.set(case.measurement, "");
@@ -143,10 +140,7 @@ fn ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_points
 /// the very same points, so InfluxDB still holds exactly one point per record.
 #[test]
 fn records_written_again_after_kill_9_land_on_the_same_points() {
-    let mut nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("idk");
-    let transfer = Transfer::new(nats.connect(), "idk");
+    let (mut nats, influx, transfer) = util::start_servers("idk");
     let mut by_case: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(), BTreeMap::new()];
     // A short ack wait, so what the killed collector held comes back soon; small batches, so
     // the drain takes many writes.

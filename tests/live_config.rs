@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 
-use util::{samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer};
+use util::{samples, wait_until, Collector, Influx, NatsServer, Sample};
 
 fn config(nats: &NatsServer, influx: &Influx) -> String {
     util::config(&nats.url(), &influx.url())
@@ -32,10 +32,7 @@ fn both_log(a: &Collector, b: &Collector, needle: &str) {
 
 #[test]
 fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("live");
-    let transfer = Transfer::new(nats.connect(), "live");
+    let (nats, influx, transfer) = util::start_servers("live");
     transfer.set("a", "first");
     let all = samples(4_000);
     let (a_first, rest) = all.split_at(1_000);
@@ -102,10 +99,7 @@ fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
 
 #[test]
 fn invalid_entries_are_skipped_with_one_error_line_each() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("live");
-    let transfer = Transfer::new(nats.connect(), "live");
+    let (nats, influx, transfer) = util::start_servers("live");
     transfer.set("good", "");
     let one = Collector::start(&config(&nats, &influx));
     let two = Collector::start(&config(&nats, &influx));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use prometheus_parse::{LineInfo, Scrape, Value};
 use util::{
     free_port, http_get, http_post, sample_payloads, wait_until, Collector, HttpReply, Influx,
-    NatsServer, Transfer,
+    NatsServer,
 };
 
 fn config(namespace: &str, nats: &NatsServer, influx: &Influx, port: u16, extra: &str) -> String {
@@ -109,10 +109,7 @@ impl Metrics {
 
 #[test]
 fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("mx");
-    let transfer = Transfer::new(nats.connect(), "mx");
+    let (nats, influx, transfer) = util::start_servers("mx");
     transfer.set("access", "");
     transfer.set("audit", "");
     let port = free_port();
@@ -210,10 +207,7 @@ fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
 
 #[test]
 fn readiness_follows_influxdb_and_nats() {
-    let mut nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("rd");
-    let transfer = Transfer::new(nats.connect(), "rd");
+    let (mut nats, mut influx, transfer) = util::start_servers("rd");
     transfer.set("access", "");
     let port = free_port();
     let collector = Collector::start(&config("rd", &nats, &influx, port, ""));
@@ -294,10 +288,7 @@ fn measurement_gauge(metrics: &Metrics, name: &str, measurement: &str) -> Option
 
 #[test]
 fn lag_per_measurement_while_records_wait_and_after_a_drain() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("lg");
-    let transfer = Transfer::new(nats.connect(), "lg");
+    let (nats, mut influx, transfer) = util::start_servers("lg");
     transfer.set("slow", "");
     transfer.set("idle", "");
     let port = free_port();

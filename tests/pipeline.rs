@@ -48,10 +48,7 @@ fn wait_drained(
 
 #[test]
 fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("beta");
-    let transfer = Transfer::new(nats.connect(), "beta");
+    let (nats, influx, transfer) = util::start_servers("beta");
     let measurements = ["access", "errors"];
     for m in measurements {
         transfer.set(m, &format!("{m} logs"));
@@ -84,10 +81,7 @@ fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
 
 #[test]
 fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("gamma");
-    let transfer = Transfer::new(nats.connect(), "gamma");
+    let (nats, influx, transfer) = util::start_servers("gamma");
     transfer.set("app", "");
     let shares = publish_samples(&transfer, &["app"], 20_000);
     // Small batches so the drain takes many writes and the signal lands in the middle.
@@ -115,10 +109,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
 
 #[test]
 fn the_tail_of_a_backlog_is_written_without_waiting_for_the_interval() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("tail");
-    let transfer = Transfer::new(nats.connect(), "tail");
+    let (nats, influx, transfer) = util::start_servers("tail");
     transfer.set("app", "");
     // Fewer records than a batch holds, and an interval longer than the wait below: only the
     // flush on catching up with the stream can store them in time.
@@ -163,10 +154,7 @@ fn sigint_stops_it_too() {
 
 #[test]
 fn records_without_time_take_the_stream_timestamp() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("eps");
-    let transfer = Transfer::new(nats.connect(), "eps");
+    let (nats, influx, transfer) = util::start_servers("eps");
     transfer.set("m", "");
     transfer.publish("m", br#"{"tags":{"k":"v"},"fields":{"n":1}}"#);
     let collector = Collector::start(&v1_config("eps", &nats, &influx));

@@ -45,10 +45,7 @@ fn publish(transfer: &Transfer, measurements: &[String], n: usize) -> Vec<Vec<Sa
 
 #[test]
 fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("stop");
-    let transfer = Transfer::new(nats.connect(), "stop");
+    let (nats, influx, transfer) = util::start_servers("stop");
     let ms: Vec<String> = vec!["x".into(), "y".into()];
     let shares = publish(&transfer, &ms, 20_000);
     let config = v1_config(
@@ -85,10 +82,7 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
 
 #[test]
 fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rm");
-    let transfer = Transfer::new(nats.connect(), "rm");
+    let (nats, influx, transfer) = util::start_servers("rm");
     let busy: Vec<String> = vec!["busy".into()];
     transfer.set("removed", "");
     // Idle measurements bring heartbeats to every inbox: they must not keep the old inbox,
@@ -161,10 +155,7 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
 
 #[test]
 fn two_hundred_measurements_drain_exactly() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("many");
-    let transfer = Transfer::new(nats.connect(), "many");
+    let (nats, influx, transfer) = util::start_servers("many");
     let ms: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
     let shares = publish(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("many", &nats, &influx, TUNING));
@@ -301,10 +292,7 @@ fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_fu
 /// next.
 #[test]
 fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("trickle");
-    let transfer = Transfer::new(nats.connect(), "trickle");
+    let (nats, influx, transfer) = util::start_servers("trickle");
     transfer.set("t", "");
     let all = samples(10_000);
     let config = v1_config(

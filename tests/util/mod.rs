@@ -47,6 +47,16 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Starts a NATS server with JetStream and InfluxDB with database `namespace`, and connects
+/// a [`Transfer`] client for `namespace` to that NATS server: how most end-to-end tests begin.
+pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database(namespace);
+    let transfer = Transfer::new(nats.connect(), namespace);
+    (nats, influx, transfer)
+}
+
 /// Waits up to `within` until InfluxDB database `db` holds each share of `measurements`
 /// exactly (by count) and every measurement's stream is empty, then checks every point
 /// against its sample. `log` gives the collectors' logs for a failure message.
