@@ -857,16 +857,15 @@ impl Transfer {
             let now = Instant::now();
             if now.duration_since(last_scan) >= Duration::from_millis(200) {
                 last_scan = now;
-                let expired: Vec<usize> = in_flight
-                    .iter()
-                    .filter(|(_, &at)| now.duration_since(at) >= RESEND_AFTER)
-                    .map(|(&i, _)| i)
-                    .collect();
-                for index in expired {
-                    in_flight.remove(&index);
-                    last_error = "no PubAck within 2 s".to_string();
-                    retry.push_back((now, index));
-                }
+                // What waited too long for its PubAck is sent again.
+                in_flight.retain(|&index, &mut sent_at| {
+                    let expired = now.duration_since(sent_at) >= RESEND_AFTER;
+                    if expired {
+                        last_error = "no PubAck within 2 s".to_string();
+                        retry.push_back((now, index));
+                    }
+                    !expired
+                });
             }
             if now.duration_since(last_progress) >= STALL {
                 panic!(
