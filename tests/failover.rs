@@ -215,11 +215,7 @@ fn readyz(port: u16) -> u16 {
 /// Waits until `collector` says it is waiting for NATS, then checks that it keeps running,
 /// serves `/readyz` as not ready, and logged the wait once.
 fn assert_waiting(collector: &mut Collector, port: u16) {
-    assert!(
-        collector.wait_for_log("waiting for nats", Duration::from_secs(60)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("waiting for nats", Duration::from_secs(60));
     assert!(collector.is_running(), "{}", collector.log());
     assert!(
         wait_until(Duration::from_secs(10), || readyz(port) == 503),
@@ -318,25 +314,14 @@ fn created_replicas(
         .nats(&replicas_line)
         .yaml();
     let mut collector = Collector::start(&config);
-    assert!(
-        collector.wait_for_log("streams the collector creates get", Duration::from_secs(60)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("streams the collector creates get", Duration::from_secs(60));
     // The key alone, as a Transfer client that left the stream to the collector.
     transfer.put_raw("m", br#"{"measurement":"m","description":""}"#);
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_exists("m")),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || transfer.stream_exists("m"));
     transfer.publish_many("m", &sample_payloads(20));
-    assert!(
-        wait_until(Duration::from_secs(60), || influx.count(&namespace, "m")
-            == 20),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || {
+        influx.count(&namespace, "m") == 20
+    });
     collector.stop_cleanly(Duration::from_secs(30));
     [
         replicas(transfer, &format!("KV_{namespace}_logs")),

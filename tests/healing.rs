@@ -46,11 +46,7 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
         .map(|_| Collector::start(&config("heal", &nats.url(), &influx)))
         .collect();
     for c in &collectors {
-        assert!(
-            c.wait_for_log("measurement a added", Duration::from_secs(20)),
-            "{}",
-            c.log()
-        );
+        c.assert_log("measurement a added", Duration::from_secs(20));
     }
     let logs = || {
         collectors
@@ -69,7 +65,6 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["a"],
         &[&all],
         Duration::from_secs(60),
@@ -116,7 +111,6 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["kept"],
         &[first],
         Duration::from_secs(60),
@@ -126,11 +120,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     // The stream alone is deleted: its measurement is still configured, so the stream and
     // its consumer come back, and what is published afterwards is stored.
     transfer.delete_stream("kept");
-    assert!(
-        wait_until(Duration::from_secs(20), || repairs(&collector, "kept") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || repairs(&collector, "kept") == 1);
     assert!(
         collector.log().contains("re-created the stream"),
         "{}",
@@ -140,7 +130,6 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["kept"],
         &[&all],
         Duration::from_secs(60),
@@ -149,11 +138,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
 
     // Removed as Transfer's `Remove` does it, key then stream: never re-created.
     transfer.remove("gone");
-    assert!(
-        collector.wait_for_log("measurement gone removed", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurement gone removed", Duration::from_secs(20));
     // Several poll intervals and pull expiries in which nothing may bring it back.
     std::thread::sleep(Duration::from_secs(3));
     assert!(!transfer.stream_exists("gone"), "{}", collector.log());
@@ -182,23 +167,17 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
     assert_all_stored(
         &elsewhere,
         &influx,
-        "heal",
         &["a"],
         &[before],
         Duration::from_secs(60),
         || collector.log(),
     );
     elsewhere.delete_consumer("a");
-    assert!(
-        wait_until(Duration::from_secs(20), || repairs(&collector, "a") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || repairs(&collector, "a") == 1);
     elsewhere.publish_many("a", &payloads(after));
     assert_all_stored(
         &elsewhere,
         &influx,
-        "heal",
         &["a"],
         &[&all],
         Duration::from_secs(60),

@@ -91,11 +91,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
     );
 
     let mut first = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("gamma", "app") > 0),
-        "{}",
-        first.log()
-    );
+    first.assert_within(Duration::from_secs(30), || influx.count("gamma", "app") > 0);
     first.stop_cleanly(Duration::from_secs(20));
 
     let second = Collector::start(&config);
@@ -133,11 +129,7 @@ fn sigint_stops_it_too() {
     let influx = Influx::start();
     influx.create_database("delta");
     let mut collector = Collector::start(&v1_config("delta", &nats, &influx));
-    assert!(
-        collector.wait_for_log("measurements: none yet", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurements: none yet", Duration::from_secs(20));
     collector.interrupt();
     let status = collector
         .wait_timeout(Duration::from_secs(20))
@@ -158,11 +150,7 @@ fn records_without_time_take_the_stream_timestamp() {
     transfer.set("m", "");
     transfer.publish("m", br#"{"tags":{"k":"v"},"fields":{"n":1}}"#);
     let collector = Collector::start(&v1_config("eps", &nats, &influx));
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("eps", "m") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || influx.count("eps", "m") == 1);
     let points = influx.points("eps", "m");
     let time = points[0]["time"].as_i64().unwrap();
     // The stream's own timestamp is the publish time: after 2020, before now.
@@ -196,12 +184,9 @@ fn writes_the_influxdb_v2_request_format() {
         vm.url()
     );
     let collector = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_state("cpu").0
-            == 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || {
+        transfer.stream_state("cpu").0 == 0
+    });
     let found = wait_until(Duration::from_secs(20), || {
         vm.flush();
         vm.samples("cpu_load").len() == 50
@@ -253,11 +238,7 @@ fn unreachable_nats_is_waited_for_with_one_clear_line_until_sigterm() {
     let mut collector = Collector::start(&yaml);
     // A server that is not up yet may come: the collector waits, saying so in one line
     // naming the server, and leaves with exit 0 at SIGTERM.
-    assert!(
-        collector.wait_for_log("waiting for nats", Duration::from_secs(30)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("waiting for nats", Duration::from_secs(30));
     let log = collector.log();
     let line = log
         .lines()

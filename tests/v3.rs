@@ -304,11 +304,7 @@ fn v3_429_honours_retry_after() {
         .collect();
     transfer.publish_many("m", &payloads);
     let collector = Collector::start(&v3_config("th", &nats, &double, ""));
-    assert!(
-        wait_until(Duration::from_secs(60), || double.points().len() == 100),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || double.points().len() == 100);
     let writes: Vec<_> = double
         .seen()
         .into_iter()

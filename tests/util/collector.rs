@@ -174,6 +174,19 @@ impl Collector {
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log().contains(needle))
     }
+
+    /// Asserts that `cond` comes true within `timeout` (polled by [`wait_until`]); the log is
+    /// shown otherwise.
+    #[track_caller]
+    pub fn assert_within(&self, timeout: Duration, cond: impl FnMut() -> bool) {
+        assert!(wait_until(timeout, cond), "{}", self.log());
+    }
+
+    /// Asserts that the log contains `needle` within `timeout`; the log is shown otherwise.
+    #[track_caller]
+    pub fn assert_log(&self, needle: &str, timeout: Duration) {
+        assert!(self.wait_for_log(needle, timeout), "{}", self.log());
+    }
 }
 
 impl Drop for Collector {

@@ -57,18 +57,38 @@ pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
     (nats, influx, transfer)
 }
 
-/// Waits up to `within` until InfluxDB database `db` holds each share of `measurements`
-/// exactly (by count) and every measurement's stream is empty, then checks every point
-/// against its sample. `log` gives the collectors' logs for a failure message.
+/// Configures each of `measurements` and publishes `n` samples round-robin over them;
+/// returns each one's share (for [`assert_all_stored`]).
+pub fn publish_samples<M: AsRef<str>>(
+    transfer: &Transfer,
+    measurements: &[M],
+    n: usize,
+) -> Vec<Vec<Sample>> {
+    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
+    for sample in samples(n) {
+        shares[sample.index % measurements.len()].push(sample);
+    }
+    for (m, share) in measurements.iter().zip(&shares) {
+        transfer.set(m.as_ref(), "");
+        let payloads: Vec<Vec<u8>> = share.iter().map(Sample::bytes).collect();
+        transfer.publish_many(m.as_ref(), &payloads);
+    }
+    shares
+}
+
+/// Waits up to `within` until InfluxDB database `db`, named after the transfer's namespace
+/// (as [`start_servers`] creates it), holds each share of `measurements` exactly (by count)
+/// and every measurement's stream is empty, then checks every point against its sample.
+/// `log` gives the collectors' logs for a failure message.
 pub fn assert_all_stored<M: AsRef<str>, S: AsRef<[Sample]>>(
     transfer: &Transfer,
     influx: &Influx,
-    db: &str,
     measurements: &[M],
     shares: &[S],
     within: Duration,
     log: impl Fn() -> String,
 ) {
+    let db = transfer.namespace();
     let state = || -> Vec<(String, usize, usize, u64)> {
         measurements
             .iter()
