@@ -83,10 +83,7 @@ fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
     const GOOD_PER_ROUND: usize = 200;
     const POISON_PER_ROUND: usize = 8;
 
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("fo");
-    let transfer = Transfer::new(cluster.connect(), "fo").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "fo");
     transfer.set("mix", "");
     // An existing dead-letter stream with JetStream's default two-minute window: the
     // collector raises it to outlast its redeliveries (2 × 10 s × 10 deliveries).
@@ -230,10 +227,7 @@ fn assert_waiting(collector: &mut Collector, port: u16) {
 #[test]
 fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everything() {
     const N: usize = 300;
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("el");
-    let transfer = Transfer::new(cluster.connect(), "el").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "el");
     transfer.set("m", "");
     transfer.publish_many("m", &sample_payloads(N));
     // Two of three nodes down: the one left has no quorum, so no leader answers anything.

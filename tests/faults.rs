@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsCluster, NatsServer,
-    Transfer,
+    assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsServer, Transfer,
 };
 use v2_double::{InfluxV2Double, Mode};
 
@@ -172,10 +171,7 @@ fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
 
 #[test]
 fn a_nats_node_lost_mid_drain_loses_nothing() {
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("ha");
-    let transfer = Transfer::new(cluster.connect(), "ha").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "ha");
     let ms = ["r3"];
     let shares = publish_samples(&transfer, &ms, 10_000);
     let hosts = cluster.urls().join(", ");
@@ -369,13 +365,7 @@ fn a_record_redelivered_past_max_deliver_is_dead_lettered() {
         let mut collector = Collector::start(&config);
         let n_seen = n_writes(&double);
         collector.assert_within(Duration::from_secs(30), || n_writes(&double) > n_seen);
-        collector.terminate();
-        assert_eq!(
-            collector
-                .wait_timeout(Duration::from_secs(15))
-                .and_then(|s| s.code()),
-            Some(0)
-        );
+        collector.stop_cleanly(Duration::from_secs(15));
     }
     // The third delivery is past max_deliver: dead-lettered with the history, never written.
     double.set_mode(Mode::Normal);
@@ -542,10 +532,8 @@ fn a_second_signal_exits_at_once() {
     collector.terminate();
     collector.assert_log("stopping", Duration::from_secs(10));
     collector.terminate();
-    let status = collector
-        .wait_timeout(Duration::from_secs(10))
-        .expect("a second signal must exit at once");
-    assert_eq!(status.code(), Some(130), "{}", collector.log());
+    // A second signal must exit at once.
+    collector.assert_exit(130, Duration::from_secs(10));
     assert!(
         collector.log().contains("second signal"),
         "{}",
@@ -604,15 +592,7 @@ fn a_repeat_dead_letter_is_counted_once() {
     collector.assert_within(Duration::from_secs(30), || {
         transfer.stream_state("bad").0 == 0
     });
-    collector.terminate();
-    assert_eq!(
-        collector
-            .wait_timeout(Duration::from_secs(15))
-            .and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
+    collector.stop_cleanly(Duration::from_secs(15));
     let log = collector.log();
     assert!(log.contains("this delivery is a repeat"), "{log}");
     assert!(log.contains("dead-lettered 0,"), "{log}");

@@ -131,10 +131,7 @@ fn sigint_stops_it_too() {
     let mut collector = Collector::start(&v1_config("delta", &nats, &influx));
     collector.assert_log("measurements: none yet", Duration::from_secs(20));
     collector.interrupt();
-    let status = collector
-        .wait_timeout(Duration::from_secs(20))
-        .expect("no exit after SIGINT");
-    assert_eq!(status.code(), Some(0), "log:\n{}", collector.log());
+    collector.assert_exit(0, Duration::from_secs(20));
     // It created the configuration bucket the Transfer client way, and the dead-letter stream.
     let transfer = Transfer::new(nats.connect(), "delta");
     assert!(transfer

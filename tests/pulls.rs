@@ -269,11 +269,7 @@ fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
     first.assert_within(Duration::from_secs(30), || {
         influx.count("trickle", "t") >= 300
     });
-    first.terminate();
-    let status = first
-        .wait_timeout(Duration::from_secs(12))
-        .unwrap_or_else(|| panic!("still stopping after 12 s:\n{}", first.log()));
-    assert_eq!(status.code(), Some(0), "{}", first.log());
+    first.stop_cleanly(Duration::from_secs(12));
     let second = Collector::start(&config);
     publisher.join().expect("the publisher panicked");
     assert_all_stored(

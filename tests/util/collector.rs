@@ -154,13 +154,20 @@ impl Collector {
 
     /// SIGTERM, then asserts a clean exit (code 0) within `timeout`; the log is shown
     /// otherwise.
+    #[track_caller]
     pub fn stop_cleanly(&mut self, timeout: Duration) {
         self.terminate();
+        self.assert_exit(0, timeout);
+    }
+
+    /// Asserts that it exits with `code` within `timeout`; the log is shown otherwise.
+    #[track_caller]
+    pub fn assert_exit(&mut self, code: i32, timeout: Duration) {
         let status = self.wait_timeout(timeout);
         assert_eq!(
             status.and_then(|s| s.code()),
-            Some(0),
-            "no clean exit after SIGTERM:\n{}",
+            Some(code),
+            "no exit with code {code} within {timeout:?} ({status:?}):\n{}",
             self.log()
         );
     }

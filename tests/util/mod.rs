@@ -57,6 +57,16 @@ pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
     (nats, influx, transfer)
 }
 
+/// [`start_servers`] with an `n`-node NATS cluster, where the [`Transfer`] client makes its
+/// streams with `n` replicas.
+pub fn start_cluster_servers(n: usize, namespace: &str) -> (NatsCluster, Influx, Transfer) {
+    let cluster = NatsCluster::start(n);
+    let influx = Influx::start();
+    influx.create_database(namespace);
+    let transfer = Transfer::new(cluster.connect(), namespace).with_replicas(n);
+    (cluster, influx, transfer)
+}
+
 /// Configures each of `measurements` and publishes `n` samples round-robin over them;
 /// returns each one's share (for [`assert_all_stored`]).
 pub fn publish_samples<M: AsRef<str>>(
