@@ -93,10 +93,10 @@ fn the_dashboard_is_for_grafana_10_with_a_datasource_variable() {
 
 #[test]
 fn dashboard_queries_return_data_and_the_dead_letter_alert_fires() {
+    let port = free_port();
     let (nats, influx, transfer) = util::start_servers("pm");
     transfer.set("access", "");
     transfer.set("audit", "");
-    let port = free_port();
     let collector = Collector::start(
         &util::config(&nats.url(), &influx.url())
             .namespace("pm")

@@ -107,24 +107,31 @@ impl Metrics {
     }
 }
 
+/// Asserts that `/readyz` answers 200 within 30 s; its answer and the log are shown otherwise.
+#[track_caller]
+fn assert_ready(port: u16, collector: &Collector) {
+    let ready = wait_until(Duration::from_secs(30), || {
+        get(port, "/readyz").is_some_and(|r| r.status == 200)
+    });
+    assert!(
+        ready,
+        "never ready: {:?}\n{}",
+        get(port, "/readyz"),
+        collector.log()
+    );
+}
+
 #[test]
 fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
     let (nats, influx, transfer) = util::start_servers("mx");
     transfer.set("access", "");
     transfer.set("audit", "");
     let port = free_port();
-    let collector = Collector::start(&config(
-        "mx",
-        &nats,
-        &influx,
-        port,
-        "log:\n  format: json\npull:\n  batch: 100\nbatch:\n  max_lines: 200\n",
-    ));
+    let json_logs_small_batches =
+        "log:\n  format: json\npull:\n  batch: 100\nbatch:\n  max_lines: 200\n";
+    let collector = Collector::start(&config("mx", &nats, &influx, port, json_logs_small_batches));
 
-    let up = wait_until(Duration::from_secs(30), || {
-        get(port, "/readyz").is_some_and(|r| r.status == 200)
-    });
-    assert!(up, "never ready: {:?}", get(port, "/readyz"));
+    assert_ready(port, &collector);
     let before = Metrics::take(port);
     assert_eq!(before.value("collector_records_written_total", &[]), 0.0);
     assert_eq!(before.value("collector_ready", &[]), 1.0);
@@ -301,15 +308,7 @@ fn lag_per_measurement_while_records_wait_and_after_a_drain() {
         port,
         "pull:\n  batch: 10\nbatch:\n  max_lines: 10\n",
     ));
-    let ready = wait_until(Duration::from_secs(30), || {
-        get(port, "/readyz").is_some_and(|r| r.status == 200)
-    });
-    assert!(
-        ready,
-        "never ready: {:?}\n{}",
-        get(port, "/readyz"),
-        collector.log()
-    );
+    assert_ready(port, &collector);
     let gauge = |m: &Metrics, name: &str, measurement: &str| {
         measurement_gauge(m, &format!("collector_measurement_{name}"), measurement)
     };
