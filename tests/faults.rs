@@ -12,7 +12,7 @@ use serde_json::Value;
 use util::{
     assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsServer, Transfer,
 };
-use v2_double::{InfluxV2Double, Mode};
+use v2_double::{InfluxV2Double, Mode, Throttle};
 
 fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
     util::config(nats_url, &influx.url())
@@ -311,11 +311,11 @@ fn poison_records_are_dead_lettered_and_the_rest_lands() {
 fn shutdown_deadline_gives_unwritten_records_back() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "gb");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "gb");
     publish_samples(&transfer, &["m"], 300);
     let mut collector =
@@ -347,11 +347,11 @@ fn shutdown_deadline_gives_unwritten_records_back() {
 fn a_record_redelivered_past_max_deliver_is_dead_lettered() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "md");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "md");
     publish_samples(&transfer, &["m"], 5);
     let config = v2_config(
@@ -453,11 +453,11 @@ fn v2_429_and_503_honour_retry_after() {
     for status in [429u16, 503] {
         let nats = NatsServer::start();
         let double = InfluxV2Double::start("t0ken", "th");
-        double.set_mode(Mode::Throttle {
+        double.set_mode(Mode::Throttle(Throttle {
             count: 2,
             status,
             retry_after_secs: 2,
-        });
+        }));
         let transfer = Transfer::new(nats.connect(), "th");
         publish_samples(&transfer, &["m"], 200);
         let collector = Collector::start(&v2_config("th", &nats, &double, ""));
@@ -518,11 +518,11 @@ fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
 fn a_second_signal_exits_at_once() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "ss");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "ss");
     publish_samples(&transfer, &["m"], 50);
     // A long deadline: the first signal alone would keep it retrying for a minute.

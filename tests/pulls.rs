@@ -12,7 +12,7 @@ use util::{
     assert_all_stored, publish_samples, samples, wait_until, Collector, Influx, NatsServer, Sample,
     Transfer,
 };
-use v2_double::{InfluxV2Double, Mode};
+use v2_double::{InfluxV2Double, Mode, Throttle};
 
 /// Small pulls and batches, and an ack wait no test waits out.
 const TUNING: &str = "pull:\n  batch: 100\n  ack_wait: 5m\n  max_deliver: 2\n\
@@ -155,11 +155,11 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
     collector.assert_log("measurement m198 added", Duration::from_secs(60));
     // InfluxDB answers the next write with 503 and `Retry-After: 10`: the collector holds
     // still while `hot` is flooded and then every other measurement gets one record.
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: 1,
         status: 503,
         retry_after_secs: 10,
-    });
+    }));
     transfer.publish("hot", &samples(1)[0].bytes());
     collector.assert_within(Duration::from_secs(20), || !double.seen().is_empty());
     let hot = samples(HOT);

@@ -30,7 +30,7 @@ mod tls;
 
 pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
 pub use config::{config, ConfigYaml};
-pub use http_double::{Answer, HttpDouble, Request};
+pub use http_double::{Answer, HttpDouble, Request, Seen, Served, Throttle, WriteApi, WriteDouble};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
 pub use prometheus::Prometheus;
