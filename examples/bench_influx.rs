@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use collector::record::{Encoder, Origin, Unsigned};
 
+#[derive(Default)]
 struct Args {
     mode: String,
     url: String,
@@ -36,13 +37,10 @@ fn parse_args() -> Result<Args, String> {
     let mode = args.next().ok_or("write or count is missing")?;
     let mut parsed = Args {
         mode,
-        url: String::new(),
-        db: String::new(),
-        dir: String::new(),
-        measurements: Vec::new(),
         batch: 5000,
         threads: 2,
         field: "status".into(),
+        ..Args::default()
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;

@@ -41,6 +41,7 @@ const EXPIRES: Duration = Duration::from_secs(2);
 /// How often `wait` asks for the streams' state.
 const POLL: Duration = Duration::from_millis(20);
 
+#[derive(Default)]
 struct Args {
     mode: String,
     nats: String,
@@ -60,16 +61,10 @@ fn parse_args() -> Result<Args, String> {
     let mode = args.next().ok_or("preload, drain or wait is missing")?;
     let mut parsed = Args {
         mode,
-        nats: String::new(),
-        namespace: String::new(),
-        measurements: Vec::new(),
         batch: 500,
         threads: 1,
-        since_ns: None,
-        dir: String::new(),
-        influx: String::new(),
-        db: String::new(),
         samples: 20,
+        ..Args::default()
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;

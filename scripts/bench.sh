@@ -37,6 +37,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/servers.sh
+. scripts/lib/args.sh
 
 N=1000000
 n_given=0
@@ -69,17 +70,10 @@ while [ $# -gt 0 ]; do
 	--keep) keep=1 ;;
 	--profile) profile=1 ;;
 	--binary)
-		[ -x "${2-}" ] || {
-			echo "bench: --binary needs an executable collector" >&2
-			exit 2
-		}
-		c_binary=$(realpath "$2")
+		c_binary=$(collector_binary_arg bench "${2-}")
 		shift
 		;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-		exit 0
-		;;
+	-h | --help) print_help "${BASH_SOURCE[0]}" ;;
 	*)
 		echo "bench: unknown argument $1 (try --help)" >&2
 		exit 2

@@ -32,25 +32,20 @@
 # under the system temp dir, their paths printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib/args.sh
+. scripts/lib/leftovers.sh
 
 binary=
 release=0
 pass=()
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--release) release=1 ;;
 	--binary)
-		[ -x "${2-}" ] || {
-			echo "soak: --binary needs an executable collector" >&2
-			exit 2
-		}
-		binary=$(realpath "$2")
+		binary=$(collector_binary_arg soak "${2-}")
 		shift
 		;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-		exit 0
-		;;
+	--release) release=1 ;;
+	-h | --help) print_help "${BASH_SOURCE[0]}" ;;
 	*)
 		pass+=("$1")
 		;;
@@ -76,18 +71,8 @@ echo "soak: collector binary $binary" >&2
 export COLLECTOR_TEST_RUN="soak$$"
 marker="collector-test-${COLLECTOR_TEST_RUN}-"
 cleanup() {
-	local status=$? proc pid exe
-	for proc in /proc/[0-9]*; do
-		pid=${proc#/proc/}
-		grep -qF -- "$marker" "$proc/cmdline" 2>/dev/null || continue
-		exe=$(tr '\0' '\n' <"$proc/cmdline" 2>/dev/null | head -n 1) || continue
-		case "${exe##*/}" in
-		nats-server | influxd | collector)
-			kill -CONT "$pid" 2>/dev/null || true
-			kill -KILL "$pid" 2>/dev/null && echo "soak: killed leftover ${exe##*/} (pid $pid)" >&2
-			;;
-		esac
-	done
+	local status=$?
+	kill_leftovers "$marker" soak
 	exit "$status"
 }
 trap cleanup EXIT

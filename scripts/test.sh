@@ -6,6 +6,7 @@
 # server or collector a crashed test left behind.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib/leftovers.sh
 
 # Seconds the whole run may take: it must stay under 20 minutes.
 BUDGET=1170
@@ -29,19 +30,8 @@ tmp="${TMPDIR:-/tmp}"
 tmp="${tmp%/}"
 
 cleanup() {
-	local status=$? proc pid exe
-	for proc in /proc/[0-9]*; do
-		pid=${proc#/proc/}
-		grep -qF -- "$marker" "$proc/cmdline" 2>/dev/null || continue
-		exe=$(tr '\0' '\n' <"$proc/cmdline" 2>/dev/null | head -n 1) || continue
-		case "${exe##*/}" in
-		nats-server | influxd | victoria-metrics | collector)
-			if kill -KILL "$pid" 2>/dev/null; then
-				echo "test.sh: killed leftover ${exe##*/} (pid $pid)" >&2
-			fi
-			;;
-		esac
-	done
+	local status=$?
+	kill_leftovers "$marker" test.sh
 	if [ "$status" -eq 0 ]; then
 		rm -rf "$tmp/$marker"*
 	elif compgen -G "$tmp/$marker*" >/dev/null; then

@@ -16,10 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use util::{
-    free_port, http_get, sample_payloads, wait_until, Collector, Influx, NatsServer, Prometheus,
-    Transfer,
-};
+use util::{free_port, http_get, sample_payloads, wait_until, Collector, Prometheus, Transfer};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const RULES: &str = "docker/prometheus/collector-rules.yml";
@@ -96,13 +93,10 @@ fn the_dashboard_is_for_grafana_10_with_a_datasource_variable() {
 
 #[test]
 fn dashboard_queries_return_data_and_the_dead_letter_alert_fires() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("pm");
-    let transfer = Transfer::new(nats.connect(), "pm");
+    let port = free_port();
+    let (nats, influx, transfer) = util::start_servers("pm");
     transfer.set("access", "");
     transfer.set("audit", "");
-    let port = free_port();
     let collector = Collector::start(
         &util::config(&nats.url(), &influx.url())
             .namespace("pm")

@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use util::{
-    free_port, http_get, sample_payloads, samples, wait_until, Collector, Influx, NatsServer,
-    TempDir, Transfer,
-};
+use util::{free_port, http_get, sample_payloads, samples, wait_until, Collector, TempDir};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -202,10 +199,7 @@ fn the_debian_package_installs_runs_upgrades_and_purges() {
     );
 
     // The installed binary collects.
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("deb");
-    let transfer = Transfer::new(nats.connect(), "deb");
+    let (nats, influx, transfer) = util::start_servers("deb");
     transfer.set("access", "");
     let port = free_port();
     let collector = Collector::start_binary(

@@ -83,10 +83,7 @@ fn poison_records_are_dead_lettered_once_across_consumer_leader_failovers() {
     const GOOD_PER_ROUND: usize = 200;
     const POISON_PER_ROUND: usize = 8;
 
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("fo");
-    let transfer = Transfer::new(cluster.connect(), "fo").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "fo");
     transfer.set("mix", "");
     // An existing dead-letter stream with JetStream's default two-minute window: the
     // collector raises it to outlast its redeliveries (2 × 10 s × 10 deliveries).
@@ -215,11 +212,7 @@ fn readyz(port: u16) -> u16 {
 /// Waits until `collector` says it is waiting for NATS, then checks that it keeps running,
 /// serves `/readyz` as not ready, and logged the wait once.
 fn assert_waiting(collector: &mut Collector, port: u16) {
-    assert!(
-        collector.wait_for_log("waiting for nats", Duration::from_secs(60)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("waiting for nats", Duration::from_secs(60));
     assert!(collector.is_running(), "{}", collector.log());
     assert!(
         wait_until(Duration::from_secs(10), || readyz(port) == 503),
@@ -234,10 +227,7 @@ fn assert_waiting(collector: &mut Collector, port: u16) {
 #[test]
 fn a_collector_started_while_the_cluster_has_no_leader_waits_then_stores_everything() {
     const N: usize = 300;
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("el");
-    let transfer = Transfer::new(cluster.connect(), "el").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "el");
     transfer.set("m", "");
     transfer.publish_many("m", &sample_payloads(N));
     // Two of three nodes down: the one left has no quorum, so no leader answers anything.
@@ -318,25 +308,14 @@ fn created_replicas(
         .nats(&replicas_line)
         .yaml();
     let mut collector = Collector::start(&config);
-    assert!(
-        collector.wait_for_log("streams the collector creates get", Duration::from_secs(60)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("streams the collector creates get", Duration::from_secs(60));
     // The key alone, as a Transfer client that left the stream to the collector.
     transfer.put_raw("m", br#"{"measurement":"m","description":""}"#);
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_exists("m")),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || transfer.stream_exists("m"));
     transfer.publish_many("m", &sample_payloads(20));
-    assert!(
-        wait_until(Duration::from_secs(60), || influx.count(&namespace, "m")
-            == 20),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || {
+        influx.count(&namespace, "m") == 20
+    });
     collector.stop_cleanly(Duration::from_secs(30));
     [
         replicas(transfer, &format!("KV_{namespace}_logs")),

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
-    Transfer,
+    assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsServer, Transfer,
 };
-use v2_double::{InfluxV2Double, Mode};
+use v2_double::{InfluxV2Double, Mode, Throttle};
 
 fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> String {
     util::config(nats_url, &influx.url())
@@ -33,20 +32,6 @@ fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra:
 
 /// Small batches, so a drain is many writes and a fault lands in the middle of it.
 const SMALL: &str = "pull:\n  batch: 100\nbatch:\n  max_lines: 500\n";
-
-/// Publishes `n` samples round-robin over `measurements`; returns each one's share.
-fn publish(transfer: &Transfer, measurements: &[&str], n: usize) -> Vec<Vec<Sample>> {
-    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
-    for sample in samples(n) {
-        shares[sample.index % measurements.len()].push(sample);
-    }
-    for (m, share) in measurements.iter().zip(&shares) {
-        transfer.set(m, "");
-        let payloads: Vec<Vec<u8>> = share.iter().map(Sample::bytes).collect();
-        transfer.publish_many(m, &payloads);
-    }
-    shares
-}
 
 fn total(influx: &Influx, db: &str, measurements: &[&str]) -> usize {
     measurements.iter().map(|m| influx.count(db, m)).sum()
@@ -87,28 +72,21 @@ fn consumer(transfer: &Transfer, m: &str) -> Value {
 
 #[test]
 fn kill_9_mid_drain_loses_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("k9");
-    let transfer = Transfer::new(nats.connect(), "k9");
+    let (nats, influx, transfer) = util::start_servers("k9");
     let ms = ["a", "b", "c"];
-    let shares = publish(&transfer, &ms, 30_000);
+    let shares = publish_samples(&transfer, &ms, 30_000);
     let config = v1_config("k9", &nats.url(), &influx, SMALL);
 
     let mut first = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "k9", &ms)
-            >= 3_000),
-        "{}",
-        first.log()
-    );
+    first.assert_within(Duration::from_secs(60), || {
+        total(&influx, "k9", &ms) >= 3_000
+    });
     first.kill9();
     let before_restart = total(&influx, "k9", &ms);
     let second = Collector::start(&config);
     assert_all_stored(
         &transfer,
         &influx,
-        "k9",
         &ms,
         &shares,
         Duration::from_secs(120),
@@ -122,18 +100,11 @@ fn kill_9_mid_drain_loses_nothing() {
 
 #[test]
 fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("down");
-    let transfer = Transfer::new(nats.connect(), "down");
+    let (nats, mut influx, transfer) = util::start_servers("down");
     let ms = ["app"];
-    let shares = publish(&transfer, &ms, 20_000);
+    let shares = publish_samples(&transfer, &ms, 20_000);
     let mut collector = Collector::start(&v1_config("down", &nats.url(), &influx, SMALL));
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "down", &ms) > 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || total(&influx, "down", &ms) > 0);
 
     influx.stop();
     let rss_at_stop = rss_kib(collector.pid());
@@ -154,7 +125,6 @@ fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
     assert_all_stored(
         &transfer,
         &influx,
-        "down",
         &ms,
         &shares,
         Duration::from_secs(120),
@@ -173,12 +143,9 @@ fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
 
 #[test]
 fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("two");
-    let transfer = Transfer::new(nats.connect(), "two");
+    let (nats, influx, transfer) = util::start_servers("two");
     let ms = ["x", "y"];
-    let shares = publish(&transfer, &ms, 30_000);
+    let shares = publish_samples(&transfer, &ms, 30_000);
     let config = v1_config(
         "two",
         &nats.url(),
@@ -187,22 +154,14 @@ fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
     );
     let mut first = Collector::start(&config);
     let second = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "two", &ms)
-            >= 2_000),
-        "{}",
-        first.log()
-    );
-    first.terminate();
+    first.assert_within(Duration::from_secs(60), || {
+        total(&influx, "two", &ms) >= 2_000
+    });
     // Exits 0 within its shutdown deadline (5 s) plus process start-up slack.
-    let status = first
-        .wait_timeout(Duration::from_secs(15))
-        .expect("the first collector did not exit");
-    assert_eq!(status.code(), Some(0), "{}", first.log());
+    first.stop_cleanly(Duration::from_secs(15));
     assert_all_stored(
         &transfer,
         &influx,
-        "two",
         &ms,
         &shares,
         Duration::from_secs(120),
@@ -212,25 +171,18 @@ fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
 
 #[test]
 fn a_nats_node_lost_mid_drain_loses_nothing() {
-    let mut cluster = NatsCluster::start(3);
-    let influx = Influx::start();
-    influx.create_database("ha");
-    let transfer = Transfer::new(cluster.connect(), "ha").with_replicas(3);
+    let (mut cluster, influx, transfer) = util::start_cluster_servers(3, "ha");
     let ms = ["r3"];
-    let shares = publish(&transfer, &ms, 10_000);
+    let shares = publish_samples(&transfer, &ms, 10_000);
     let hosts = cluster.urls().join(", ");
     let collector = Collector::start(&v1_config("ha", &hosts, &influx, SMALL));
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "ha", &ms)
-            >= 1_000),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || {
+        total(&influx, "ha", &ms) >= 1_000
+    });
     cluster.kill9(0);
     assert_all_stored(
         &transfer,
         &influx,
-        "ha",
         &ms,
         &shares,
         Duration::from_secs(120),
@@ -240,26 +192,19 @@ fn a_nats_node_lost_mid_drain_loses_nothing() {
 
 #[test]
 fn a_nats_restart_mid_drain_resumes_the_pulls() {
-    let mut nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rs");
-    let transfer = Transfer::new(nats.connect(), "rs");
+    let (mut nats, influx, transfer) = util::start_servers("rs");
     let ms = ["m"];
-    let shares = publish(&transfer, &ms, 10_000);
+    let shares = publish_samples(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("rs", &nats.url(), &influx, SMALL));
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "rs", &ms)
-            >= 1_000),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || {
+        total(&influx, "rs", &ms) >= 1_000
+    });
     nats.kill9();
     std::thread::sleep(Duration::from_secs(1));
     nats.restart();
     assert_all_stored(
         &transfer,
         &influx,
-        "rs",
         &ms,
         &shares,
         Duration::from_secs(120),
@@ -269,10 +214,7 @@ fn a_nats_restart_mid_drain_resumes_the_pulls() {
 
 #[test]
 fn poison_records_are_dead_lettered_and_the_rest_lands() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("px");
-    let transfer = Transfer::new(nats.connect(), "px");
+    let (nats, influx, transfer) = util::start_servers("px");
     transfer.set("mix", "");
     // Establish `n` as an integer field, so a float `n` later is a type conflict.
     transfer.publish(
@@ -369,20 +311,16 @@ fn poison_records_are_dead_lettered_and_the_rest_lands() {
 fn shutdown_deadline_gives_unwritten_records_back() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "gb");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "gb");
-    publish(&transfer, &["m"], 300);
+    publish_samples(&transfer, &["m"], 300);
     let mut collector =
         Collector::start(&v2_config("gb", &nats, &double, "shutdown_timeout: 2s\n"));
-    assert!(
-        wait_until(Duration::from_secs(30), || n_writes(&double) > 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || n_writes(&double) > 0);
     collector.stop_cleanly(Duration::from_secs(15));
     assert!(collector.log().contains("gave"), "{}", collector.log());
     // Given back, not left to time out: nothing is pending acknowledgement, all still waits.
@@ -412,13 +350,13 @@ fn shutdown_deadline_gives_unwritten_records_back() {
 fn a_record_redelivered_past_max_deliver_is_written_on_its_own_not_dead_lettered() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "md");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "md");
-    publish(&transfer, &["m"], 5);
+    publish_samples(&transfer, &["m"], 5);
     let config = v2_config(
         "md",
         &nats,
@@ -429,38 +367,22 @@ fn a_record_redelivered_past_max_deliver_is_written_on_its_own_not_dead_lettered
     for _ in 0..2 {
         let mut collector = Collector::start(&config);
         let n_seen = n_writes(&double);
-        assert!(
-            wait_until(Duration::from_secs(30), || n_writes(&double) > n_seen),
-            "{}",
-            collector.log()
-        );
-        collector.terminate();
-        assert_eq!(
-            collector
-                .wait_timeout(Duration::from_secs(15))
-                .and_then(|s| s.code()),
-            Some(0)
-        );
+        collector.assert_within(Duration::from_secs(30), || n_writes(&double) > n_seen);
+        collector.stop_cleanly(Duration::from_secs(15));
     }
     // The third delivery is past max_deliver: each record is written on its own and stored.
     double.set_mode(Mode::Normal);
     let n_before = n_writes(&double);
     let collector = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_state("m").0
-            == 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || {
+        transfer.stream_state("m").0 == 0
+    });
     assert_eq!(double.n_points(), 5, "{}", collector.log());
     assert!(transfer.dead_letter_messages().is_empty());
     let log = collector.log();
-    assert_eq!(
-        log.matches("was delivered 3 times without being stored (pull.max_deliver is 2); writing it on its own")
-            .count(),
-        5,
-        "{log}"
-    );
+    let alone =
+        "was delivered 3 times without being stored (pull.max_deliver is 2); writing it on its own";
+    assert_eq!(log.matches(alone).count(), 5, "{log}");
     assert_eq!(n_writes(&double) - n_before, 5, "one write per record");
 }
 
@@ -474,7 +396,7 @@ fn v2_401_and_404_hold_records_until_fixed() {
         let double = InfluxV2Double::start("t0ken", "fa");
         double.set_mode(mode.clone());
         let transfer = Transfer::new(nats.connect(), "fa");
-        publish(&transfer, &["m"], 100);
+        publish_samples(&transfer, &["m"], 100);
         let collector = Collector::start(&v2_config("fa", &nats, &double, ""));
         assert!(
             collector.wait_for_log(fix, Duration::from_secs(30)),
@@ -510,13 +432,9 @@ fn v2_413_splits_the_batch() {
     let double = InfluxV2Double::start("t0ken", "big");
     double.set_max_body_bytes(4_000);
     let transfer = Transfer::new(nats.connect(), "big");
-    publish(&transfer, &["m"], 1_000);
+    publish_samples(&transfer, &["m"], 1_000);
     let collector = Collector::start(&v2_config("big", &nats, &double, ""));
-    assert!(
-        wait_until(Duration::from_secs(60), || double.n_points() == 1_000),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || double.n_points() == 1_000);
     assert!(wait_until(Duration::from_secs(10), || transfer
         .stream_state("m")
         .0
@@ -537,19 +455,15 @@ fn v2_429_and_503_honour_retry_after() {
     for status in [429u16, 503] {
         let nats = NatsServer::start();
         let double = InfluxV2Double::start("t0ken", "th");
-        double.set_mode(Mode::Throttle {
+        double.set_mode(Mode::Throttle(Throttle {
             count: 2,
             status,
             retry_after_secs: 2,
-        });
+        }));
         let transfer = Transfer::new(nats.connect(), "th");
-        publish(&transfer, &["m"], 200);
+        publish_samples(&transfer, &["m"], 200);
         let collector = Collector::start(&v2_config("th", &nats, &double, ""));
-        assert!(
-            wait_until(Duration::from_secs(60), || double.n_points() == 200),
-            "{}",
-            collector.log()
-        );
+        collector.assert_within(Duration::from_secs(60), || double.n_points() == 200);
         let seen = double.seen();
         let writes: Vec<_> = seen
             .iter()
@@ -588,12 +502,9 @@ fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
     transfer.publish_many("m", &payloads);
     // Plain bodies this time (`influx.gzip: false`), so both encodings meet the bisection.
     let collector = Collector::start(&v2_config("pw", &nats, &double, "  gzip: false\n"));
-    assert!(
-        wait_until(Duration::from_secs(60), || transfer.stream_state("m").0
-            == 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || {
+        transfer.stream_state("m").0 == 0
+    });
     let letters = transfer.dead_letter_messages();
     let rejected = (0..300).filter(|i| i % 97 == 5).count();
     assert_eq!(letters.len(), rejected, "{letters:?}");
@@ -609,32 +520,22 @@ fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
 fn a_second_signal_exits_at_once() {
     let nats = NatsServer::start();
     let double = InfluxV2Double::start("t0ken", "ss");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: usize::MAX,
         status: 503,
         retry_after_secs: 60,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "ss");
-    publish(&transfer, &["m"], 50);
+    publish_samples(&transfer, &["m"], 50);
     // A long deadline: the first signal alone would keep it retrying for a minute.
     let mut collector =
         Collector::start(&v2_config("ss", &nats, &double, "shutdown_timeout: 60s\n"));
-    assert!(
-        wait_until(Duration::from_secs(30), || n_writes(&double) > 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || n_writes(&double) > 0);
     collector.terminate();
-    assert!(
-        collector.wait_for_log("stopping", Duration::from_secs(10)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("stopping", Duration::from_secs(10));
     collector.terminate();
-    let status = collector
-        .wait_timeout(Duration::from_secs(10))
-        .expect("a second signal must exit at once");
-    assert_eq!(status.code(), Some(130), "{}", collector.log());
+    // A second signal must exit at once.
+    collector.assert_exit(130, Duration::from_secs(10));
     assert!(
         collector.log().contains("second signal"),
         "{}",
@@ -653,19 +554,14 @@ fn a_second_signal_exits_at_once() {
 // and the harness use it on purpose (synchronous threads), so do these tests.
 #[allow(deprecated)]
 fn a_repeat_dead_letter_is_counted_once() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rd");
-    let transfer = Transfer::new(nats.connect(), "rd");
+    let (nats, influx, transfer) = util::start_servers("rd");
     let mut collector = Collector::start(&v1_config("rd", &nats.url(), &influx, ""));
     // The collector makes the dead-letter stream at start.
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer
+    collector.assert_within(Duration::from_secs(30), || {
+        transfer
             .js_request("$JS.API.STREAM.INFO.rd:dlq", b"")
-            .is_ok()),
-        "{}",
-        collector.log()
-    );
+            .is_ok()
+    });
     // A poison record in a stream the collector does not pull yet (no key in the bucket).
     transfer.add_stream("bad", "");
     transfer.publish("bad", b"not json at all");
@@ -695,21 +591,10 @@ fn a_repeat_dead_letter_is_counted_once() {
     assert_eq!(answer["seq"].as_u64(), Some(1), "{answer}");
     // Now the collector pulls it and dead-letters it again: a repeat.
     transfer.set("bad", "");
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_state("bad").0
-            == 0),
-        "{}",
-        collector.log()
-    );
-    collector.terminate();
-    assert_eq!(
-        collector
-            .wait_timeout(Duration::from_secs(15))
-            .and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || {
+        transfer.stream_state("bad").0 == 0
+    });
+    collector.stop_cleanly(Duration::from_secs(15));
     let log = collector.log();
     assert!(log.contains("this delivery is a repeat"), "{log}");
     assert!(log.contains("dead-lettered 0,"), "{log}");
@@ -722,12 +607,9 @@ fn a_repeat_dead_letter_is_counted_once() {
 /// no new pulls meanwhile.
 #[test]
 fn an_outage_longer_than_ack_wait_redelivers_nothing() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("long");
-    let transfer = Transfer::new(nats.connect(), "long");
+    let (nats, mut influx, transfer) = util::start_servers("long");
     let ms = ["app"];
-    let shares = publish(&transfer, &ms, 50_000);
+    let shares = publish_samples(&transfer, &ms, 50_000);
     let port = util::free_port();
     let config = util::config(&nats.url(), &influx.url())
         .namespace("long")
@@ -735,11 +617,7 @@ fn an_outage_longer_than_ack_wait_redelivers_nothing() {
         .http_listen(port)
         .yaml();
     let collector = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(60), || total(&influx, "long", &ms) > 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || total(&influx, "long", &ms) > 0);
     influx.stop();
     // Two ack waits and more: anything held but not kept alive would expire.
     std::thread::sleep(Duration::from_secs(12));
@@ -747,7 +625,6 @@ fn an_outage_longer_than_ack_wait_redelivers_nothing() {
     assert_all_stored(
         &transfer,
         &influx,
-        "long",
         &ms,
         &shares,
         Duration::from_secs(120),

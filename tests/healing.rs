@@ -9,8 +9,7 @@ mod util;
 use std::time::Duration;
 
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, NatsServer, Sample,
-    Transfer,
+    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, Sample, Transfer,
 };
 
 fn config(namespace: &str, nats_url: &str, influx: &Influx) -> String {
@@ -38,10 +37,7 @@ fn repairs(collector: &Collector, measurement: &str) -> usize {
 /// Deletes the consumer while `collectors` drain 3,000 records, then publishes 500 more:
 /// everything is stored, and each collector logged the repair once.
 fn consumer_deleted_mid_drain(n_collectors: usize) {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("heal");
-    let transfer = Transfer::new(nats.connect(), "heal");
+    let (nats, influx, transfer) = util::start_servers("heal");
     transfer.set("a", "");
     let all = samples(3_500);
     let (before, after) = all.split_at(3_000);
@@ -50,11 +46,7 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
         .map(|_| Collector::start(&config("heal", &nats.url(), &influx)))
         .collect();
     for c in &collectors {
-        assert!(
-            c.wait_for_log("measurement a added", Duration::from_secs(20)),
-            "{}",
-            c.log()
-        );
+        c.assert_log("measurement a added", Duration::from_secs(20));
     }
     let logs = || {
         collectors
@@ -73,7 +65,6 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["a"],
         &[&all],
         Duration::from_secs(60),
@@ -110,10 +101,7 @@ fn a_consumer_deleted_mid_drain_is_recreated_by_two_collectors_at_once() {
 
 #[test]
 fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("heal");
-    let transfer = Transfer::new(nats.connect(), "heal");
+    let (nats, influx, transfer) = util::start_servers("heal");
     transfer.set("kept", "");
     transfer.set("gone", "");
     let all = samples(1_000);
@@ -123,7 +111,6 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["kept"],
         &[first],
         Duration::from_secs(60),
@@ -133,11 +120,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     // The stream alone is deleted: its measurement is still configured, so the stream and
     // its consumer come back, and what is published afterwards is stored.
     transfer.delete_stream("kept");
-    assert!(
-        wait_until(Duration::from_secs(20), || repairs(&collector, "kept") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || repairs(&collector, "kept") == 1);
     assert!(
         collector.log().contains("re-created the stream"),
         "{}",
@@ -147,7 +130,6 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     assert_all_stored(
         &transfer,
         &influx,
-        "heal",
         &["kept"],
         &[&all],
         Duration::from_secs(60),
@@ -156,11 +138,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
 
     // Removed as Transfer's `Remove` does it, key then stream: never re-created.
     transfer.remove("gone");
-    assert!(
-        collector.wait_for_log("measurement gone removed", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurement gone removed", Duration::from_secs(20));
     // Several poll intervals and pull expiries in which nothing may bring it back.
     std::thread::sleep(Duration::from_secs(3));
     assert!(!transfer.stream_exists("gone"), "{}", collector.log());
@@ -189,23 +167,17 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
     assert_all_stored(
         &elsewhere,
         &influx,
-        "heal",
         &["a"],
         &[before],
         Duration::from_secs(60),
         || collector.log(),
     );
     elsewhere.delete_consumer("a");
-    assert!(
-        wait_until(Duration::from_secs(20), || repairs(&collector, "a") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || repairs(&collector, "a") == 1);
     elsewhere.publish_many("a", &payloads(after));
     assert_all_stored(
         &elsewhere,
         &influx,
-        "heal",
         &["a"],
         &[&all],
         Duration::from_secs(60),
@@ -219,10 +191,7 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
 /// end at their expiry (3 s).
 #[test]
 fn a_consumer_lost_with_no_pull_waiting_is_found_by_the_survey() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("sv");
-    let transfer = Transfer::new(nats.connect(), "sv");
+    let (nats, mut influx, transfer) = util::start_servers("sv");
     transfer.set("a", "");
     let config = format!(
         "{}pull:\n  expires: 3s\n",
@@ -266,7 +235,6 @@ fn a_consumer_lost_with_no_pull_waiting_is_found_by_the_survey() {
     assert_all_stored(
         &transfer,
         &influx,
-        "sv",
         &["a"],
         &[&all],
         Duration::from_secs(60),

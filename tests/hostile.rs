@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use util::{wait_until, Collector, Influx, NatsServer, Transfer};
+use util::{wait_until, Collector};
 
 /// 2026-01-01T00:00:00Z in nanoseconds; record `i` is at this plus `i` seconds unless its
 /// payload says otherwise.
@@ -146,10 +146,7 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
         ),
     ];
 
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("hx");
-    let transfer = Transfer::new(nats.connect(), "hx");
+    let (nats, influx, transfer) = util::start_servers("hx");
     transfer.set("m", "");
     let mut payloads: Vec<Vec<u8>> = stored
         .iter()

@@ -82,6 +82,14 @@ fn count(influx: &Influx, db: &str, measurement: &str) -> u64 {
 
 /// Every point of the case is exactly one record: its tags, its fields, at its written time
 /// plus its sequence modulo the span; 10,000 points for 10,000 records.
+/// Whether every case's stream is empty and InfluxDB holds `N_RECORDS` points of it.
+fn all_stored(transfer: &Transfer, influx: &Influx, db: &str) -> bool {
+    CASES.iter().all(|case| {
+        transfer.stream_state(case.measurement).0 == 0
+            && count(influx, db, case.measurement) == N_RECORDS as u64
+    })
+}
+
 fn check_points(influx: &Influx, db: &str, case: &Case, sequences: &BTreeMap<u64, u64>) {
     let points = influx.points(db, case.measurement);
     assert_eq!(points.len(), N_RECORDS, "{}", case.measurement);
@@ -110,10 +118,7 @@ fn check_points(influx: &Influx, db: &str, case: &Case, sequences: &BTreeMap<u64
 
 #[test]
 fn ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_points() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("idn");
-    let transfer = Transfer::new(nats.connect(), "idn");
+    let (nats, influx, transfer) = util::start_servers("idn");
     let mut by_case = Vec::new();
     for case in &CASES {
         transfer.set(case.measurement, "");
@@ -126,13 +131,9 @@ fn ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_points
     }
 
     let collector = Collector::start(&config("idn", &nats, &influx, ""));
-    let drained = wait_until(Duration::from_secs(120), || {
-        CASES.iter().all(|case| {
-            transfer.stream_state(case.measurement).0 == 0
-                && count(&influx, "idn", case.measurement) == N_RECORDS as u64
-        })
+    collector.assert_within(Duration::from_secs(120), || {
+        all_stored(&transfer, &influx, "idn")
     });
-    assert!(drained, "{}", collector.log());
     for (case, sequences) in CASES.iter().zip(&by_case) {
         check_points(&influx, "idn", case, sequences);
     }
@@ -143,10 +144,7 @@ fn ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_points
 /// the very same points, so InfluxDB still holds exactly one point per record.
 #[test]
 fn records_written_again_after_kill_9_land_on_the_same_points() {
-    let mut nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("idk");
-    let transfer = Transfer::new(nats.connect(), "idk");
+    let (mut nats, influx, transfer) = util::start_servers("idk");
     let mut by_case: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(), BTreeMap::new()];
     // A short ack wait, so what the killed collector held comes back soon; small batches, so
     // the drain takes many writes.
@@ -215,13 +213,9 @@ fn records_written_again_after_kill_9_land_on_the_same_points() {
     nats.restart();
     let transfer = Transfer::new(nats.connect(), "idk");
     let mut second = Collector::start(&config);
-    let drained = wait_until(Duration::from_secs(120), || {
-        CASES.iter().all(|case| {
-            transfer.stream_state(case.measurement).0 == 0
-                && count(&influx, "idk", case.measurement) == N_RECORDS as u64
-        })
+    second.assert_within(Duration::from_secs(120), || {
+        all_stored(&transfer, &influx, "idk")
     });
-    assert!(drained, "{}", second.log());
     for (case, sequences) in CASES.iter().zip(&by_case) {
         check_points(&influx, "idk", case, sequences);
     }

@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 
-use util::{samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer};
+use util::{samples, wait_until, Collector, Influx, NatsServer, Sample};
 
 fn config(nats: &NatsServer, influx: &Influx) -> String {
     util::config(&nats.url(), &influx.url())
@@ -32,10 +32,7 @@ fn both_log(a: &Collector, b: &Collector, needle: &str) {
 
 #[test]
 fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("live");
-    let transfer = Transfer::new(nats.connect(), "live");
+    let (nats, influx, transfer) = util::start_servers("live");
     transfer.set("a", "first");
     let all = samples(4_000);
     let (a_first, rest) = all.split_at(1_000);
@@ -55,12 +52,9 @@ fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
     transfer.set("b", "second");
     transfer.publish_many("b", &payloads(b_records));
     both_log(&one, &two, "measurement b added");
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("live", "b")
-            == 1_000),
-        "{}",
-        one.log()
-    );
+    one.assert_within(Duration::from_secs(30), || {
+        influx.count("live", "b") == 1_000
+    });
     influx.check_samples("live", "b", b_records).unwrap();
 
     // Changed: the new description is applied without dropping anything.
@@ -83,13 +77,9 @@ fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
     // Re-added: the waiting records and new ones drain, through the same durable consumer.
     transfer.set("a", "back");
     transfer.publish_many("a", &payloads(a_after));
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("live", "a")
-            == 3_000
-            && transfer.stream_state("a").0 == 0),
-        "{}",
-        one.log()
-    );
+    one.assert_within(Duration::from_secs(30), || {
+        influx.count("live", "a") == 3_000 && transfer.stream_state("a").0 == 0
+    });
     let a_all: Vec<Sample> = a_first
         .iter()
         .chain(a_while_removed)
@@ -102,10 +92,7 @@ fn two_collectors_follow_adds_changes_and_removes_without_losing_records() {
 
 #[test]
 fn invalid_entries_are_skipped_with_one_error_line_each() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("live");
-    let transfer = Transfer::new(nats.connect(), "live");
+    let (nats, influx, transfer) = util::start_servers("live");
     transfer.set("good", "");
     let one = Collector::start(&config(&nats, &influx));
     let two = Collector::start(&config(&nats, &influx));
@@ -135,10 +122,7 @@ fn invalid_entries_are_skipped_with_one_error_line_each() {
         "good",
         br#"{"fields":{"v":1},"time":"2026-01-01T00:00:00Z"}"#,
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || influx.count("live", "good")
-            == 1),
-        "{}",
-        one.log()
-    );
+    one.assert_within(Duration::from_secs(20), || {
+        influx.count("live", "good") == 1
+    });
 }

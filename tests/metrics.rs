@@ -10,7 +10,7 @@ use std::time::Duration;
 use prometheus_parse::{LineInfo, Scrape, Value};
 use util::{
     free_port, http_get, http_post, sample_payloads, wait_until, Collector, HttpReply, Influx,
-    NatsServer, Transfer,
+    NatsServer,
 };
 
 fn config(namespace: &str, nats: &NatsServer, influx: &Influx, port: u16, extra: &str) -> String {
@@ -107,27 +107,31 @@ impl Metrics {
     }
 }
 
+/// Asserts that `/readyz` answers 200 within 30 s; its answer and the log are shown otherwise.
+#[track_caller]
+fn assert_ready(port: u16, collector: &Collector) {
+    let ready = wait_until(Duration::from_secs(30), || {
+        get(port, "/readyz").is_some_and(|r| r.status == 200)
+    });
+    assert!(
+        ready,
+        "never ready: {:?}\n{}",
+        get(port, "/readyz"),
+        collector.log()
+    );
+}
+
 #[test]
 fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("mx");
-    let transfer = Transfer::new(nats.connect(), "mx");
+    let (nats, influx, transfer) = util::start_servers("mx");
     transfer.set("access", "");
     transfer.set("audit", "");
     let port = free_port();
-    let collector = Collector::start(&config(
-        "mx",
-        &nats,
-        &influx,
-        port,
-        "log:\n  format: json\npull:\n  batch: 100\nbatch:\n  max_lines: 200\n",
-    ));
+    let json_logs_small_batches =
+        "log:\n  format: json\npull:\n  batch: 100\nbatch:\n  max_lines: 200\n";
+    let collector = Collector::start(&config("mx", &nats, &influx, port, json_logs_small_batches));
 
-    let up = wait_until(Duration::from_secs(30), || {
-        get(port, "/readyz").is_some_and(|r| r.status == 200)
-    });
-    assert!(up, "never ready: {:?}", get(port, "/readyz"));
+    assert_ready(port, &collector);
     let before = Metrics::take(port);
     assert_eq!(before.value("collector_records_written_total", &[]), 0.0);
     assert_eq!(before.value("collector_ready", &[]), 1.0);
@@ -210,10 +214,7 @@ fn metrics_move_as_records_flow_and_parse_as_prometheus_text() {
 
 #[test]
 fn readiness_follows_influxdb_and_nats() {
-    let mut nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("rd");
-    let transfer = Transfer::new(nats.connect(), "rd");
+    let (mut nats, mut influx, transfer) = util::start_servers("rd");
     transfer.set("access", "");
     let port = free_port();
     let collector = Collector::start(&config("rd", &nats, &influx, port, ""));
@@ -294,10 +295,7 @@ fn measurement_gauge(metrics: &Metrics, name: &str, measurement: &str) -> Option
 
 #[test]
 fn lag_per_measurement_while_records_wait_and_after_a_drain() {
-    let nats = NatsServer::start();
-    let mut influx = Influx::start();
-    influx.create_database("lg");
-    let transfer = Transfer::new(nats.connect(), "lg");
+    let (nats, mut influx, transfer) = util::start_servers("lg");
     transfer.set("slow", "");
     transfer.set("idle", "");
     let port = free_port();
@@ -310,15 +308,7 @@ fn lag_per_measurement_while_records_wait_and_after_a_drain() {
         port,
         "pull:\n  batch: 10\nbatch:\n  max_lines: 10\n",
     ));
-    let ready = wait_until(Duration::from_secs(30), || {
-        get(port, "/readyz").is_some_and(|r| r.status == 200)
-    });
-    assert!(
-        ready,
-        "never ready: {:?}\n{}",
-        get(port, "/readyz"),
-        collector.log()
-    );
+    assert_ready(port, &collector);
     let gauge = |m: &Metrics, name: &str, measurement: &str| {
         measurement_gauge(m, &format!("collector_measurement_{name}"), measurement)
     };

@@ -48,10 +48,7 @@ fn wait_drained(
 
 #[test]
 fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("beta");
-    let transfer = Transfer::new(nats.connect(), "beta");
+    let (nats, influx, transfer) = util::start_servers("beta");
     let measurements = ["access", "errors"];
     for m in measurements {
         transfer.set(m, &format!("{m} logs"));
@@ -84,10 +81,7 @@ fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
 
 #[test]
 fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("gamma");
-    let transfer = Transfer::new(nats.connect(), "gamma");
+    let (nats, influx, transfer) = util::start_servers("gamma");
     transfer.set("app", "");
     let shares = publish_samples(&transfer, &["app"], 20_000);
     // Small batches so the drain takes many writes and the signal lands in the middle.
@@ -97,11 +91,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
     );
 
     let mut first = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("gamma", "app") > 0),
-        "{}",
-        first.log()
-    );
+    first.assert_within(Duration::from_secs(30), || influx.count("gamma", "app") > 0);
     first.stop_cleanly(Duration::from_secs(20));
 
     let second = Collector::start(&config);
@@ -115,10 +105,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
 
 #[test]
 fn the_tail_of_a_backlog_is_written_without_waiting_for_the_interval() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("tail");
-    let transfer = Transfer::new(nats.connect(), "tail");
+    let (nats, influx, transfer) = util::start_servers("tail");
     transfer.set("app", "");
     // Fewer records than a batch holds, and an interval longer than the wait below: only the
     // flush on catching up with the stream can store them in time.
@@ -142,16 +129,9 @@ fn sigint_stops_it_too() {
     let influx = Influx::start();
     influx.create_database("delta");
     let mut collector = Collector::start(&v1_config("delta", &nats, &influx));
-    assert!(
-        collector.wait_for_log("measurements: none yet", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurements: none yet", Duration::from_secs(20));
     collector.interrupt();
-    let status = collector
-        .wait_timeout(Duration::from_secs(20))
-        .expect("no exit after SIGINT");
-    assert_eq!(status.code(), Some(0), "log:\n{}", collector.log());
+    collector.assert_exit(0, Duration::from_secs(20));
     // It created the configuration bucket the Transfer client way, and the dead-letter stream.
     let transfer = Transfer::new(nats.connect(), "delta");
     assert!(transfer
@@ -163,18 +143,11 @@ fn sigint_stops_it_too() {
 
 #[test]
 fn records_without_time_take_the_stream_timestamp() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("eps");
-    let transfer = Transfer::new(nats.connect(), "eps");
+    let (nats, influx, transfer) = util::start_servers("eps");
     transfer.set("m", "");
     transfer.publish("m", br#"{"tags":{"k":"v"},"fields":{"n":1}}"#);
     let collector = Collector::start(&v1_config("eps", &nats, &influx));
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("eps", "m") == 1),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || influx.count("eps", "m") == 1);
     let points = influx.points("eps", "m");
     let time = points[0]["time"].as_i64().unwrap();
     // The stream's own timestamp is the publish time: after 2020, before now.
@@ -208,12 +181,9 @@ fn writes_the_influxdb_v2_request_format() {
         vm.url()
     );
     let collector = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(30), || transfer.stream_state("cpu").0
-            == 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || {
+        transfer.stream_state("cpu").0 == 0
+    });
     let found = wait_until(Duration::from_secs(20), || {
         vm.flush();
         vm.samples("cpu_load").len() == 50
@@ -265,11 +235,7 @@ fn unreachable_nats_is_waited_for_with_one_clear_line_until_sigterm() {
     let mut collector = Collector::start(&yaml);
     // A server that is not up yet may come: the collector waits, saying so in one line
     // naming the server, and leaves with exit 0 at SIGTERM.
-    assert!(
-        collector.wait_for_log("waiting for nats", Duration::from_secs(30)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("waiting for nats", Duration::from_secs(30));
     let log = collector.log();
     let line = log
         .lines()

@@ -9,9 +9,10 @@ mod v2_double;
 use std::time::Duration;
 
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsServer, Sample, Transfer,
+    assert_all_stored, publish_samples, samples, wait_until, Collector, Influx, NatsServer, Sample,
+    Transfer,
 };
-use v2_double::{InfluxV2Double, Mode};
+use v2_double::{InfluxV2Double, Mode, Throttle};
 
 /// Small pulls and batches, and an ack wait no test waits out.
 const TUNING: &str = "pull:\n  batch: 100\n  ack_wait: 5m\n  max_deliver: 2\n\
@@ -29,28 +30,11 @@ fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
     samples.iter().map(Sample::bytes).collect()
 }
 
-/// Publishes `n` samples round-robin over `measurements` (configuring each); returns each
-/// one's share.
-fn publish(transfer: &Transfer, measurements: &[String], n: usize) -> Vec<Vec<Sample>> {
-    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
-    for sample in samples(n) {
-        shares[sample.index % measurements.len()].push(sample);
-    }
-    for (m, share) in measurements.iter().zip(&shares) {
-        transfer.set(m, "");
-        transfer.publish_many(m, &payloads(share));
-    }
-    shares
-}
-
 #[test]
 fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("stop");
-    let transfer = Transfer::new(nats.connect(), "stop");
+    let (nats, influx, transfer) = util::start_servers("stop");
     let ms: Vec<String> = vec!["x".into(), "y".into()];
-    let shares = publish(&transfer, &ms, 20_000);
+    let shares = publish_samples(&transfer, &ms, 20_000);
     let config = v1_config(
         "stop",
         &nats,
@@ -59,23 +43,15 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
     );
     let mut first = Collector::start(&config);
     let second = Collector::start(&config);
-    assert!(
-        wait_until(Duration::from_secs(60), || influx.count("stop", "x")
-            >= 1_000),
-        "{}",
-        first.log()
-    );
-    first.terminate();
-    let status = first
-        .wait_timeout(Duration::from_secs(15))
-        .expect("the first collector did not exit");
-    assert_eq!(status.code(), Some(0), "{}", first.log());
+    first.assert_within(Duration::from_secs(60), || {
+        influx.count("stop", "x") >= 1_000
+    });
+    first.stop_cleanly(Duration::from_secs(15));
     // With a 5-minute ack wait, a record the first collector left pending would hold this
     // past its 90 s limit: everything it had was written, or given back to the second.
     assert_all_stored(
         &transfer,
         &influx,
-        "stop",
         &ms,
         &shares,
         Duration::from_secs(90),
@@ -85,10 +61,7 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
 
 #[test]
 fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("rm");
-    let transfer = Transfer::new(nats.connect(), "rm");
+    let (nats, influx, transfer) = util::start_servers("rm");
     let busy: Vec<String> = vec!["busy".into()];
     transfer.set("removed", "");
     // Idle measurements bring heartbeats to every inbox: they must not keep the old inbox,
@@ -98,11 +71,7 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     }
     let config = v1_config("rm", &nats, &influx, TUNING);
     let collector = Collector::start(&config);
-    assert!(
-        collector.wait_for_log("measurement removed added", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurement removed added", Duration::from_secs(20));
     // `busy` drains while `removed` is removed: replacing the inbox must drop none of its
     // records on the way (a dropped one would wait out the 5-minute ack wait).
     let busy_samples = samples(10_000);
@@ -112,17 +81,9 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
         let payloads = payloads(&busy_samples);
         std::thread::spawn(move || transfer.publish_many("busy", &payloads))
     };
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("rm", "busy") > 0),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(30), || influx.count("rm", "busy") > 0);
     transfer.delete_key("removed");
-    assert!(
-        collector.wait_for_log("measurement removed removed", Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurement removed removed", Duration::from_secs(20));
     // Its pulls are ended with the old inbox: records published now are delivered to
     // nobody. Were they taken and given back, each round would count a delivery, and with
     // pull.max_deliver 2 they would be dead-lettered when the measurement returns.
@@ -135,7 +96,6 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     assert_all_stored(
         &transfer,
         &influx,
-        "rm",
         &busy,
         &[busy_samples],
         Duration::from_secs(90),
@@ -146,7 +106,6 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     assert_all_stored(
         &transfer,
         &influx,
-        "rm",
         &["removed".to_string()],
         &[waiting],
         Duration::from_secs(90),
@@ -161,17 +120,13 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
 
 #[test]
 fn two_hundred_measurements_drain_exactly() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("many");
-    let transfer = Transfer::new(nats.connect(), "many");
+    let (nats, influx, transfer) = util::start_servers("many");
     let ms: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
-    let shares = publish(&transfer, &ms, 10_000);
+    let shares = publish_samples(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("many", &nats, &influx, TUNING));
     assert_all_stored(
         &transfer,
         &influx,
-        "many",
         &ms,
         &shares,
         Duration::from_secs(90),
@@ -197,24 +152,16 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
         double.url()
     );
     let collector = Collector::start(&config);
-    assert!(
-        collector.wait_for_log("measurement m198 added", Duration::from_secs(60)),
-        "{}",
-        collector.log()
-    );
+    collector.assert_log("measurement m198 added", Duration::from_secs(60));
     // InfluxDB answers the next write with 503 and `Retry-After: 10`: the collector holds
     // still while `hot` is flooded and then every other measurement gets one record.
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: 1,
         status: 503,
         retry_after_secs: 10,
-    });
+    }));
     transfer.publish("hot", &samples(1)[0].bytes());
-    assert!(
-        wait_until(Duration::from_secs(20), || !double.seen().is_empty()),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || !double.seen().is_empty());
     let hot = samples(HOT);
     transfer.publish_many("hot", &payloads(&hot));
     for (i, m) in others.iter().enumerate() {
@@ -284,11 +231,7 @@ fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_fu
 
     // Idle now: one record is written on its own, long before the 5-minute interval.
     transfer.publish("lone", &samples(1)[0].bytes());
-    assert!(
-        wait_until(Duration::from_secs(20), || double.n_points() == 10_001),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(20), || double.n_points() == 10_001);
 }
 
 /// Found by the chaos soak: under a steady trickle the long pulls of a stopping collector
@@ -301,10 +244,7 @@ fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_fu
 /// next.
 #[test]
 fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("trickle");
-    let transfer = Transfer::new(nats.connect(), "trickle");
+    let (nats, influx, transfer) = util::start_servers("trickle");
     transfer.set("t", "");
     let all = samples(10_000);
     let config = v1_config(
@@ -326,23 +266,15 @@ fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
             }
         })
     };
-    assert!(
-        wait_until(Duration::from_secs(30), || influx.count("trickle", "t")
-            >= 300),
-        "{}",
-        first.log()
-    );
-    first.terminate();
-    let status = first
-        .wait_timeout(Duration::from_secs(12))
-        .unwrap_or_else(|| panic!("still stopping after 12 s:\n{}", first.log()));
-    assert_eq!(status.code(), Some(0), "{}", first.log());
+    first.assert_within(Duration::from_secs(30), || {
+        influx.count("trickle", "t") >= 300
+    });
+    first.stop_cleanly(Duration::from_secs(12));
     let second = Collector::start(&config);
     publisher.join().expect("the publisher panicked");
     assert_all_stored(
         &transfer,
         &influx,
-        "trickle",
         &["t".to_string()],
         &[all],
         Duration::from_secs(90),

@@ -429,13 +429,9 @@ proptest! {
                     Err(e) => return Err(TestCaseError::fail(format!("{line:?}: {e}"))),
                 };
                 prop_assert_eq!(parsed.series.measurement.as_str(), MEASUREMENT);
-                let read_tags: BTreeMap<String, String> = parsed
-                    .series
-                    .tag_set
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
+                let tags = parsed.series.tag_set.iter().flatten();
+                let read_tags: BTreeMap<String, String> =
+                    tags.map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 prop_assert_eq!(&read_tags, &expected_tags, "{:?}", line);
                 prop_assert_eq!(parsed.field_set.len(), expected_fields.len(), "{:?}", line);
                 for (key, read) in &parsed.field_set {

@@ -17,10 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use util::{
-    free_port, http_get, read_log, sample_payloads, samples, wait_until, Influx, NatsServer,
-    TempDir, Transfer,
-};
+use util::{free_port, http_get, read_log, sample_payloads, samples, wait_until, TempDir};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -182,10 +179,7 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
     assert!(expected.contains("/app/collector"), "{expected:?}");
 
     // The configuration, where the manifests mount it.
-    let nats = NatsServer::start();
-    let influx = Influx::start();
-    influx.create_database("static");
-    let transfer = Transfer::new(nats.connect(), "static");
+    let (nats, influx, transfer) = util::start_servers("static");
     transfer.set("access", "");
     let port = free_port();
     let config = root.join("app/config/config.yml");

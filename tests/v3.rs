@@ -9,7 +9,7 @@ mod v3_double;
 use std::time::Duration;
 
 use util::{wait_until, Collector, NatsServer, Transfer};
-use v3_double::{InfluxV3Double, Mode};
+use v3_double::{InfluxV3Double, Mode, Throttle};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
@@ -292,11 +292,11 @@ fn v3_401_and_404_hold_records_until_fixed() {
 fn v3_429_honours_retry_after() {
     let nats = NatsServer::start();
     let double = InfluxV3Double::start("apiv3_t0ken", "th");
-    double.set_mode(Mode::Throttle {
+    double.set_mode(Mode::Throttle(Throttle {
         count: 2,
         status: 429,
         retry_after_secs: 2,
-    });
+    }));
     let transfer = Transfer::new(nats.connect(), "th");
     transfer.set("m", "");
     let payloads: Vec<Vec<u8>> = (1..=100)
@@ -304,11 +304,7 @@ fn v3_429_honours_retry_after() {
         .collect();
     transfer.publish_many("m", &payloads);
     let collector = Collector::start(&v3_config("th", &nats, &double, ""));
-    assert!(
-        wait_until(Duration::from_secs(60), || double.points().len() == 100),
-        "{}",
-        collector.log()
-    );
+    collector.assert_within(Duration::from_secs(60), || double.points().len() == 100);
     let writes: Vec<_> = double
         .seen()
         .into_iter()

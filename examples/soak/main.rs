@@ -1354,6 +1354,21 @@ struct Check {
     state: Vec<String>,
 }
 
+impl Check {
+    /// Counts an altered record (a point or dead letter unlike what was sent, or none sent
+    /// at all) and says how, under `category`.
+    fn altered(&mut self, category: &'static str, how: String) {
+        self.n_altered += 1;
+        self.problems.push((category, how));
+    }
+
+    /// Counts a record stored or dead-lettered more than once and says how, under `category`.
+    fn duplicated(&mut self, category: &'static str, how: String) {
+        self.n_duplicated += 1;
+        self.problems.push((category, how));
+    }
+}
+
 fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check {
     let mut c = Check::default();
     let events = lock(&shared.events).clone();
@@ -1429,14 +1444,13 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                 .find(|(f, _)| f == field)
                 .map(|(_, t)| *t);
             if want != Some(ty.as_str()) {
-                c.n_altered += 1;
-                c.problems.push((
+                c.altered(
                     "altered",
                     format!(
                         "{name}: field {field} has type {ty}, sent {}",
                         want.unwrap_or("nothing")
                     ),
-                ));
+                );
             }
         }
         let mut offset = 0;
@@ -1454,38 +1468,29 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                     .and_then(Value::as_i64)
                     .filter(|&n| n >= 0 && (n as usize) < sent.len());
                 let Some(n) = n.map(|n| n as u64) else {
-                    c.n_altered += 1;
-                    c.problems.push((
+                    c.altered(
                         "altered",
                         format!("{name}: a point no record gave: {}", Value::Object(point)),
-                    ));
+                    );
                     continue;
                 };
                 let s = sent[n as usize];
                 let record = model::record(args.seed, n, s.gen_ns, mix);
                 if s.seq == 0 || record.measurement != m || record.kind.is_poison() {
-                    c.n_altered += 1;
-                    c.problems.push((
+                    c.altered(
                         "altered",
                         format!(
                             "{name}: point for n={n}, which was not sent as a good record here: {}",
                             Value::Object(point)
                         ),
-                    ));
+                    );
                     continue;
                 }
                 seen_count[n as usize] = seen_count[n as usize].saturating_add(1);
                 if seen_count[n as usize] > 1 {
-                    c.n_duplicated += 1;
-                    c.problems.push((
-                        "duplicated",
-                        format!(
-                            "{}: another point at {time} (first at {}); {}",
-                            describe(&record),
-                            seen_time[n as usize],
-                            around(n)
-                        ),
-                    ));
+                    let (first, around) = (seen_time[n as usize], around(n));
+                    let how = format!("another point at {time} (first at {first}); {around}");
+                    c.duplicated("duplicated", format!("{}: {how}", describe(&record)));
                     continue;
                 }
                 seen_time[n as usize] = time;
@@ -1511,16 +1516,8 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                 if problems.is_empty() {
                     c.n_stored += 1;
                 } else {
-                    c.n_altered += 1;
-                    c.problems.push((
-                        "altered",
-                        format!(
-                            "{}: {}; {}",
-                            describe(&record),
-                            problems.join("; "),
-                            around(n)
-                        ),
-                    ));
+                    let how = format!("{}; {}", problems.join("; "), around(n));
+                    c.altered("altered", format!("{}: {how}", describe(&record)));
                 }
             }
             if last {
@@ -1551,31 +1548,25 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                     .and_then(|s| s.parse::<u64>().ok());
                 let reason = headers.get("Collector-Error").cloned().unwrap_or_default();
                 let Some(n) = origin.zip(seq).and_then(|(m, seq)| record_at(m, seq)) else {
-                    c.n_altered += 1;
-                    c.problems.push((
+                    c.altered(
                         "dead letters",
                         format!(
                             "dead letter {} from no record sent: headers {headers:?}, payload {}",
                             letter.seq,
                             String::from_utf8_lossy(&letter.data[..letter.data.len().min(200)])
                         ),
-                    ));
+                    );
                     continue;
                 };
                 let s = sent[n as usize];
                 let record = model::record(args.seed, n, s.gen_ns, mix);
                 dlq_count[n as usize] = dlq_count[n as usize].saturating_add(1);
                 if dlq_count[n as usize] > 1 {
-                    c.n_duplicated += 1;
-                    c.problems.push((
+                    let how = format!("(dead letter {}): {reason}; {}", letter.seq, around(n));
+                    c.duplicated(
                         "dead-lettered twice",
-                        format!(
-                            "{} (dead letter {}): {reason}; {}",
-                            describe(&record),
-                            letter.seq,
-                            around(n)
-                        ),
-                    ));
+                        format!("{} {how}", describe(&record)),
+                    );
                     continue;
                 }
                 let mut problems = Vec::new();
@@ -1592,17 +1583,9 @@ fn check(args: &Args, mix: Mix, shared: &Shared, published: &Published) -> Check
                 if problems.is_empty() {
                     c.n_dead_lettered += 1;
                 } else {
-                    c.n_altered += 1;
-                    c.problems.push((
-                        "dead letters",
-                        format!(
-                            "{} (dead letter {}): {}; {}",
-                            describe(&record),
-                            letter.seq,
-                            problems.join("; "),
-                            around(n)
-                        ),
-                    ));
+                    let (problems, around) = (problems.join("; "), around(n));
+                    let how = format!("(dead letter {}): {problems}; {around}", letter.seq);
+                    c.altered("dead letters", format!("{} {how}", describe(&record)));
                 }
             }
         }

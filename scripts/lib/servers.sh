@@ -7,30 +7,33 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits up to $2 seconds for a URL to answer 2xx.
-wait_http() {
-	local url=$1 seconds=${2:-30} i
+# retry_for SECONDS WHAT COMMAND...: runs COMMAND (its output dropped) every 0.1 s until it
+# succeeds, for up to SECONDS; then says "WHAT after SECONDSs" and returns 1.
+retry_for() {
+	local seconds=$1 what=$2 i
+	shift 2
 	for ((i = 0; i < seconds * 10; i++)); do
-		if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url" 2>/dev/null; then
+		if "$@" >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	echo "no answer from $url after ${seconds}s" >&2
+	echo "$what after ${seconds}s" >&2
 	return 1
+}
+
+# Waits up to $2 seconds for a URL to answer 2xx.
+wait_http() {
+	local url=$1 seconds=${2:-30}
+	retry_for "$seconds" "no answer from $url" \
+		python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url"
 }
 
 # Waits up to $2 seconds for 127.0.0.1:$1 to accept connections.
 wait_port() {
-	local port=$1 seconds=${2:-30} i
-	for ((i = 0; i < seconds * 10; i++)); do
-		if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port" 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "nothing listens on 127.0.0.1:$port after ${seconds}s" >&2
-	return 1
+	local port=$1 seconds=${2:-30}
+	retry_for "$seconds" "nothing listens on 127.0.0.1:$port" \
+		python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$port"
 }
 
 # start_nats DIR: starts nats-server with JetStream; sets NATS_PORT, NATS_URL, NATS_PID.
@@ -44,45 +47,25 @@ start_nats() {
 	wait_port "$NATS_PORT" 30
 }
 
+# The configuration start_influx fills in, shared with the test harness.
+INFLUX_CONF_TEMPLATE="$(dirname "${BASH_SOURCE[0]}")/influxdb.conf"
+
 # start_influx DIR: starts influxd 1.x with every listener on loopback or off; sets
 # INFLUX_PORT, INFLUX_URL, INFLUX_PID.
 start_influx() {
-	local dir=$1 rpc
+	local dir=$1 rpc conf
 	mkdir -p "$dir/influx"
 	INFLUX_PORT=$(free_port)
 	rpc=$(free_port)
 	INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
-	cat >"$dir/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc"
-[meta]
-  dir = "$dir/influx/meta"
-[data]
-  dir = "$dir/influx/data"
-  wal-dir = "$dir/influx/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:$INFLUX_PORT"
-  log-enabled = false
-  pprof-enabled = false
-  unix-socket-enabled = false
-[ifql]
-  enabled = false
-  bind-address = "127.0.0.1:0"
-[[graphite]]
-  enabled = false
-[[collectd]]
-  enabled = false
-[[opentsdb]]
-  enabled = false
-[[udp]]
-  enabled = false
-[logging]
-  suppress-logo = true
-CONF
+	conf=$(<"$INFLUX_CONF_TEMPLATE")
+	conf=${conf//'{rpc}'/"$rpc"}
+	conf=${conf//'{http}'/"$INFLUX_PORT"}
+	conf=${conf//'{dir}'/"$dir/influx"}
+	conf=${conf//'{auth}'/false}
+	conf=${conf//'{log}'/false}
+	conf=${conf//'{https}'/}
+	printf '%s\n' "$conf" >"$dir/influxdb.conf"
 	influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
 	INFLUX_PID=$!
 	wait_http "$INFLUX_URL/ping" 60

@@ -154,13 +154,20 @@ impl Collector {
 
     /// SIGTERM, then asserts a clean exit (code 0) within `timeout`; the log is shown
     /// otherwise.
+    #[track_caller]
     pub fn stop_cleanly(&mut self, timeout: Duration) {
         self.terminate();
+        self.assert_exit(0, timeout);
+    }
+
+    /// Asserts that it exits with `code` within `timeout`; the log is shown otherwise.
+    #[track_caller]
+    pub fn assert_exit(&mut self, code: i32, timeout: Duration) {
         let status = self.wait_timeout(timeout);
         assert_eq!(
             status.and_then(|s| s.code()),
-            Some(0),
-            "no clean exit after SIGTERM:\n{}",
+            Some(code),
+            "no exit with code {code} within {timeout:?} ({status:?}):\n{}",
             self.log()
         );
     }
@@ -173,6 +180,19 @@ impl Collector {
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// Asserts that `cond` comes true within `timeout` (polled by [`wait_until`]); the log is
+    /// shown otherwise.
+    #[track_caller]
+    pub fn assert_within(&self, timeout: Duration, cond: impl FnMut() -> bool) {
+        assert!(wait_until(timeout, cond), "{}", self.log());
+    }
+
+    /// Asserts that the log contains `needle` within `timeout`; the log is shown otherwise.
+    #[track_caller]
+    pub fn assert_log(&self, needle: &str, timeout: Duration) {
+        assert!(self.wait_for_log(needle, timeout), "{}", self.log());
     }
 }
 

@@ -1,16 +1,18 @@
 //! The HTTP/1.1 side of the write-API doubles (`tests/v2_double`, `tests/v3_double`): a
 //! loopback listener that reads requests (request line, headers, a `Content-Length` body,
-//! keep-alive) and writes the answers a double's handler decides. It knows nothing of
-//! InfluxDB; each double keeps its own state and semantics, written from its API reference.
+//! keep-alive) and writes the answers a double's handler decides; and [`WriteDouble`], which
+//! serves a double's [`WriteApi`] state and records each request as [`Seen`]. It knows
+//! nothing of InfluxDB's semantics; each double keeps its own state and decisions, written
+//! from its API reference.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request as a double sees it; header names are lowercase.
 pub struct Request {
@@ -79,6 +81,122 @@ impl Drop for HttpDouble {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A write-API double told to throttle: the next `count` writes answer `status` (429 or 503)
+/// with `Retry-After: retry_after_secs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub count: usize,
+    pub status: u16,
+    pub retry_after_secs: u64,
+}
+
+impl Throttle {
+    /// The next throttled answer, with `body`, and what is left of the throttle after it
+    /// (None once `count` writes were throttled); None when there is none to give.
+    pub fn take(self, body: String) -> Option<(Answer, Option<Throttle>)> {
+        if self.count == 0 {
+            return None;
+        }
+        let headers = vec![("Retry-After", self.retry_after_secs.to_string())];
+        let rest = (self.count > 1).then_some(Throttle {
+            count: self.count - 1,
+            ..self
+        });
+        Some(((self.status, headers, body), rest))
+    }
+}
+
+/// One request a write-API double received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub path: String,
+    pub authorization: Option<String>,
+    /// Its non-empty lines (0 when the body could not be decompressed).
+    pub n_lines: usize,
+    pub status: u16,
+    /// Whether the body came gzip-compressed.
+    pub gzip: bool,
+    /// The measurement of each line, in order (for tests of the order of writes).
+    pub measurements: Vec<String>,
+}
+
+/// The state of a write-API double and what it decides; the HTTP side and the record of
+/// what it saw are [`WriteDouble`]'s.
+pub trait WriteApi: Send + 'static {
+    /// The answer to `request`, whose body decompressed is `text`, `n_bytes` long.
+    fn decide(&mut self, request: &Request, text: &str, n_bytes: usize) -> Answer;
+
+    /// The answer to a gzip body that cannot be decompressed.
+    fn undecodable(&self) -> Answer;
+}
+
+/// A double's [`WriteApi`] state and every request it saw, behind one lock.
+pub struct Served<S> {
+    pub api: S,
+    pub seen: Vec<Seen>,
+}
+
+/// A write-API double: an [`HttpDouble`] whose requests its [`WriteApi`] answers one at a
+/// time, each one recorded as [`Seen`].
+pub struct WriteDouble<S> {
+    http: HttpDouble,
+    served: Arc<Mutex<Served<S>>>,
+}
+
+impl<S: WriteApi> WriteDouble<S> {
+    /// Serves `api` on a loopback port.
+    pub fn serve(api: S) -> WriteDouble<S> {
+        let served = Arc::new(Mutex::new(Served {
+            api,
+            seen: Vec::new(),
+        }));
+        let handler_served = served.clone();
+        let http = HttpDouble::start(move |request| answer(&handler_served, request));
+        WriteDouble { http, served }
+    }
+
+    pub fn url(&self) -> String {
+        self.http.url()
+    }
+
+    /// The double's state and what it saw, locked: requests wait meanwhile.
+    pub fn lock(&self) -> MutexGuard<'_, Served<S>> {
+        self.served.lock().unwrap()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+}
+
+fn answer<S: WriteApi>(served: &Mutex<Served<S>>, request: &Request) -> Answer {
+    let body = request.decoded_body();
+    let text = match &body {
+        Ok(body) => String::from_utf8_lossy(body).into_owned(),
+        Err(_) => String::new(),
+    };
+    let mut served = served.lock().unwrap();
+    let reply = match &body {
+        Ok(body) => served.api.decide(request, &text, body.len()),
+        Err(_) => served.api.undecodable(),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    served.seen.push(Seen {
+        at: Instant::now(),
+        path: request.path.clone(),
+        authorization: request.headers.get("authorization").cloned(),
+        n_lines: lines.len(),
+        status: reply.0,
+        gzip: request.gzip(),
+        measurements: lines
+            .iter()
+            .map(|l| l.split([',', ' ']).next().unwrap_or("").to_string())
+            .collect(),
+    });
+    reply
 }
 
 fn serve(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer, stop: &AtomicBool) {

@@ -3,8 +3,8 @@
 //! format, `/api/v2/write`).
 
 use super::{
-    free_port, http_agent, http_get, http_post, kill_child, log_tail, read_log, spawn_logged,
-    stop_child,
+    free_port, http_agent, http_get, http_post,
+    process::{HttpServer, ServerProcess},
     tls::{get_with, post_with, Issued, TestCa},
     wait_until, HttpReply, Sample, TempDir,
 };
@@ -12,10 +12,13 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The influxd configuration, shared with the scripts' `start_influx`.
+const CONFIG_TEMPLATE: &str = include_str!("../../scripts/lib/influxdb.conf");
 
 /// Quotes an InfluxQL identifier: `"name"` with `"` and `\` escaped.
 pub fn quote_ident(name: &str) -> String {
@@ -25,12 +28,11 @@ pub fn quote_ident(name: &str) -> String {
 /// An influxd 1.6 with its own configuration file, every listener on
 /// 127.0.0.1, data in its own temp dir.
 pub struct Influx {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
     rpc_port: u16,
     dir: TempDir,
     config: PathBuf,
-    log: PathBuf,
     auth: Option<(String, String)>,
     /// With HTTPS: the server's certificate, and an agent that trusts its CA.
     https: Option<(Issued, ureq::Agent)>,
@@ -57,31 +59,27 @@ impl Influx {
     fn start_inner(auth: Option<(String, String)>, https: Option<(Issued, ureq::Agent)>) -> Influx {
         let dir = TempDir::new("influx");
         let mut influx = Influx {
-            child: None,
+            process: ServerProcess::new(dir.join("influxd.log")),
             port: 0,
             rpc_port: 0,
             config: dir.join("influxdb.conf"),
-            log: dir.join("influxd.log"),
             dir,
             auth,
             https,
         };
         // Ports are picked before influxd binds them; if another process takes
         // one in between, influxd exits and we try again with new ports.
-        for attempt in 1..=3 {
+        let started = (0..3).any(|_| {
             influx.port = free_port();
             influx.rpc_port = free_port();
             influx.write_config();
-            if influx.spawn() {
-                break;
-            }
-            if attempt == 3 {
-                panic!(
-                    "influxd did not start; its log ends:\n{}",
-                    log_tail(&influx.log, 20)
-                );
-            }
-        }
+            influx.spawn()
+        });
+        assert!(
+            started,
+            "influxd did not start; its log ends:\n{}",
+            influx.process.log_tail()
+        );
         if let Some((user, password)) = influx.auth.clone() {
             // With no user yet, influxd lets anyone create the first admin.
             let q = format!(
@@ -94,15 +92,8 @@ impl Influx {
         influx
     }
 
-    /// Writes the configuration. `influxd config` (1.6.7) lists the sections
-    /// that can open a port: the top-level RPC `bind-address` (backup and
-    /// restore, on by default), `[http]`, `[ifql]` (on all interfaces unless
-    /// disabled), and graphite, collectd, opentsdb and udp (off by default,
-    /// set off here anyway). `[monitor] store-enabled = false` keeps the
-    /// `_internal` database out of the way.
+    /// Writes the configuration: `scripts/lib/influxdb.conf` filled in.
     fn write_config(&self) {
-        let d = self.dir.path().display();
-        let auth = self.auth.is_some();
         let https = match &self.https {
             Some((server, _)) => format!(
                 "  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"\n",
@@ -111,51 +102,13 @@ impl Influx {
             ),
             None => String::new(),
         };
-        let text = format!(
-            r#"reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-
-[meta]
-  dir = "{d}/meta"
-
-[data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  query-log-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http}"
-  auth-enabled = {auth}
-  log-enabled = true
-  pprof-enabled = false
-  unix-socket-enabled = false
-{https}
-[ifql]
-  enabled = false
-  bind-address = "127.0.0.1:0"
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-
-[logging]
-  suppress-logo = true
-"#,
-            rpc = self.rpc_port,
-            http = self.port,
-        );
+        let text = CONFIG_TEMPLATE
+            .replace("{rpc}", &self.rpc_port.to_string())
+            .replace("{http}", &self.port.to_string())
+            .replace("{dir}", &self.dir.path().display().to_string())
+            .replace("{auth}", &self.auth.is_some().to_string())
+            .replace("{log}", "true")
+            .replace("{https}", &https);
         fs::write(&self.config, text).expect("cannot write influxdb.conf");
     }
 
@@ -163,23 +116,10 @@ bind-address = "127.0.0.1:{rpc}"
     fn spawn(&mut self) -> bool {
         let mut cmd = Command::new("influxd");
         cmd.arg("run").arg("-config").arg(&self.config);
-        let mut child = spawn_logged(cmd, &self.log);
-        let url = self.url();
-        let mut exited = false;
-        let ready = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                return true;
-            }
-            self.get(&format!("{url}/ping"), &[])
-                .is_ok_and(|r| r.status == 204)
-        });
-        if exited || !ready || !matches!(child.try_wait(), Ok(None)) {
-            kill_child(&mut child);
-            return false;
-        }
-        self.child = Some(child);
-        true
+        let (agent, ping) = (self.agent().clone(), format!("{}/ping", self.url()));
+        self.process.spawn_until_ready(cmd, START_TIMEOUT, |_| {
+            get_with(&agent, &ping, &[]).is_ok_and(|r| r.status == 204)
+        })
     }
 
     /// The agent for the harness's own requests: one that trusts the test CA
@@ -214,7 +154,7 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.pid()
     }
 
     /// The admin user and password when started with authentication.
@@ -432,16 +372,12 @@ bind-address = "127.0.0.1:{rpc}"
 
     /// SIGTERM and wait for a clean exit (SIGKILL after 20 s).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, Duration::from_secs(20));
-        }
+        self.process.stop(Duration::from_secs(20));
     }
 
     /// `kill -9`.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.process.kill9();
     }
 
     /// Starts again on the same port with the same data, after
@@ -453,7 +389,7 @@ bind-address = "127.0.0.1:{rpc}"
             ok,
             "influxd did not start again on port {}; its log ends:\n{}",
             self.port,
-            log_tail(&self.log, 20)
+            self.process.log_tail()
         );
     }
 
@@ -472,23 +408,12 @@ bind-address = "127.0.0.1:{rpc}"
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     /// Everything influxd logged (including one line per HTTP request).
     pub fn log(&self) -> String {
-        read_log(&self.log)
-    }
-}
-
-impl Drop for Influx {
-    fn drop(&mut self) {
-        // SIGKILL also ends a process paused with SIGSTOP.
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.process.log()
     }
 }
 
@@ -507,72 +432,36 @@ impl Drop for Influx {
 /// - an unparsable line is logged and skipped, and the request still gets 204;
 /// - a point older than the retention period is dropped silently (204).
 pub struct VictoriaMetrics {
-    child: Option<Child>,
-    port: u16,
-    dir: TempDir,
-    log: PathBuf,
+    server: HttpServer,
 }
 
 impl VictoriaMetrics {
-    /// Starts victoria-metrics and waits until `/health` answers.
+    /// Starts victoria-metrics and waits until `/health` answers. Only `-httpListenAddr`
+    /// listens: the graphite, influx and opentsdb listeners are off unless given an address.
     pub fn start() -> VictoriaMetrics {
-        let dir = TempDir::new("victoria");
-        let mut vm = VictoriaMetrics {
-            child: None,
-            port: 0,
-            log: dir.join("victoria-metrics.log"),
-            dir,
-        };
-        for attempt in 1..=3 {
-            vm.port = free_port();
-            if vm.spawn() {
-                return vm;
-            }
-            if attempt == 3 {
-                panic!(
-                    "victoria-metrics did not start; its log ends:\n{}",
-                    log_tail(&vm.log, 20)
-                );
-            }
-        }
-        unreachable!()
-    }
-
-    /// Only `-httpListenAddr` listens: the graphite, influx and opentsdb
-    /// listeners are off unless given an address.
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("victoria-metrics");
-        cmd.arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!(
-                "-storageDataPath={}",
-                self.dir.join("data").display()
-            ))
-            .arg("-retentionPeriod=100y");
-        let mut child = spawn_logged(cmd, &self.log);
-        let url = self.url();
-        let mut exited = false;
-        let ready = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                return true;
-            }
-            http_get(&format!("{url}/health"), &[]).is_ok_and(|r| r.status == 200)
-        });
-        if exited || !ready || !matches!(child.try_wait(), Ok(None)) {
-            kill_child(&mut child);
-            return false;
-        }
-        self.child = Some(child);
-        true
+        let server = HttpServer::start(
+            "victoria-metrics",
+            TempDir::new("victoria"),
+            "/health",
+            START_TIMEOUT,
+            |port, dir| {
+                let mut cmd = Command::new("victoria-metrics");
+                cmd.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                    .arg(format!("-storageDataPath={}", dir.join("data").display()))
+                    .arg("-retentionPeriod=100y");
+                cmd
+            },
+        );
+        VictoriaMetrics { server }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// Posts line protocol to `/api/v2/write` as a v2 client would
@@ -658,14 +547,6 @@ impl VictoriaMetrics {
 
     /// Everything victoria-metrics logged.
     pub fn log(&self) -> String {
-        read_log(&self.log)
-    }
-}
-
-impl Drop for VictoriaMetrics {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.server.process.log()
     }
 }

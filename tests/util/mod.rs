@@ -23,13 +23,14 @@ mod config;
 mod http_double;
 mod influx;
 mod nats;
+mod process;
 mod prometheus;
 mod sample;
 mod tls;
 
 pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
 pub use config::{config, ConfigYaml};
-pub use http_double::{Answer, HttpDouble, Request};
+pub use http_double::{Answer, HttpDouble, Request, Seen, Served, Throttle, WriteApi, WriteDouble};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
 pub use prometheus::Prometheus;
@@ -46,18 +47,58 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Waits up to `within` until InfluxDB database `db` holds each share of `measurements`
-/// exactly (by count) and every measurement's stream is empty, then checks every point
-/// against its sample. `log` gives the collectors' logs for a failure message.
+/// Starts a NATS server with JetStream and InfluxDB with database `namespace`, and connects
+/// a [`Transfer`] client for `namespace` to that NATS server: how most end-to-end tests begin.
+pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
+    let nats = NatsServer::start();
+    let influx = Influx::start();
+    influx.create_database(namespace);
+    let transfer = Transfer::new(nats.connect(), namespace);
+    (nats, influx, transfer)
+}
+
+/// [`start_servers`] with an `n`-node NATS cluster, where the [`Transfer`] client makes its
+/// streams with `n` replicas.
+pub fn start_cluster_servers(n: usize, namespace: &str) -> (NatsCluster, Influx, Transfer) {
+    let cluster = NatsCluster::start(n);
+    let influx = Influx::start();
+    influx.create_database(namespace);
+    let transfer = Transfer::new(cluster.connect(), namespace).with_replicas(n);
+    (cluster, influx, transfer)
+}
+
+/// Configures each of `measurements` and publishes `n` samples round-robin over them;
+/// returns each one's share (for [`assert_all_stored`]).
+pub fn publish_samples<M: AsRef<str>>(
+    transfer: &Transfer,
+    measurements: &[M],
+    n: usize,
+) -> Vec<Vec<Sample>> {
+    let mut shares: Vec<Vec<Sample>> = vec![Vec::new(); measurements.len()];
+    for sample in samples(n) {
+        shares[sample.index % measurements.len()].push(sample);
+    }
+    for (m, share) in measurements.iter().zip(&shares) {
+        transfer.set(m.as_ref(), "");
+        let payloads: Vec<Vec<u8>> = share.iter().map(Sample::bytes).collect();
+        transfer.publish_many(m.as_ref(), &payloads);
+    }
+    shares
+}
+
+/// Waits up to `within` until InfluxDB database `db`, named after the transfer's namespace
+/// (as [`start_servers`] creates it), holds each share of `measurements` exactly (by count)
+/// and every measurement's stream is empty, then checks every point against its sample.
+/// `log` gives the collectors' logs for a failure message.
 pub fn assert_all_stored<M: AsRef<str>, S: AsRef<[Sample]>>(
     transfer: &Transfer,
     influx: &Influx,
-    db: &str,
     measurements: &[M],
     shares: &[S],
     within: Duration,
     log: impl Fn() -> String,
 ) {
+    let db = transfer.namespace();
     let state = || -> Vec<(String, usize, usize, u64)> {
         measurements
             .iter()

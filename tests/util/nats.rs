@@ -7,7 +7,10 @@
 // one harness module that uses it.
 #![allow(deprecated)]
 
-use super::{free_port, greets, kill_child, log_tail, read_log, spawn_logged, wait_until, TempDir};
+use super::{
+    free_port, greets, kill_child, log_tail, process::ServerProcess, read_log, spawn_logged,
+    wait_until, TempDir,
+};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -36,11 +39,10 @@ pub fn connect_options() -> nats::Options {
 
 /// One nats-server with JetStream on 127.0.0.1, store in its own temp dir.
 pub struct NatsServer {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
     dir: TempDir,
     config: PathBuf,
-    log: PathBuf,
     probe_jetstream: bool,
 }
 
@@ -58,9 +60,8 @@ impl NatsServer {
         let config = dir.join("nats.conf");
         fs::write(&config, "server_name: harness\n").expect("cannot write nats.conf");
         let mut server = NatsServer {
-            child: None,
+            process: ServerProcess::new(dir.join("nats.log")),
             port,
-            log: dir.join("nats.log"),
             dir,
             config,
             probe_jetstream: true,
@@ -79,9 +80,8 @@ impl NatsServer {
         let text = format!("server_name: harness\n{extra}\n");
         fs::write(&config, text).expect("cannot write nats.conf");
         let mut server = NatsServer {
-            child: None,
+            process: ServerProcess::new(dir.join("nats.log")),
             port: 0,
-            log: dir.join("nats.log"),
             dir,
             config,
             probe_jetstream: extra.trim().is_empty(),
@@ -100,29 +100,23 @@ impl NatsServer {
             .arg(self.dir.join("jetstream"))
             .args(["-a", "127.0.0.1", "-p", &port_arg, "--ports_file_dir"])
             .arg(self.dir.path());
-        let mut child = spawn_logged(cmd, &self.log);
-        let pid = child.id();
-        let ports_file = self.dir.join(format!("nats-server_{pid}.ports"));
+        let ports_file = |pid| self.dir.join(format!("nats-server_{pid}.ports"));
         let mut found = port;
-        let ready = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
-            }
+        let ready = self.process.spawn_until_ready(cmd, START_TIMEOUT, |pid| {
             if found.is_none() {
-                found = read_ports_file(&ports_file);
+                found = read_ports_file(&ports_file(pid));
             }
             found.is_some_and(|p| greets(p, "INFO "))
         });
-        if !ready || child.try_wait().ok().flatten().is_some() {
-            kill_child(&mut child);
+        if !ready {
             panic!(
                 "nats-server did not start (port {port_arg}); its log ends:\n{}",
-                log_tail(&self.log, 20)
+                self.process.log_tail()
             );
         }
-        let _ = fs::remove_file(&ports_file);
+        let pid = self.process.pid().expect("running once ready");
+        let _ = fs::remove_file(ports_file(pid));
         self.port = found.expect("port known once ready");
-        self.child = Some(child);
         if self.probe_jetstream {
             let conn = nats::Options::new()
                 .connect(self.url())
@@ -154,7 +148,7 @@ impl NatsServer {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.pid()
     }
 
     /// A connection that reconnects forever.
@@ -166,9 +160,7 @@ impl NatsServer {
 
     /// `kill -9` the server (no-op if it is not running).
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.process.kill9();
     }
 
     /// Starts the server again on the same port with the same store, after
@@ -179,20 +171,12 @@ impl NatsServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     /// Everything the server logged, across restarts.
     pub fn log(&self) -> String {
-        read_log(&self.log)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process.log()
     }
 }
 
@@ -873,16 +857,15 @@ impl Transfer {
             let now = Instant::now();
             if now.duration_since(last_scan) >= Duration::from_millis(200) {
                 last_scan = now;
-                let expired: Vec<usize> = in_flight
-                    .iter()
-                    .filter(|(_, &at)| now.duration_since(at) >= RESEND_AFTER)
-                    .map(|(&i, _)| i)
-                    .collect();
-                for index in expired {
-                    in_flight.remove(&index);
-                    last_error = "no PubAck within 2 s".to_string();
-                    retry.push_back((now, index));
-                }
+                // What waited too long for its PubAck is sent again.
+                in_flight.retain(|&index, &mut sent_at| {
+                    let expired = now.duration_since(sent_at) >= RESEND_AFTER;
+                    if expired {
+                        last_error = "no PubAck within 2 s".to_string();
+                        retry.push_back((now, index));
+                    }
+                    !expired
+                });
             }
             if now.duration_since(last_progress) >= STALL {
                 panic!(

@@ -1,20 +1,17 @@
 //! A real Prometheus (Debian's `prometheus`) on loopback, scraping the collectors of a test
 //! every second and evaluating a rules file every second, with its data in a temp dir.
 
-use super::{free_port, http_get, kill_child, log_tail, spawn_logged, wait_until, TempDir};
+use super::{http_get, process::HttpServer, TempDir};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Prometheus {
-    child: Option<Child>,
-    port: u16,
-    dir: TempDir,
-    log: PathBuf,
+    server: HttpServer,
 }
 
 impl Prometheus {
@@ -33,60 +30,30 @@ impl Prometheus {
             targets.join(", ")
         );
         fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let mut prometheus = Prometheus {
-            child: None,
-            port: 0,
-            log: dir.join("prometheus.log"),
-            dir,
-        };
-        for _ in 0..3 {
-            prometheus.port = free_port();
-            if prometheus.spawn() {
-                return prometheus;
-            }
-        }
-        panic!(
-            "prometheus did not start; its log ends:\n{}",
-            log_tail(&prometheus.log, 20)
-        );
-    }
-
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("prometheus");
-        cmd.arg(format!(
-            "--config.file={}",
-            self.dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            self.dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-        .arg("--log.level=warn");
-        let mut child = spawn_logged(cmd, &self.log);
-        let url = self.url();
-        let mut exited = false;
-        let ready = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                return true;
-            }
-            http_get(&format!("{url}/-/ready"), &[]).is_ok_and(|r| r.status == 200)
-        });
-        if exited || !ready {
-            kill_child(&mut child);
-            return false;
-        }
-        self.child = Some(child);
-        true
+        let server =
+            HttpServer::start("prometheus", dir, "/-/ready", START_TIMEOUT, |port, dir| {
+                let mut cmd = Command::new("prometheus");
+                cmd.arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn");
+                cmd
+            });
+        Prometheus { server }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.server.dir.path()
     }
 
     /// `GET /api/v1/<path>`: its `data`, or the error Prometheus gave.
@@ -106,14 +73,6 @@ impl Prometheus {
     }
 
     pub fn log(&self) -> String {
-        super::read_log(&self.log)
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.server.process.log()
     }
 }

@@ -23,6 +23,22 @@ pub struct TestCa {
 }
 
 /// Runs `openssl args...` in `dir`; panics with its output if it fails.
+/// `openssl req` with a new unencrypted P-256 key written to `key`, and `args`.
+fn new_key_request(dir: &Path, key: &str, args: &[&str]) {
+    let mut all = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+    ];
+    all.extend_from_slice(args);
+    openssl(dir, &all);
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
@@ -41,18 +57,11 @@ impl TestCa {
     pub fn new(name: &str) -> TestCa {
         let dir = TempDir::new(&format!("ca-{name}"));
         let subject = format!("/CN=collector test CA {name}");
-        openssl(
+        new_key_request(
             dir.path(),
+            "ca.key",
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
                 "-out",
                 "ca.pem",
                 "-days",
@@ -114,23 +123,10 @@ impl TestCa {
         let cert = format!("{base}.pem");
         let ext = format!("{base}.ext");
         let subject = format!("/CN={name}");
-        openssl(
+        new_key_request(
             self.dir.path(),
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &subject,
-            ],
+            &key,
+            &["-new", "-out", &csr, "-subj", &subject],
         );
         fs::write(
             self.dir.join(&ext),

@@ -28,10 +28,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use crate::util::{HttpDouble, Request};
+pub use crate::util::Throttle;
+use crate::util::{Answer, Request, WriteApi, WriteDouble};
 
 /// The most rejected lines an answer names, as InfluxDB 3 does.
 pub const MAX_LINE_ERRORS: usize = 100;
@@ -48,22 +47,8 @@ pub enum Mode {
     Unauthorized,
     /// 404 database not found for every write.
     DatabaseNotFound,
-    /// The next `count` writes answer `status` (429 or 503) with `Retry-After: secs`.
-    Throttle {
-        count: usize,
-        status: u16,
-        retry_after_secs: u64,
-    },
-}
-
-/// One request the double received.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub at: Instant,
-    pub path: String,
-    pub authorization: Option<String>,
-    pub n_lines: usize,
-    pub status: u16,
+    /// The next writes answer as the throttle says.
+    Throttle(Throttle),
 }
 
 /// A column of a table: a tag, or a field of a type.
@@ -82,62 +67,53 @@ impl Column {
     }
 }
 
-struct State {
+/// What the double knows: its mode, limits and credentials, the schema, and the points it
+/// stored.
+pub struct State {
     mode: Mode,
     max_body_bytes: usize,
     max_tables: usize,
     max_columns: usize,
     token: String,
     database: String,
-    seen: Vec<Seen>,
     schema: BTreeMap<String, BTreeMap<String, Column>>,
     points: BTreeMap<String, String>,
 }
 
-pub struct InfluxV3Double {
-    http: HttpDouble,
-    state: Arc<Mutex<State>>,
-}
+/// The double (its `url()` and `seen()` are [`WriteDouble`]'s).
+pub type InfluxV3Double = WriteDouble<State>;
 
 impl InfluxV3Double {
     /// Starts the double on a loopback port, accepting `token` for database `database`.
     pub fn start(token: &str, database: &str) -> InfluxV3Double {
-        let state = Arc::new(Mutex::new(State {
+        WriteDouble::serve(State {
+            token: token.to_string(),
+            database: database.to_string(),
             mode: Mode::Normal,
             max_body_bytes: usize::MAX,
             max_tables: 2000,
             max_columns: 500,
-            token: token.to_string(),
-            database: database.to_string(),
-            seen: Vec::new(),
             schema: BTreeMap::new(),
             points: BTreeMap::new(),
-        }));
-        let served = state.clone();
-        let http = HttpDouble::start(move |request| answer(&served, request));
-        InfluxV3Double { http, state }
-    }
-
-    pub fn url(&self) -> String {
-        self.http.url()
+        })
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        self.state.lock().unwrap().mode = mode;
+        self.lock().api.mode = mode;
     }
 
     /// Sets the limits on tables per database and columns per table (including `time`).
     pub fn set_limits(&self, max_tables: usize, max_columns: usize) {
-        let mut state = self.state.lock().unwrap();
+        let state = &mut self.lock().api;
         state.max_tables = max_tables;
         state.max_columns = max_columns;
     }
 
     /// Writes `lines` as if another client had: they fix the schema like any write.
     pub fn seed(&self, lines: &str) {
-        let mut state = self.state.lock().unwrap();
+        let state = &mut self.lock().api;
         for line in lines.lines().filter(|l| !l.is_empty()) {
-            if let Err(e) = accept(&mut state, line) {
+            if let Err(e) = accept(state, line) {
                 panic!("seed line {line:?} rejected: {e}");
             }
         }
@@ -145,11 +121,7 @@ impl InfluxV3Double {
 
     /// The stored lines, keyed by table, tags and timestamp.
     pub fn points(&self) -> BTreeMap<String, String> {
-        self.state.lock().unwrap().points.clone()
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.state.lock().unwrap().seen.clone()
+        self.lock().api.points.clone()
     }
 
     /// How many write requests arrived (pings left out).
@@ -161,156 +133,111 @@ impl InfluxV3Double {
     }
 }
 
-use crate::util::Answer;
-
 fn error(status: u16, message: &str) -> Answer {
-    (
-        status,
-        vec![],
-        serde_json::json!({ "error": message }).to_string(),
-    )
+    (status, vec![], error_body(message))
 }
 
-fn answer(state: &Mutex<State>, request: &Request) -> Answer {
-    let (path, headers) = (request.path.as_str(), &request.headers);
-    let body = request.decoded_body();
-    let body = body.as_deref();
-    let mut state = state.lock().unwrap();
-    let authorization = headers.get("authorization").cloned();
-    let (n_lines, reply) = match body {
-        Ok(body) => {
-            let text = String::from_utf8_lossy(body).into_owned();
-            let n_lines = text.lines().filter(|l| !l.is_empty()).count();
-            let reply = decide(
-                &mut state,
-                path,
-                authorization.as_deref(),
-                &text,
-                body.len(),
-            );
-            (n_lines, reply)
+/// `{"error": message}`, InfluxDB 3's error body.
+fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+impl WriteApi for State {
+    fn undecodable(&self) -> Answer {
+        error(400, "unable to decompress the gzip body")
+    }
+
+    fn decide(&mut self, request: &Request, text: &str, n_bytes: usize) -> Answer {
+        let (state, path) = (self, request.path.as_str());
+        let authorization = request.headers.get("authorization").map(String::as_str);
+        let expected = format!("Bearer {}", state.token);
+        if state.mode == Mode::Unauthorized || authorization != Some(expected.as_str()) {
+            return error(401, "the request was not authenticated");
         }
-        Err(_) => (0, error(400, "unable to decompress the gzip body")),
-    };
-    state.seen.push(Seen {
-        at: Instant::now(),
-        path: path.to_string(),
-        authorization,
-        n_lines,
-        status: reply.0,
-    });
-    reply
-}
-
-fn decide(
-    state: &mut State,
-    path: &str,
-    authorization: Option<&str>,
-    text: &str,
-    n_bytes: usize,
-) -> Answer {
-    let expected = format!("Bearer {}", state.token);
-    if state.mode == Mode::Unauthorized || authorization != Some(expected.as_str()) {
-        return error(401, "the request was not authenticated");
-    }
-    if path.starts_with("/ping") {
-        return (
-            200,
-            vec![],
-            r#"{"version":"3.double","revision":"0"}"#.into(),
-        );
-    }
-    let Some(query) = path.strip_prefix("/api/v3/write_lp?") else {
-        return error(404, "not found");
-    };
-    let params: BTreeMap<&str, &str> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .collect();
-    if params.get("precision") != Some(&"nanosecond") {
-        return error(400, "the double expects precision=nanosecond");
-    }
-    if state.mode == Mode::DatabaseNotFound || params.get("db") != Some(&state.database.as_str()) {
-        return error(
-            404,
-            &format!("database not found: {}", params.get("db").unwrap_or(&"")),
-        );
-    }
-    if let Mode::Throttle {
-        count,
-        status,
-        retry_after_secs,
-    } = state.mode.clone()
-    {
-        if count > 0 {
-            state.mode = match count {
-                1 => Mode::Normal,
-                _ => Mode::Throttle {
-                    count: count - 1,
-                    status,
-                    retry_after_secs,
-                },
-            };
-            let (status, _, body) = error(status, "throttled");
+        if path.starts_with("/ping") {
             return (
-                status,
-                vec![("Retry-After", retry_after_secs.to_string())],
-                body,
+                200,
+                vec![],
+                r#"{"version":"3.double","revision":"0"}"#.into(),
             );
         }
-    }
-    if n_bytes > state.max_body_bytes {
-        return error(413, "request body too large");
-    }
-    let accept_partial =
-        params.get("accept_partial") != Some(&"false") && state.mode != Mode::AllOrNothing;
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut rejected = Vec::new();
-    if accept_partial {
-        for (i, line) in lines.iter().enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            if let Err(message) = accept(state, line) {
-                rejected.push((i + 1, *line, message));
+        let Some(query) = path.strip_prefix("/api/v3/write_lp?") else {
+            return error(404, "not found");
+        };
+        let params: BTreeMap<&str, &str> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        if params.get("precision") != Some(&"nanosecond") {
+            return error(400, "the double expects precision=nanosecond");
+        }
+        if state.mode == Mode::DatabaseNotFound
+            || params.get("db") != Some(&state.database.as_str())
+        {
+            return error(
+                404,
+                &format!("database not found: {}", params.get("db").unwrap_or(&"")),
+            );
+        }
+        if let Mode::Throttle(throttle) = state.mode {
+            if let Some((answer, rest)) = throttle.take(error_body("throttled")) {
+                state.mode = rest.map_or(Mode::Normal, Mode::Throttle);
+                return answer;
             }
         }
-    } else {
-        // All or nothing: check on a copy of the schema, store only when every line fits.
-        let (schema, points) = (state.schema.clone(), state.points.clone());
-        for (i, line) in lines.iter().enumerate() {
-            if line.is_empty() {
-                continue;
+        if n_bytes > state.max_body_bytes {
+            return error(413, "request body too large");
+        }
+        let accept_partial =
+            params.get("accept_partial") != Some(&"false") && state.mode != Mode::AllOrNothing;
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut rejected = Vec::new();
+        if accept_partial {
+            for (i, line) in lines.iter().enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                if let Err(message) = accept(state, line) {
+                    rejected.push((i + 1, *line, message));
+                }
             }
-            if let Err(message) = accept(state, line) {
-                state.schema = schema;
-                state.points = points;
-                let data = serde_json::json!({
-                    "original_line": line, "line_number": i + 1, "error_message": message,
-                });
-                let body = serde_json::json!({
-                    "error": "parsing failed for write_lp endpoint", "data": data,
-                });
-                return (400, vec![], body.to_string());
+        } else {
+            // All or nothing: check on a copy of the schema, store only when every line fits.
+            let (schema, points) = (state.schema.clone(), state.points.clone());
+            for (i, line) in lines.iter().enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                if let Err(message) = accept(state, line) {
+                    state.schema = schema;
+                    state.points = points;
+                    let data = serde_json::json!({
+                        "original_line": line, "line_number": i + 1, "error_message": message,
+                    });
+                    let body = serde_json::json!({
+                        "error": "parsing failed for write_lp endpoint", "data": data,
+                    });
+                    return (400, vec![], body.to_string());
+                }
             }
         }
-    }
-    if rejected.is_empty() {
-        return (204, vec![], String::new());
-    }
-    let data: Vec<serde_json::Value> = rejected
-        .iter()
-        .take(MAX_LINE_ERRORS)
-        .map(|(number, line, message)| {
-            serde_json::json!({
-                "original_line": line, "line_number": number, "error_message": message,
+        if rejected.is_empty() {
+            return (204, vec![], String::new());
+        }
+        let data: Vec<serde_json::Value> = rejected
+            .iter()
+            .take(MAX_LINE_ERRORS)
+            .map(|(number, line, message)| {
+                serde_json::json!({
+                    "original_line": line, "line_number": number, "error_message": message,
+                })
             })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "error": "partial write of line protocol occurred", "data": data,
-    });
-    (400, vec![], body.to_string())
+            .collect();
+        let body = serde_json::json!({
+            "error": "partial write of line protocol occurred", "data": data,
+        });
+        (400, vec![], body.to_string())
+    }
 }
 
 /// Checks one line against the schema and stores it, extending the schema; or says why not.

@@ -1,0 +1,143 @@
+//! A server's child process and its log, shared by the server starters (`influx.rs`,
+//! `nats.rs`, `prometheus.rs`), and an HTTP server on a port picked for it.
+
+use super::{
+    free_port, http_get, kill_child, log_tail, read_log, spawn_logged, stop_child, wait_until,
+    TempDir,
+};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// A server's child process, while it runs, and the log its output is appended to (across
+/// restarts). Dropping it kills the child with SIGKILL, which also ends a process paused
+/// with SIGSTOP.
+pub(crate) struct ServerProcess {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    pub(crate) fn new(log: PathBuf) -> ServerProcess {
+        ServerProcess { child: None, log }
+    }
+
+    /// Spawns `cmd` and waits up to `timeout` until `ready` (given the child's PID) says it
+    /// serves. True when it is ready and still running; false, with the child killed, when
+    /// it exited first or never got ready.
+    pub(crate) fn spawn_until_ready(
+        &mut self,
+        cmd: Command,
+        timeout: Duration,
+        mut ready: impl FnMut(u32) -> bool,
+    ) -> bool {
+        let mut child = spawn_logged(cmd, &self.log);
+        let pid = child.id();
+        let mut exited = false;
+        let up = wait_until(timeout, || {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                return true;
+            }
+            ready(pid)
+        });
+        if exited || !up || !matches!(child.try_wait(), Ok(None)) {
+            kill_child(&mut child);
+            return false;
+        }
+        self.child = Some(child);
+        true
+    }
+
+    /// [`ServerProcess::spawn_until_ready`], ready once a GET of `url` answers 200.
+    pub(crate) fn spawn_until_ok(&mut self, cmd: Command, timeout: Duration, url: &str) -> bool {
+        self.spawn_until_ready(cmd, timeout, |_| {
+            http_get(url, &[]).is_ok_and(|r| r.status == 200)
+        })
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then up to `grace` for a clean exit, then SIGKILL (no-op if not running).
+    pub(crate) fn stop(&mut self, grace: Duration) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, grace);
+        }
+    }
+
+    /// `kill -9` (no-op if not running).
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+    }
+
+    /// Everything the server logged.
+    pub(crate) fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// The last 20 lines of the log, for panic messages.
+    pub(crate) fn log_tail(&self) -> String {
+        log_tail(&self.log, 20)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A server that serves HTTP on a loopback port picked for it, with a temp dir of its own
+/// (VictoriaMetrics, Prometheus).
+pub(crate) struct HttpServer {
+    pub(crate) process: ServerProcess,
+    pub(crate) port: u16,
+    pub(crate) dir: TempDir,
+}
+
+impl HttpServer {
+    /// Starts `command(port, dir)`, its output in `dir`/`name`.log, and waits up to `timeout`
+    /// until a GET of `ready_path` answers 200. Ports are picked before the server binds
+    /// them; if another process takes one in between, the server exits and it is tried
+    /// again with a new port, three times in all.
+    pub(crate) fn start(
+        name: &str,
+        dir: TempDir,
+        ready_path: &str,
+        timeout: Duration,
+        command: impl Fn(u16, &TempDir) -> Command,
+    ) -> HttpServer {
+        let mut server = HttpServer {
+            process: ServerProcess::new(dir.join(format!("{name}.log"))),
+            port: 0,
+            dir,
+        };
+        let started = (0..3).any(|_| {
+            server.port = free_port();
+            let ready = format!("{}{ready_path}", server.url());
+            let cmd = command(server.port, &server.dir);
+            server.process.spawn_until_ok(cmd, timeout, &ready)
+        });
+        assert!(
+            started,
+            "{name} did not start; its log ends:\n{}",
+            server.process.log_tail()
+        );
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
