@@ -14,7 +14,9 @@
 #                  200 at >= 0.9 of the rate of the 4); then, with the 200 measurements idle,
 #                  the CPU of the collector and of nats-server over 10 s (targets <= 0.5% and
 #                  <= 2% of a core); then freshness, 20 lone records each into an idle
-#                  measurement, publish to visible in InfluxDB (target p95 <= 150 ms)
+#                  measurement, publish to visible in InfluxDB (target p95 <= 150 ms); last,
+#                  for context, the two drains again into VictoriaMetrics (v2 write API), whose
+#                  cost per series is small: the collector's own ratio
 #   --keep         keep the temp dir (server logs, the collector's log, the records);
 #                  BENCH_LOG_LEVEL=debug in the environment makes that log show every write
 #   --binary PATH  run C with this collector binary instead of the static build (e.g. an
@@ -210,6 +212,24 @@ YAML
 	echo "$work/$1.yml"
 }
 
+# config_vm NAMESPACE: the same, writing to VictoriaMetrics with the v2 API.
+config_vm() {
+	cat >"$work/$1.yml" <<YAML
+namespace: $1
+nats:
+  hosts: [$NATS_URL]
+influx:
+  url: $VM_URL
+  api: v2
+  org: bench
+  bucket: $1
+  token: bench
+log:
+  level: ${BENCH_LOG_LEVEL:-warn}
+YAML
+	echo "$work/$1.yml"
+}
+
 # preload NAMESPACE: what the Transfer client does: the measurements' keys and streams, then
 # every record, published as it publishes them (no headers), many acknowledged publishes in
 # flight at once. `collector publish` would add a Nats-Msg-Id header to each record, which
@@ -231,10 +251,17 @@ proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 if ((scale)); then
 	# drain NAMESPACE LIST DIR: preloads, starts the collector and waits for the streams to
 	# empty; sets t_drain and leaves the collector running (collector_pid).
+	# With a fourth argument, vm, the collector writes to VictoriaMetrics with the v2 API
+	# instead; nothing there counts the points (it keeps milliseconds), so the check is that
+	# every record was acknowledged, which the collector does only after a 2xx.
 	drain() {
 		local conf
-		conf=$(config "$1" "$1")
-		influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$1\"" >/dev/null
+		if [ "${4-}" = vm ]; then
+			conf=$(config_vm "$1")
+		else
+			conf=$(config "$1" "$1")
+			influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$1\"" >/dev/null
+		fi
 		preload "$1" "$2" "$3"
 		local start_ns
 		start_ns=$(date +%s%N)
@@ -243,6 +270,7 @@ if ((scale)); then
 		out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace "$1" \
 			--measurements "$2" --since "$start_ns") || die "$1: the streams did not empty (see $work/$1.log)"
 		t_drain=$(value seconds "$out")
+		[ "${4-}" = vm ] && return 0
 		local stored
 		stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db "$1" --measurements "$2")
 		[ "$(value points "$stored")" = "$N" ] || die "$1: InfluxDB holds $(value points "$stored") points, not $N"
@@ -272,6 +300,8 @@ if ((scale)); then
 	drain scale200 "$LIST" "$work/records"
 	t200=$t_drain
 	say "scale: 200 idle measurements: CPU over 10 s (after 2 s to settle)"
+	# (the VictoriaMetrics drains come after the idle and freshness figures, with their own
+	# collectors)
 	sleep 2
 	c0=$(proc_ticks "$collector_pid")
 	n0=$(proc_ticks "$NATS_PID")
@@ -282,13 +312,25 @@ if ((scale)); then
 	fresh=$("$ex/bench_jetstream" fresh --nats "$NATS_URL" --namespace scale200 --measurements "$LIST" \
 		--influx "$INFLUX_URL" --db scale200 --samples 20) || die "freshness probe failed"
 	stop_collector
+	# The same drains into VictoriaMetrics, for context: it adds little cost per series, so
+	# this ratio is the collector's own, where InfluxDB's above is mostly InfluxDB's.
+	say "scale: the same drains into VictoriaMetrics (v2 write API)"
+	start_victoria "$work"
+	pids+=("$VM_PID")
+	drain vm4 "$list4" "$work/records4" vm
+	tv4=$t_drain
+	stop_collector
+	drain vm200 "$LIST" "$work/records" vm
+	tv200=$t_drain
+	stop_collector
 	if grep -q . "$work/scale200.log"; then
 		say "the collector logged (level warn):"
 		head -n 20 "$work/scale200.log" >&2
 	fi
 	awk -v n="$N" -v t4="$t4" -v t200="$t200" -v c="$((c1 - c0))" -v nt="$((n1 - n0))" \
 		-v hz="$(getconf CLK_TCK)" -v p50="$(value p50_ms "$fresh")" -v p95="$(value p95_ms "$fresh")" \
-		-v pmax="$(value max_ms "$fresh")" -v bin="$bin" -v ti4="$ti4" -v ti200="$ti200" 'BEGIN {
+		-v pmax="$(value max_ms "$fresh")" -v bin="$bin" -v ti4="$ti4" -v ti200="$ti200" \
+		-v tv4="$tv4" -v tv200="$tv200" 'BEGIN {
 		printf "\ncollector scale report: %d records; %s\n\n", n, bin
 		printf "  %-52s %10s %12s\n", "", "seconds", "records/s"
 		printf "  %-52s %10.3f %12.0f\n", "drain over 4 measurements (start to all stored)", t4, n / t4
@@ -297,6 +339,9 @@ if ((scale)); then
 		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 4 measurements (context)", ti4, n / ti4
 		printf "  %-52s %10.3f %12.0f\n", "InfluxDB alone, 200 measurements (context)", ti200, n / ti200
 		printf "  %-52s %10.2f\n", "InfluxDB alone: rate over 200 / rate over 4", ti4 / ti200
+		printf "  %-52s %10.3f %12.0f\n", "into VictoriaMetrics, 4 measurements (context)", tv4, n / tv4
+		printf "  %-52s %10.3f %12.0f\n", "into VictoriaMetrics, 200 measurements (context)", tv200, n / tv200
+		printf "  %-52s %10.2f\n", "into VictoriaMetrics: rate over 200 / rate over 4", tv4 / tv200
 		printf "  %-52s %10.2f   (target <= 0.5)\n", "200 idle: collector CPU, % of a core over 10 s", c / hz / 10 * 100
 		printf "  %-52s %10.2f   (target <= 2)\n", "200 idle: nats-server CPU, % of a core over 10 s", nt / hz / 10 * 100
 		printf "  %-52s %10.1f   (target <= 150; p50 %.1f, max %.1f)\n", "freshness of a lone record, p95 ms (20 samples)", p95, p50, pmax
