@@ -4,6 +4,7 @@
 //! ```text
 //! bench_influx write --url URL --db NAME --dir DIR --measurements a,b [--batch 5000] [--threads 2]
 //! bench_influx count --url URL --db NAME --measurements a,b [--field status]
+//! bench_influx sink --port PORT
 //! ```
 //!
 //! `write` is limit B. It reads the records `DIR/<m>.jsonl`, turns them into line protocol
@@ -13,7 +14,14 @@
 //! unless InfluxDB holds every record. It prints `records=N seconds=S bytes=B`.
 //!
 //! `count` prints `points=N`: how many points of the measurements have the field.
+//!
+//! `sink` is the null sink of the scale report: an HTTP/1.1 server on 127.0.0.1:PORT that
+//! reads each request's body and answers 204, storing nothing, so a drain into it has no
+//! cost per series (one thread per connection, kept alive; bodies must carry a
+//! Content-Length, as the collector's do). It runs until killed.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -200,11 +208,67 @@ fn write(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The null sink: answers every request with 204 after reading its body.
+fn sink(port: &str) -> Result<(), String> {
+    let port: u16 = port.parse().map_err(|e| format!("--port: {e}"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind port {port}: {e}"))?;
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = serve_null(stream);
+        });
+    }
+    Ok(())
+}
+
+/// One kept-alive connection of the null sink, until the client closes it.
+fn serve_null(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut length = 0u64;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let header = line.trim_end().to_ascii_lowercase();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(value) = header.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink())?;
+        writer.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")?;
+    }
+}
+
 fn main() -> ExitCode {
+    let mut raw = std::env::args().skip(1);
+    if let (Some("sink"), Some("--port"), Some(port)) = (
+        raw.next().as_deref(),
+        raw.next().as_deref(),
+        raw.next().as_deref(),
+    ) {
+        return match sink(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench_influx: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = parse_args().and_then(|args| match args.mode.as_str() {
         "write" => write(&args),
         "count" => count(&agent(), &args).map(|n| println!("points={n}")),
-        other => Err(format!("unknown mode {other}; use write or count")),
+        other => Err(format!("unknown mode {other}; use write, count or sink")),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,32 @@ pub const GONE_PAUSE: Duration = Duration::from_secs(5);
 /// nothing on its way: the worker may drop its inbox.
 pub const STOP_QUIET: Duration = Duration::from_millis(100);
 
+/// How many records one worker may have requested at once from its measurements that are
+/// behind, in units of `pull.batch`: split between them, so a worker pulling hundreds of
+/// measurements with a backlog holds about as much as one pulling a few.
+pub const BEHIND_BUDGET: usize = 4;
+/// The share of `pull.batch` a measurement that is not behind (idle, or not yet heard from)
+/// asks for: its pull waits on the server for the next records, and a burst into hundreds of
+/// idle measurements at once must not bring hundreds of full batches.
+pub const IDLE_SHARE: usize = 10;
+
+/// How many records a pull request of a measurement asks for: `pull.batch` while few of the
+/// worker's measurements are behind; a share of [`BEHIND_BUDGET`] batches when many are
+/// (`n_behind` of them, this one included when `behind`), but never less than the tenth of
+/// a batch an idle one asks for, so a backlog is not pulled in crumbs. Never less than one.
+/// Without this, 200 measurements with a backlog had 200 × 2 full batches (200,000 records)
+/// on their way at once: 128 MB of RSS where 4 took 21 MB.
+pub fn pull_size(batch: usize, behind: bool, n_behind: usize) -> usize {
+    let idle = (batch / IDLE_SHARE).max(1);
+    if behind {
+        batch
+            .min(batch * BEHIND_BUDGET / (OUTSTANDING * n_behind.max(1)))
+            .max(idle)
+    } else {
+        idle
+    }
+}
+
 /// One outstanding pull request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pull {
@@ -198,6 +224,23 @@ impl Pulls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_asks_for_a_share_of_the_budget_when_many_measurements_are_behind() {
+        // A few behind: the whole batch each.
+        assert_eq!(pull_size(500, true, 1), 500);
+        assert_eq!(pull_size(500, true, 2), 500);
+        // Many behind: the budget of four batches, split over their two pulls each.
+        assert_eq!(pull_size(500, true, 4), 250);
+        assert_eq!(pull_size(500, true, 10), 100);
+        // Never in crumbs: at least what an idle one asks for.
+        assert_eq!(pull_size(500, true, 100), 50);
+        assert_eq!(pull_size(1, true, 100), 1);
+        // Idle: a tenth of a batch, at least one record.
+        assert_eq!(pull_size(500, false, 0), 50);
+        assert_eq!(pull_size(500, false, 100), 50);
+        assert_eq!(pull_size(5, false, 0), 1);
+    }
 
     const SECOND: Duration = Duration::from_secs(1);
     const EXPIRES: Duration = Duration::from_secs(30);

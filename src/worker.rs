@@ -19,7 +19,7 @@ use crate::batch::Lines;
 use crate::catalog::Measurement;
 use crate::config::PullConfig;
 use crate::jetstream::{self, Arrival, Connection, Delivery, Message, Subscription};
-use crate::pulls::{Pulls, STOP_QUIET};
+use crate::pulls::{pull_size, Pulls, STOP_QUIET};
 use crate::record::{Encoder, Origin, Unsigned};
 use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
@@ -466,8 +466,10 @@ impl Running {
             conn, pull, name, ..
         } = &self.worker;
         let heartbeat = pull.idle_heartbeat();
+        let n_behind = self.consumers.values().filter(|c| c.behind).count();
         let mut n_sent = 0;
         'consumers: for consumer in self.consumers.values_mut() {
+            let size = pull_size(pull.batch, consumer.behind, n_behind);
             if consumer.pulls.resume_if_due(now) {
                 let name = jetstream::measurement_of(&consumer.reply).to_string();
                 consumer.reply =
@@ -478,12 +480,12 @@ impl Running {
                     conn,
                     &consumer.stream,
                     &consumer.reply,
-                    pull.batch,
+                    size,
                     pull.expires,
                     heartbeat,
                 ) {
                     Ok(()) => {
-                        consumer.pulls.issued(now, pull.batch, pull.expires);
+                        consumer.pulls.issued(now, size, pull.expires);
                         n_sent += 1;
                     }
                     Err(e) => {

@@ -71,19 +71,6 @@ start_influx() {
 	wait_http "$INFLUX_URL/ping" 60
 }
 
-# start_victoria DIR: starts VictoriaMetrics (it accepts InfluxDB's /api/v2/write) with only
-# its HTTP listener, on loopback; sets VM_URL, VM_PID.
-start_victoria() {
-	local dir=$1 port
-	mkdir -p "$dir/victoria"
-	port=$(free_port)
-	VM_URL="http://127.0.0.1:$port"
-	victoria-metrics -httpListenAddr="127.0.0.1:$port" -storageDataPath="$dir/victoria" \
-		-retentionPeriod=100y >"$dir/victoria.log" 2>&1 &
-	VM_PID=$!
-	wait_http "$VM_URL/health" 60
-}
-
 # influx_query URL DB QUERY: runs an InfluxQL query and prints the JSON answer.
 influx_query() {
 	python3 - "$@" <<'PY'

@@ -903,7 +903,7 @@ impl Transfer {
             .collect()
     }
 
-    /// The stream's `(messages, consumer_count)`. Retries for up to 10 s while
+    /// The stream's `(messages, consumer_count)`. Retries for up to 30 s while
     /// JetStream cannot answer (as during a failover).
     pub fn stream_state(&self, measurement: &str) -> (u64, usize) {
         let info = self.stream_info(&self.stream_name(measurement));
@@ -913,8 +913,10 @@ impl Transfer {
         )
     }
 
-    /// `$JS.API.STREAM.INFO.<stream>` as JSON, retried for up to 10 s; panics
-    /// with the last error if it never answers.
+    /// `$JS.API.STREAM.INFO.<stream>` as JSON, retried for up to 30 s; panics
+    /// with the last error if it never answers. 30 s, not 10: with a node killed, this
+    /// connection's reconnect plus the stream leader's election took longer than 10 s in one
+    /// run of `faults::a_nats_node_lost_mid_drain_loses_nothing` in three on a loaded machine.
     pub fn stream_info(&self, stream: &str) -> Value {
         let subject = format!("$JS.API.STREAM.INFO.{stream}");
         let mut answer = Err(JsError {
@@ -922,7 +924,7 @@ impl Transfer {
             err_code: 0,
             description: "not asked".to_string(),
         });
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             answer = self.js_request(&subject, b"");
             // A missing stream will not appear by waiting.
             answer.is_ok() || answer.as_ref().is_err_and(|e| e.code == 404)
