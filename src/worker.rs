@@ -70,6 +70,17 @@ struct Consumer {
     behind: bool,
 }
 
+impl Consumer {
+    /// Records whether records wait behind its latest one, counting the change in
+    /// `Stats::streams_behind`.
+    fn set_behind(&mut self, behind: bool, stats: &Stats) {
+        if self.behind != behind {
+            self.behind = behind;
+            stats.behind(behind);
+        }
+    }
+}
+
 /// A worker's report to the main thread: the consumer or the stream of a measurement is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gone {
@@ -374,13 +385,11 @@ impl Running {
                 );
             }
             Control::Remove(name) => {
-                let Some(consumer) = self.consumers.remove(&name) else {
+                let Some(mut consumer) = self.consumers.remove(&name) else {
                     return;
                 };
                 log::debug!("{}: stops pulling {name}", self.worker.name);
-                if consumer.behind {
-                    self.worker.stats.behind(false);
-                }
+                consumer.set_behind(false, &self.worker.stats);
                 // Not at once: several removals in a row make one new inbox.
                 self.rotate = true;
             }
@@ -547,10 +556,7 @@ impl Running {
                     consumer.pulls.heartbeat(now);
                     // The server had nothing to send: whatever was waiting when this worker
                     // last heard went to another collector.
-                    if consumer.behind {
-                        consumer.behind = false;
-                        self.worker.stats.behind(false);
-                    }
+                    consumer.set_behind(false, &self.worker.stats);
                 }
             }
             Arrival::PullEnded {
@@ -563,10 +569,9 @@ impl Running {
                     // A pull from before a repair: already forgotten.
                     return;
                 }
-                if matches!(code, 404 | 408) && consumer.behind {
+                if matches!(code, 404 | 408) {
                     // Nothing left to send, likewise.
-                    consumer.behind = false;
-                    self.worker.stats.behind(false);
+                    consumer.set_behind(false, &self.worker.stats);
                 }
                 match PullEnd::of(code, &description) {
                     PullEnd::Done => {}
@@ -612,10 +617,7 @@ impl Running {
             return;
         };
         consumer.counters.delivered(delivery.pending);
-        if consumer.behind != (delivery.pending > 0) {
-            consumer.behind = delivery.pending > 0;
-            self.worker.stats.behind(consumer.behind);
-        }
+        consumer.set_behind(delivery.pending > 0, &self.worker.stats);
         consumer
             .pulls
             .record(Instant::now(), inbox == Inbox::Current);
