@@ -448,18 +448,23 @@ struct Surveyed {
 }
 
 impl SurveySchedule {
-    /// Of `names`, each with the records fetched for it so far, those due at `now`: never
-    /// surveyed, or idle for [`SURVEY_IDLE`], or busy (records waited, or were delivered
-    /// since) for the busy period.
-    fn due<'n>(&self, now: Instant, names: impl Iterator<Item = (&'n str, u64)>) -> Vec<String> {
+    /// Of `names`, those due at `now`: never surveyed, or idle for [`SURVEY_IDLE`], or busy
+    /// (records waited, or were delivered since: `fetched` tells how many were fetched for a
+    /// measurement so far, asked only once its busy period is over) for the busy period.
+    fn due<'n>(
+        &self,
+        now: Instant,
+        names: impl Iterator<Item = &'n str>,
+        fetched: impl Fn(&str) -> u64,
+    ) -> Vec<String> {
         names
-            .filter(|(name, fetched)| match self.surveyed.get(*name) {
+            .filter(|name| match self.surveyed.get(*name) {
                 None => true,
                 Some(last) => {
-                    now >= last.idle_at || (*fetched != last.fetched && now >= last.busy_at)
+                    now >= last.idle_at || (now >= last.busy_at && fetched(name) != last.fetched)
                 }
             })
-            .map(|(name, _)| name.to_string())
+            .map(str::to_string)
             .collect()
     }
 
@@ -635,9 +640,7 @@ impl<'a> Poller<'a> {
             .collect();
         self.survey.keep_only(&pulled);
         let fetched = |name: &str| Stats::get(&self.stats.measurement(name).fetched);
-        let due = self
-            .survey
-            .due(now, pulled.into_iter().map(|name| (name, fetched(name))));
+        let due = self.survey.due(now, pulled.into_iter(), fetched);
         if due.is_empty() {
             return;
         }
@@ -648,14 +651,15 @@ impl<'a> Poller<'a> {
             .collect();
         let surveyed = self.js.survey(&streams);
         for (name, result) in due.iter().zip(surveyed) {
-            let fetched = Stats::get(&self.stats.measurement(name).fetched);
+            let counters = self.stats.measurement(name);
+            let fetched = Stats::get(&counters.fetched);
             match result {
                 Ok(jetstream::Surveyed::Lag {
                     pending,
                     ack_pending,
                     oldest_ns,
                 }) => {
-                    self.stats.measurement(name).refreshed(pending, oldest_ns);
+                    counters.refreshed(pending, oldest_ns);
                     let waiting = pending + ack_pending > 0;
                     self.survey.surveyed(name, now, waiting, fetched, busy);
                 }
@@ -810,30 +814,35 @@ mod tests {
         let start = Instant::now();
         let busy = Duration::from_secs(10);
         let mut schedule = SurveySchedule::default();
-        let quiet = [("busy", 0), ("idle", 0), ("new", 0)];
+        let quiet = ["busy", "idle", "new"];
+        let none = |_: &str| 0;
         schedule.surveyed("busy", start, true, 0, busy);
         schedule.surveyed("idle", start, false, 0, busy);
-        assert_eq!(schedule.due(start, quiet.into_iter()), ["new"]);
+        assert_eq!(schedule.due(start, quiet.into_iter(), none), ["new"]);
         assert_eq!(
-            schedule.due(start + busy, quiet.into_iter()),
+            schedule.due(start + busy, quiet.into_iter(), none),
             ["busy", "new"]
         );
         assert_eq!(
-            schedule.due(start + SURVEY_IDLE, quiet.into_iter()),
+            schedule.due(start + SURVEY_IDLE, quiet.into_iter(), none),
             ["busy", "idle", "new"]
         );
         // Records delivered since the last survey make an idle one busy.
-        let flowing = [("idle", 7)];
-        assert!(schedule.due(start, flowing.into_iter()).is_empty());
-        assert_eq!(schedule.due(start + busy, flowing.into_iter()), ["idle"]);
+        let flowing = ["idle"];
+        let seven = |_: &str| 7;
+        assert!(schedule.due(start, flowing.into_iter(), seven).is_empty());
+        assert_eq!(
+            schedule.due(start + busy, flowing.into_iter(), seven),
+            ["idle"]
+        );
         // The idle period is never shorter than the busy one, whatever poll_interval makes it.
         schedule.surveyed("idle", start, false, 0, Duration::from_secs(60));
         assert!(schedule
-            .due(start + SURVEY_IDLE, [("idle", 0)].into_iter())
+            .due(start + SURVEY_IDLE, ["idle"].into_iter(), none)
             .is_empty());
         // A removed measurement is forgotten: were it added back, it is due at once.
         schedule.keep_only(&["busy"].into_iter().collect());
-        assert_eq!(schedule.due(start, [("idle", 0)].into_iter()), ["idle"]);
+        assert_eq!(schedule.due(start, ["idle"].into_iter(), none), ["idle"]);
     }
 
     #[test]
