@@ -222,11 +222,7 @@ impl Running {
                 .map(|held| held.delivery.delivered),
             self.writer.max_deliver,
         );
-        let mut outcome = if together.is_empty() {
-            Ok(())
-        } else {
-            self.store(together)
-        };
+        let mut outcome = self.store(together);
         for index in alone {
             if outcome.is_err() {
                 break;
@@ -268,6 +264,10 @@ impl Running {
     /// without loss are rewritten and written again; a v3 answer naming the rejected lines
     /// settles the others at once; only what stays unexplained is split in halves.
     fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
+        if part.is_empty() {
+            // Nothing to send: no request, so nothing learned about InfluxDB either.
+            return Ok(());
+        }
         let mut backoff = FIRST_BACKOFF;
         // Conversion rounds before splitting: each round needs a conflict InfluxDB named and a
         // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
