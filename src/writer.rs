@@ -519,8 +519,8 @@ impl Running {
         }
     }
 
-    /// The records of the batch not yet acknowledged or dead-lettered.
-    /// The records held and not yet settled: those of the batch, and the parked chunks.
+    /// The records held and not yet settled: those of the batch not yet acknowledged or
+    /// dead-lettered, and the parked chunks.
     fn unsettled(&self) -> impl Iterator<Item = &Held> {
         self.batch
             .lines
