@@ -5,8 +5,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::json;
-
 use super::pipeline::{all_failed, answered, Pipeline, PipelineRequest};
 use super::{
     has_err_code, ConsumerState, JetStream, StreamState, DURABLE, ERR_CONSUMER_NOT_FOUND,
@@ -37,14 +35,15 @@ impl JetStream {
             Ok(pipeline) => pipeline,
             Err(e) => return all_failed(streams.len(), "survey the measurements", &e),
         };
-        let empty = serde_json::to_vec(&json!({})).expect("a json value always serializes");
+        // Both kinds of info request take an empty JSON object.
+        let empty: &[u8] = b"{}";
         let subjects: Vec<String> = streams
             .iter()
             .map(|stream| format!("$JS.API.CONSUMER.INFO.{stream}.{DURABLE}"))
             .collect();
         let mut results: Vec<Result<Surveyed>> = subjects
             .iter()
-            .zip(pipeline.run(&requests(&subjects, &empty)))
+            .zip(pipeline.run(&requests(&subjects, empty)))
             .map(|(subject, answer)| match answered(subject, answer) {
                 Ok(info) => {
                     let consumer: ConsumerState = serde_json::from_value(info).unwrap_or_default();
@@ -74,7 +73,7 @@ impl JetStream {
         for ((&i, subject), answer) in waiting
             .iter()
             .zip(&subjects)
-            .zip(pipeline.run(&requests(&subjects, &empty)))
+            .zip(pipeline.run(&requests(&subjects, empty)))
         {
             match answered(subject, answer) {
                 Ok(info) => {
