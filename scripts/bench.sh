@@ -311,7 +311,7 @@ if ((scale)); then
 	drain scale200 "$LIST" "$work/records"
 	t200=$t_drain
 	say "scale: 200 idle measurements: CPU over 10 s (after 2 s to settle)"
-	# (the VictoriaMetrics drains come after the idle and freshness figures, with their own
+	# (the null-sink drains come after the idle and freshness figures, with their own
 	# collectors)
 	sleep 2
 	c0=$(proc_ticks "$collector_pid")
