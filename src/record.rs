@@ -1974,6 +1974,102 @@ mod tests {
         );
     }
 
+    /// Golden vectors of point identity: the stored nanoseconds of a record, from its `time` as
+    /// the producer wrote it (or its absence), its stream sequence and its stream timestamp,
+    /// through the encoder the worker calls. The expected times are literals, computed once
+    /// apart from this code and checked against it.
+    ///
+    /// This table may only grow, never change: a record redelivered across a rolling upgrade
+    /// (delivered to one version, killed mid-write, delivered again to the next) must land on
+    /// the same point in both versions, or the upgrade writes duplicates.
+    #[test]
+    fn golden_point_identity_vectors_never_change() {
+        /// The stream timestamp of the records with a `time`: never their stored time.
+        const STREAM_NS: i64 = 1_700_000_000_987_654_321;
+        // (`time` as written in the JSON string, stream sequence, stream timestamp, stored ns),
+        // one vector a line, so that a change to one stands out in a diff.
+        #[rustfmt::skip]
+        let vectors: [(Option<&str>, u64, i64, i64); 44] = [
+            // Every precision, 0 to 9 fraction digits, in UTC.
+            (Some("2026-01-01T00:00:00Z"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            (Some("2026-01-01T00:00:00.1Z"), 1_234_567, STREAM_NS, 1_767_225_600_100_234_567),
+            (Some("2026-01-01T00:00:00.12Z"), 1_234_567, STREAM_NS, 1_767_225_600_120_234_567),
+            (Some("2026-01-01T00:00:00.123Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_234_567),
+            (Some("2026-01-01T00:00:00.1234Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_434_567),
+            (Some("2026-01-01T00:00:00.12345Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_454_567),
+            (Some("2026-01-01T00:00:00.123456Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_567),
+            (Some("2026-01-01T00:00:00.1234567Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_767),
+            (Some("2026-01-01T00:00:00.12345678Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_787),
+            (Some("2026-01-01T00:00:00.123456789Z"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_789),
+            // Trailing zeros count as written; `t` and `z` in lower case; a JSON escape (`.5`).
+            (Some("2026-01-01T00:00:00.120Z"), 1_234_567, STREAM_NS, 1_767_225_600_120_234_567),
+            (Some("2026-01-01T00:00:00.000000Z"), 1_234_567, STREAM_NS, 1_767_225_600_000_000_567),
+            (Some("2026-01-01T00:00:00.000000000Z"), 1_234_567, STREAM_NS, 1_767_225_600_000_000_000),
+            (Some("2026-01-01t00:00:00z"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            (Some("2026-01-01T00:00:00.\\u0035Z"), 1_234_567, STREAM_NS, 1_767_225_600_500_234_567),
+            // Sequences: the first, a multiple of every span, the largest.
+            (Some("2026-01-01T00:00:00Z"), 1, STREAM_NS, 1_767_225_600_000_000_001),
+            (Some("2026-01-01T00:00:00Z"), 3_000_000, STREAM_NS, 1_767_225_600_000_000_000),
+            (Some("2026-01-01T00:00:00Z"), u64::MAX, STREAM_NS, 1_767_225_600_000_551_615),
+            (Some("2026-01-01T00:00:00.123456Z"), u64::MAX, STREAM_NS, 1_767_225_600_123_456_615),
+            // Offsets east and west of UTC, and zero offsets: the same instants as above.
+            (Some("2026-01-01T08:00:00+08:00"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            (Some("2026-01-01T08:00:00.5+08:00"), 1_234_567, STREAM_NS, 1_767_225_600_500_234_567),
+            (Some("2026-01-01T08:00:00.123456+08:00"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_567),
+            (Some("2025-12-31T18:30:00-05:30"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            (Some("2025-12-31T18:30:00.123-05:30"), 1_234_567, STREAM_NS, 1_767_225_600_123_234_567),
+            (Some("2025-12-31T18:30:00.123456789-05:30"), 1_234_567, STREAM_NS, 1_767_225_600_123_456_789),
+            (Some("2026-01-01T00:00:00+00:00"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            (Some("2026-01-01T00:00:00-00:00"), 1_234_567, STREAM_NS, 1_767_225_600_000_234_567),
+            // Before 1970, down to the lowest time InfluxDB stores.
+            (Some("1969-12-31T23:59:59Z"), 5, STREAM_NS, -999_999_995),
+            (Some("1969-12-31T23:59:59.999Z"), 1_234_567, STREAM_NS, -765_433),
+            (Some("1900-01-01T00:00:00.5-05:30"), 1_234_567, STREAM_NS, -2_208_968_999_499_765_433),
+            (Some("1677-09-21T00:12:43.146Z"), 1_234_567, STREAM_NS, -9_223_372_036_853_765_433),
+            (Some("1677-09-21T00:12:43.145224194Z"), 1_234_567, STREAM_NS, -9_223_372_036_854_775_806),
+            // The top of the range InfluxDB stores (its maximum is 2262-04-11T23:47:16.854775806Z): in
+            // the last millisecond before it, the shift is subtracted where adding it would pass it.
+            (Some("2262-04-11T23:47:16.854Z"), 700_000, STREAM_NS, 9_223_372_036_854_700_000),
+            (Some("2262-04-11T23:47:16.854Z"), 775_806, STREAM_NS, 9_223_372_036_854_775_806),
+            (Some("2262-04-11T23:47:16.854Z"), 775_807, STREAM_NS, 9_223_372_036_853_224_193),
+            (Some("2262-04-11T23:47:16.854Z"), 1_999_999, STREAM_NS, 9_223_372_036_853_000_001),
+            (Some("2262-04-11T23:47:16Z"), 999_999, STREAM_NS, 9_223_372_036_000_999_999),
+            (Some("2262-04-12T07:47:16.854+08:00"), 1_999_999, STREAM_NS, 9_223_372_036_853_000_001),
+            (Some("2262-04-11T23:47:16.854775Z"), 806, STREAM_NS, 9_223_372_036_854_775_806),
+            (Some("2262-04-11T23:47:16.854775Z"), 999, STREAM_NS, 9_223_372_036_854_774_001),
+            (Some("2262-04-11T23:47:16.854775806Z"), 1_234_567, STREAM_NS, 9_223_372_036_854_775_806),
+            // No `time` (each row also as `"time": null`): the stream timestamp as it is, unshifted.
+            (None, 1_234_567, 1_767_225_600_123_456_789, 1_767_225_600_123_456_789),
+            (None, 1, 1_767_225_600_000_000_000, 1_767_225_600_000_000_000),
+            (None, u64::MAX, 1_767_225_600_000_000_000, 1_767_225_600_000_000_000),
+        ];
+        let encoder = Encoder::new("m", Unsigned::Allowed).expect("a valid measurement");
+        for (time, stream_sequence, timestamp_ns, stored) in vectors {
+            let payloads = match time {
+                Some(time) => vec![format!(r#"{{"fields":{{"v":1}},"time":"{time}"}}"#)],
+                None => vec![
+                    r#"{"fields":{"v":1}}"#.to_owned(),
+                    r#"{"fields":{"v":1},"time":null}"#.to_owned(),
+                ],
+            };
+            for payload in payloads {
+                let origin = Origin {
+                    stream_sequence,
+                    timestamp_ns,
+                };
+                let mut out = Vec::new();
+                encoder
+                    .encode(payload.as_bytes(), origin, &mut out)
+                    .unwrap_or_else(|e| panic!("{payload}: {e}"));
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("m v=1i {stored}\n"),
+                    "{payload} at {origin:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn parse_rfc3339_counts_the_fraction_digits_as_written() {
         for (text, ns, digits) in [
