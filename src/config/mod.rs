@@ -235,6 +235,9 @@ pub struct InfluxConfig {
     /// Base URL without a trailing slash.
     pub url: String,
     pub api: InfluxApi,
+    /// Whether `influx.api` was written in the file. When it was not, a server that says it
+    /// is InfluxDB 3 (`/ping`) is written to through its v3 API instead of v2 (`influx::Influx`).
+    pub api_given: bool,
     pub token: Option<Secret>,
     pub org: Option<String>,
     /// The v2 bucket or v1/v3 database; the namespace unless overridden.
@@ -689,6 +692,7 @@ impl InfluxConfig {
     fn from_raw(raw: RawInflux, namespace: &str, secrets: &mut Secrets) -> Result<InfluxConfig> {
         let url = check_influx_url(raw.url)?;
         let https = url.starts_with("https://");
+        let api_given = present(raw.api.clone()).is_some();
         let api = InfluxApi::from_raw(raw.api)?;
         let org = present(raw.org);
         let token = secrets
@@ -777,6 +781,7 @@ impl InfluxConfig {
         Ok(InfluxConfig {
             url: url.trim_end_matches('/').to_string(),
             api,
+            api_given,
             token,
             org,
             target,

@@ -164,6 +164,7 @@ mod tests {
         InfluxConfig {
             url: "http://db:8086".into(),
             api,
+            api_given: true,
             token: None,
             org: Some("my org".into()),
             target: "beta".into(),
