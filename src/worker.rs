@@ -258,12 +258,16 @@ impl Running {
             },
             recv(inbox) -> message => {
                 if let Ok(message) = message {
-                    self.arrive(message, Inbox::Current);
+                    // One clock read for all that is taken in now: the pull bookkeeping
+                    // counts in heartbeats and seconds, and a read per record cost more
+                    // than the bookkeeping itself.
+                    let now = Instant::now();
+                    self.arrive(message, Inbox::Current, now);
                     // Take what else is already here, up to one pull's worth, so the
                     // writer gets chunks rather than single records.
                     while self.chunk.len() < self.chunk_lines {
                         match inbox.try_recv() {
-                            Ok(message) => self.arrive(message, Inbox::Current),
+                            Ok(message) => self.arrive(message, Inbox::Current, now),
                             Err(_) => break,
                         }
                     }
@@ -271,12 +275,13 @@ impl Running {
             },
             recv(retiring) -> message => {
                 if let Ok(message) = message {
+                    let now = Instant::now();
                     if let (Some(retiring), Arrival::Record(_)) =
                         (&mut self.retiring, jetstream::classify(&message))
                     {
-                        retiring.last_record = Instant::now();
+                        retiring.last_record = now;
                     }
-                    self.arrive(message, Inbox::Retiring);
+                    self.arrive(message, Inbox::Retiring, now);
                 }
             },
             default(self.next_wake(Instant::now(), self.stopping)) => {},
@@ -451,7 +456,7 @@ impl Running {
         }
         let retiring = self.retiring.take().expect("checked above");
         for message in end_subscription(retiring.subscription) {
-            self.arrive(message, Inbox::Retiring);
+            self.arrive(message, Inbox::Retiring, now);
         }
     }
 
@@ -538,19 +543,21 @@ impl Running {
         }
     }
 
-    fn arrive(&mut self, message: Message, inbox: Inbox) {
-        let (measurement, generation) = reply_parts(&message.subject);
-        let now = Instant::now();
+    fn arrive(&mut self, message: Message, inbox: Inbox, now: Instant) {
         let classified = jetstream::classify(&message);
-        if inbox == Inbox::Retiring {
-            // Its pulls are no longer counted; what it brings is processed as usual.
-            if let Arrival::Record(delivery) = classified {
-                self.record(message, delivery, inbox);
-            }
+        if let Arrival::Record(delivery) = classified {
+            // Its pulls are no longer counted when the inbox is retiring; the record is
+            // processed as usual.
+            self.record(message, delivery, inbox, now);
             return;
         }
+        if inbox == Inbox::Retiring {
+            return;
+        }
+        // A status message (heartbeat, end of a pull) comes on the pull's own reply subject.
+        let (measurement, generation) = reply_parts(&message.subject);
         match classified {
-            Arrival::Record(delivery) => self.record(message, delivery, inbox),
+            Arrival::Record(_) => {}
             Arrival::Heartbeat => {
                 if let Some(consumer) = self.consumers.get_mut(measurement) {
                     consumer.pulls.heartbeat(now);
@@ -607,7 +614,7 @@ impl Running {
         }
     }
 
-    fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox) {
+    fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox, now: Instant) {
         Stats::add(&self.worker.stats.fetched, 1);
         let measurement = jetstream::measurement_of(&message.subject);
         let Some(consumer) = self.consumers.get_mut(measurement) else {
@@ -618,9 +625,7 @@ impl Running {
         };
         consumer.counters.delivered(delivery.pending);
         consumer.set_behind(delivery.pending > 0, &self.worker.stats);
-        consumer
-            .pulls
-            .record(Instant::now(), inbox == Inbox::Current);
+        consumer.pulls.record(now, inbox == Inbox::Current);
         let encoder = &consumer.encoder;
         let held = Held { message, delivery };
         let encoded = self.chunk.push(held, |held, out| {
@@ -664,9 +669,10 @@ impl Running {
                 Ok(()) => return,
                 Err(SendTimeoutError::Timeout(back)) => {
                     chunk = back;
+                    let now = Instant::now();
                     while let Ok(message) = self.inbox.receiver().try_recv() {
                         std::mem::swap(&mut self.chunk, &mut chunk);
-                        self.arrive(message, Inbox::Current);
+                        self.arrive(message, Inbox::Current, now);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
                     chunk.items().iter().for_each(Held::keep_alive);

@@ -44,7 +44,12 @@ pub fn dead_letter_subject(namespace: &str, measurement: &str) -> String {
 /// The measurement a subject names: its last token (`<ns>.logs.<m>`, `<ns>.dlq.<m>`, or a
 /// pull reply subject `<inbox>.<generation>.<m>`).
 pub fn measurement_of(subject: &str) -> &str {
-    subject.rsplit('.').next().unwrap_or("")
+    // Runs several times for every record: a plain backwards scan of a short subject costs a
+    // fraction of the generic pattern searcher behind `rsplit('.')`.
+    match subject.bytes().rposition(|b| b == b'.') {
+        Some(dot) => &subject[dot + 1..],
+        None => subject,
+    }
 }
 
 #[cfg(test)]
