@@ -174,6 +174,13 @@ impl Influx3Options {
         self
     }
 
+    /// Starts a server; panics when there is no binary (for a caller that cannot skip, such
+    /// as the soak).
+    pub fn start(self) -> Influx3 {
+        let bin = influxdb3_bin().unwrap_or_else(|| panic!("{NO_INFLUXDB3}"));
+        Influx3::start_bin(bin, self)
+    }
+
     /// Starts a server, or skips the calling test (see [`report_skip`]) and returns `None`
     /// when there is no binary.
     pub fn start_or_skip(self) -> Option<Influx3> {
@@ -412,7 +419,35 @@ impl Influx3 {
             "SELECT *, CAST(time AS BIGINT) AS \"__time_ns\" FROM {} ORDER BY time",
             quote_sql(table)
         );
-        match self.try_query(db, &sql) {
+        self.rows_with_time(db, table, &sql)
+    }
+
+    /// One page of the rows of `table` (as [`Influx3::points`] gives them), for tables too
+    /// large to read in one answer: ordered by time and then every tag, which orders the rows
+    /// totally (a row is one series at one time).
+    pub fn points_page(
+        &self,
+        db: &str,
+        table: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Vec<Map<String, Value>> {
+        let order: Vec<String> = std::iter::once("time".to_string())
+            .chain(self.tag_keys(db, table).iter().map(|t| quote_sql(t)))
+            .collect();
+        let sql = format!(
+            "SELECT *, CAST(time AS BIGINT) AS \"__time_ns\" FROM {} ORDER BY {} \
+             LIMIT {limit} OFFSET {offset}",
+            quote_sql(table),
+            order.join(", ")
+        );
+        self.rows_with_time(db, table, &sql)
+    }
+
+    /// The rows `sql` (which selects `__time_ns` besides) gives, its `time` the integer
+    /// nanoseconds; empty when the database or the table does not exist.
+    fn rows_with_time(&self, db: &str, table: &str, sql: &str) -> Vec<Map<String, Value>> {
+        match self.try_query(db, sql) {
             Ok(rows) => rows
                 .into_iter()
                 .map(|mut row| {
@@ -422,7 +457,7 @@ impl Influx3 {
                 })
                 .collect(),
             Err(e) if missing(&e) => Vec::new(),
-            Err(e) => panic!("influxdb3 points of {db}.{table}: {e}"),
+            Err(e) => panic!("influxdb3 rows of {db}.{table}: {e}"),
         }
     }
 
