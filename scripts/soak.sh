@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The chaos soak (docs/RELIABILITY.md): a 3-node NATS cluster, InfluxDB 1.6 and three
+# The chaos soak (docs/RELIABILITY.md): a 3-node NATS cluster, InfluxDB 1.6 (or 3) and three
 # collectors on loopback, a steady load of numbered records (some poison), faults at random
 # moments drawn from the seed, then an exact check of InfluxDB, the dead letters, the streams,
 # peak RSS and clean exits. Exit code 0 when everything holds, 1 otherwise, 2 for a bad
@@ -8,7 +8,7 @@
 #
 #   scripts/soak.sh [--duration 10m] [--seed N] [--rate R] [--faults LIST]
 #                   [--release | --binary PATH] [--poison PER_MILLE] [--rss-limit MIB]
-#                   [--drain-timeout 3m] [--max-print N] [--plant]
+#                   [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]
 #
 #   --duration D     how long the load and the faults last (90s, 10m, 1h; default 10m)
 #   --seed N         the seed of the fault schedule and the record mix (default: random,
@@ -27,6 +27,10 @@
 #   --plant          the checker's self-test: after the drain, delete one record's point,
 #                    add a second point for another, alter a third and dead-letter a poison
 #                    record again; the run passes only if the check reports exactly those
+#                    (with --influx v1 only: InfluxDB 3 cannot delete a point)
+#   --influx v3      InfluxDB 3 Core (its WAL flushed every second, as by default) and
+#                    `influx.api: v3` instead of InfluxDB 1.6 and v1; its binary comes from
+#                    INFLUXDB3_BIN or ../shared/influxdb3/influxdb3.xz (tests/util/influx3.rs)
 #
 # On failure every server's and collector's temp dir (logs, data) and the report are kept
 # under the system temp dir, their paths printed.
@@ -73,6 +77,8 @@ marker="collector-test-${COLLECTOR_TEST_RUN}-"
 cleanup() {
 	local status=$?
 	kill_leftovers "$marker" soak
+	# The InfluxDB 3 binary unpacked for --influx v3 (tests/util/influx3.rs).
+	rm -rf "${TMPDIR:-/tmp}/${marker}influxdb3-bin"
 	exit "$status"
 }
 trap cleanup EXIT

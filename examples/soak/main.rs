@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE]
-//!      [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant]
+//!      [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]
 //! ```
 //!
 //! Starts on loopback, with the test harness (`tests/util`), a 3-node NATS cluster, InfluxDB
-//! 1.6 and three collectors (`COLLECTOR_BIN`) on the namespace `soak` with six measurements,
+//! 1.6 (or, with `--influx v3`, InfluxDB 3 Core as production runs it, written with
+//! `influx.api: v3`; `tests/util/influx3.rs` finds its binary) and three collectors (`COLLECTOR_BIN`) on the namespace `soak` with six measurements,
 //! their streams R3. For the duration, a publisher sends numbered records at a steady rate,
 //! each acknowledged by JetStream (`Nats-Msg-Id` per record, resent until acknowledged, so
 //! the stream sequence of every record is known), while faults drawn from the seed strike.
@@ -36,7 +37,7 @@ use model::{Fault, FaultSet, Kind, Mix, Planned, MEASUREMENTS};
 use serde_json::{json, Value};
 use util::{
     connect_options, decode_base64, free_port, http_get, run_to_exit, send_signal, wait_until,
-    Collector, Influx, NatsCluster, TempDir, Transfer,
+    Collector, Influx, Influx3, Influx3Options, NatsCluster, TempDir, Transfer,
 };
 
 const NAMESPACE: &str = "soak";
@@ -65,11 +66,14 @@ struct Args {
     max_print: usize,
     /// Plant four differences before the check and require it to find exactly them.
     plant: bool,
+    /// The collectors' `influx.api` and the database behind it: `v1` (InfluxDB 1.6) or `v3`
+    /// (InfluxDB 3 Core).
+    influx: &'static str,
 }
 
 fn usage() -> &'static str {
     "usage: soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE] \
-     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant]"
+     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -83,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         drain_timeout_s: 180,
         max_print: 40,
         plant: false,
+        influx: "v1",
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,8 +114,19 @@ fn parse_args() -> Result<Args, String> {
             "--rss-limit" => args.rss_limit_mib = number(&value)?,
             "--drain-timeout" => args.drain_timeout_s = model::parse_duration(&value)?,
             "--max-print" => args.max_print = number(&value)? as usize,
+            "--influx" => {
+                args.influx = match value.as_str() {
+                    "v1" => "v1",
+                    "v3" => "v3",
+                    _ => return Err(format!("--influx {value}: v1 or v3; {}", usage())),
+                }
+            }
             _ => return Err(format!("unknown option {flag}; {}", usage())),
         }
+    }
+    if args.plant && args.influx == "v3" {
+        // It deletes a point, and InfluxDB 3 Core deletes tables and databases, not rows.
+        return Err("--plant needs --influx v1: InfluxDB 3 cannot delete a point".into());
     }
     Ok(args)
 }
@@ -184,6 +200,108 @@ fn fail<T>(text: String) -> Result<T, String> {
     Err(text)
 }
 
+/// The database the collectors write to.
+enum Db {
+    /// InfluxDB 1.6, written with `influx.api: v1`.
+    V1(Influx),
+    /// InfluxDB 3 Core with its default WAL flush (1 s), written with `influx.api: v3`.
+    V3(Influx3),
+}
+
+impl Db {
+    fn start(api: &str) -> Db {
+        let db = match api {
+            "v3" => Db::V3(Influx3Options::production().start()),
+            _ => Db::V1(Influx::start()),
+        };
+        match &db {
+            Db::V1(influx) => influx.create_database(NAMESPACE),
+            Db::V3(influx) => influx.create_database(NAMESPACE),
+        }
+        db
+    }
+
+    fn api(&self) -> &'static str {
+        match self {
+            Db::V1(_) => "v1",
+            Db::V3(_) => "v3",
+        }
+    }
+
+    /// The server's name in fault events.
+    fn name(&self) -> &'static str {
+        match self {
+            Db::V1(_) => "influxd",
+            Db::V3(_) => "influxdb3",
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::V1(influx) => influx.url(),
+            Db::V3(influx) => influx.url(),
+        }
+    }
+
+    /// Field name → `integer`, `float`, `boolean` or `string`.
+    fn field_types(&self, db: &str, measurement: &str) -> BTreeMap<String, String> {
+        match self {
+            Db::V1(influx) => influx.field_types(db, measurement),
+            Db::V3(influx) => influx.field_types(db, measurement),
+        }
+    }
+
+    /// A page of points (each with `time` in integer nanoseconds), in an order that stays put.
+    fn points_page(
+        &self,
+        db: &str,
+        measurement: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Vec<serde_json::Map<String, Value>> {
+        match self {
+            Db::V1(influx) => influx.points_page(db, measurement, limit, offset),
+            Db::V3(influx) => influx.points_page(db, measurement, limit, offset),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Db::V1(influx) => influx.stop(),
+            Db::V3(influx) => influx.stop(),
+        }
+    }
+
+    fn start_again(&mut self) {
+        match self {
+            Db::V1(influx) => influx.start_again(),
+            Db::V3(influx) => influx.start_again(),
+        }
+    }
+
+    fn pause(&self) {
+        match self {
+            Db::V1(influx) => influx.pause(),
+            Db::V3(influx) => influx.pause(),
+        }
+    }
+
+    fn resume(&self) {
+        match self {
+            Db::V1(influx) => influx.resume(),
+            Db::V3(influx) => influx.resume(),
+        }
+    }
+
+    /// InfluxDB 1.6, for `--plant` (refused with `--influx v3`).
+    fn v1(&self) -> &Influx {
+        match self {
+            Db::V1(influx) => influx,
+            Db::V3(_) => panic!("--plant runs with --influx v1 only"),
+        }
+    }
+}
+
 /// What the threads share.
 struct Shared {
     start: Instant,
@@ -193,7 +311,7 @@ struct Shared {
     findings: Mutex<Vec<String>>,
     slots: Vec<Mutex<Slot>>,
     cluster: Mutex<NatsCluster>,
-    influx: Mutex<Influx>,
+    influx: Mutex<Db>,
     /// One lock per measurement, so two KV faults never overlap on the same key.
     kv_locks: Vec<Mutex<()>>,
     nats_url: String,
@@ -262,12 +380,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn collector_config(urls: &[String], influx_url: &str, http_port: u16, replicas: bool) -> String {
+fn collector_config(urls: &[String], influx: &Db, http_port: u16, replicas: bool) -> String {
     let replicas = if replicas { "  replicas: 3\n" } else { "" };
+    let (influx_url, api) = (influx.url(), influx.api());
     format!(
         "namespace: {NAMESPACE}\n\
          nats:\n  hosts: [{}]\n{replicas}\
-         influx:\n  url: {influx_url}\n  api: v1\n  timeout: {INFLUX_TIMEOUT_S}s\n\
+         influx:\n  url: {influx_url}\n  api: {api}\n  timeout: {INFLUX_TIMEOUT_S}s\n\
          pull:\n  ack_wait: {ACK_WAIT_S}s\n\
          http:\n  listen: 127.0.0.1:{http_port}\n\
          log:\n  level: info\n",
@@ -276,8 +395,8 @@ fn collector_config(urls: &[String], influx_url: &str, http_port: u16, replicas:
 }
 
 /// Whether the binary knows `nats.replicas` (a configuration it refuses exits 2 naming the key).
-fn supports_replicas(urls: &[String], influx_url: &str) -> bool {
-    let yaml = collector_config(urls, influx_url, 0, true);
+fn supports_replicas(urls: &[String], influx: &Db) -> bool {
+    let yaml = collector_config(urls, influx, 0, true);
     let (status, stdout, stderr) = run_to_exit(&["check"], Some(&yaml), Duration::from_secs(60));
     !(status.code() == Some(2) && format!("{stdout}{stderr}").contains("replicas"))
 }
@@ -307,13 +426,15 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let fault_names: Vec<&str> = args.faults.faults.iter().map(|f| f.name()).collect();
     println!(
-        "soak: seed {} duration {}s rate {}/s faults [{}] coarse-time {} poison {}‰ binary {}",
+        "soak: seed {} duration {}s rate {}/s faults [{}] coarse-time {} poison {}‰ influx {} \
+         binary {}",
         args.seed,
         args.duration_s,
         args.rate,
         fault_names.join(","),
         if mix.coarse_time { "on" } else { "off" },
         args.poison_per_mille,
+        args.influx,
         util::collector_bin()
     );
     let report_dir = TempDir::new("soak");
@@ -322,8 +443,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let cluster = NatsCluster::start(3);
     let urls = cluster.urls();
     let nats_url = cluster.url();
-    let influx = Influx::start();
-    influx.create_database(NAMESPACE);
+    let influx = Db::start(args.influx);
     let transfer = Transfer::new(cluster.connect(), NAMESPACE).with_replicas(3);
     for m in MEASUREMENTS {
         transfer.set(m, "soak");
@@ -348,7 +468,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if !led {
         return fail("the streams have no leader 60 s after their creation".into());
     }
-    let replicas = supports_replicas(&urls, &influx.url());
+    let replicas = supports_replicas(&urls, &influx);
     println!(
         "soak: this collector {} nats.replicas{}",
         if replicas { "accepts" } else { "refuses" },
@@ -362,7 +482,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut slots = Vec::new();
     for i in 0..N_COLLECTORS {
         let http_port = free_port();
-        let config = collector_config(&urls, &influx.url(), http_port, replicas);
+        let config = collector_config(&urls, &influx, http_port, replicas);
         slots.push(Mutex::new(Slot {
             name: format!("collector-{i}"),
             collector: Collector::start(&config),
@@ -657,7 +777,8 @@ fn plant(
         String::from_utf8(out).expect("line protocol is UTF-8")
     };
     let mut planted = Vec::new();
-    let influx = lock(&shared.influx);
+    let db = lock(&shared.influx);
+    let influx = db.v1();
 
     let missing = record(pick(&|k| k == Kind::Nanos, 0));
     let time = model::expected_time_ns(missing.time.as_deref(), 0, None).expect("a time");
@@ -691,7 +812,7 @@ fn plant(
         reply.body
     );
     planted.push(("altered", altered.n));
-    drop(influx);
+    drop(db);
 
     let poison = record(pick(&|k| k.is_poison(), 0));
     let transfer = shared.transfer();
@@ -1231,7 +1352,7 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
             influx.stop();
             let down = pause(1.0, 5.0, &mut rng);
             influx.start_again();
-            ("influxd".into(), format!("down {down:.1}s"))
+            (influx.name().into(), format!("down {down:.1}s"))
         }
         Fault::InfluxFreeze => {
             let influx = lock(&shared.influx);
@@ -1243,7 +1364,7 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
                 &mut rng,
             );
             influx.resume();
-            ("influxd".into(), format!("frozen {frozen:.1}s"))
+            (influx.name().into(), format!("frozen {frozen:.1}s"))
         }
         Fault::ConsumerDelete => {
             let m = rng.below(MEASUREMENTS.len() as u64) as usize;

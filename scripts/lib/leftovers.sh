@@ -1,10 +1,10 @@
 # A shell function that kills the servers and collectors a run left behind. Source it; it
 # defines a function only.
 
-# kill_leftovers MARKER NAME: kills by PID every nats-server, influxd, victoria-metrics and
-# collector whose command line contains MARKER (the harness names its temp dirs
-# collector-test-<run>-..., and these processes carry that path on their command lines), so
-# this run's leftovers go without touching anyone else's. A frozen (SIGSTOPped) one is
+# kill_leftovers MARKER NAME: kills by PID every nats-server, influxd, influxdb3,
+# victoria-metrics and collector whose command line contains MARKER (the harness names its
+# temp dirs collector-test-<run>-..., and these processes carry that path on their command
+# lines), so this run's leftovers go without touching anyone else's. A frozen (SIGSTOPped) one is
 # continued first. Each kill is reported as NAME.
 kill_leftovers() {
 	local marker=$1 name=$2 proc pid exe
@@ -13,7 +13,7 @@ kill_leftovers() {
 		grep -qF -- "$marker" "$proc/cmdline" 2>/dev/null || continue
 		exe=$(tr '\0' '\n' <"$proc/cmdline" 2>/dev/null | head -n 1) || continue
 		case "${exe##*/}" in
-		nats-server | influxd | victoria-metrics | collector)
+		nats-server | influxd | influxdb3 | victoria-metrics | collector)
 			kill -CONT "$pid" 2>/dev/null || true
 			if kill -KILL "$pid" 2>/dev/null; then
 				echo "$name: killed leftover ${exe##*/} (pid $pid)" >&2

@@ -40,8 +40,13 @@ impl Request {
     }
 }
 
-/// A double's answer: status, extra headers, and a JSON body (empty for none).
+/// A double's answer: status, extra headers, and a body (empty for none), sent with
+/// `Content-Type: application/json; charset=utf-8` unless the headers name a `Content-Type`
+/// (an empty value for none). Status [`NO_ANSWER`] closes the connection without an answer.
 pub type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// The status of an [`Answer`] that is no answer: the connection is closed instead.
+pub const NO_ANSWER: u16 = 0;
 
 /// A running listener; stops accepting and serving when dropped.
 pub struct HttpDouble {
@@ -253,16 +258,26 @@ fn serve(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer, stop: &AtomicB
             headers,
             body,
         });
+        if status == NO_ANSWER {
+            // The connection is closed without an answer, as by a server whose handler died.
+            return;
+        }
         let mut response = format!(
             "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n",
             reason(status),
             text.len()
         );
-        if !text.is_empty() {
+        let typed = extra
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if !text.is_empty() && !typed {
             response.push_str("Content-Type: application/json; charset=utf-8\r\n");
         }
         for (name, value) in extra {
-            response.push_str(&format!("{name}: {value}\r\n"));
+            // An empty value leaves the header out (an answer with no Content-Type).
+            if !value.is_empty() {
+                response.push_str(&format!("{name}: {value}\r\n"));
+            }
         }
         response.push_str("\r\n");
         response.push_str(&text);

@@ -22,6 +22,7 @@ mod collector;
 mod config;
 mod http_double;
 mod influx;
+mod influx3;
 mod nats;
 mod process;
 mod prometheus;
@@ -30,8 +31,11 @@ mod tls;
 
 pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
 pub use config::{config, ConfigYaml};
-pub use http_double::{Answer, HttpDouble, Request, Seen, Served, Throttle, WriteApi, WriteDouble};
+pub use http_double::{
+    Answer, HttpDouble, Request, Seen, Served, Throttle, WriteApi, WriteDouble, NO_ANSWER,
+};
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
+pub use influx3::{influxdb3_bin, quote_sql, report_skip, Influx3, Influx3Options, NO_INFLUXDB3};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
 pub use prometheus::Prometheus;
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};

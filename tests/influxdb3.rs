@@ -1,0 +1,1401 @@
+//! The collector against a real InfluxDB 3 Core 3.6.0 server (`influxdb3 serve`, see
+//! `tests/util/influx3.rs`): the v3 cases `tests/v3.rs` runs against the double wherever the
+//! server can answer them, and the v1 and v2 write APIs the server also offers. Without a
+//! server binary each test prints `SKIPPED: ...` and passes (scripts/test.sh counts them).
+//!
+//! The servers run with `--wal-flush-interval 100ms` (a write returns once the WAL is flushed,
+//! every second by default), except where a test says it mirrors production.
+//!
+//! FAILING TODAY (the collector, not the test, is at fault; see each test's comment):
+//! - `v1_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
+//! - `v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
+//!
+//! and, ignored until the collector is fixed (`cargo nextest run --test influxdb3
+//! --run-ignored all`), four faults the server revealed (docs/INFLUXDB3.md):
+//! - `v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement`
+//! - `v3_the_database_limit_holds_records_until_fixed`
+//! - `v3_collector_check_passes`
+//! - `v3_a_body_over_the_servers_limit_is_split`
+
+mod util;
+mod v3_double;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::{
+    free_port, http_agent, http_get, samples, wait_until, Collector, Influx3, Influx3Options,
+    NatsServer, Sample, Transfer,
+};
+use v3_double::InfluxV3Double;
+
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.
+fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
+    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
+        .into_bytes()
+}
+
+/// NATS and a [`Transfer`] for `namespace`, once `influx` is there.
+fn nats_for(namespace: &str) -> (NatsServer, Transfer) {
+    let nats = NatsServer::start();
+    let transfer = Transfer::new(nats.connect(), namespace);
+    (nats, transfer)
+}
+
+/// The v3 configuration of `namespace` (its database) with `influx_lines` under `influx:` and
+/// `extra` at the top level.
+fn v3_config(
+    namespace: &str,
+    nats: &NatsServer,
+    influx: &Influx3,
+    influx_lines: &str,
+    extra: &str,
+) -> String {
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .api("v3")
+        .influx(influx_lines)
+        .extra(extra)
+        .yaml()
+}
+
+/// Waits up to `within` until every stream of `measurements` is empty.
+fn settled(transfer: &Transfer, measurements: &[&str], within: Duration) -> bool {
+    wait_until(within, || {
+        measurements.iter().all(|m| transfer.stream_state(m).0 == 0)
+    })
+}
+
+/// The value of a counter sample `name{labels}` on the collector's `/metrics`, 0 when absent.
+fn metric(port: u16, sample: &str) -> f64 {
+    let reply = http_get(&format!("http://127.0.0.1:{port}/metrics"), &[]).expect("/metrics");
+    reply
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// How many write requests the server answered with an error (it logs one line for each).
+fn refused_writes(influx: &Influx3, path: &str) -> usize {
+    influx
+        .log()
+        .lines()
+        .filter(|l| l.contains("Error while handling request") && l.contains(path))
+        .count()
+}
+
+/// Publishes `n` samples to `measurement` and returns them.
+fn publish_samples(transfer: &Transfer, measurement: &str, n: usize) -> Vec<Sample> {
+    transfer.set(measurement, "");
+    let all = samples(n);
+    let payloads: Vec<Vec<u8>> = all.iter().map(Sample::bytes).collect();
+    transfer.publish_many(measurement, &payloads);
+    all
+}
+
+/// Waits up to `within` until `table` of `db` holds `n` rows and the stream is empty, then
+/// checks every row against its sample.
+fn assert_samples_stored(
+    transfer: &Transfer,
+    influx: &Influx3,
+    db: &str,
+    table: &str,
+    samples: &[Sample],
+    within: Duration,
+    collector: &Collector,
+) {
+    let drained = wait_until(within, || {
+        influx.count(db, table) == samples.len() && transfer.stream_state(table).0 == 0
+    });
+    assert!(
+        drained,
+        "{db}.{table}: {} rows of {}, {} waiting\n{}",
+        influx.count(db, table),
+        samples.len(),
+        transfer.stream_state(table).0,
+        collector.log()
+    );
+    influx
+        .check_samples(db, table, samples)
+        .unwrap_or_else(|e| panic!("{db}.{table}: {e}\n{}", collector.log()));
+}
+
+// --- The harness ---------------------------------------------------------------------------
+
+/// The guard itself: the server stores what is written and gives it back exactly (times in
+/// nanoseconds, types as written), names rejected lines, and is gone once dropped.
+#[test]
+fn the_server_gives_back_exactly_what_was_written_and_dies_with_its_guard() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    influx.create_database("h");
+    influx.create_database("h"); // a second time is fine
+    assert!(influx.databases().contains(&"h".to_string()));
+    influx.seed(
+        "h",
+        &format!(
+            "m,host=a v=1.0,n=2i,s=\"x \\\"y\\\"\",b=true {T0}\nm n=3i {}\n",
+            T0 + 1_500
+        ),
+    );
+    let points = influx.points("h", "m");
+    assert_eq!(points.len(), 2, "{points:?}");
+    assert_eq!(points[0]["time"], T0);
+    assert_eq!(points[0]["host"], "a");
+    assert_eq!(points[0]["v"].as_f64(), Some(1.0));
+    assert_eq!(points[0]["n"], 2);
+    assert_eq!(points[0]["s"], "x \"y\"");
+    assert_eq!(points[0]["b"], true);
+    assert_eq!(points[1]["time"], T0 + 1_500);
+    assert!(!points[1].contains_key("host"), "{:?}", points[1]);
+    assert_eq!(influx.count("h", "m"), 2);
+    let types: BTreeMap<String, String> = influx.field_types("h", "m");
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        [
+            ("b".to_string(), "boolean".to_string()),
+            ("n".to_string(), "integer".to_string()),
+            ("s".to_string(), "string".to_string()),
+            ("v".to_string(), "float".to_string()),
+        ]
+    );
+    assert_eq!(influx.tag_keys("h", "m"), ["host"]);
+    // Missing tables and databases count as empty.
+    assert_eq!(influx.count("h", "nope"), 0);
+    assert_eq!(influx.count("nodb", "m"), 0);
+    assert!(influx.points("nodb", "m").is_empty());
+    // A rejected line is named, the others stored.
+    let reply = influx.write_lp("h", &format!("m v=2.5 {}\nm v=\"s\" {}\n", T0 + 1, T0 + 2));
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["data"][0]["line_number"], 2);
+    assert_eq!(influx.count("h", "m"), 3);
+    assert_eq!(influx.ping().header("x-influxdb-build"), Some("Core"));
+
+    let pid = influx.pid().expect("running");
+    drop(influx);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| s.contains("State:\tZ")),
+        "influxdb3 (pid {pid}) still runs after its guard dropped"
+    );
+}
+
+// --- The double against the server --------------------------------------------------------
+
+/// One request of [`the_v3_double_answers_as_the_server_does`].
+struct Probe {
+    what: &'static str,
+    method: &'static str,
+    /// Path and query; `{db}` stands for the database.
+    path: String,
+    /// `Authorization` header, if any.
+    auth: Option<String>,
+    /// `Content-Encoding: gzip` with the body compressed (`Some(true)`) or as it is.
+    gzip: Option<bool>,
+    body: Vec<u8>,
+}
+
+/// What came back: status, body, and the headers that matter; `None` for no answer at all.
+#[derive(Debug, PartialEq)]
+struct Reply {
+    status: u16,
+    body: Value,
+    content_type: Option<String>,
+    version: Option<String>,
+    build: Option<String>,
+}
+
+fn send(base: &str, probe: &Probe) -> Option<Reply> {
+    let url = format!("{base}{}", probe.path);
+    let mut headers = vec![("Content-Type", "text/plain; charset=utf-8".to_string())];
+    if let Some(auth) = &probe.auth {
+        headers.push(("Authorization", auth.clone()));
+    }
+    let result = if probe.method == "GET" {
+        let mut request = http_agent().get(&url);
+        for (k, v) in &headers {
+            request = request.header(*k, v);
+        }
+        request.call()
+    } else {
+        let mut request = http_agent().post(&url);
+        for (k, v) in &headers {
+            request = request.header(*k, v);
+        }
+        if probe.gzip.is_some() {
+            request = request.header("Content-Encoding", "gzip");
+        }
+        let body = if probe.gzip == Some(true) {
+            let mut out = Vec::new();
+            collector::influx::gzip(&probe.body, &mut out);
+            out
+        } else {
+            probe.body.clone()
+        };
+        request.send(&body[..])
+    };
+    let mut response = result.ok()?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (content_type, version, build) = (
+        header("content-type"),
+        header("x-influxdb-version"),
+        header("x-influxdb-build"),
+    );
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    let mut body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    // Each process has its own id.
+    if let Some(id) = body.get_mut("process_id") {
+        *id = Value::String("<process id>".into());
+    }
+    if let Some(revision) = body.get_mut("revision") {
+        *revision = Value::String("<revision>".into());
+    }
+    Some(Reply {
+        status,
+        body,
+        content_type,
+        version,
+        build,
+    })
+}
+
+/// The same requests, in the same order, to the real server (with auth, so the token matters)
+/// and to the v3 double (given the server's token): every answer the same, status, body (the
+/// process id and revision aside) and headers; `docs/INFLUXDB3.md` tells what had differed.
+#[test]
+fn the_v3_double_answers_as_the_server_does() {
+    let options = Influx3Options {
+        extra: vec!["--max-http-request-size".into(), "100000".into()],
+        ..Influx3Options::default().with_auth()
+    };
+    let Some(server) = options.start_or_skip() else {
+        return;
+    };
+    let token = server.token().expect("a token").to_string();
+    let double = InfluxV3Double::start(&token, "cmp");
+    double.set_max_body_bytes(100_000);
+    let bearer = Some(format!("Bearer {token}"));
+    let write = |what: &'static str, db: &str, extra: &str, body: String| Probe {
+        what,
+        method: "POST",
+        path: format!("/api/v3/write_lp?db={db}&precision=nanosecond{extra}"),
+        auth: bearer.clone(),
+        gzip: None,
+        body: body.into_bytes(),
+    };
+    let t = |i: i64| T0 + i;
+    let many_bad: String = (0..150)
+        .map(|i| format!("m latency=\"s{i}\" {}\n", t(100 + i)))
+        .collect();
+    let wide: Vec<String> = (0..500).map(|f| format!("w{f}=1.5")).collect();
+    let other_tables: String = (0..1995).map(|i| format!("t{i} v=1 {T0}\n")).collect();
+    let mut probes = vec![
+        Probe {
+            what: "ping with a Bearer token",
+            method: "GET",
+            path: "/ping".into(),
+            auth: bearer.clone(),
+            gzip: None,
+            body: vec![],
+        },
+        Probe {
+            what: "ping with a Token token",
+            method: "GET",
+            path: "/ping".into(),
+            auth: Some(format!("Token {token}")),
+            gzip: None,
+            body: vec![],
+        },
+        Probe {
+            what: "ping without a token",
+            method: "GET",
+            path: "/ping".into(),
+            auth: None,
+            gzip: None,
+            body: vec![],
+        },
+        Probe {
+            auth: Some("Bearer apiv3_wrong".into()),
+            ..write(
+                "write with a wrong token",
+                "cmp",
+                "",
+                format!("m v=1 {T0}\n"),
+            )
+        },
+        write(
+            "the schema",
+            "cmp",
+            "",
+            format!("m,host=a latency=1.5,code=200i,ok=true,u=1u,s=\"x\" {T0}\n"),
+        ),
+        write(
+            "a partial write",
+            "cmp",
+            "&accept_partial=true",
+            [
+                format!("m,host=b latency=2.5 {}", t(1)),
+                format!("m,host=b latency=\"slow\" {}", t(2)),
+                format!("m latency=3.5,host=\"x\" {}", t(3)),
+                format!("m,host=b latency=4i {}", t(4)),
+                format!("m,host=b code=5.5 {}", t(5)),
+                format!("m,host=b ok=1i,u=2i,s=3i {}", t(6)),
+                format!("m,host=b latency=abc {}", t(7)),
+                format!("m,host b latency=1.5 {}", t(8)),
+                format!("m latency=1.5,latency=2.5 {}", t(9)),
+                format!("m latency=1.5 {} trailing", t(10)),
+                "m,host=b latency=6.5".to_string(),
+                String::new(),
+                format!(
+                    "m,host=b s=\"a \\\"quoted\\\" one\",latency=\"x\" {}",
+                    t(11)
+                ),
+            ]
+            .join("\n"),
+        ),
+        write("150 rejected lines", "cmp", "", many_bad),
+        write(
+            "a limit and a conflict",
+            "cmp",
+            "",
+            format!(
+                "m,host=c latency=\"x\" {}\nm {} {}\n",
+                t(12),
+                wide.join(","),
+                t(13)
+            ),
+        ),
+        write(
+            "accept_partial=false, a conflict",
+            "cmp",
+            "&accept_partial=false",
+            format!("m latency=7.5 {}\nm latency=\"x\" {}\n", t(14), t(15)),
+        ),
+        write(
+            "accept_partial=false, a limit",
+            "cmp",
+            "&accept_partial=false",
+            format!("m {} {}\n", wide.join(","), t(16)),
+        ),
+        write("an empty body", "cmp", "", String::new()),
+        write("blank lines only", "cmp", "", "\n\n".into()),
+        Probe {
+            path: "/api/v3/write_lp?precision=nanosecond".into(),
+            ..write("no db", "cmp", "", format!("m v=1 {T0}\n"))
+        },
+        Probe {
+            path: "/api/v3/nothing".into(),
+            ..write("an unknown path", "cmp", "", String::new())
+        },
+        Probe {
+            gzip: Some(true),
+            ..write(
+                "a gzip body",
+                "cmp",
+                "",
+                format!("m latency=8.5 {}\nm latency=\"g\" {}\n", t(17), t(18)),
+            )
+        },
+        Probe {
+            gzip: Some(false),
+            ..write("a bad gzip body", "cmp", "", "notgzip".into())
+        },
+        write(
+            "a line without a space",
+            "cmp",
+            "",
+            "notgzip\nm,t=a \n".into(),
+        ),
+        write(
+            "a body over the limit",
+            "cmp",
+            "",
+            (0..4_000)
+                .map(|i| format!("m latency={i}.5 {}\n", t(1000 + i)))
+                .collect(),
+        ),
+        write(
+            "a rejected line cut inside a character at byte 20",
+            "cmp",
+            "",
+            format!(
+                "m,host=a latency=9.5 {}\nm,host=日志日志日志 latency=\"x\" {}\n",
+                t(19),
+                t(20)
+            ),
+        ),
+        write(
+            "a rejected line with a character ending at byte 20",
+            "cmp",
+            "",
+            format!("m,host=a日志日志 latency=\"x\" {}\n", t(21)),
+        ),
+    ];
+    for db in ["d2", "d3", "d4", "d5", "d6"] {
+        probes.push(write("a new database", db, "", format!("m v=1 {T0}\n")));
+    }
+    probes.push(write("tables up to the limit", "cmp", "", other_tables));
+    probes.push(write(
+        "tables past the limit",
+        "cmp",
+        "",
+        format!("new1 v=1 {T0}\nm latency=1.5 {}\n", t(22)),
+    ));
+    let mut differences = Vec::new();
+    for probe in &probes {
+        let (real, ours) = (send(&server.url(), probe), send(&double.url(), probe));
+        let status = real.as_ref().map(|r| r.status);
+        eprintln!(
+            "{}: {}",
+            probe.what,
+            status.map_or("no answer".into(), |s| s.to_string())
+        );
+        if real != ours {
+            differences.push(format!(
+                "{}:\n  server: {real:?}\n  double: {ours:?}",
+                probe.what
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} requests answered differently:\n{}",
+        differences.len(),
+        probes.len(),
+        differences.join("\n")
+    );
+}
+
+// --- v3: the write_lp API ------------------------------------------------------------------
+
+/// Type drift on the real server: a table whose `latency` is a float and `code` an integer
+/// (another client's rows came first). Integers into `latency` and integral floats into `code`
+/// are converted and stored; strings into either, and a field named like the `host` tag, are
+/// dead-lettered with the server's own message; the rest is stored as sent, and nothing is
+/// bisected (the port of `v3::conflicting_lines_are_settled_one_by_one_without_bisecting`).
+#[test]
+fn v3_drift_converts_lossless_numbers_and_dead_letters_the_rest_with_the_servers_message() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    influx.seed("v3ns", &format!("m,host=a latency=1.5,code=200i {T0}\n"));
+    let (nats, transfer) = nats_for("v3ns");
+    transfer.set("m", "");
+    let kind = |i: usize| match i {
+        _ if i % 37 == 5 => "string latency",
+        _ if i % 41 == 7 => "clash",
+        _ if i % 43 == 9 => "string code",
+        _ if i % 10 == 3 => "integer latency",
+        _ if i % 11 == 4 => "float code",
+        _ => "good",
+    };
+    let payloads: Vec<Vec<u8>> = (1..=300)
+        .map(|i| {
+            let fields = match kind(i) {
+                "string latency" => r#"{"latency":"slow"}"#.to_string(),
+                "clash" => format!(r#"{{"latency":{i}.5,"host":"x"}}"#),
+                "string code" => r#"{"code":"E"}"#.to_string(),
+                "integer latency" => format!(r#"{{"latency":{i}}}"#),
+                "float code" => format!(r#"{{"code":{i}.0}}"#),
+                _ => format!(r#"{{"latency":{i}.5,"code":{i}}}"#),
+            };
+            let tags = if kind(i) == "clash" {
+                "{}"
+            } else {
+                r#"{"host":"b"}"#
+            };
+            record(tags, &fields, i)
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let port = free_port();
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("v3ns")
+        .api("v3")
+        .http_listen(port)
+        .yaml();
+    let collector = Collector::start(&config);
+    assert!(
+        settled(&transfer, &["m"], Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+
+    let n = |k: &str| (1..=300).filter(|&i| kind(i) == k).count();
+    let n_rejected = n("string latency") + n("clash") + n("string code");
+    let points = influx.points("v3ns", "m");
+    assert_eq!(points.len(), 1 + 300 - n_rejected, "{}", collector.log());
+    let columns = influx.columns("v3ns", "m");
+    assert_eq!(columns["latency"], "Float64");
+    assert_eq!(columns["code"], "Int64");
+    let by_time: BTreeMap<i64, &serde_json::Map<String, Value>> = points
+        .iter()
+        .map(|p| (p["time"].as_i64().unwrap(), p))
+        .collect();
+    for i in 1..=300usize {
+        let point = by_time.get(&(T0 + i as i64));
+        match kind(i) {
+            "integer latency" => {
+                let point = point.unwrap_or_else(|| panic!("record {i} missing"));
+                assert_eq!(point["latency"].as_f64(), Some(i as f64), "{point:?}");
+            }
+            "float code" => {
+                let point = point.unwrap_or_else(|| panic!("record {i} missing"));
+                assert_eq!(point["code"].as_i64(), Some(i as i64), "{point:?}");
+            }
+            "good" => {
+                let point = point.unwrap_or_else(|| panic!("record {i} missing"));
+                assert_eq!(point["latency"].as_f64(), Some(i as f64 + 0.5));
+                assert_eq!(point["code"].as_i64(), Some(i as i64));
+                assert_eq!(point["host"], "b");
+            }
+            _ => assert!(point.is_none(), "rejected record {i} stored: {point:?}"),
+        }
+    }
+    // Dead-lettered: exactly the rejected records, each with the server's own message.
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), n_rejected, "{letters:?}");
+    for (_, reason, payload) in &letters {
+        let payload = String::from_utf8_lossy(payload);
+        let expected = if payload.contains("slow") {
+            "invalid column type for column 'latency', expected iox::column_type::field::float, got iox::column_type::field::string"
+        } else if payload.contains(r#""E""#) {
+            "invalid column type for column 'code', expected iox::column_type::field::integer, got iox::column_type::field::string"
+        } else {
+            "invalid column type for column 'host', expected iox::column_type::tag, got iox::column_type::field::string"
+        };
+        assert!(reason.contains(expected), "{reason} for {payload}");
+    }
+    let conversions = metric(port, "collector_field_conversions_total{measurement=\"m\"}");
+    assert_eq!(
+        conversions as usize,
+        n("integer latency") + n("float code"),
+        "{}",
+        collector.log()
+    );
+    // No bisecting: bisecting 300 lines with 30 bad ones takes dozens of refused requests.
+    let refused = refused_writes(&influx, "/api/v3/write_lp");
+    eprintln!("{refused} write requests refused (partially) by the server");
+    assert!(refused <= 6, "{refused} refused writes:\n{}", influx.log());
+}
+
+/// The partial write of the issue, on a server as production runs it (WAL flushed every
+/// second): 2,000 records of which 47 carry a string where the table holds an integer. 1,953
+/// rows are stored and the 47 dead-lettered, each with the server's message; quickly, since
+/// nothing is bisected.
+#[test]
+fn v3_47_bad_records_of_2000_are_dead_lettered_with_the_servers_message() {
+    let Some(influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let outcome = forty_seven_bad_of_2000(&influx, "v3", "", Duration::from_secs(60));
+    outcome.assert_settled();
+    for (reason, payload) in &outcome.letters {
+        assert!(
+            reason.contains(
+                "invalid column type for column 'code', expected iox::column_type::field::integer, got iox::column_type::field::string"
+            ),
+            "{reason} for {payload}"
+        );
+    }
+}
+
+/// The indices of the 47 bad records among 1..=2000: 21, 63, ..., 1953.
+fn is_bad(i: usize) -> bool {
+    i >= 21 && (i - 21) % 42 == 0 && (i - 21) / 42 < 47
+}
+
+/// What [`forty_seven_bad_of_2000`] saw.
+struct Outcome {
+    api: &'static str,
+    /// Rows of the records (the seed row left out).
+    stored: usize,
+    waiting: u64,
+    letters: Vec<(String, String)>,
+    elapsed: Duration,
+    log: String,
+}
+
+impl Outcome {
+    /// 1,953 stored, 47 dead-lettered, each with a reason; nothing waiting.
+    fn assert_settled(&self) {
+        let reasons: Vec<&str> = self.letters.iter().map(|(r, _)| r.as_str()).collect();
+        assert!(
+            self.stored == 1_953 && self.letters.len() == 47 && self.waiting == 0,
+            "{}: {} stored (expected 1953), {} dead-lettered (expected 47), {} waiting, after \
+             {:?}; reasons {:?}\n{}",
+            self.api,
+            self.stored,
+            self.letters.len(),
+            self.waiting,
+            self.elapsed,
+            reasons.iter().take(5).collect::<Vec<_>>(),
+            self.log
+        );
+        for (reason, payload) in &self.letters {
+            assert!(
+                !reason.is_empty() && reason != "no reason given",
+                "{}: a dead letter without a reason: {payload:?}",
+                self.api
+            );
+            assert!(payload.contains(r#""code":"E"#), "{payload}");
+        }
+    }
+}
+
+/// Seeds table `m` of database `fortyseven` with an integer `code`, publishes 2,000 records (the
+/// 47 of [`is_bad`] with a string `code`), runs the collector with `api` (`influx_lines` added
+/// under `influx:`) and waits up to `within` for the stream to drain.
+fn forty_seven_bad_of_2000(
+    influx: &Influx3,
+    api: &'static str,
+    influx_lines: &str,
+    within: Duration,
+) -> Outcome {
+    let db = "fortyseven";
+    influx.seed(db, &format!("m,host=seed code=1i,latency=0.5 {T0}\n"));
+    let (nats, transfer) = nats_for(db);
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=2_000)
+        .map(|i| {
+            let fields = if is_bad(i) {
+                format!(r#"{{"code":"E{i}","latency":{i}.5}}"#)
+            } else {
+                format!(r#"{{"code":{i},"latency":{i}.5}}"#)
+            };
+            record(r#"{"host":"b"}"#, &fields, i)
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace(db)
+        .api(api)
+        .influx(influx_lines)
+        .yaml();
+    let start = Instant::now();
+    let collector = Collector::start(&config);
+    let drained = settled(&transfer, &["m"], within);
+    let elapsed = start.elapsed();
+    eprintln!(
+        "{api}: {} after {elapsed:?}",
+        if drained { "drained" } else { "NOT drained" }
+    );
+    let letters = transfer
+        .dead_letters()
+        .into_iter()
+        .map(|(_, reason, payload)| (reason, String::from_utf8_lossy(&payload).into_owned()))
+        .collect();
+    Outcome {
+        api,
+        stored: influx.count(db, "m").saturating_sub(1),
+        waiting: transfer.stream_state("m").0,
+        letters,
+        elapsed,
+        log: collector.log(),
+    }
+}
+
+/// More rejected lines than one answer of the double names (the server names them all):
+/// 400 records, 250 with a string into the float field, `no_sync` and one pull of 400. Every
+/// bad one is dead-lettered, every good one stored, with a few requests, not hundreds (the
+/// port of `v3::more_than_100_rejected_lines_are_all_settled`).
+#[test]
+fn v3_more_than_100_rejected_lines_are_all_settled() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    influx.seed("many", &format!("m latency=1.5 {T0}\n"));
+    let (nats, transfer) = nats_for("many");
+    transfer.set("m", "");
+    let bad = |i: usize| i % 8 < 5;
+    let payloads: Vec<Vec<u8>> = (1..=400)
+        .map(|i| match bad(i) {
+            true => record("{}", r#"{"latency":"slow"}"#, i),
+            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let config = v3_config(
+        "many",
+        &nats,
+        &influx,
+        "  no_sync: true\n",
+        "pull:\n  batch: 400\n",
+    );
+    let collector = Collector::start(&config);
+    assert!(
+        settled(&transfer, &["m"], Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+    let n_bad = (1..=400).filter(|&i| bad(i)).count();
+    assert_eq!(
+        influx.count("many", "m"),
+        1 + 400 - n_bad,
+        "{}",
+        collector.log()
+    );
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), n_bad);
+    assert!(letters
+        .iter()
+        .all(|(_, reason, _)| reason.contains("expected iox::column_type::field::float")));
+    let refused = refused_writes(&influx, "/api/v3/write_lp");
+    eprintln!("{refused} write requests refused (partially) by the server");
+    assert!(refused <= 12, "{refused} refused writes");
+}
+
+/// InfluxDB 3 Core's limits cannot be set by a flag (3.6.0 has none), so they are reached:
+/// 500 columns per table (`time` included) by a record with 500 fields, 2,000 tables (on the
+/// whole server) by 2,000 tables seeded before the collector's new one. Each rejected record
+/// is dead-lettered with the server's message naming the limit; the others are stored (the
+/// port of `v3::table_and_column_limits_are_named_in_the_dead_letter`).
+#[test]
+fn v3_table_and_column_limits_are_named_in_the_dead_letter() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    // 1,999 other tables and `m`, in one write.
+    let mut seed: String = (1..2_000).map(|t| format!("t{t} a=1.5 {T0}\n")).collect();
+    seed.push_str(&format!("m a=1.5 {T0}\n"));
+    influx.seed("lim", &seed);
+    let (nats, transfer) = nats_for("lim");
+    transfer.set("m", "");
+    transfer.set("other", "");
+    let fits = record("{}", r#"{"a":2.5,"b":1.5,"c":1.5}"#, 1);
+    let wide: Vec<String> = (0..500).map(|f| format!(r#""w{f}":1.5"#)).collect();
+    let too_wide = record("{}", &format!("{{{}}}", wide.join(",")), 2);
+    transfer.publish_many("m", &[fits, too_wide]);
+    transfer.publish_many("other", &[record("{}", r#"{"a":1.5}"#, 3)]);
+    let collector = Collector::start(&v3_config("lim", &nats, &influx, "", ""));
+    assert!(
+        settled(&transfer, &["m", "other"], Duration::from_secs(60)),
+        "{}",
+        collector.log()
+    );
+    let mut reasons: Vec<String> = transfer
+        .dead_letters()
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("number of columns per table limit of 500 columns"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("number of tables limit of 2000 tables"),
+        "{reasons:?}"
+    );
+    assert_eq!(influx.count("lim", "m"), 2);
+    assert_eq!(influx.count("lim", "other"), 0);
+}
+
+/// Gzip-compressed bodies (`influx.gzip: true`, the default) and plain ones (`false`) store the
+/// same typical records with every value exact.
+#[test]
+fn v3_gzip_and_plain_bodies_store_every_value_exactly() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    for (namespace, gzip) in [("gz", "true"), ("plain", "false")] {
+        let (nats, transfer) = nats_for(namespace);
+        let samples = publish_samples(&transfer, "access", 2_000);
+        let config = v3_config(namespace, &nats, &influx, &format!("  gzip: {gzip}\n"), "");
+        let collector = Collector::start(&config);
+        assert_samples_stored(
+            &transfer,
+            &influx,
+            namespace,
+            "access",
+            &samples,
+            Duration::from_secs(60),
+            &collector,
+        );
+    }
+}
+
+/// A token the server does not know: every write is refused with 401, the collector says to
+/// check `influx.token`, and holds the records (neither acknowledged nor dead-lettered) until
+/// it runs with the right token (the port of the 401 half of
+/// `v3::v3_401_and_404_hold_records_until_fixed`; InfluxDB 3 Core creates a database on the
+/// first write to it, so a write never meets the 404 half).
+#[test]
+fn v3_401_holds_records_until_the_token_is_fixed() {
+    let Some(influx) = Influx3Options::default().with_auth().start_or_skip() else {
+        return;
+    };
+    let token = influx.token().expect("an admin token").to_string();
+    let (nats, transfer) = nats_for("fa");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=50)
+        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
+        .collect();
+    transfer.publish_many("m", &payloads);
+    // A short ack wait: what the killed first collector held comes back soon.
+    let config = |token: &str| {
+        v3_config(
+            "fa",
+            &nats,
+            &influx,
+            &format!("  token: {token}\n"),
+            "pull:\n  ack_wait: 5s\n",
+        )
+    };
+    let mut collector = Collector::start(&config("apiv3_wrong"));
+    // The start-up ping is refused first: the collector says so and keeps trying, or exits.
+    assert!(
+        collector.wait_for_log("check influx.token", Duration::from_secs(30)),
+        "{}",
+        collector.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(transfer.stream_state("m").0, 50, "{}", collector.log());
+    assert_eq!(transfer.dead_letters().len(), 0);
+    assert_eq!(influx.count("fa", "m"), 0);
+    // (Killed: a clean stop would wait out its 10 s shutdown deadline for the held records.)
+    collector.kill9();
+    collector.write_config(&config(&token));
+    collector.restart();
+    assert!(
+        wait_until(Duration::from_secs(60), || influx.count("fa", "m") == 50),
+        "{}",
+        collector.log()
+    );
+    assert!(settled(&transfer, &["m"], Duration::from_secs(30)));
+    assert_eq!(transfer.dead_letters().len(), 0);
+}
+
+// --- Point identity, kill -9 ------------------------------------------------------------------
+
+const N_IDENTITY: usize = 10_000;
+
+/// One table of the identity tests: every record has the same tags and written time.
+struct Case {
+    table: &'static str,
+    time: &'static str,
+    time_ns: i64,
+    /// `min(10^(9 - fraction digits), 10^6)`: the point-identity rule's span for `time`.
+    span: u64,
+}
+
+const CASES: [Case; 2] = [
+    Case {
+        table: "seconds",
+        time: "2026-01-01T00:00:00Z",
+        time_ns: T0,
+        span: 1_000_000,
+    },
+    Case {
+        table: "millis",
+        time: "2026-01-01T08:00:00.120+08:00",
+        time_ns: T0 + 120_000_000,
+        span: 1_000_000,
+    },
+];
+
+fn identity_payload(case: &Case, i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"tags":{{"app":"shop","host":"web 1"}},"fields":{{"i":{i},"msg":"record {i}, \"quoted\""}},"time":"{}"}}"#,
+        case.time
+    )
+    .into_bytes()
+}
+
+/// The stream sequence of every record still in the stream of `table`, by its `i` field.
+fn sequences(transfer: &Transfer, table: &str, into: &mut BTreeMap<u64, u64>) {
+    let stream = transfer.stream_name(table);
+    let info = transfer.stream_info(&stream);
+    let first = info["state"]["first_seq"].as_u64().unwrap();
+    let last = info["state"]["last_seq"].as_u64().unwrap();
+    for (seq, data) in transfer.stream_messages(&stream, first, last) {
+        let record: Value = serde_json::from_slice(&data).unwrap();
+        let i = record["fields"]["i"].as_u64().unwrap();
+        assert!(into.insert(i, seq).is_none(), "record {i} stored twice");
+    }
+}
+
+fn all_identity_stored(transfer: &Transfer, influx: &Influx3, db: &str) -> bool {
+    CASES.iter().all(|case| {
+        transfer.stream_state(case.table).0 == 0 && influx.count(db, case.table) == N_IDENTITY
+    })
+}
+
+/// Every row of the case is exactly one record: its tags and fields, at its written time plus
+/// its sequence modulo the span.
+fn check_identity(influx: &Influx3, db: &str, case: &Case, sequences: &BTreeMap<u64, u64>) {
+    let points = influx.points(db, case.table);
+    assert_eq!(points.len(), N_IDENTITY, "{}", case.table);
+    let columns = influx.columns(db, case.table);
+    assert_eq!(columns["i"], "Int64");
+    assert_eq!(columns["msg"], "Utf8");
+    let mut seen = vec![false; N_IDENTITY];
+    for point in &points {
+        let i = point["i"].as_u64().expect("field i") as usize;
+        assert!(!seen[i], "{}: record {i} stored twice", case.table);
+        seen[i] = true;
+        let seq = sequences[&(i as u64)];
+        assert_eq!(
+            point["time"].as_i64(),
+            Some(case.time_ns + (seq % case.span) as i64),
+            "{}: record {i} (sequence {seq})",
+            case.table
+        );
+        assert_eq!(point["app"], "shop");
+        assert_eq!(point["host"], "web 1");
+        assert_eq!(point["msg"], format!("record {i}, \"quoted\""));
+        assert_eq!(point.len(), 5, "{point:?}");
+    }
+}
+
+/// 10,000 records at one whole second and 10,000 at one millisecond, all with the same tags,
+/// are 10,000 rows each (the port of `identity::ten_thousand_records_of_...`).
+#[test]
+fn v3_ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_rows() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("idn");
+    let mut by_case = Vec::new();
+    for case in &CASES {
+        transfer.set(case.table, "");
+        let payloads: Vec<Vec<u8>> = (0..N_IDENTITY).map(|i| identity_payload(case, i)).collect();
+        transfer.publish_many(case.table, &payloads);
+        let mut map = BTreeMap::new();
+        sequences(&transfer, case.table, &mut map);
+        by_case.push(map);
+    }
+    let collector = Collector::start(&v3_config("idn", &nats, &influx, "", ""));
+    collector.assert_within(Duration::from_secs(120), || {
+        all_identity_stored(&transfer, &influx, "idn")
+    });
+    for (case, sequences) in CASES.iter().zip(&by_case) {
+        check_identity(&influx, "idn", case, sequences);
+    }
+}
+
+/// Records the server stored whose acknowledgements never reached JetStream (NATS killed while
+/// the collector held them), then a `kill -9` of the collector mid-drain: the next collector
+/// writes them again onto the very same rows, so the server still holds exactly one row per
+/// record (the port of `identity::records_written_again_after_kill_9_land_on_the_same_points`).
+#[test]
+fn v3_records_written_again_after_kill_9_land_on_the_same_rows() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (mut nats, transfer) = nats_for("idk");
+    let mut by_case: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let config = v3_config(
+        "idk",
+        &nats,
+        &influx,
+        "",
+        "pull:\n  batch: 200\n  ack_wait: 5s\nbatch:\n  max_lines: 400\n",
+    );
+    let first_part = 2_000;
+    for (case, map) in CASES.iter().zip(&mut by_case) {
+        transfer.set(case.table, "");
+        let payloads: Vec<Vec<u8>> = (0..first_part).map(|i| identity_payload(case, i)).collect();
+        transfer.publish_many(case.table, &payloads);
+        sequences(&transfer, case.table, map);
+    }
+    let mut first = Collector::start(&config);
+    let settled_first = wait_until(Duration::from_secs(60), || {
+        CASES.iter().all(|case| {
+            transfer.stream_state(case.table).0 == 0
+                && influx.count("idk", case.table) == first_part
+        })
+    });
+    assert!(settled_first, "{}", first.log());
+
+    // The server hangs; the rest arrives and the collector takes in what it can hold.
+    influx.pause();
+    for (case, map) in CASES.iter().zip(&mut by_case) {
+        let payloads: Vec<Vec<u8>> = (first_part..N_IDENTITY)
+            .map(|i| identity_payload(case, i))
+            .collect();
+        transfer.publish_many(case.table, &payloads);
+        sequences(&transfer, case.table, map);
+        assert_eq!(map.len(), N_IDENTITY);
+    }
+    let holding = wait_until(Duration::from_secs(30), || {
+        CASES.iter().all(|case| {
+            transfer
+                .consumer_info(case.table, "collector")
+                .is_ok_and(|info| info["num_ack_pending"].as_u64().unwrap_or(0) > 0)
+        })
+    });
+    assert!(holding, "{}", first.log());
+
+    // NATS dies, the server comes back: what the collector held is written and its
+    // acknowledgements are lost with NATS. Then the collector is killed mid-drain.
+    nats.kill9();
+    influx.resume();
+    let total = |influx: &Influx3| -> usize {
+        CASES
+            .iter()
+            .map(|case| influx.count("idk", case.table))
+            .sum()
+    };
+    let written_unacked = wait_until(Duration::from_secs(60), || total(&influx) > 2 * first_part);
+    assert!(written_unacked, "{}", first.log());
+    first.kill9();
+    let before_restart = total(&influx);
+    assert!(
+        before_restart < 2 * N_IDENTITY,
+        "the collector finished before it could be killed mid-drain"
+    );
+
+    nats.restart();
+    let transfer = Transfer::new(nats.connect(), "idk");
+    let mut second = Collector::start(&config);
+    second.assert_within(Duration::from_secs(120), || {
+        all_identity_stored(&transfer, &influx, "idk")
+    });
+    for (case, sequences) in CASES.iter().zip(&by_case) {
+        check_identity(&influx, "idk", case, sequences);
+    }
+    second.terminate();
+    second
+        .wait_timeout(Duration::from_secs(20))
+        .expect("no exit after SIGTERM");
+    let log = second.log();
+    // The shutdown summary: "stopped: fetched N, written N, dead-lettered N, given back N".
+    let written: usize = log
+        .lines()
+        .filter(|line| line.contains("fetched"))
+        .find_map(|line| line.split(", written ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no shutdown summary:\n{log}"));
+    let missing = 2 * N_IDENTITY - before_restart;
+    eprintln!(
+        "{before_restart} rows before the restart; the second collector wrote {written}, {} of \
+         them onto rows already there",
+        written - missing.min(written)
+    );
+    assert!(
+        written > missing,
+        "the second collector wrote {written} records, only the {missing} missing: nothing was \
+         written twice, so the test proved nothing\n{log}"
+    );
+}
+
+/// The collector killed with `kill -9` mid-drain, on a server as production runs it (WAL
+/// flushed every second), then started again: every record is stored exactly once.
+#[test]
+fn v3_collector_kill_9_mid_drain_loses_nothing_and_doubles_nothing() {
+    let Some(influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("k9");
+    let samples = publish_samples(&transfer, "app", 5_000);
+    let config = v3_config(
+        "k9",
+        &nats,
+        &influx,
+        "",
+        "pull:\n  batch: 250\n  ack_wait: 5s\nbatch:\n  max_lines: 250\n",
+    );
+    let mut collector = Collector::start(&config);
+    // Killed well into the drain, with writes going on.
+    collector.assert_within(Duration::from_secs(60), || {
+        influx.count("k9", "app") >= 1_000
+    });
+    collector.kill9();
+    let before = influx.count("k9", "app");
+    eprintln!("{before} rows when the collector was killed");
+    assert!(before < 5_000, "the drain ended before the kill");
+    collector.restart();
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "k9",
+        "app",
+        &samples,
+        Duration::from_secs(120),
+        &collector,
+    );
+}
+
+/// The server killed with `kill -9` mid-drain (WAL flushed every second, as in production)
+/// and started again on the same data: what it acknowledged survived, the rest is written
+/// again, every record stored exactly once.
+#[test]
+fn v3_server_kill_9_mid_drain_loses_nothing_and_doubles_nothing() {
+    let Some(mut influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("s9");
+    let samples = publish_samples(&transfer, "app", 5_000);
+    let config = v3_config(
+        "s9",
+        &nats,
+        &influx,
+        "  timeout: 5s\n",
+        "pull:\n  batch: 250\nbatch:\n  max_lines: 250\n",
+    );
+    let collector = Collector::start(&config);
+    collector.assert_within(Duration::from_secs(60), || {
+        influx.count("s9", "app") >= 1_000
+    });
+    influx.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    influx.start_again();
+    let after = influx.count("s9", "app");
+    eprintln!("{after} rows after the server's restart");
+    assert!(after < 5_000, "the drain ended before the kill");
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "s9",
+        "app",
+        &samples,
+        Duration::from_secs(120),
+        &collector,
+    );
+}
+
+// --- v1 and v2 write APIs of the same server -------------------------------------------------
+
+/// `api: v1` (`/write?db=`) to InfluxDB 3: typical records stored with every value exact.
+#[test]
+fn v1_api_stores_every_value_exactly() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("one");
+    let samples = publish_samples(&transfer, "access", 2_000);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("one")
+        .api("v1")
+        .influx("  database: v1db\n")
+        .yaml();
+    let collector = Collector::start(&config);
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "v1db",
+        "access",
+        &samples,
+        Duration::from_secs(60),
+        &collector,
+    );
+}
+
+/// `api: v2` (`/api/v2/write?org=&bucket=`, a token, which a server without auth ignores) to
+/// InfluxDB 3: typical records stored with every value exact.
+#[test]
+fn v2_api_stores_every_value_exactly() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("two");
+    let samples = publish_samples(&transfer, "access", 2_000);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("two")
+        .api("v2")
+        .influx("  bucket: v2db\n  org: acme\n  token: any-token\n")
+        .yaml();
+    let collector = Collector::start(&config);
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "v2db",
+        "access",
+        &samples,
+        Duration::from_secs(60),
+        &collector,
+    );
+}
+
+/// FAILS TODAY. The 47-bad-records case with `api: v1`, on a server as production runs it.
+/// The server's `/write` refuses a whole batch for one bad line (400 `{"error":"parsing failed
+/// for write_lp endpoint","data":{...}}`, `data` naming the first bad line and why), so today's
+/// collector bisects: every half that is stored waits for a WAL flush (1 s), and 47 bad lines
+/// among 2,000 took 250 s. Its dead letters say only `parsing failed for write_lp endpoint`,
+/// though the answer names the cause. The test expects what the v3 API gives: 1,953 stored
+/// and 47 dead-lettered within 60 s, each with the server's reason.
+#[test]
+fn v1_47_bad_records_of_2000_are_dead_lettered_with_a_reason() {
+    let Some(influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let outcome = forty_seven_bad_of_2000(&influx, "v1", "", Duration::from_secs(60));
+    outcome.assert_settled();
+    for (reason, payload) in &outcome.letters {
+        assert!(
+            reason.contains("invalid column type for column 'code'"),
+            "v1: the reason `{reason}` does not say what the server said (for {payload})"
+        );
+    }
+}
+
+/// FAILS TODAY. The 47-bad-records case with `api: v2`, on a server as production runs it.
+/// The server's `/api/v2/write` refuses a whole batch for one bad line with `{"code":
+/// "invalid","message":"write buffer error: parsing for line protocol failed"}` (no line, no
+/// reason), so today's collector bisects, each stored half waiting for a WAL flush (469 of
+/// 1,953 stored after 60 s). The test expects 1,953 stored and 47 dead-lettered, each with a
+/// reason (the server gives none better than its message), within 60 s.
+#[test]
+fn v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason() {
+    let Some(influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let outcome = forty_seven_bad_of_2000(
+        &influx,
+        "v2",
+        "  org: acme\n  token: any-token\n",
+        Duration::from_secs(60),
+    );
+    outcome.assert_settled();
+}
+
+// --- Found with the real server: the collector misbehaves (ignored until fixed) ----------------
+
+/// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3.6.0 panics while it answers
+/// a write with a rejected line whose first 20 bytes end inside a multi-byte character (it
+/// quotes that much of the line, `&line[..20]`): the connection is closed without an answer,
+/// after the good lines of the body were stored. The collector takes that for an unreachable
+/// server and writes the same batch again, forever: the measurement stalls, the bad record is
+/// never dead-lettered. Here `m,host=日志日志日志 ...` (byte 20 is inside the fifth character)
+/// carries a string into the float field.
+#[test]
+#[ignore = "FAILS TODAY: a rejected line with a multi-byte character across byte 20 makes \
+            InfluxDB 3.6.0 drop the connection; the collector retries the batch forever"]
+fn v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    influx.seed("mb", &format!("m latency=1.5 {T0}\n"));
+    let (nats, transfer) = nats_for("mb");
+    transfer.set("m", "");
+    let mut payloads: Vec<Vec<u8>> = (1..=10)
+        .map(|i| record(r#"{"host":"a"}"#, &format!(r#"{{"latency":{i}.5}}"#), i))
+        .collect();
+    payloads.push(record(
+        r#"{"host":"日志日志日志"}"#,
+        r#"{"latency":"slow"}"#,
+        11,
+    ));
+    transfer.publish_many("m", &payloads);
+    let collector = Collector::start(&v3_config("mb", &nats, &influx, "", ""));
+    let drained = settled(&transfer, &["m"], Duration::from_secs(60));
+    assert!(
+        drained && transfer.dead_letters().len() == 1,
+        "{} waiting, {} dead letters; the server logged {} panics\n{}",
+        transfer.stream_state("m").0,
+        transfer.dead_letters().len(),
+        influx.log().matches("panicked at").count(),
+        collector.log()
+    );
+    assert_eq!(influx.count("mb", "m"), 11);
+}
+
+/// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3 Core holds at most 5
+/// databases and creates one on the first write to it; past the limit the write is refused
+/// whole: 422 `{"error":"Adding a new database would exceed limit of 5 databases"}`, no line
+/// named. No record can be written until an operator acts (as with a missing database or
+/// bucket on v1/v2), so the records should be held, not dead-lettered. Today the collector
+/// reads the 422 as bad lines, bisects the batch and dead-letters every record.
+#[test]
+#[ignore = "FAILS TODAY: past the server's database limit the collector bisects and \
+            dead-letters every record instead of holding them"]
+fn v3_the_database_limit_holds_records_until_fixed() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    for db in ["d1", "d2", "d3", "d4", "d5"] {
+        influx.create_database(db);
+    }
+    let (nats, transfer) = nats_for("sixth");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=50)
+        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let collector = Collector::start(&v3_config("sixth", &nats, &influx, "", ""));
+    assert!(
+        collector.wait_for_log("limit of 5 databases", Duration::from_secs(30)),
+        "{}",
+        collector.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (transfer.stream_state("m").0, transfer.dead_letters().len()),
+        (50, 0),
+        "(waiting, dead letters)\n{}",
+        collector.log()
+    );
+}
+
+/// FAILS TODAY (ignored; run with `--run-ignored all`). `collector check` against InfluxDB 3
+/// with `api: v3`: its write probe, a write of nothing, is answered 400 `incoming write was
+/// empty` (plain text) by InfluxDB 3 once the token and the database passed, which the check
+/// reports as a failure ("an empty write answered 400"). (The same empty write also creates the
+/// database, as any write does.)
+#[test]
+#[ignore = "FAILS TODAY: collector check reads InfluxDB 3's 400 `incoming write was empty` \
+            as a failed write probe"]
+fn v3_collector_check_passes() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("chk");
+    transfer.set("m", "");
+    let config = v3_config("chk", &nats, &influx, "", "");
+    let run = util::run_command(
+        &config,
+        0o600,
+        &["check"],
+        &[],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code(), 0, "{}", run.all());
+}
+
+/// FAILS TODAY (ignored; run with `--run-ignored all`). A body over the server's request limit
+/// (`--max-http-request-size`, 10 MiB by default, counted decompressed) is answered 500 `max
+/// request size (N bytes) exceeded`, not 413, so the collector retries the same batch forever
+/// instead of splitting it. Only a `batch.max_bytes` above the limit reaches it (the
+/// configuration allows up to 256 MiB); here the server's limit is lowered to 100 kB under the
+/// collector's default 1 MiB batches.
+#[test]
+#[ignore = "FAILS TODAY: InfluxDB 3 answers a body over its limit with 500, which the \
+            collector retries forever instead of splitting the batch"]
+fn v3_a_body_over_the_servers_limit_is_split() {
+    let options = Influx3Options {
+        extra: vec!["--max-http-request-size".into(), "100000".into()],
+        ..Influx3Options::default()
+    };
+    let Some(influx) = options.start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("big");
+    let samples = publish_samples(&transfer, "app", 2_000);
+    let collector = Collector::start(&v3_config("big", &nats, &influx, "", ""));
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "big",
+        "app",
+        &samples,
+        Duration::from_secs(60),
+        &collector,
+    );
+}
