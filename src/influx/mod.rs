@@ -20,6 +20,31 @@ pub use probe::{
 };
 pub use write::{gzip, write_url};
 
+/// Which server answers at `influx.url`, read from the `X-Influxdb-Version` header of its
+/// `/ping` ([`server_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// InfluxDB 1.x or 2.x, or a server that names no version (VictoriaMetrics, a proxy).
+    Earlier,
+    /// InfluxDB 3 (Core or Enterprise): its v1 and v2 write APIs refuse a body with one bad
+    /// line whole, naming neither line nor reason, and each write returns only once its
+    /// write-ahead log is flushed (every second by default).
+    V3,
+}
+
+/// The server a `/ping` answer's `X-Influxdb-Version` names: `3.6.0`, `v3.0.1`, `3` → V3;
+/// anything else, or nothing, → Earlier.
+pub fn server_of(version: Option<&str>) -> Server {
+    let version = version.unwrap_or("").trim();
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let major = version.split('.').next().unwrap_or("");
+    if major == "3" {
+        Server::V3
+    } else {
+        Server::Earlier
+    }
+}
+
 /// A blocking InfluxDB client with one kept-alive connection.
 pub struct Influx {
     agent: ureq::Agent,
@@ -175,6 +200,22 @@ mod tests {
             tls: None,
             gzip: true,
             no_sync: false,
+        }
+    }
+
+    #[test]
+    fn the_server_is_read_from_the_ping_version() {
+        for (version, server) in [
+            (Some("3.6.0"), Server::V3),
+            (Some("v3.0.1"), Server::V3),
+            (Some(" 3 "), Server::V3),
+            (Some("1.6.7"), Server::Earlier),
+            (Some("v2.7.11"), Server::Earlier),
+            (Some("30.1"), Server::Earlier),
+            (Some(""), Server::Earlier),
+            (None, Server::Earlier),
+        ] {
+            assert_eq!(server_of(version), server, "{version:?}");
         }
     }
 
