@@ -663,7 +663,10 @@ impl Running {
             return;
         }
         let progress_every = keep_alive_every(self.worker.pull.ack_wait);
-        let mut chunk = std::mem::take(&mut self.chunk);
+        // The next chunk is likely the size of this one: a pull's worth under a backlog, a
+        // record or two when idle.
+        let next = Chunk::with_capacity(self.chunk.len(), self.chunk.n_bytes());
+        let mut chunk = std::mem::replace(&mut self.chunk, next);
         loop {
             match self.worker.to_writer.send_timeout(chunk, progress_every) {
                 Ok(()) => return,

@@ -805,7 +805,7 @@ fn v3_table_and_column_limits_are_named_in_the_dead_letter() {
     assert_eq!(influx.count("lim", "other"), 0);
 }
 
-/// Gzip-compressed bodies (`influx.gzip: true`, the default) and plain ones (`false`) store the
+/// Gzip-compressed bodies (`influx.gzip: true`, the default but on loopback) and plain ones (`false`) store the
 /// same typical records with every value exact.
 #[test]
 fn v3_gzip_and_plain_bodies_store_every_value_exactly() {

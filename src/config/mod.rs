@@ -29,7 +29,6 @@ pub mod defaults {
     use std::time::Duration;
 
     pub const INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const INFLUX_GZIP: bool = true;
     pub const PULL_WORKERS: usize = 2;
     pub const PULL_BATCH: usize = 500;
     pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
@@ -790,10 +789,25 @@ impl InfluxConfig {
             password,
             timeout: duration("influx.timeout", raw.timeout, defaults::INFLUX_TIMEOUT)?,
             tls,
-            gzip: raw.gzip.unwrap_or(defaults::INFLUX_GZIP),
+            // Compression is for the network: on loopback it only costs CPU (about 5 % of
+            // the collector's, docs/BENCHMARKS.md).
+            gzip: raw.gzip.unwrap_or(!is_loopback(&url)),
             no_sync: raw.no_sync.unwrap_or(false),
         })
     }
+}
+
+/// Whether a URL's host is this machine: `localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `influx.url` key: required, http:// or https://, and without credentials in it.
@@ -1089,7 +1103,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.http_listen, None);
         assert_eq!(c.nats.replicas, None);
-        assert!(c.influx.gzip);
+        assert!(!c.influx.gzip, "InfluxDB on loopback: nothing to save by compressing");
     }
 
     #[test]
@@ -1148,6 +1162,28 @@ mod tests {
             "batch.linger",
             "not a duration",
         );
+    }
+
+    #[test]
+    fn gzip_is_on_unless_influxdb_is_on_this_machine() {
+        for (url, gzip) in [
+            ("http://h:8086", true),
+            ("https://influx.example.com", true),
+            ("http://10.0.0.1:8086", true),
+            ("http://127.0.0.1:8086", false),
+            ("http://127.8.9.1", false),
+            ("http://localhost:8086/", false),
+            ("http://LOCALHOST", false),
+            ("http://[::1]:8086", false),
+            ("http://[fe80::1]:8086", true),
+            ("http://localhost.example.com", true),
+        ] {
+            let c = parse(&MINIMAL_V1.replace("http://127.0.0.1:8086", url)).unwrap();
+            assert_eq!(c.influx.gzip, gzip, "{url}");
+            let forced = MINIMAL_V1.replace("http://127.0.0.1:8086", url);
+            let c = parse(&forced.replace("api: v1", "api: v1\n  gzip: true")).unwrap();
+            assert!(c.influx.gzip, "{url}");
+        }
     }
 
     #[test]
