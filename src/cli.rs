@@ -1,5 +1,7 @@
 //! The command line: raw arguments parsed into [`LowArgs`], then validated into [`Args`]
-//! (ripgrep's two steps), plus the usage text of every command.
+//! (ripgrep's two steps), plus the usage text of every command. Each command is declared
+//! once, in `COMMANDS`, and each option once, in `Flag::spec`: the usage texts, the words
+//! that name a command and the options it accepts are all read from there.
 //!
 //! Pure: no IO. `main` hands the process arguments to [`parse`] and gets back what to do — run
 //! a command, print a usage text, or print the version. Every refusal is an
@@ -143,134 +145,180 @@ pub enum Topic {
     DlqReplay,
 }
 
-const CONFIG_OPTION: &str =
-    "  -c, --config PATH    configuration file (default: ./config/config.yml)\n  -h, --help           print this help";
-
 impl Topic {
+    /// This command's line of [`COMMANDS`].
+    fn spec(self) -> &'static Spec {
+        COMMANDS
+            .iter()
+            .find(|spec| spec.topic == self)
+            .expect("every topic has a line in COMMANDS")
+    }
+
     /// The command as typed, for messages.
     pub fn name(self) -> &'static str {
-        match self {
-            Topic::Main => "collector",
-            Topic::Run => "collector run",
-            Topic::Streams => "collector streams",
-            Topic::StreamsList => "collector streams list",
-            Topic::StreamsSet => "collector streams set",
-            Topic::StreamsRemove => "collector streams remove",
-            Topic::Publish => "collector publish",
-            Topic::Check => "collector check",
-            Topic::Dlq => "collector dlq",
-            Topic::DlqList => "collector dlq list",
-            Topic::DlqReplay => "collector dlq replay",
-        }
+        self.spec().name
     }
 
+    /// The usage text: the synopsis, what the command does, then its options and the ones
+    /// every command takes, each written as [`Flag::spec`] says.
     pub fn usage(self) -> String {
-        let (synopsis, body) = match self {
-            Topic::Main => (
-                "collector [-c PATH] [COMMAND]",
-                "Collects log records from NATS JetStream into InfluxDB.\n\n\
-                 commands:\n  \
-                 run                  run the service (the default)\n  \
-                 streams              list, set and remove the measurements of the namespace\n  \
-                 publish              publish records to a measurement's stream\n  \
-                 check                check the configuration, NATS and InfluxDB\n  \
-                 dlq                  list and replay dead letters\n  \
-                 help [COMMAND]       print the help of a command\n\n\
-                 options (before or after the command):\n  \
-                 -V, --version        print the version",
-            ),
-            Topic::Run => (
-                "collector run [-c PATH]",
-                "Runs the service until SIGTERM or SIGINT (the same as `collector` alone).\n\n\
-                 options:",
-            ),
-            Topic::Streams => (
-                "collector streams (list | set | remove) ...",
-                "The measurements of the namespace: keys of the KV bucket `<ns>_logs`, each\n\
-                 with its stream `<ns>:logs:<m>`.\n\n\
-                 commands:\n  \
-                 list                 each measurement with its stream and consumer state\n  \
-                 set MEASUREMENT      add a measurement or change its description\n  \
-                 remove MEASUREMENT   remove a measurement and delete its stream\n\n\
-                 options:",
-            ),
-            Topic::StreamsList => (
-                "collector streams list [--json]",
-                "Lists each measurement of the bucket `<ns>_logs` with its description, the\n\
-                 messages waiting in its stream and the state of the shared consumer\n\
-                 `collector` (`-` where the stream or consumer does not exist).\n\n\
-                 options:\n  \
-                 --json               print a JSON array instead of a table",
-            ),
-            Topic::StreamsSet => (
-                "collector streams set MEASUREMENT [--description TEXT]",
-                "Does what the Transfer client's Set does: puts {\"measurement\", \"description\"}\n\
-                 under key MEASUREMENT of the bucket `<ns>_logs` and creates the work-queue\n\
-                 stream `<ns>:logs:MEASUREMENT`. Running it again changes nothing; a new\n\
-                 description updates the key and the stream.\n\n\
-                 options:\n  \
-                 -d, --description TEXT\n                       \
-                 the description (default: keep the current one)",
-            ),
-            Topic::StreamsRemove => (
-                "collector streams remove MEASUREMENT [--yes]",
-                "Does what the Transfer client's Remove does: deletes key MEASUREMENT of the\n\
-                 bucket `<ns>_logs` and the stream `<ns>:logs:MEASUREMENT`. Refuses while\n\
-                 records wait in the stream, unless --yes.\n\n\
-                 options:\n  \
-                 -y, --yes            delete the stream even with records waiting in it",
-            ),
-            Topic::Publish => (
-                "collector publish MEASUREMENT [--tag K=V]... [--field K=V]... [--time RFC3339]",
-                "Publishes a record to `<ns>.logs.MEASUREMENT` and waits for the stream to\n\
-                 acknowledge it. Without --field, reads records from stdin instead: one JSON\n\
-                 object per line, all checked before any is published.\n\n\
-                 Field values are typed without quotes: 12 is an integer, 1.5 and 1e3 are\n\
-                 floats, true and false are booleans, anything else is a string. Surround a\n\
-                 value with double quotes to force a string: --field 'code=\"12\"'.\n\n\
-                 options:\n  \
-                 --tag K=V            a tag (repeatable)\n  \
-                 --field K=V          a field (repeatable)\n  \
-                 --time RFC3339       the record's time, e.g. 2022-08-01T10:00:00.123456789+08:00\n                       \
-                 (default: when the stream stores it)",
-            ),
-            Topic::Check => (
-                "collector check [-c PATH]",
-                "Checks the configuration file, then NATS (connection and credentials,\n\
-                 JetStream, the bucket `<ns>_logs`) and InfluxDB (/ping, credentials and the\n\
-                 database or bucket, write permission with a write of nothing). Prints one\n\
-                 line per check; exits 1 if any failed, 2 if the configuration is bad.\n\n\
-                 options:",
-            ),
-            Topic::Dlq => (
-                "collector dlq (list | replay) ...",
-                "The dead letters: records the collector could never write, kept with the\n\
-                 reason in the stream `<ns>:dlq`.\n\n\
-                 commands:\n  \
-                 list                 list the dead letters\n  \
-                 replay               publish them again to their stream and remove them\n\n\
-                 options:",
-            ),
-            Topic::DlqList => (
-                "collector dlq list [--measurement M] [--json]",
-                "Lists the dead letters of the stream `<ns>:dlq`: sequence, measurement,\n\
-                 reason and payload (cut short in the table, whole in --json).\n\n\
-                 options:\n  \
-                 -m, --measurement M  only the dead letters of measurement M\n  \
-                 --json               print a JSON array instead of a table",
-            ),
-            Topic::DlqReplay => (
-                "collector dlq replay [--measurement M]",
-                "Publishes each dead letter again to the subject it came from, waits for the\n\
-                 stream's acknowledgement, then deletes it from `<ns>:dlq`. Fix the cause\n\
-                 first (a field type, a payload), or the collector dead-letters it again.\n\n\
-                 options:\n  \
-                 -m, --measurement M  only the dead letters of measurement M",
-            ),
+        let spec = self.spec();
+        let own_options = spec.flags.iter().filter(|flag| !flag.is_global());
+        let synopsis: Vec<String> = [spec.name, spec.operands]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .map(String::from)
+            .chain(own_options.map(|flag| flag.synopsis()))
+            .collect();
+        // Only the options of `collector` alone are all global ones, which stand anywhere.
+        let header = match self {
+            Topic::Main => "options (before or after the command)",
+            _ => "options",
         };
-        format!("usage: {synopsis}\n\n{body}\n{CONFIG_OPTION}")
+        let options: Vec<String> = spec
+            .flags
+            .iter()
+            .chain(&[Flag::Config, Flag::Help])
+            .map(|flag| flag.usage_line())
+            .collect();
+        format!(
+            "usage: {}\n\n{}\n\n{header}:\n{}",
+            synopsis.join(" "),
+            spec.about,
+            options.join("\n")
+        )
     }
 }
+
+/// A command or command group: its name, its usage and its own options. The usage texts, the
+/// words that name a command and the check of its options all read [`COMMANDS`], so each is
+/// written once.
+struct Spec {
+    topic: Topic,
+    /// The command as typed: `collector` and the words that name it.
+    name: &'static str,
+    /// What stands in the synopsis after the name, before the options (`MEASUREMENT`).
+    operands: &'static str,
+    /// What the command does, and its subcommands for a group.
+    about: &'static str,
+    /// The options of this command beyond the global ones, in the order the usage lists them.
+    flags: &'static [Flag],
+}
+
+const COMMANDS: [Spec; 11] = [
+    Spec {
+        topic: Topic::Main,
+        name: "collector",
+        operands: "[-c PATH] [COMMAND]",
+        about: "Collects log records from NATS JetStream into InfluxDB.\n\n\
+                commands:\n  \
+                run                  run the service (the default)\n  \
+                streams              list, set and remove the measurements of the namespace\n  \
+                publish              publish records to a measurement's stream\n  \
+                check                check the configuration, NATS and InfluxDB\n  \
+                dlq                  list and replay dead letters\n  \
+                help [COMMAND]       print the help of a command",
+        flags: &[Flag::Version],
+    },
+    Spec {
+        topic: Topic::Run,
+        name: "collector run",
+        operands: "[-c PATH]",
+        about: "Runs the service until SIGTERM or SIGINT (the same as `collector` alone).",
+        flags: &[],
+    },
+    Spec {
+        topic: Topic::Streams,
+        name: "collector streams",
+        operands: "(list | set | remove) ...",
+        about: "The measurements of the namespace: keys of the KV bucket `<ns>_logs`, each\n\
+                with its stream `<ns>:logs:<m>`.\n\n\
+                commands:\n  \
+                list                 each measurement with its stream and consumer state\n  \
+                set MEASUREMENT      add a measurement or change its description\n  \
+                remove MEASUREMENT   remove a measurement and delete its stream",
+        flags: &[],
+    },
+    Spec {
+        topic: Topic::StreamsList,
+        name: "collector streams list",
+        operands: "",
+        about: "Lists each measurement of the bucket `<ns>_logs` with its description, the\n\
+                messages waiting in its stream and the state of the shared consumer\n\
+                `collector` (`-` where the stream or consumer does not exist).",
+        flags: &[Flag::Json],
+    },
+    Spec {
+        topic: Topic::StreamsSet,
+        name: "collector streams set",
+        operands: "MEASUREMENT",
+        about:
+            "Does what the Transfer client's Set does: puts {\"measurement\", \"description\"}\n\
+                under key MEASUREMENT of the bucket `<ns>_logs` and creates the work-queue\n\
+                stream `<ns>:logs:MEASUREMENT`. Running it again changes nothing; a new\n\
+                description updates the key and the stream.",
+        flags: &[Flag::Description],
+    },
+    Spec {
+        topic: Topic::StreamsRemove,
+        name: "collector streams remove",
+        operands: "MEASUREMENT",
+        about: "Does what the Transfer client's Remove does: deletes key MEASUREMENT of the\n\
+                bucket `<ns>_logs` and the stream `<ns>:logs:MEASUREMENT`. Refuses while\n\
+                records wait in the stream, unless --yes.",
+        flags: &[Flag::Yes],
+    },
+    Spec {
+        topic: Topic::Publish,
+        name: "collector publish",
+        operands: "MEASUREMENT",
+        about: "Publishes a record to `<ns>.logs.MEASUREMENT` and waits for the stream to\n\
+                acknowledge it. Without --field, reads records from stdin instead: one JSON\n\
+                object per line, all checked before any is published.\n\n\
+                Field values are typed without quotes: 12 is an integer, 1.5 and 1e3 are\n\
+                floats, true and false are booleans, anything else is a string. Surround a\n\
+                value with double quotes to force a string: --field 'code=\"12\"'.",
+        flags: &[Flag::Tag, Flag::Field, Flag::Time],
+    },
+    Spec {
+        topic: Topic::Check,
+        name: "collector check",
+        operands: "[-c PATH]",
+        about: "Checks the configuration file, then NATS (connection and credentials,\n\
+                JetStream, the bucket `<ns>_logs`) and InfluxDB (/ping, credentials and the\n\
+                database or bucket, write permission with a write of nothing). Prints one\n\
+                line per check; exits 1 if any failed, 2 if the configuration is bad.",
+        flags: &[],
+    },
+    Spec {
+        topic: Topic::Dlq,
+        name: "collector dlq",
+        operands: "(list | replay) ...",
+        about: "The dead letters: records the collector could never write, kept with the\n\
+                reason in the stream `<ns>:dlq`.\n\n\
+                commands:\n  \
+                list                 list the dead letters\n  \
+                replay               publish them again to their stream and remove them",
+        flags: &[],
+    },
+    Spec {
+        topic: Topic::DlqList,
+        name: "collector dlq list",
+        operands: "",
+        about: "Lists the dead letters of the stream `<ns>:dlq`: sequence, measurement,\n\
+                reason and payload (cut short in the table, whole in --json).",
+        flags: &[Flag::Measurement, Flag::Json],
+    },
+    Spec {
+        topic: Topic::DlqReplay,
+        name: "collector dlq replay",
+        operands: "",
+        about: "Publishes each dead letter again to the subject it came from, waits for the\n\
+                stream's acknowledgement, then deletes it from `<ns>:dlq`. Fix the cause\n\
+                first (a field type, a payload), or the collector dead-letters it again.",
+        flags: &[Flag::Measurement],
+    },
+];
 
 /// The options every command knows, and the ones that belong to one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +335,21 @@ enum Flag {
     Time,
 }
 
+/// How an option is written and what it does.
+struct FlagSpec {
+    short: Option<char>,
+    long: &'static str,
+    /// The name of its value in the usage (`PATH`); `None` for an option without a value.
+    value: Option<&'static str>,
+    /// Whether it may be given more than once (`[--tag K=V]...`, "(repeatable)").
+    repeats: bool,
+    /// What it does; a second line stands under the first.
+    help: &'static str,
+}
+
+/// The column where the usage writes what an option does.
+const HELP_COLUMN: usize = 23;
+
 impl Flag {
     const ALL: [Flag; 10] = [
         Flag::Config,
@@ -301,47 +364,87 @@ impl Flag {
         Flag::Time,
     ];
 
-    fn long(self) -> &'static str {
-        match self {
-            Flag::Config => "config",
-            Flag::Help => "help",
-            Flag::Version => "version",
-            Flag::Json => "json",
-            Flag::Yes => "yes",
-            Flag::Description => "description",
-            Flag::Measurement => "measurement",
-            Flag::Tag => "tag",
-            Flag::Field => "field",
-            Flag::Time => "time",
+    /// The one place an option is declared: parsing and every usage text read it.
+    fn spec(self) -> FlagSpec {
+        let (short, long, value, help) = match self {
+            Flag::Config => (
+                Some('c'),
+                "config",
+                Some("PATH"),
+                "configuration file (default: ./config/config.yml)",
+            ),
+            Flag::Help => (Some('h'), "help", None, "print this help"),
+            Flag::Version => (Some('V'), "version", None, "print the version"),
+            Flag::Json => (None, "json", None, "print a JSON array instead of a table"),
+            Flag::Yes => (
+                Some('y'),
+                "yes",
+                None,
+                "delete the stream even with records waiting in it",
+            ),
+            Flag::Description => (
+                Some('d'),
+                "description",
+                Some("TEXT"),
+                "the description (default: keep the current one)",
+            ),
+            Flag::Measurement => (
+                Some('m'),
+                "measurement",
+                Some("M"),
+                "only the dead letters of measurement M",
+            ),
+            Flag::Tag => (None, "tag", Some("K=V"), "a tag"),
+            Flag::Field => (None, "field", Some("K=V"), "a field"),
+            Flag::Time => (
+                None,
+                "time",
+                Some("RFC3339"),
+                "the record's time, e.g. 2022-08-01T10:00:00.123456789+08:00\n\
+                 (default: when the stream stores it)",
+            ),
+        };
+        FlagSpec {
+            short,
+            long,
+            value,
+            repeats: matches!(self, Flag::Tag | Flag::Field),
+            help,
         }
-    }
-
-    fn short(self) -> Option<char> {
-        match self {
-            Flag::Config => Some('c'),
-            Flag::Help => Some('h'),
-            Flag::Version => Some('V'),
-            Flag::Yes => Some('y'),
-            Flag::Description => Some('d'),
-            Flag::Measurement => Some('m'),
-            _ => None,
-        }
-    }
-
-    fn takes_value(self) -> bool {
-        matches!(
-            self,
-            Flag::Config
-                | Flag::Description
-                | Flag::Measurement
-                | Flag::Tag
-                | Flag::Field
-                | Flag::Time
-        )
     }
 
     fn is_global(self) -> bool {
         matches!(self, Flag::Config | Flag::Help | Flag::Version)
+    }
+
+    /// The option in a synopsis: `[--tag K=V]...`.
+    fn synopsis(self) -> String {
+        let spec = self.spec();
+        let value = spec.value.map(|v| format!(" {v}")).unwrap_or_default();
+        let repeats = if spec.repeats { "..." } else { "" };
+        format!("[--{}{value}]{repeats}", spec.long)
+    }
+
+    /// The option's lines in a usage: `  -y, --yes            delete ...`, what it does on the
+    /// next line when the option is too long to leave two spaces before the column.
+    fn usage_line(self) -> String {
+        let spec = self.spec();
+        let mut spelled = match spec.short {
+            Some(c) => format!("  -{c}, --{}", spec.long),
+            None => format!("  --{}", spec.long),
+        };
+        if let Some(value) = spec.value {
+            spelled = format!("{spelled} {value}");
+        }
+        let indent = " ".repeat(HELP_COLUMN);
+        let mut help = spec.help.replace('\n', &format!("\n{indent}"));
+        if spec.repeats {
+            help.push_str(" (repeatable)");
+        }
+        match spelled.len() + 2 <= HELP_COLUMN {
+            true => format!("{spelled:HELP_COLUMN$}{help}"),
+            false => format!("{spelled}\n{indent}{help}"),
+        }
     }
 }
 
@@ -388,13 +491,18 @@ impl LowArgs {
                         Some((name, value)) => (name, Some(value.to_string())),
                         None => (long, None),
                     };
-                    (Flag::ALL.into_iter().find(|f| f.long() == name), inline)
+                    (
+                        Flag::ALL.into_iter().find(|f| f.spec().long == name),
+                        inline,
+                    )
                 }
                 None => {
                     let mut chars = arg[1..].chars();
                     let c = chars.next();
                     let flag = match (c, chars.next()) {
-                        (Some(c), None) => Flag::ALL.into_iter().find(|f| f.short() == Some(c)),
+                        (Some(c), None) => {
+                            Flag::ALL.into_iter().find(|f| f.spec().short == Some(c))
+                        }
                         _ => None,
                     };
                     (flag, None)
@@ -406,7 +514,7 @@ impl LowArgs {
                 continue;
             };
             let spelled = arg.split('=').next().unwrap_or(&arg).to_string();
-            let value = match (flag.takes_value(), inline) {
+            let value = match (flag.spec().value.is_some(), inline) {
                 (true, Some(value)) => Some(value),
                 (true, None) => match args.next() {
                     Some(value) => Some(value),
@@ -465,15 +573,7 @@ impl LowArgs {
         if let Some(problem) = &self.problem {
             return Err(usage(topic, problem.clone()));
         }
-        let allowed: &[Flag] = match topic {
-            Topic::StreamsList => &[Flag::Json],
-            Topic::StreamsSet => &[Flag::Description],
-            Topic::StreamsRemove => &[Flag::Yes],
-            Topic::Publish => &[Flag::Tag, Flag::Field, Flag::Time],
-            Topic::DlqList => &[Flag::Measurement, Flag::Json],
-            Topic::DlqReplay => &[Flag::Measurement],
-            _ => &[],
-        };
+        let allowed = topic.spec().flags;
         if let Some((_, spelled)) = self
             .given
             .iter()
@@ -582,23 +682,23 @@ fn usage(topic: Topic, problem: impl AsRef<str>) -> Error {
     ))
 }
 
-/// The command the leading words name, and the words after it.
+/// The command the leading words name (the longest name in [`COMMANDS`] they start with),
+/// and the words after it.
 fn topic_of<'a, 'b>(words: &'a [&'b str]) -> Result<(Topic, &'a [&'b str])> {
-    let (topic, n_words) = match words {
-        [] => (Topic::Main, 0),
-        ["run", ..] => (Topic::Run, 1),
-        ["streams", "list", ..] => (Topic::StreamsList, 2),
-        ["streams", "set", ..] => (Topic::StreamsSet, 2),
-        ["streams", "remove", ..] => (Topic::StreamsRemove, 2),
-        ["streams", ..] => (Topic::Streams, 1),
-        ["publish", ..] => (Topic::Publish, 1),
-        ["check", ..] => (Topic::Check, 1),
-        ["dlq", "list", ..] => (Topic::DlqList, 2),
-        ["dlq", "replay", ..] => (Topic::DlqReplay, 2),
-        ["dlq", ..] => (Topic::Dlq, 1),
-        [word, ..] => return Err(usage(Topic::Main, format!("unknown command `{word}`"))),
-    };
-    Ok((topic, &words[n_words..]))
+    let (topic, n_words) = COMMANDS
+        .iter()
+        .map(|spec| {
+            let own: Vec<&str> = spec.name.split(' ').skip(1).collect();
+            (spec.topic, own)
+        })
+        .filter(|(_, own)| words.starts_with(own))
+        .map(|(topic, own)| (topic, own.len()))
+        .max_by_key(|(_, n_words)| *n_words)
+        .expect("`collector` alone names a command");
+    match (topic, words.first()) {
+        (Topic::Main, Some(word)) => Err(usage(Topic::Main, format!("unknown command `{word}`"))),
+        _ => Ok((topic, &words[n_words..])),
+    }
 }
 
 fn no_more(topic: Topic, rest: &[&str]) -> Result<()> {

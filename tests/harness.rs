@@ -335,4 +335,13 @@ fn the_yaml_keeps_each_line_in_its_section() {
          url: http://db:8086\n  api: v1\n  gzip: false\nhttp:\n  listen: 127.0.0.1:9100\n\
          poll_interval: 500ms\n"
     );
+    // A file that counts on the default API has no `api` line at all.
+    let yaml = util::config("nats://a:1", "http://db:8086")
+        .without_api()
+        .influx("  org: o\n")
+        .yaml();
+    assert_eq!(
+        yaml,
+        "namespace: beta\nnats:\n  hosts: [nats://a:1]\ninflux:\n  url: http://db:8086\n  org: o\n"
+    );
 }

@@ -12,12 +12,19 @@ use util::{
     assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, Sample, Transfer,
 };
 
+/// Quick polls, small pulls and batches.
 fn config(namespace: &str, nats_url: &str, influx: &Influx) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{nats_url}]\ninflux:\n  url: {}\n  api: v1\n\
-         poll_interval: 500ms\npull:\n  batch: 100\nbatch:\n  max_lines: 500\n",
-        influx.url()
-    )
+    config_with_pull(namespace, nats_url, influx, "  batch: 100\n")
+}
+
+/// [`config`] with `pull` (lines indented by two spaces) for its `pull` section.
+fn config_with_pull(namespace: &str, nats_url: &str, influx: &Influx, pull: &str) -> String {
+    util::config(nats_url, &influx.url())
+        .namespace(namespace)
+        .extra(&format!(
+            "poll_interval: 500ms\npull:\n{pull}batch:\n  max_lines: 500\n"
+        ))
+        .yaml()
 }
 
 fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
@@ -193,10 +200,7 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
 fn a_consumer_lost_with_no_pull_waiting_is_found_by_the_survey() {
     let (nats, mut influx, transfer) = util::start_servers("sv");
     transfer.set("a", "");
-    let config = format!(
-        "{}pull:\n  expires: 3s\n",
-        config("sv", &nats.url(), &influx).replace("pull:\n  batch: 100\n", "")
-    );
+    let config = config_with_pull("sv", &nats.url(), &influx, "  expires: 3s\n");
     let collector = Collector::start(&config);
     assert!(
         collector.wait_for_log("measurement a added", Duration::from_secs(20)),

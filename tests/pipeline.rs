@@ -10,10 +10,12 @@ use util::{
     run_to_exit, samples, wait_until, Collector, Influx, NatsServer, Transfer, VictoriaMetrics,
 };
 
-/// The minimal configuration of the issue: namespace, nats.hosts, influx.url, influx.api.
-fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx) -> String {
+/// The minimal configuration of the issue (namespace, nats.hosts, influx.url, influx.api) and
+/// the lines of `extra`.
+fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx, extra: &str) -> String {
     util::config(&nats.url(), &influx.url())
         .namespace(namespace)
+        .extra(extra)
         .yaml()
 }
 
@@ -56,7 +58,7 @@ fn drains_5000_waiting_records_exactly_and_exits_0_on_sigterm() {
     let shares = publish_samples(&transfer, &measurements, 5_000);
     assert_eq!(transfer.stream_state("access").0, 2_500);
 
-    let mut collector = Collector::start(&v1_config("beta", &nats, &influx));
+    let mut collector = Collector::start(&v1_config("beta", &nats, &influx, ""));
     let expected: Vec<usize> = shares.iter().map(Vec::len).collect();
     assert!(
         wait_drained(&transfer, &influx, "beta", &measurements, &expected),
@@ -85,10 +87,8 @@ fn sigterm_mid_run_exits_0_and_a_restart_finishes_the_work() {
     transfer.set("app", "");
     let shares = publish_samples(&transfer, &["app"], 20_000);
     // Small batches so the drain takes many writes and the signal lands in the middle.
-    let config = format!(
-        "{}batch:\n  max_lines: 200\npull:\n  batch: 100\n",
-        v1_config("gamma", &nats, &influx)
-    );
+    let small = "batch:\n  max_lines: 200\npull:\n  batch: 100\n";
+    let config = v1_config("gamma", &nats, &influx, small);
 
     let mut first = Collector::start(&config);
     first.assert_within(Duration::from_secs(30), || influx.count("gamma", "app") > 0);
@@ -110,10 +110,7 @@ fn the_tail_of_a_backlog_is_written_without_waiting_for_the_interval() {
     // Fewer records than a batch holds, and an interval longer than the wait below: only the
     // flush on catching up with the stream can store them in time.
     let shares = publish_samples(&transfer, &["app"], 1_234);
-    let config = format!(
-        "{}batch:\n  interval: 5m\n",
-        v1_config("tail", &nats, &influx)
-    );
+    let config = v1_config("tail", &nats, &influx, "batch:\n  interval: 5m\n");
     let collector = Collector::start(&config);
     assert!(
         wait_drained(&transfer, &influx, "tail", &["app"], &[1_234]),
@@ -128,7 +125,7 @@ fn sigint_stops_it_too() {
     let nats = NatsServer::start();
     let influx = Influx::start();
     influx.create_database("delta");
-    let mut collector = Collector::start(&v1_config("delta", &nats, &influx));
+    let mut collector = Collector::start(&v1_config("delta", &nats, &influx, ""));
     collector.assert_log("measurements: none yet", Duration::from_secs(20));
     collector.interrupt();
     collector.assert_exit(0, Duration::from_secs(20));
@@ -146,7 +143,7 @@ fn records_without_time_take_the_stream_timestamp() {
     let (nats, influx, transfer) = util::start_servers("eps");
     transfer.set("m", "");
     transfer.publish("m", br#"{"tags":{"k":"v"},"fields":{"n":1}}"#);
-    let collector = Collector::start(&v1_config("eps", &nats, &influx));
+    let collector = Collector::start(&v1_config("eps", &nats, &influx, ""));
     collector.assert_within(Duration::from_secs(30), || influx.count("eps", "m") == 1);
     let points = influx.points("eps", "m");
     let time = points[0]["time"].as_i64().unwrap();
@@ -175,11 +172,11 @@ fn writes_the_influxdb_v2_request_format() {
         })
         .collect();
     transfer.publish_many("cpu", &payloads);
-    let config = format!(
-        "namespace: zeta\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: secret-token\n",
-        nats.url(),
-        vm.url()
-    );
+    let config = util::config(&nats.url(), &vm.url())
+        .namespace("zeta")
+        .without_api()
+        .influx("  org: acme\n  token: secret-token\n")
+        .yaml();
     let collector = Collector::start(&config);
     collector.assert_within(Duration::from_secs(30), || {
         transfer.stream_state("cpu").0 == 0
@@ -231,7 +228,9 @@ fn bad_config_is_refused_with_exit_2_and_one_line() {
 #[test]
 fn unreachable_nats_is_waited_for_with_one_clear_line_until_sigterm() {
     let port = util::free_port();
-    let yaml = format!("namespace: a\nnats: {{hosts: ['nats://127.0.0.1:{port}']}}\ninflux: {{url: 'http://127.0.0.1:1', api: v1}}\n");
+    let yaml = util::config(&format!("nats://127.0.0.1:{port}"), "http://127.0.0.1:1")
+        .namespace("a")
+        .yaml();
     let mut collector = Collector::start(&yaml);
     // A server that is not up yet may come: the collector waits, saying so in one line
     // naming the server, and leaves with exit 0 at SIGTERM.

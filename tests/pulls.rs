@@ -19,11 +19,10 @@ const TUNING: &str = "pull:\n  batch: 100\n  ack_wait: 5m\n  max_deliver: 2\n\
                       batch:\n  max_lines: 500\npoll_interval: 500ms\n";
 
 fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n{extra}",
-        nats.url(),
-        influx.url()
-    )
+    util::config(&nats.url(), &influx.url())
+        .namespace(namespace)
+        .extra(extra)
+        .yaml()
 }
 
 fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
@@ -134,6 +133,16 @@ fn two_hundred_measurements_drain_exactly() {
     );
 }
 
+/// A configuration for the v2 double that leaves `influx.api` to its default.
+fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
+    util::config(&nats.url(), &double.url())
+        .namespace(namespace)
+        .without_api()
+        .influx("  org: acme\n  token: t0ken\n")
+        .extra(extra)
+        .yaml()
+}
+
 #[test]
 fn a_flooded_measurement_does_not_hold_up_the_others() {
     const HOT: usize = 20_000;
@@ -145,12 +154,8 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
     for m in &others {
         transfer.set(m, "");
     }
-    let config = format!(
-        "namespace: fair\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n\
-         pull:\n  batch: 500\n  ack_wait: 5m\n",
-        nats.url(),
-        double.url()
-    );
+    let tuning = "pull:\n  batch: 500\n  ack_wait: 5m\n";
+    let config = v2_config("fair", &nats, &double, tuning);
     let collector = Collector::start(&config);
     collector.assert_log("measurement m198 added", Duration::from_secs(60));
     // InfluxDB answers the next write with 503 and `Retry-After: 10`: the collector holds
@@ -209,12 +214,8 @@ fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_fu
     transfer.publish_many("bulk", &payloads(&backlog));
     // An interval no test waits out: only the quiet rule (and the end of a backlog) writes
     // anything short of a full batch.
-    let config = format!(
-        "namespace: fresh\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token: t0ken\n\
-         pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n",
-        nats.url(),
-        double.url()
-    );
+    let tuning = "pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n";
+    let config = v2_config("fresh", &nats, &double, tuning);
     let collector = Collector::start(&config);
     assert!(
         wait_until(Duration::from_secs(60), || double.n_points() == 10_000),

@@ -762,11 +762,10 @@ fn influxdb_v2_token_from_a_file_and_a_wrong_one_from_the_environment() {
     transfer.set("access", "");
     let dir = TempDir::new("v2-token");
     let file = secret_file(&dir, "token", &format!("{token}\n"));
-    let config = format!(
-        "namespace: beta\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  org: acme\n  token_file: {file}\n",
-        nats.url(),
-        double.url()
-    );
+    let config = util::config(&nats.url(), &double.url())
+        .without_api()
+        .influx(&format!("  org: acme\n  token_file: {file}\n"))
+        .yaml();
     let payloads: Vec<String> = records().lines().map(String::from).collect();
     transfer.publish_many("access", &payloads);
     let secrets = [token, "v2-token-wrong"];
@@ -953,9 +952,10 @@ fn a_world_readable_config_file_with_a_secret_is_warned_about() {
     // would be waited for): the warning comes first.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
     let taken = listener.local_addr().expect("its address").port();
-    let with_secret = format!(
-        "namespace: a\nnats: {{hosts: ['nats://127.0.0.1:{port}'], token: tok-w0rld-readable}}\ninflux: {{url: 'http://127.0.0.1:9', api: v1}}\nhttp: {{listen: '127.0.0.1:{taken}'}}\n"
-    );
+    let config = util::config(&format!("nats://127.0.0.1:{port}"), "http://127.0.0.1:9")
+        .namespace("a")
+        .http_listen(taken);
+    let with_secret = config.clone().nats("  token: tok-w0rld-readable\n").yaml();
     let run_644 = run_mode(&with_secret, 0o644, &[], &[], b"").expect(2);
     let warnings: Vec<&str> = run_644
         .stderr
@@ -974,7 +974,7 @@ fn a_world_readable_config_file_with_a_secret_is_warned_about() {
     // Not readable by others, or no secret in it: no warning.
     let run_600 = run_mode(&with_secret, 0o600, &[], &[], b"").expect(2);
     assert!(!run_600.stderr.contains("chmod"), "{}", run_600.stderr);
-    let without = with_secret.replace(", token: tok-w0rld-readable", "");
+    let without = config.yaml();
     let run_no_secret = run_mode(&without, 0o644, &[], &[("COLLECTOR_NATS_TOKEN", "t")], b"");
     assert!(
         !run_no_secret.stderr.contains("chmod"),

@@ -186,12 +186,11 @@ fn the_static_binary_collects_alone_in_an_empty_root() {
     fs::create_dir_all(config.parent().unwrap()).unwrap();
     fs::write(
         &config,
-        format!(
-            "namespace: static\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v1\n\
-             http:\n  listen: 127.0.0.1:{port}\nlog:\n  format: json\n",
-            nats.url(),
-            influx.url()
-        ),
+        util::config(&nats.url(), &influx.url())
+            .namespace("static")
+            .http_listen(port)
+            .extra("log:\n  format: json\n")
+            .yaml(),
     )
     .unwrap();
     expected.insert("/app/config/config.yml".into());

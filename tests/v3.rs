@@ -15,11 +15,12 @@ use v3_double::{InfluxV3Double, Mode, Throttle};
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
 fn v3_config(namespace: &str, nats: &NatsServer, double: &InfluxV3Double, extra: &str) -> String {
-    format!(
-        "namespace: {namespace}\nnats:\n  hosts: [{}]\ninflux:\n  url: {}\n  api: v3\n  token: apiv3_t0ken\n{extra}",
-        nats.url(),
-        double.url()
-    )
+    util::config(&nats.url(), &double.url())
+        .namespace(namespace)
+        .api("v3")
+        .influx("  token: apiv3_t0ken\n")
+        .extra(extra)
+        .yaml()
 }
 
 /// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.

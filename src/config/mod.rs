@@ -5,12 +5,24 @@
 //! stay as they are); `Config` holds only checked values with their defaults applied, so the
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 //!
-//! Each section validates itself (`NatsConfig::from_raw`, `InfluxConfig::from_raw`, ...),
-//! every default is in [`defaults`], and secrets are found and held by `secrets`.
+//! Each section has its own file with its raw and validated structs and validates itself
+//! (`nats`, `influx`, `pull`, `batch`, and `telemetry` for `log` and `http`); this module
+//! holds the whole file, the helpers the sections share, and every default in [`defaults`].
+//! Secrets are found and held by `secrets`.
 
+mod batch;
+mod influx;
+mod nats;
+mod pull;
 mod secrets;
+mod telemetry;
 
+pub use batch::{BatchConfig, RawBatch};
+pub use influx::{InfluxApi, InfluxConfig, RawInflux};
+pub use nats::{NatsAuth, NatsConfig, RawNats};
+pub use pull::{PullConfig, RawPull};
 pub use secrets::Secret;
+pub use telemetry::{LogFormat, RawHttp, RawLog};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,9 +32,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::tls::{self, TlsFiles};
-use secrets::{
-    read_secret_file, Secrets, INFLUX_PASSWORD, INFLUX_TOKEN, NATS_NKEY, NATS_PASSWORD, NATS_TOKEN,
-};
+use secrets::Secrets;
+use telemetry::{http_listen, log_settings};
 
 /// Every default in one table: what a key left out of the file means.
 pub mod defaults {
@@ -69,23 +80,6 @@ pub struct RawConfig {
     pub http: RawHttp,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNats {
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    pub nkey: Option<String>,
-    pub token: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub creds: Option<String>,
-    pub nkey_file: Option<String>,
-    pub token_file: Option<String>,
-    pub password_file: Option<String>,
-    pub tls: Option<RawTls>,
-    pub replicas: Option<usize>,
-}
-
 /// A `tls` block: PEM file paths.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,61 +91,8 @@ pub struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawInflux {
-    pub url: Option<String>,
-    pub api: Option<String>,
-    pub token: Option<String>,
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    pub database: Option<String>,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub timeout: Option<String>,
-    pub token_file: Option<String>,
-    pub password_file: Option<String>,
-    pub tls: Option<RawTls>,
-    pub gzip: Option<bool>,
-    pub no_sync: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPull {
-    pub workers: Option<usize>,
-    pub batch: Option<usize>,
-    pub expires: Option<String>,
-    pub ack_wait: Option<String>,
-    pub max_ack_pending: Option<i64>,
-    pub max_deliver: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDeadLetter {
     pub max_age: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBatch {
-    pub max_lines: Option<usize>,
-    pub max_bytes: Option<usize>,
-    pub linger: Option<String>,
-    pub interval: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub level: Option<String>,
-    pub format: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub listen: Option<String>,
 }
 
 /// The validated configuration.
@@ -179,121 +120,6 @@ pub struct Config {
     pub inline_secrets: Vec<&'static str>,
     /// Problems that do not stop the service, to log once logging is set up.
     pub warnings: Vec<String>,
-}
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `2024-01-01T00:00:00Z [INFO] message`, for people and journald.
-    Text,
-    /// One JSON object per line with `time`, `level`, `target`, `thread` and `message`, for
-    /// log shippers.
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct NatsConfig {
-    pub hosts: Vec<String>,
-    pub auth: NatsAuth,
-    /// Set by a `nats.tls` block: TLS is then required on every host, `nats://` ones too.
-    /// Hosts written `tls://` use TLS in any case, with the system's CAs when this is `None`.
-    pub tls: Option<TlsFiles>,
-    /// `nats.replicas`: replicas of the streams the collector creates; `None` lets
-    /// `jetstream::choose_replicas` pick (the bucket's, else 3 on a cluster of 3 or more).
-    pub replicas: Option<usize>,
-}
-
-/// How the collector authenticates to NATS: at most one method.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NatsAuth {
-    None,
-    /// An nkey user seed (`SU...`), as in the seed deployment document.
-    Nkey(Secret),
-    Token(Secret),
-    UserPassword {
-        username: String,
-        password: Secret,
-    },
-    /// A `.creds` file holding a user JWT and its nkey seed.
-    Creds(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InfluxApi {
-    /// InfluxDB 2.x and compatible: `/api/v2/write?org=&bucket=` with a token.
-    V2,
-    /// InfluxDB 1.x: `/write?db=&rp=` with optional basic auth.
-    V1,
-    /// InfluxDB 3.x native: `/api/v3/write_lp?db=` with a bearer token, partial writes
-    /// answered line by line.
-    V3,
-}
-
-#[derive(Debug, Clone)]
-pub struct InfluxConfig {
-    /// Base URL without a trailing slash.
-    pub url: String,
-    pub api: InfluxApi,
-    /// Whether `influx.api` was written in the file. When it was not, a server that says it
-    /// is InfluxDB 3 (`/ping`) is written to through its v3 API instead of v2 (`influx::Influx`).
-    pub api_given: bool,
-    pub token: Option<Secret>,
-    pub org: Option<String>,
-    /// The v2 bucket or v1/v3 database; the namespace unless overridden.
-    pub target: String,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub timeout: Duration,
-    /// HTTPS settings from `influx.tls` (checked and loaded at start); `None` for the
-    /// defaults: the built-in Mozilla CA list, no client certificate.
-    pub tls: Option<ureq::tls::TlsConfig>,
-    /// Whether write bodies are sent gzip-compressed (`Content-Encoding: gzip`), which
-    /// InfluxDB 1.x, 2.x, 3.x and VictoriaMetrics all accept. On by default: line protocol
-    /// shrinks about fivefold for a little CPU, which is what a network link wants.
-    pub gzip: bool,
-    /// v3 only: acknowledge writes before InfluxDB has persisted them to its write-ahead log
-    /// (`no_sync=true`): faster, but a crash of InfluxDB may lose acknowledged records.
-    pub no_sync: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct PullConfig {
-    pub workers: usize,
-    pub batch: usize,
-    pub expires: Duration,
-    pub ack_wait: Duration,
-    pub max_ack_pending: i64,
-    /// Deliveries after which a record that was never stored is written on its own, apart
-    /// from its batch ([`crate::writer`]); it also sizes the dead-letter duplicate window.
-    pub max_deliver: u64,
-}
-
-impl PullConfig {
-    /// How long to wait before a record given back may be redelivered. A worker ends its own
-    /// pull requests before anything is given back, by dropping the inbox they reply to (the
-    /// server drops a pull request whose reply subject has no interest any more); the delay
-    /// only covers that unsubscription reaching the consumer's leader on another node.
-    pub fn give_back_delay(&self) -> Duration {
-        Duration::from_millis(250)
-    }
-
-    /// How often the server sends a heartbeat on an idle pull request: a sixth of its expiry,
-    /// at most 5 s. A pull that has been silent for two heartbeats is lost (ADR-37) and is
-    /// re-issued.
-    pub fn idle_heartbeat(&self) -> Duration {
-        (self.expires / 6).min(Duration::from_secs(5))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchConfig {
-    pub max_lines: usize,
-    pub max_bytes: usize,
-    pub interval: Duration,
-    /// A batch is written once nothing more has arrived for this long and every stream has
-    /// caught up, so a lone record does not wait for `interval`.
-    pub linger: Duration,
 }
 
 /// Reads the environment variable `name`, treating an empty value as unset.
@@ -500,38 +326,6 @@ fn tls_files(prefix: &str, raw: Option<RawTls>) -> Result<Option<TlsFiles>> {
     Ok(Some(files))
 }
 
-fn check_nats_url(key: &str, url: &str) -> Result<()> {
-    // Quoted without credentials: a URL that is wrong in two ways must not print a password.
-    let not_a_url = || {
-        Error::config(
-            key,
-            format!(
-                "`{}` is not a NATS URL; write nats://HOST:PORT or tls://HOST:PORT",
-                without_credentials(url)
-            ),
-        )
-    };
-    if has_credentials(url) || url.contains('@') {
-        return Err(Error::config(
-            key,
-            "credentials in the URL are not supported; use nats.token, nats.username/password, nats.nkey or nats.creds",
-        ));
-    }
-    let rest = ["nats://", "tls://"]
-        .iter()
-        .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(not_a_url)?;
-    let host = rest.split(':').next().unwrap_or("");
-    let port_ok = match rest.rsplit_once(':') {
-        Some((_, port)) => port.parse::<u16>().is_ok(),
-        None => true,
-    };
-    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) || !port_ok {
-        return Err(not_a_url());
-    }
-    Ok(())
-}
-
 impl RawConfig {
     /// Validates the file section by section, always in the same order (namespace, nats,
     /// influx, pull, batch, log, http, then the top-level durations), so a file with several
@@ -590,368 +384,24 @@ fn check_namespace(namespace: Option<String>) -> Result<String> {
     Ok(namespace)
 }
 
-impl NatsConfig {
-    /// Validates the `nats` section; its secrets are looked up through `secrets`.
-    fn from_raw(nats: RawNats, secrets: &mut Secrets) -> Result<NatsConfig> {
-        if nats.hosts.is_empty() {
-            return Err(Error::config(
-                "nats.hosts",
-                "must list at least one server, e.g. [nats://127.0.0.1:4222]",
-            ));
-        }
-        for (i, host) in nats.hosts.iter().enumerate() {
-            check_nats_url(&format!("nats.hosts[{i}]"), host.trim())?;
-        }
-        let nkey = secrets.find(&NATS_NKEY, nats.nkey, nats.nkey_file)?;
-        let token = secrets.find(&NATS_TOKEN, nats.token, nats.token_file)?;
-        let username = present(nats.username);
-        let password = secrets.find(&NATS_PASSWORD, nats.password, nats.password_file)?;
-        let creds = present(nats.creds);
-        let auth = NatsAuth::from_found(nkey, token, username, password, creds)?;
-        Ok(NatsConfig {
-            hosts: nats.hosts.iter().map(|h| h.trim().to_string()).collect(),
-            auth,
-            tls: tls_files("nats.tls", nats.tls)?,
-            // JetStream allows 1 to 5 replicas; an R5 stream needs 5 servers.
-            replicas: match nats.replicas {
-                None => None,
-                Some(n) => Some(positive("nats.replicas", Some(n), 1, 5)?),
-            },
-        })
+/// An environment without variables, for the tests.
+#[cfg(test)]
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The key a section's refusal names, and its problem, for the sections' tests.
+#[cfg(test)]
+fn refusal<T: std::fmt::Debug>(result: Result<T>) -> (String, String) {
+    match result {
+        Err(Error::Config { key, problem }) => (key, problem),
+        other => panic!("expected a config error, got {other:?}"),
     }
-}
-
-impl NatsAuth {
-    /// The one authentication method of `nats`, from the secrets found and the plain keys:
-    /// more than one is refused, as is a half of username/password.
-    fn from_found(
-        nkey: Option<(Secret, String)>,
-        token: Option<(Secret, String)>,
-        username: Option<String>,
-        password: Option<(Secret, String)>,
-        creds: Option<String>,
-    ) -> Result<NatsAuth> {
-        let methods: Vec<String> = [
-            nkey.as_ref().map(|(_, source)| source.clone()),
-            token.as_ref().map(|(_, source)| source.clone()),
-            username.as_ref().map(|_| "nats.username".to_string()),
-            creds.as_ref().map(|_| "nats.creds".to_string()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if methods.len() > 1 {
-            return Err(Error::config(
-                "nats",
-                format!(
-                    "set only one of nkey, token, username/password, creds (found {})",
-                    methods.join(" and ")
-                ),
-            ));
-        }
-        Ok(match (nkey, token, username, creds) {
-            (Some((seed, source)), ..) => {
-                // Checked here rather than at connect, so the line names where it came from.
-                // The value is never quoted, nor the decoder's error about it.
-                if !seed.expose().starts_with("SU")
-                    || nkeys::KeyPair::from_seed(seed.expose()).is_err()
-                {
-                    return Err(Error::config(
-                        source,
-                        "must be an nkey user seed (58 characters starting with SU)",
-                    ));
-                }
-                NatsAuth::Nkey(seed)
-            }
-            (_, Some((token, _)), ..) => NatsAuth::Token(token),
-            (_, _, Some(username), _) => {
-                let (password, _) = password.ok_or_else(|| {
-                    Error::config("nats.password", "is required with nats.username")
-                })?;
-                NatsAuth::UserPassword { username, password }
-            }
-            (_, _, _, Some(path)) => {
-                // The client reads the file at every connect; an unreadable one is refused now.
-                read_secret_file("nats.creds", &path)?;
-                NatsAuth::Creds(path)
-            }
-            _ if password.is_some() => {
-                return Err(Error::config(
-                    "nats.username",
-                    "is required with nats.password",
-                ))
-            }
-            _ => NatsAuth::None,
-        })
-    }
-}
-
-impl InfluxConfig {
-    /// Validates the `influx` section; the target defaults to `namespace`.
-    fn from_raw(raw: RawInflux, namespace: &str, secrets: &mut Secrets) -> Result<InfluxConfig> {
-        let url = check_influx_url(raw.url)?;
-        let https = url.starts_with("https://");
-        let api_given = present(raw.api.clone()).is_some();
-        let api = InfluxApi::from_raw(raw.api)?;
-        let org = present(raw.org);
-        let token = secrets
-            .find(&INFLUX_TOKEN, raw.token, raw.token_file)?
-            .map(|(token, _)| token);
-        let target = match api {
-            InfluxApi::V2 => {
-                if org.is_none() {
-                    return Err(Error::config(
-                        "influx.org",
-                        "is required with influx.api v2 (the organisation name)",
-                    ));
-                }
-                if present(raw.database).is_some() {
-                    return Err(Error::config(
-                        "influx.database",
-                        "is for api v1; with v2 use influx.bucket",
-                    ));
-                }
-                present(raw.bucket).unwrap_or_else(|| namespace.to_string())
-            }
-            InfluxApi::V1 => {
-                if present(raw.bucket).is_some() {
-                    return Err(Error::config(
-                        "influx.bucket",
-                        "is for api v2; with v1 use influx.database",
-                    ));
-                }
-                present(raw.database).unwrap_or_else(|| namespace.to_string())
-            }
-            InfluxApi::V3 => {
-                let misplaced = [
-                    (
-                        "influx.bucket",
-                        raw.bucket.is_some(),
-                        "is for api v2; with v3 use influx.database",
-                    ),
-                    (
-                        "influx.org",
-                        org.is_some(),
-                        "is for api v2; v3 has no organisations",
-                    ),
-                    (
-                        "influx.retention_policy",
-                        raw.retention_policy.is_some(),
-                        "is for api v1; v3 has none",
-                    ),
-                    (
-                        "influx.username",
-                        raw.username.is_some(),
-                        "is for api v1; v3 takes influx.token",
-                    ),
-                ];
-                if let Some((key, _, problem)) = misplaced.into_iter().find(|(_, set, _)| *set) {
-                    return Err(Error::config(key, problem));
-                }
-                present(raw.database).unwrap_or_else(|| namespace.to_string())
-            }
-        };
-        if raw.no_sync.is_some() && api != InfluxApi::V3 {
-            return Err(Error::config(
-                "influx.no_sync",
-                "is for api v3 (its write_lp endpoint)",
-            ));
-        }
-        let username = present(raw.username);
-        let password = secrets
-            .find(&INFLUX_PASSWORD, raw.password, raw.password_file)?
-            .map(|(password, _)| password);
-        if username.is_some() != password.is_some() {
-            return Err(Error::config(
-                "influx.username",
-                "influx.username and influx.password go together",
-            ));
-        }
-        if raw.tls.is_some() && !https {
-            return Err(Error::config(
-                "influx.tls",
-                "is set, but influx.url is not https://",
-            ));
-        }
-        let tls = match tls_files("influx.tls", raw.tls)? {
-            Some(files) => Some(tls::http_config("influx.tls", &files)?),
-            None => None,
-        };
-        Ok(InfluxConfig {
-            url: url.trim_end_matches('/').to_string(),
-            api,
-            api_given,
-            token,
-            org,
-            target,
-            retention_policy: present(raw.retention_policy),
-            username,
-            password,
-            timeout: duration("influx.timeout", raw.timeout, defaults::INFLUX_TIMEOUT)?,
-            tls,
-            // Compression is for the network: on loopback it only costs CPU (about 5 % of
-            // the collector's, docs/BENCHMARKS.md).
-            gzip: raw.gzip.unwrap_or(!is_loopback(&url)),
-            no_sync: raw.no_sync.unwrap_or(false),
-        })
-    }
-}
-
-/// Whether a URL's host is this machine: `localhost`, `127.x.x.x` or `[::1]`.
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The `influx.url` key: required, http:// or https://, and without credentials in it.
-fn check_influx_url(url: Option<String>) -> Result<String> {
-    let url = present(url)
-        .ok_or_else(|| Error::config("influx.url", "is required, e.g. http://127.0.0.1:8086"))?;
-    if has_credentials(&url) {
-        return Err(Error::config(
-            "influx.url",
-            "credentials in the URL are not supported; use influx.token (v2) or influx.username and influx.password (v1)",
-        ));
-    }
-    if !(url.starts_with("http://") || url.starts_with("https://"))
-        || url.len() < "http://x".len()
-        || url.contains(char::is_whitespace)
-    {
-        return Err(Error::config(
-            "influx.url",
-            format!("`{url}` is not an http:// or https:// URL"),
-        ));
-    }
-    Ok(url)
-}
-
-impl InfluxApi {
-    /// The `influx.api` key: v2 unless it says otherwise.
-    fn from_raw(api: Option<String>) -> Result<InfluxApi> {
-        Ok(match present(api).as_deref() {
-            None | Some("v2") => InfluxApi::V2,
-            Some("v1") => InfluxApi::V1,
-            Some("v3") => InfluxApi::V3,
-            Some(other) => {
-                return Err(Error::config(
-                    "influx.api",
-                    format!("`{other}` is not v2, v1 or v3"),
-                ))
-            }
-        })
-    }
-}
-
-impl PullConfig {
-    /// Validates the `pull` section.
-    fn from_raw(raw: RawPull) -> Result<PullConfig> {
-        let pull = PullConfig {
-            workers: positive("pull.workers", raw.workers, defaults::PULL_WORKERS, 64)?,
-            batch: positive("pull.batch", raw.batch, defaults::PULL_BATCH, 10_000)?,
-            expires: duration("pull.expires", raw.expires, defaults::PULL_EXPIRES)?,
-            ack_wait: duration("pull.ack_wait", raw.ack_wait, defaults::PULL_ACK_WAIT)?,
-            max_ack_pending: at_least(
-                "pull.max_ack_pending",
-                raw.max_ack_pending,
-                defaults::PULL_MAX_ACK_PENDING,
-                1,
-            )?,
-            max_deliver: at_least(
-                "pull.max_deliver",
-                raw.max_deliver,
-                defaults::PULL_MAX_DELIVER,
-                2,
-            )?,
-        };
-        if pull.expires < Duration::from_secs(1) {
-            return Err(Error::config(
-                "pull.expires",
-                "must be at least 1s (pull requests carry a heartbeat of a sixth of it)",
-            ));
-        }
-        if pull.ack_wait < Duration::from_secs(5) {
-            return Err(Error::config(
-                "pull.ack_wait",
-                "must be at least 5s so in-progress acks can keep records alive",
-            ));
-        }
-        Ok(pull)
-    }
-}
-
-impl BatchConfig {
-    /// Validates the `batch` section.
-    fn from_raw(raw: RawBatch) -> Result<BatchConfig> {
-        Ok(BatchConfig {
-            max_lines: positive(
-                "batch.max_lines",
-                raw.max_lines,
-                defaults::BATCH_MAX_LINES,
-                1_000_000,
-            )?,
-            max_bytes: positive(
-                "batch.max_bytes",
-                raw.max_bytes,
-                defaults::BATCH_MAX_BYTES,
-                256 << 20,
-            )?,
-            interval: duration("batch.interval", raw.interval, defaults::BATCH_INTERVAL)?,
-            linger: duration("batch.linger", raw.linger, defaults::BATCH_LINGER)?,
-        })
-    }
-}
-
-/// Validates the `log` section: the level and the format.
-fn log_settings(raw: RawLog) -> Result<(log::LevelFilter, LogFormat)> {
-    let log_level = match present(raw.level).as_deref() {
-        None => defaults::LOG_LEVEL,
-        Some(text) => text.parse().map_err(|_| {
-            Error::config(
-                "log.level",
-                format!("`{text}` is not one of error, warn, info, debug, trace"),
-            )
-        })?,
-    };
-    let log_format = match present(raw.format).as_deref() {
-        None | Some("text") => LogFormat::Text,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            return Err(Error::config(
-                "log.format",
-                format!("`{other}` is not text or json"),
-            ))
-        }
-    };
-    Ok((log_level, log_format))
-}
-
-/// Validates the `http` section: where to listen, if anywhere.
-fn http_listen(raw: RawHttp) -> Result<Option<SocketAddr>> {
-    Ok(match present(raw.listen) {
-        None => None,
-        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-            Error::config(
-                "http.listen",
-                format!("`{text}` is not IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090"),
-            )
-        })?),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
 
     fn parse(text: &str) -> Result<Config> {
         Config::parse(text, &no_env)
@@ -970,123 +420,6 @@ mod tests {
         );
     }
 
-    /// The key a section's refusal names, and its problem.
-    fn refusal<T: std::fmt::Debug>(result: Result<T>) -> (String, String) {
-        match result {
-            Err(Error::Config { key, problem }) => (key, problem),
-            other => panic!("expected a config error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn sections_take_their_defaults_alone() {
-        let pull = PullConfig::from_raw(RawPull::default()).unwrap();
-        assert_eq!(pull.workers, defaults::PULL_WORKERS);
-        assert_eq!(pull.batch, defaults::PULL_BATCH);
-        assert_eq!(pull.expires, defaults::PULL_EXPIRES);
-        assert_eq!(pull.ack_wait, defaults::PULL_ACK_WAIT);
-        assert_eq!(pull.max_ack_pending, defaults::PULL_MAX_ACK_PENDING);
-        assert_eq!(pull.max_deliver, defaults::PULL_MAX_DELIVER);
-        let batch = BatchConfig::from_raw(RawBatch::default()).unwrap();
-        assert_eq!(batch.max_lines, defaults::BATCH_MAX_LINES);
-        assert_eq!(batch.max_bytes, defaults::BATCH_MAX_BYTES);
-        assert_eq!(batch.interval, defaults::BATCH_INTERVAL);
-        assert_eq!(batch.linger, defaults::BATCH_LINGER);
-        assert_eq!(
-            log_settings(RawLog::default()).unwrap(),
-            (defaults::LOG_LEVEL, LogFormat::Text)
-        );
-        assert_eq!(http_listen(RawHttp::default()).unwrap(), None);
-    }
-
-    #[test]
-    fn sections_refuse_naming_their_keys() {
-        let short_wait = RawPull {
-            ack_wait: Some("2s".into()),
-            ..RawPull::default()
-        };
-        let (key, problem) = refusal(PullConfig::from_raw(short_wait));
-        assert_eq!(key, "pull.ack_wait");
-        assert!(problem.contains("at least 5s"), "{problem}");
-        let one_delivery = RawPull {
-            max_deliver: Some(1),
-            ..RawPull::default()
-        };
-        assert_eq!(
-            refusal(PullConfig::from_raw(one_delivery)),
-            ("pull.max_deliver".into(), "1 must be at least 2".into())
-        );
-        let (key, problem) = refusal(BatchConfig::from_raw(RawBatch {
-            max_lines: Some(0),
-            ..RawBatch::default()
-        }));
-        assert_eq!(
-            (key.as_str(), problem.as_str()),
-            ("batch.max_lines", "0 is out of range; use 1 to 1000000")
-        );
-        let (key, _) = refusal(log_settings(RawLog {
-            format: Some("xml".into()),
-            ..RawLog::default()
-        }));
-        assert_eq!(key, "log.format");
-        let (key, _) = refusal(http_listen(RawHttp {
-            listen: Some("9090".into()),
-        }));
-        assert_eq!(key, "http.listen");
-    }
-
-    #[test]
-    fn nats_and_influx_sections_find_their_secrets() {
-        let env = |name: &str| (name == "COLLECTOR_NATS_TOKEN").then(|| "from-env".to_string());
-        let mut secrets = Secrets::new(&env);
-        let nats = NatsConfig::from_raw(
-            RawNats {
-                hosts: vec![" nats://h:4222 ".into()],
-                ..RawNats::default()
-            },
-            &mut secrets,
-        )
-        .unwrap();
-        assert_eq!(nats.hosts, ["nats://h:4222"]);
-        assert_eq!(nats.auth, NatsAuth::Token(Secret::new("from-env")));
-        let influx = InfluxConfig::from_raw(
-            RawInflux {
-                url: Some("http://h:8086/".into()),
-                org: Some("o".into()),
-                token: Some("t".into()),
-                ..RawInflux::default()
-            },
-            "beta",
-            &mut secrets,
-        )
-        .unwrap();
-        assert_eq!(
-            (influx.url.as_str(), influx.target.as_str()),
-            ("http://h:8086", "beta")
-        );
-        assert_eq!(influx.timeout, defaults::INFLUX_TIMEOUT);
-        assert_eq!(
-            secrets.sources,
-            ["nats.token (from COLLECTOR_NATS_TOKEN)", "influx.token"]
-        );
-        let (key, _) = refusal(InfluxConfig::from_raw(
-            RawInflux {
-                url: Some("http://h".into()),
-                api: Some("v3".into()),
-                org: Some("o".into()),
-                ..RawInflux::default()
-            },
-            "beta",
-            &mut Secrets::new(&no_env),
-        ));
-        assert_eq!(key, "influx.org");
-        let (key, _) = refusal(NatsConfig::from_raw(
-            RawNats::default(),
-            &mut Secrets::new(&no_env),
-        ));
-        assert_eq!(key, "nats.hosts");
-    }
-
     const MINIMAL_V1: &str = "namespace: beta\nnats:\n  hosts: [nats://127.0.0.1:4222]\ninflux:\n  url: http://127.0.0.1:8086\n  api: v1\n";
 
     #[test]
@@ -1103,7 +436,10 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.http_listen, None);
         assert_eq!(c.nats.replicas, None);
-        assert!(!c.influx.gzip, "InfluxDB on loopback: nothing to save by compressing");
+        assert!(
+            !c.influx.gzip,
+            "InfluxDB on loopback: nothing to save by compressing"
+        );
     }
 
     #[test]
@@ -1178,11 +514,10 @@ mod tests {
             ("http://[fe80::1]:8086", true),
             ("http://localhost.example.com", true),
         ] {
-            let c = parse(&MINIMAL_V1.replace("http://127.0.0.1:8086", url)).unwrap();
-            assert_eq!(c.influx.gzip, gzip, "{url}");
-            let forced = MINIMAL_V1.replace("http://127.0.0.1:8086", url);
-            let c = parse(&forced.replace("api: v1", "api: v1\n  gzip: true")).unwrap();
-            assert!(c.influx.gzip, "{url}");
+            let config = MINIMAL_V1.replace("http://127.0.0.1:8086", url);
+            assert_eq!(parse(&config).unwrap().influx.gzip, gzip, "{url}");
+            let forced = config.replace("api: v1", "api: v1\n  gzip: true");
+            assert!(parse(&forced).unwrap().influx.gzip, "{url}");
         }
     }
 
@@ -1228,6 +563,17 @@ mod tests {
         let c = parse(&text).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.influx.password.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn secret_sources_are_listed_section_by_section() {
+        let text = "namespace: a\nnats:\n  hosts: [nats://h:1]\ninflux:\n  url: http://h\n  org: o\n  token: t\n";
+        let env = |name: &str| (name == "COLLECTOR_NATS_TOKEN").then(|| "from-env".to_string());
+        let c = Config::parse(text, &env).unwrap();
+        assert_eq!(
+            c.secret_sources,
+            ["nats.token (from COLLECTOR_NATS_TOKEN)", "influx.token"]
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub struct ConfigYaml {
     hosts: String,
     nats_lines: String,
     influx_url: String,
-    api: String,
+    /// `None` leaves `influx.api` out.
+    api: Option<String>,
     influx_lines: String,
     http_port: Option<u16>,
     extra: String,
@@ -23,7 +24,7 @@ pub fn config(nats_url: &str, influx_url: &str) -> ConfigYaml {
         hosts: nats_url.to_string(),
         nats_lines: String::new(),
         influx_url: influx_url.to_string(),
-        api: "v1".to_string(),
+        api: Some("v1".to_string()),
         influx_lines: String::new(),
         http_port: None,
         extra: String::new(),
@@ -38,7 +39,14 @@ impl ConfigYaml {
 
     /// `influx.api`: `v1` (the default here), `v2` or `v3`.
     pub fn api(mut self, api: &str) -> ConfigYaml {
-        self.api = api.to_string();
+        self.api = Some(api.to_string());
+        self
+    }
+
+    /// Leaves `influx.api` out, as a file that counts on its default does: v2, unless the
+    /// server says it is InfluxDB 3.
+    pub fn without_api(mut self) -> ConfigYaml {
+        self.api = None;
         self
     }
 
@@ -48,7 +56,7 @@ impl ConfigYaml {
         self
     }
 
-    /// Lines under `influx:` after `url` and `api`, each indented by two spaces.
+    /// Lines under `influx:` after `url` and `api` (if any), each indented by two spaces.
     pub fn influx(mut self, lines: &str) -> ConfigYaml {
         self.influx_lines.push_str(lines);
         self
@@ -70,13 +78,16 @@ impl ConfigYaml {
         let http = self.http_port.map_or(String::new(), |port| {
             format!("http:\n  listen: 127.0.0.1:{port}\n")
         });
+        let api = self
+            .api
+            .as_ref()
+            .map_or(String::new(), |api| format!("  api: {api}\n"));
         format!(
-            "namespace: {}\nnats:\n  hosts: [{}]\n{}influx:\n  url: {}\n  api: {}\n{}{http}{}",
+            "namespace: {}\nnats:\n  hosts: [{}]\n{}influx:\n  url: {}\n{api}{}{http}{}",
             self.namespace,
             self.hosts,
             self.nats_lines,
             self.influx_url,
-            self.api,
             self.influx_lines,
             self.extra
         )
