@@ -200,6 +200,12 @@ impl<T> Batch<T> {
         }
     }
 
+    /// The size the batch is written at from now on ([`Sizer`]).
+    pub fn resize(&mut self, size: Size) {
+        self.limits.max_lines = size.lines;
+        self.limits.max_bytes = size.bytes;
+    }
+
     /// Whether the batch must be written before `chunk` is added, so that no batch goes past
     /// its limits (a single chunk larger than the limits still makes a batch on its own).
     pub fn flush_before(&self, chunk: &Lines<T>) -> Option<Flush> {
@@ -278,6 +284,160 @@ impl<T> Batch<T> {
         self.opened_at = None;
         self.last_added = None;
         self.lines.clear();
+    }
+}
+
+/// A batch's size: lines and bytes, whichever it reaches first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub lines: usize,
+    pub bytes: usize,
+}
+
+impl Size {
+    fn doubled(self, ceiling: Size) -> Size {
+        Size {
+            lines: (self.lines * 2).min(ceiling.lines),
+            bytes: (self.bytes * 2).min(ceiling.bytes),
+        }
+    }
+
+    fn halved(self, floor: Size) -> Size {
+        Size {
+            lines: (self.lines / 2).max(floor.lines),
+            bytes: (self.bytes / 2).max(floor.bytes),
+        }
+    }
+
+    fn min(self, other: Size) -> Size {
+        Size {
+            lines: self.lines.min(other.lines),
+            bytes: self.bytes.min(other.bytes),
+        }
+    }
+}
+
+/// What a write taught the [`Sizer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resized {
+    /// Bigger batches were faster: try twice the size.
+    Grew(Size),
+    /// A bigger batch was no faster, or a write took too long: back to a smaller size.
+    Shrank(Size),
+}
+
+/// A bigger batch is kept when at least this share of its growth shows in the rate: a
+/// doubled batch must store lines 1.5 times as fast.
+const GROWTH_PAYS: f64 = 0.5;
+/// A write that takes longer is too big, whatever it gains: it holds records past many
+/// keep-alives and keeps a stop waiting.
+const SLOW_WRITE: Duration = Duration::from_secs(5);
+/// Full writes at a size before growing is tried again, after it did not pay.
+const RETRY_GROWTH_AFTER: u32 = 100;
+
+/// Sizes batches to the server, from `start` up to `ceiling`: a batch twice the size is kept
+/// while it stores lines at least 1.5 times as fast ([`GROWTH_PAYS`]), which is what a write
+/// whose time stays flat does; a bigger one that is not faster, a write slower than [`SLOW_WRITE`]
+/// and a body the server finds too large (413) bring it back down.
+///
+/// InfluxDB 3 answers a write once its write-ahead log is flushed (every second by default),
+/// so one writer thread stores about one batch a second whatever its size: 5,000-line batches
+/// drain 5,000 records a second, 50,000-line ones ten times as many. InfluxDB 1.x takes a time
+/// in proportion to the lines, so bigger batches store no faster there, and the size stays
+/// where it started.
+///
+/// Only writes of a full batch are measured (a batch written for its age or at the tail of a
+/// backlog says nothing about the rate), and the first one at each size is not: it may have
+/// met a log flush already under way.
+#[derive(Debug, Clone)]
+pub struct Sizer {
+    start: Size,
+    ceiling: Size,
+    current: Size,
+    /// The rate (lines per second) measured at the size before the current one, and that
+    /// size's lines, while growing.
+    reference: Option<(f64, usize)>,
+    /// Full writes seen at the current size.
+    seen: u32,
+    /// Full writes still to see before growing is tried again.
+    cooldown: u32,
+}
+
+impl Sizer {
+    pub fn new(start: Size, ceiling: Size) -> Sizer {
+        let start = start.min(ceiling);
+        Sizer {
+            start,
+            ceiling,
+            current: start,
+            reference: None,
+            seen: 0,
+            cooldown: 0,
+        }
+    }
+
+    /// The size batches are written at now.
+    pub fn current(&self) -> Size {
+        self.current
+    }
+
+    /// A write of a full batch of `lines` lines took `took`.
+    pub fn full_write(&mut self, lines: usize, took: Duration) -> Option<Resized> {
+        if took >= SLOW_WRITE && self.current != self.start {
+            return Some(self.back_off());
+        }
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            return None;
+        }
+        self.seen += 1;
+        if self.seen < 2 {
+            return None;
+        }
+        let rate = lines as f64 / took.as_secs_f64().max(1e-6);
+        let pays = |(reference, reference_lines): (f64, usize)| {
+            let growth = lines as f64 / reference_lines as f64 - 1.0;
+            rate >= reference * (1.0 + growth * GROWTH_PAYS)
+        };
+        match self.reference {
+            Some(reference) if !pays(reference) => Some(self.back_off()),
+            _ if self.current == self.ceiling => {
+                self.reference = None;
+                None
+            }
+            _ => {
+                self.reference = Some((rate, lines));
+                self.current = self.current.doubled(self.ceiling);
+                self.seen = 0;
+                Some(Resized::Grew(self.current))
+            }
+        }
+    }
+
+    /// The server refused a body of `lines` lines and `bytes` bytes as too large: no batch
+    /// grows to that size again.
+    pub fn too_large(&mut self, lines: usize, bytes: usize) -> Option<Resized> {
+        let limit = Size {
+            lines: (lines / 2).max(1),
+            bytes: (bytes / 2).max(1),
+        };
+        self.ceiling = self.ceiling.min(limit);
+        self.start = self.start.min(self.ceiling);
+        if self.current.lines <= self.ceiling.lines && self.current.bytes <= self.ceiling.bytes {
+            return None;
+        }
+        self.current = self.current.min(self.ceiling);
+        self.reference = None;
+        self.seen = 0;
+        Some(Resized::Shrank(self.current))
+    }
+
+    fn back_off(&mut self) -> Resized {
+        self.current = self.current.halved(self.start);
+        self.reference = None;
+        self.seen = 0;
+        self.cooldown = RETRY_GROWTH_AFTER;
+        Resized::Shrank(self.current)
     }
 }
 
@@ -448,5 +608,146 @@ mod tests {
         batch.written(t0, t0 + ms(2));
         batch.add(&mut chunk(&["e"]), t0 + ms(3));
         assert_eq!(batch.quiet_at(), Some(t0 + ms(23)));
+    }
+
+    const START: Size = Size {
+        lines: 5_000,
+        bytes: 1 << 20,
+    };
+    const CEILING: Size = Size {
+        lines: 100_000,
+        bytes: 8 << 20,
+    };
+
+    /// Feeds full writes whose time `took(lines)` gives until the size stops changing, and
+    /// returns the sizes it went through.
+    fn settle(sizer: &mut Sizer, took: impl Fn(usize) -> Duration) -> Vec<usize> {
+        let mut sizes = vec![sizer.current().lines];
+        for _ in 0..50 {
+            let lines = sizer.current().lines;
+            if sizer.full_write(lines, took(lines)).is_some() {
+                sizes.push(sizer.current().lines);
+            }
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_server_whose_writes_take_a_second_whatever_their_size_gets_the_ceiling() {
+        // InfluxDB 3: each write waits for the next WAL flush.
+        let mut sizer = Sizer::new(START, CEILING);
+        let sizes = settle(&mut sizer, |_| Duration::from_millis(1_000));
+        assert_eq!(sizes, [5_000, 10_000, 20_000, 40_000, 80_000, 100_000]);
+        assert_eq!(sizer.current(), CEILING);
+    }
+
+    #[test]
+    fn a_server_whose_writes_take_time_in_proportion_stays_at_the_start() {
+        // InfluxDB 1.x: 60,000 lines a second whatever the batch.
+        let mut sizer = Sizer::new(START, CEILING);
+        let sizes = settle(&mut sizer, |lines| {
+            Duration::from_secs_f64(lines as f64 / 60_000.0)
+        });
+        assert_eq!(sizes, [5_000, 10_000, 5_000], "tried once, then back");
+        // After RETRY_GROWTH_AFTER full writes it tries again, and comes back again.
+        for _ in 0..RETRY_GROWTH_AFTER - 50 {
+            assert_eq!(sizer.full_write(5_000, Duration::from_millis(83)), None);
+        }
+        let sizes = settle(&mut sizer, |lines| {
+            Duration::from_secs_f64(lines as f64 / 60_000.0)
+        });
+        assert_eq!(sizes, [5_000, 10_000, 5_000]);
+    }
+
+    #[test]
+    fn growth_stops_where_writes_start_to_take_longer() {
+        // Flat up to 20,000 lines, in proportion beyond.
+        let mut sizer = Sizer::new(START, CEILING);
+        let sizes = settle(&mut sizer, |lines| {
+            Duration::from_secs_f64((lines as f64 / 20_000.0).max(1.0))
+        });
+        assert_eq!(sizes, [5_000, 10_000, 20_000, 40_000, 20_000]);
+    }
+
+    #[test]
+    fn the_first_write_at_a_size_and_partial_batches_are_not_measured() {
+        let mut sizer = Sizer::new(START, CEILING);
+        assert_eq!(sizer.full_write(5_000, Duration::from_millis(10)), None);
+        assert_eq!(
+            sizer.full_write(5_000, Duration::from_secs(1)),
+            Some(Resized::Grew(Size {
+                lines: 10_000,
+                bytes: 2 << 20
+            }))
+        );
+        // The first at 10,000 (a lucky 10 ms) is not taken for the rate.
+        assert_eq!(sizer.full_write(10_000, Duration::from_millis(10)), None);
+        assert_eq!(
+            sizer.full_write(10_000, Duration::from_secs(1)),
+            Some(Resized::Grew(Size {
+                lines: 20_000,
+                bytes: 4 << 20
+            }))
+        );
+    }
+
+    #[test]
+    fn a_slow_write_halves_the_size_but_never_below_the_start() {
+        let mut sizer = Sizer::new(START, CEILING);
+        settle(&mut sizer, |_| Duration::from_secs(1));
+        assert_eq!(
+            sizer.full_write(100_000, Duration::from_secs(6)),
+            Some(Resized::Shrank(Size {
+                lines: 50_000,
+                bytes: 4 << 20
+            }))
+        );
+        let mut small = Sizer::new(START, CEILING);
+        assert_eq!(small.full_write(5_000, Duration::from_secs(9)), None);
+        assert_eq!(small.current(), START);
+    }
+
+    #[test]
+    fn a_body_too_large_caps_every_later_size() {
+        let mut sizer = Sizer::new(START, CEILING);
+        settle(&mut sizer, |_| Duration::from_secs(1));
+        assert_eq!(
+            sizer.too_large(100_000, 8 << 20),
+            Some(Resized::Shrank(Size {
+                lines: 50_000,
+                bytes: 4 << 20
+            }))
+        );
+        // It never grows past that again.
+        settle(&mut sizer, |_| Duration::from_secs(1));
+        assert!(sizer.current().lines <= 50_000);
+        // Below the start, the start comes down too.
+        let mut tight = Sizer::new(START, CEILING);
+        tight.too_large(1_000, 200_000);
+        assert_eq!(
+            tight.current(),
+            Size {
+                lines: 500,
+                bytes: 100_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_start_above_the_ceiling_is_the_ceiling() {
+        let sizer = Sizer::new(
+            START,
+            Size {
+                lines: 500,
+                bytes: 8 << 20,
+            },
+        );
+        assert_eq!(
+            sizer.current(),
+            Size {
+                lines: 500,
+                bytes: 1 << 20
+            }
+        );
     }
 }

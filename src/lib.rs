@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod http;
 pub mod influx;
 pub mod jetstream;

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use crate::batch::Limits;
+use crate::batch::{Limits, Sizer};
 use crate::catalog::{Assignment, Catalog, Measurement};
 use crate::config::{Config, InfluxApi};
 use crate::error::{Error, Result, Retry};
+use crate::flow::Flow;
 use crate::http;
 use crate::influx::Influx;
 use crate::jetstream::{self, Connection, JetStream};
@@ -146,13 +147,16 @@ impl Threads {
 /// writer and the workers, polls the bucket on this thread, then stops them in one deadline.
 pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let stats = Arc::new(Stats::default());
-    // Room for about one batch of chunks: while the writer waits on a POST, the workers keep
+    // Room for the largest batch of chunks: while the writer waits on a POST, the workers keep
     // pulling and encoding the next batch; beyond that they stop pulling. Memory is bounded
-    // by two batches, whatever the backlog.
+    // by two batches of the current size, whatever the backlog.
     let chunk_capacity = config
         .pull
         .workers
         .max(config.batch.max_lines.div_ceil(config.pull.batch));
+    // How much of that room is used is the writer's to say: the workers queue its next
+    // batch and no more (`flow.rs`), so memory follows the batch size the server needs.
+    let flow = Arc::new(Flow::new(config.batch.start().lines));
     let (to_writer, chunks) = channel::bounded::<Chunk>(chunk_capacity);
     // Listening first: a taken port is refused before anything else starts, and the
     // liveness probe answers while the connections are made.
@@ -169,7 +173,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     };
     // An https:// InfluxDB whose certificate is refused needs a fix, not a wait: said in one
     // line before anything else starts.
-    let influx = Influx::new(&config.influx);
+    let mut influx = Influx::new(&config.influx);
     influx.check_tls()?;
     let Some((conn, js)) = wait_for_nats(&config, &signals)? else {
         log::info!("stopped before NATS was ready: nothing was pulled");
@@ -178,7 +182,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         }
         return Ok(());
     };
-    announce(&config, &influx, &stats);
+    announce(&config, &mut influx, &stats);
 
     let (mut trigger, shutdown) = shutdown::new();
     let shared = Shared {
@@ -186,6 +190,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         conn,
         shutdown: shutdown.clone(),
         stats: stats.clone(),
+        flow,
     };
     let mut threads = Threads::new();
     // It leaves once every worker has dropped its sender, after a last flush.
@@ -239,7 +244,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
 }
 
 /// Logs what the collector starts with, and pings InfluxDB once so readiness is current.
-fn announce(config: &Config, influx: &Influx, stats: &Stats) {
+fn announce(config: &Config, influx: &mut Influx, stats: &Stats) {
     let target = match config.influx.api {
         InfluxApi::V2 => format!("v2, bucket {}", config.influx.target),
         InfluxApi::V1 => format!("v1, database {}", config.influx.target),
@@ -269,6 +274,7 @@ struct Shared<'a> {
     conn: Connection,
     shutdown: shutdown::Shutdown,
     stats: Arc<Stats>,
+    flow: Arc<Flow>,
 }
 
 impl Shared<'_> {
@@ -279,9 +285,10 @@ impl Shared<'_> {
             influx,
             conn: self.conn.clone(),
             namespace: config.namespace.clone(),
+            // The starting size; the sizer grows it up to `batch.max_lines`/`max_bytes`.
             limits: Limits {
-                max_lines: config.batch.max_lines,
-                max_bytes: config.batch.max_bytes,
+                max_lines: config.batch.start().lines,
+                max_bytes: config.batch.start().bytes,
                 interval: config.batch.interval,
                 linger: config.batch.linger,
             },
@@ -291,6 +298,9 @@ impl Shared<'_> {
             chunks,
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),
+            flow: self.flow.clone(),
+            sizer: Sizer::new(config.batch.start(), config.batch.ceiling()),
+            max_ack_pending: usize::try_from(config.pull.max_ack_pending).unwrap_or(usize::MAX),
             ping_every: http.then_some(PING_EVERY),
         }
     }
@@ -318,6 +328,7 @@ impl Shared<'_> {
             gone,
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),
+            flow: self.flow.clone(),
         }
     }
 }

@@ -62,9 +62,6 @@ pub struct Stats {
     pub stopping: AtomicBool,
     /// What the writer last learned about InfluxDB.
     influx: Mutex<InfluxHealth>,
-    /// Set while the writer retries a write that stored nothing: the workers issue no new
-    /// pulls meanwhile (what their pulls still bring is taken in and kept alive).
-    pub writer_stalled: AtomicBool,
     /// Counters and lag per measurement; created when a worker starts pulling it.
     by_measurement: Mutex<BTreeMap<String, Arc<MeasurementStats>>>,
     /// Field values converted to the type InfluxDB stores (`crate::schema`), per measurement.
@@ -87,7 +84,6 @@ impl Default for Stats {
             config_loaded: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             influx: Mutex::new(InfluxHealth::default()),
-            writer_stalled: AtomicBool::new(false),
             by_measurement: Mutex::new(BTreeMap::new()),
             conversions: Mutex::new(BTreeMap::new()),
         }
@@ -116,6 +112,11 @@ impl Stats {
 
     /// Whether every stream pulled has delivered all it holds, as far as its latest record
     /// tells.
+    /// How many streams had records waiting behind the latest one delivered.
+    pub fn n_streams_behind(&self) -> usize {
+        usize::try_from(self.streams_behind.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     pub fn caught_up(&self) -> bool {
         self.streams_behind.load(Ordering::Relaxed) <= 0
     }

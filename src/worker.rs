@@ -18,6 +18,7 @@ use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender};
 use crate::batch::Lines;
 use crate::catalog::Measurement;
 use crate::config::PullConfig;
+use crate::flow::Flow;
 use crate::jetstream::{self, Arrival, Connection, Delivery, Message, Subscription};
 use crate::pulls::{pull_size, Pulls, STOP_QUIET};
 use crate::record::{Encoder, Origin, Unsigned};
@@ -43,6 +44,8 @@ pub enum Control {
 
 /// How soon a failed pull request is sent again.
 const PULL_RETRY: Duration = Duration::from_millis(200);
+/// How often a worker looks for room in the writer's queue while its next batch is queued.
+const ROOM_POLL: Duration = Duration::from_millis(2);
 /// The delay before a record of a removed measurement, brought by a pull sent before the
 /// removal, may be redelivered: past the retirement of the inbox that pull replies to, so it
 /// is not delivered to it again.
@@ -102,6 +105,8 @@ pub struct Worker {
     pub gone: Sender<Gone>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
+    /// The writer's pace: whether it stores, and how many lines it wants queued.
+    pub flow: Arc<Flow>,
 }
 
 /// The state of a running worker.
@@ -344,8 +349,12 @@ impl Running {
                 wake = wake.min(until);
             }
         }
-        if self.pull_failing || Stats::is(&self.worker.stats.writer_stalled) {
+        if self.pull_failing || self.worker.flow.is_stalled() {
             wake = wake.min(now + PULL_RETRY);
+        } else if !self.worker.flow.room() {
+            // Soon after the writer takes the queued lines, so its next batch is pulled
+            // while it writes this one.
+            wake = wake.min(now + ROOM_POLL);
         }
         wake.saturating_duration_since(now)
     }
@@ -471,9 +480,10 @@ impl Running {
                 consumer.pulls.forget(now);
             }
         }
-        if Stats::is(&self.worker.stats.writer_stalled) {
-            // The writer cannot store what it has: no new pulls (bounded memory). What the
-            // pulls under way bring is taken in and kept alive.
+        if !self.worker.flow.room() {
+            // The writer cannot store what it has, or its next batch is already queued: no
+            // new pulls (bounded memory). What the pulls under way bring is taken in (and
+            // kept alive while the writer is stalled).
             return;
         }
         let Worker {
@@ -668,8 +678,12 @@ impl Running {
         let next = Chunk::with_capacity(self.chunk.len(), self.chunk.n_bytes());
         let mut chunk = std::mem::replace(&mut self.chunk, next);
         loop {
+            let lines = chunk.len();
             match self.worker.to_writer.send_timeout(chunk, progress_every) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.worker.flow.sent(lines);
+                    return;
+                }
                 Err(SendTimeoutError::Timeout(back)) => {
                     chunk = back;
                     let now = Instant::now();

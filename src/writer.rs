@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{self, Receiver};
 
-use crate::batch::{Batch, Flush, Limits};
+use crate::batch::{Batch, Flush, Limits, Resized, Size, Sizer};
+use crate::flow::Flow;
 use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, WriteError};
 use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
@@ -55,6 +56,14 @@ pub struct Writer {
     pub chunks: Receiver<Chunk>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
+    /// The pace shared with the workers: stalled, and the lines wanted for the next batch.
+    pub flow: Arc<Flow>,
+    /// The batch size, from `batch.max_lines`/`max_bytes`'s starting size up to them.
+    pub sizer: Sizer,
+    /// The consumers' `max_ack_pending`: JetStream delivers no more unacknowledged records
+    /// of a stream than that, so a batch bigger than the streams can have on their way
+    /// would never fill.
+    pub max_ack_pending: usize,
     /// With nothing to write for this long, ping InfluxDB so readiness stays current;
     /// `None` when nothing reads readiness (no `http.listen`).
     pub ping_every: Option<Duration>,
@@ -62,6 +71,14 @@ pub struct Writer {
 
 /// Why a flush stopped before every record was settled.
 struct GaveUp;
+
+/// Where a part is written: the configured API, or, for a body InfluxDB 3 refused through
+/// its v1 or v2 API, the v3 API that names the bad line (`Influx::diagnose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Configured,
+    Diagnose,
+}
 
 struct Running {
     writer: Writer,
@@ -87,6 +104,8 @@ struct Running {
     failing: Option<String>,
     /// Whether the idle pings are failing, so an outage is logged once, not every ping.
     ping_failing: bool,
+    /// The largest batch size logged so far: growth is logged once per new size.
+    largest_logged: usize,
     /// Whether the batch holds a record delivered while more waited in its stream. Such a
     /// batch is written as soon as every stream has caught up (`Stats::caught_up`) and no
     /// chunk waits, instead of after `interval`: the tail of a backlog is not kept waiting,
@@ -109,8 +128,10 @@ impl Writer {
             jitter_state: 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64,
             failing: None,
             ping_failing: false,
+            largest_logged: 0,
             backlog: false,
         };
+        running.apply_size();
         running.run();
     }
 }
@@ -130,7 +151,10 @@ impl Running {
             let chunks = self.writer.chunks.clone();
             channel::select! {
                 recv(chunks) -> chunk => match chunk {
-                    Ok(chunk) => self.take(chunk),
+                    Ok(chunk) => {
+                        self.writer.flow.taken(chunk.len());
+                        self.take(chunk);
+                    }
                     Err(_) => {
                         self.flush(Flush::Shutdown);
                         // Acks sit in the client's buffer until its flusher runs; send them
@@ -246,6 +270,10 @@ impl Running {
                 "writer: shutdown deadline reached; gave {n_given_back} unwritten records back to JetStream"
             );
         } else {
+            if matches!(reason, Flush::Lines | Flush::Bytes) {
+                let resized = self.writer.sizer.full_write(n, started.elapsed());
+                self.resized(resized);
+            }
             self.batch.written(started, Instant::now());
             Stats::add(&self.writer.stats.batches, 1);
             self.writer.stats.batch_lines.observe(n as u64);
@@ -257,6 +285,41 @@ impl Running {
         }
         self.batch.clear();
         self.backlog = false;
+        // The streams behind change from batch to batch, and with them the cap.
+        self.apply_size();
+    }
+
+    /// Logs a change of the batch size (growth once per new largest size, the rest at
+    /// debug) and applies it.
+    fn resized(&mut self, resized: Option<Resized>) {
+        match resized {
+            Some(Resized::Grew(size)) if size.lines > self.largest_logged => {
+                self.largest_logged = size.lines;
+                log::info!(
+                    "writer: batches of up to {} lines ({} bytes) from now on: bigger writes store faster on this server",
+                    size.lines,
+                    size.bytes
+                );
+            }
+            Some(change) => log::debug!("writer: batch size {change:?}"),
+            None => return,
+        }
+        self.apply_size();
+    }
+
+    /// Sizes the batch, and the lines the workers queue for the next one: the sizer's size,
+    /// but never more lines than half of what the streams behind may have unacknowledged,
+    /// so the next batch fills while this one is written.
+    fn apply_size(&mut self) {
+        let n_behind = self.writer.stats.n_streams_behind().max(1);
+        let cap = (self.writer.max_ack_pending * n_behind / 2).max(1);
+        let size = self.writer.sizer.current();
+        let size = Size {
+            lines: size.lines.min(cap),
+            bytes: size.bytes,
+        };
+        self.batch.resize(size);
+        self.writer.flow.want(size.lines);
     }
 
     /// Writes records `part` (indices into the batch, ascending), settling each one. A
@@ -273,16 +336,17 @@ impl Running {
         // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
         // disagree and keep undoing each other's conversions.
         let mut conversion_rounds = 3;
+        let mut route = Route::Configured;
         loop {
             let started = Instant::now();
-            let result = self.write_part(&part);
+            let result = self.write_part(&part, route);
             let stats = &self.writer.stats;
             stats.write_micros.observe_micros(started.elapsed());
             let health = health(&result);
             let working = health.is_ok();
             stats.influx_write(Instant::now(), health);
             if working {
-                Stats::set(&stats.writer_stalled, false);
+                self.writer.flow.set_stalled(false);
                 if let Some(failure) = self.failing.take() {
                     log::info!("writer: InfluxDB is storing again (after: {failure})");
                 }
@@ -300,9 +364,22 @@ impl Running {
                         conversion_rounds -= 1;
                         continue;
                     }
+                    if route == Route::Configured && self.writer.influx.diagnoses() {
+                        // InfluxDB 3's v1 and v2 APIs name neither the line nor the reason,
+                        // and bisecting waits for a log flush per half: its v3 API names
+                        // the first bad line at once, storing nothing, one request per
+                        // bad line, and stores the rest whole.
+                        route = Route::Diagnose;
+                        continue;
+                    }
                     return self.split(part, &WriteError::Rejected { status, message });
                 }
-                Err(error @ WriteError::TooLarge) => return self.split(part, &error),
+                Err(error @ WriteError::TooLarge) => {
+                    let bytes = part.iter().map(|&i| self.batch.lines.body(i..i + 1).len());
+                    let resized = self.writer.sizer.too_large(part.len(), bytes.sum());
+                    self.resized(resized);
+                    return self.split(part, &error);
+                }
                 Err(WriteError::Partial { rejected, complete }) => {
                     return self.settle_partial(part, rejected, complete);
                 }
@@ -353,19 +430,24 @@ impl Running {
     }
 
     /// Sends the lines of `part` in one request.
-    fn write_part(&mut self, part: &[usize]) -> Result<(), WriteError> {
+    fn write_part(&mut self, part: &[usize], route: Route) -> Result<(), WriteError> {
         let (Some(&first), Some(&last)) = (part.first(), part.last()) else {
             return Ok(());
         };
         let lines = &self.batch.lines;
-        if last - first + 1 == part.len() {
-            return self.writer.influx.write(lines.body(first..last + 1));
+        let body = if last - first + 1 == part.len() {
+            lines.body(first..last + 1)
+        } else {
+            self.scattered.clear();
+            for &i in part {
+                self.scattered.extend_from_slice(lines.body(i..i + 1));
+            }
+            &self.scattered
+        };
+        match route {
+            Route::Configured => self.writer.influx.write(body),
+            Route::Diagnose => self.writer.influx.diagnose(body),
         }
-        self.scattered.clear();
-        for &i in part {
-            self.scattered.extend_from_slice(lines.body(i..i + 1));
-        }
-        self.writer.influx.write(&self.scattered)
     }
 
     /// Splits a rejected `part` in halves until each bad line stands alone and is
@@ -500,9 +582,10 @@ impl Running {
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
         let progress_every = keep_alive_every(self.writer.ack_wait);
         let until = Instant::now() + total;
-        Stats::set(&self.writer.stats.writer_stalled, true);
+        self.writer.flow.set_stalled(true);
         loop {
             while let Ok(chunk) = self.writer.chunks.try_recv() {
+                self.writer.flow.taken(chunk.len());
                 self.parked.push_back(chunk);
             }
             self.unsettled().for_each(Held::keep_alive);

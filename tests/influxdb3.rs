@@ -1399,3 +1399,52 @@ fn v3_a_body_over_the_servers_limit_is_split() {
         &collector,
     );
 }
+
+/// The seed's configuration, written for InfluxDB 2 (`url`, `token`, `org`, no `api`), against
+/// InfluxDB 3: the collector sees the server on its `/ping`, writes through the v3 API to the
+/// database named as the bucket would be, and so the 47 bad records are dead-lettered with
+/// the server's own reason while the 1,953 good ones are stored.
+#[test]
+fn an_unset_api_against_influxdb_3_writes_through_its_v3_api() {
+    let Some(influx) = Influx3Options::production().start_or_skip() else {
+        return;
+    };
+    let db = "fortyseven";
+    influx.seed(db, &format!("m,host=seed code=1i,latency=0.5 {T0}\n"));
+    let (nats, transfer) = nats_for(db);
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=2_000)
+        .map(|i| {
+            let fields = if is_bad(i) {
+                format!(r#"{{"code":"E{i}","latency":{i}.5}}"#)
+            } else {
+                format!(r#"{{"code":{i},"latency":{i}.5}}"#)
+            };
+            record(r#"{"host":"b"}"#, &fields, i)
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace(db)
+        .without_api()
+        .influx("  org: acme\n  token: any-token\n")
+        .yaml();
+    let collector = Collector::start(&config);
+    assert!(
+        settled(&transfer, &["m"], Duration::from_secs(60)),
+        "not drained; log:\n{}",
+        collector.log()
+    );
+    collector.assert_log("writing through its v3 API", Duration::from_secs(5));
+    assert_eq!(influx.count(db, "m"), 1 + 1_953);
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), 47);
+    for (_, reason, _) in &letters {
+        assert!(
+            reason.contains("invalid column type for column 'code'"),
+            "{reason}"
+        );
+    }
+    // Written through /api/v3/write_lp only: the v2 API was never asked.
+    assert_eq!(refused_writes(&influx, "/api/v2/write"), 0);
+}

@@ -2,6 +2,7 @@
 //! `batch.max_bytes`, `batch.interval`, `batch.linger`). Validated by the parent module on the
 //! main thread at start.
 
+use crate::batch::Size;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,6 +30,22 @@ pub struct BatchConfig {
 }
 
 impl BatchConfig {
+    /// The size batches start at: 5,000 lines or 1 MiB, or the maximum when it is smaller.
+    pub fn start(&self) -> Size {
+        Size {
+            lines: defaults::BATCH_START_LINES.min(self.max_lines),
+            bytes: defaults::BATCH_START_BYTES.min(self.max_bytes),
+        }
+    }
+
+    /// The largest batch: `batch.max_lines` and `batch.max_bytes`.
+    pub fn ceiling(&self) -> Size {
+        Size {
+            lines: self.max_lines,
+            bytes: self.max_bytes,
+        }
+    }
+
     /// Validates the `batch` section.
     pub(super) fn from_raw(raw: RawBatch) -> Result<BatchConfig> {
         Ok(BatchConfig {

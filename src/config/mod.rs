@@ -46,8 +46,13 @@ pub mod defaults {
     pub const PULL_ACK_WAIT: Duration = Duration::from_secs(30);
     pub const PULL_MAX_ACK_PENDING: i64 = 20_000;
     pub const PULL_MAX_DELIVER: u64 = 10;
-    pub const BATCH_MAX_LINES: usize = 5_000;
-    pub const BATCH_MAX_BYTES: usize = 1 << 20;
+    /// The largest batch; batches start at `BATCH_START_*` and grow while bigger writes store
+    /// faster (`batch::Sizer`): on InfluxDB 3, whose writes wait for its write-ahead log, not
+    /// on 1.x. 8 MiB stays under InfluxDB 3's default 10 MiB request limit.
+    pub const BATCH_MAX_LINES: usize = 100_000;
+    pub const BATCH_MAX_BYTES: usize = 8 << 20;
+    pub const BATCH_START_LINES: usize = 5_000;
+    pub const BATCH_START_BYTES: usize = 1 << 20;
     pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
     pub const BATCH_LINGER: Duration = Duration::from_millis(20);
     pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -430,7 +435,11 @@ mod tests {
         assert_eq!(c.influx.target, "beta");
         assert_eq!(c.nats.auth, NatsAuth::None);
         assert_eq!(c.pull.workers, 2);
-        assert_eq!(c.batch.max_lines, 5_000);
+        assert_eq!(c.batch.max_lines, 100_000);
+        assert_eq!(
+            (c.batch.start().lines, c.batch.start().bytes),
+            (5_000, 1 << 20)
+        );
         assert_eq!(c.poll_interval, Duration::from_secs(2));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Text);

@@ -55,6 +55,14 @@ pub struct Influx {
     /// The buffer write bodies are compressed into, reused from write to write; `None` when
     /// `influx.gzip` is off.
     gzip: Option<Vec<u8>>,
+    /// The configuration, for the v3 endpoints once the server turns out to be InfluxDB 3.
+    config: InfluxConfig,
+    /// The server, once a `/ping` has said ([`Influx::ping`]).
+    server: Option<Server>,
+    /// With v1 or v2 forced against InfluxDB 3: `/api/v3/write_lp` with
+    /// `accept_partial=false`, which names the first bad line of a body with its reason and
+    /// stores nothing, at once, where the forced API only says the body is bad.
+    diagnose_url: Option<String>,
 }
 
 impl Influx {
@@ -75,6 +83,60 @@ impl Influx {
             write_url: write_url(config),
             authorization: authorization(config),
             gzip: config.gzip.then(Vec::new),
+            config: config.clone(),
+            server: None,
+            diagnose_url: None,
+        }
+    }
+
+    /// The API writes go through: the configured one, or v3 once the server turned out to
+    /// be InfluxDB 3 with `influx.api` unset.
+    pub fn api(&self) -> InfluxApi {
+        self.api
+    }
+
+    /// The server, once a `/ping` has answered.
+    pub fn server(&self) -> Option<Server> {
+        self.server
+    }
+
+    /// Whether rejected bodies can be diagnosed line by line ([`Influx::diagnose`]).
+    pub fn diagnoses(&self) -> bool {
+        self.diagnose_url.is_some()
+    }
+
+    /// Takes in what a `/ping` said about the server, the first time it says it. With
+    /// `influx.api` unset, InfluxDB 3 is written to through its v3 API, to the database of
+    /// the bucket's name: per-line answers instead of a whole body refused. With v1 or v2
+    /// forced, rejected bodies are diagnosed through the v3 API (once said, at warn).
+    fn meet(&mut self, server: Server, version: &str) {
+        if self.server == Some(server) {
+            return;
+        }
+        self.server = Some(server);
+        if server != Server::V3 || self.api == InfluxApi::V3 {
+            return;
+        }
+        let v3 = v3_config(&self.config);
+        if !self.config.api_given {
+            self.api = InfluxApi::V3;
+            self.write_url = write_url(&v3);
+            self.authorization = authorization(&v3);
+            log::info!(
+                "influxdb {} is InfluxDB {version}: writing through its v3 API (/api/v3/write_lp) to database {}, which names each rejected line; set influx.api to choose another",
+                self.base_url,
+                v3.target
+            );
+        } else {
+            let api = match self.api {
+                InfluxApi::V1 => "v1",
+                _ => "v2",
+            };
+            self.diagnose_url = Some(write::diagnose_url(&v3));
+            log::warn!(
+                "influxdb {} is InfluxDB {version} and influx.api is {api}: it refuses a batch with a bad line whole, without naming it, so each bad line costs one more request through /api/v3/write_lp to find it; remove influx.api (or set v3) for per-line answers",
+                self.base_url
+            );
         }
     }
 
@@ -95,13 +157,23 @@ impl Influx {
         )
     }
 
-    /// Checks that InfluxDB answers at all (`/ping`, on both v1 and v2).
-    pub fn ping(&self) -> Result<(), String> {
+    /// Checks that InfluxDB answers at all (`/ping`, on v1, v2 and v3), and learns which
+    /// server it is from the answer.
+    pub fn ping(&mut self) -> Result<(), String> {
         // InfluxDB 3 guards `/ping` with the token unless told otherwise; 1.x and 2.x ignore
         // the header there.
         let request = self.authorised(self.agent.get(&format!("{}/ping", self.base_url)));
         match request.call() {
-            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) if response.status().is_success() => {
+                let version = response
+                    .headers()
+                    .get("x-influxdb-version")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                self.meet(server_of(Some(&version)), &version);
+                Ok(())
+            }
             Ok(response) => Err(format!(
                 "{}/ping answered {}",
                 self.base_url,
@@ -133,6 +205,24 @@ impl Influx {
             },
             Ok(_) => Ok(()),
         }
+    }
+}
+
+/// The configuration of the v3 API for the same server and target: the bucket or database
+/// becomes the v3 database (with a v1 retention policy, `<database>/<policy>`, as InfluxDB 3
+/// names what its v1 API writes to).
+fn v3_config(config: &InfluxConfig) -> InfluxConfig {
+    let target = match &config.retention_policy {
+        Some(rp) => format!("{}/{rp}", config.target),
+        None => config.target.clone(),
+    };
+    InfluxConfig {
+        api: InfluxApi::V3,
+        target,
+        org: None,
+        retention_policy: None,
+        no_sync: false,
+        ..config.clone()
     }
 }
 

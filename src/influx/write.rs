@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::config::{InfluxApi, InfluxConfig};
 
 use super::answer::{classify, classify_v3, WriteError};
-use super::{encode_query, transport_error, Influx};
+use super::{encode_query, transport_error, Influx, Server};
 
 /// The write endpoint for the configured API, target and precision.
 pub fn write_url(config: &InfluxConfig) -> String {
@@ -40,6 +40,17 @@ pub fn write_url(config: &InfluxConfig) -> String {
     }
 }
 
+/// The v3 endpoint that finds a bad line for the v1 and v2 APIs of InfluxDB 3: with
+/// `accept_partial=false` a body with a bad line is refused whole, naming the first bad line
+/// with its reason, and nothing is stored.
+pub fn diagnose_url(v3: &InfluxConfig) -> String {
+    format!(
+        "{}/api/v3/write_lp?db={}&precision=nanosecond&accept_partial=false",
+        v3.url,
+        encode_query(&v3.target)
+    )
+}
+
 /// Compresses `body` into `out` (emptied first) as one gzip member at level 1: the fastest
 /// level, which already makes line protocol about five times smaller.
 pub fn gzip(body: &[u8], out: &mut Vec<u8>) {
@@ -55,7 +66,38 @@ impl Influx {
     /// Writes a body of newline-terminated lines, compressed when `influx.gzip` is on; `Ok`
     /// only when InfluxDB answered 2xx.
     pub fn write(&mut self, body: &[u8]) -> Result<(), WriteError> {
-        let mut request = self.write_request();
+        if self.server.is_none() {
+            // Which server this is decides the API (`Influx::meet`): one ping before the
+            // first write, and before each while it has not answered.
+            let _ = self.ping();
+        }
+        let url = self.write_url.clone();
+        // InfluxDB 3's `/write` answers a bad body as its v3 API does without partial writes:
+        // the first bad line named with its reason, nothing stored.
+        let answers_as = match (self.api, self.server) {
+            (InfluxApi::V1, Some(Server::V3)) => InfluxApi::V3,
+            (api, _) => api,
+        };
+        self.post(&url, answers_as, body)
+    }
+
+    /// Sends a body the configured v1 or v2 API refused through the v3 API with
+    /// `accept_partial=false` ([`diagnose_url`]): stored whole, or refused naming its first
+    /// bad line (`WriteError::Refused`) with nothing stored. Only once [`Influx::diagnoses`].
+    pub fn diagnose(&mut self, body: &[u8]) -> Result<(), WriteError> {
+        let Some(url) = self.diagnose_url.clone() else {
+            return self.write(body);
+        };
+        self.post(&url, InfluxApi::V3, body)
+    }
+
+    /// POSTs `body` to `url`, classified as an answer of `api`.
+    fn post(&mut self, url: &str, api: InfluxApi, body: &[u8]) -> Result<(), WriteError> {
+        let mut request = self.authorised(
+            self.agent
+                .post(url)
+                .header("Content-Type", "text/plain; charset=utf-8"),
+        );
         let body = match &mut self.gzip {
             Some(compressed) => {
                 gzip(body, compressed);
@@ -82,7 +124,7 @@ impl Influx {
                         .read_to_string()
                         .unwrap_or_default()
                 };
-                match self.api {
+                match api {
                     InfluxApi::V3 => classify_v3(status, &text, retry_after.as_deref()),
                     InfluxApi::V1 | InfluxApi::V2 => {
                         classify(status, &text, retry_after.as_deref())
