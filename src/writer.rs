@@ -434,20 +434,82 @@ impl Running {
         let (Some(&first), Some(&last)) = (part.first(), part.last()) else {
             return Ok(());
         };
-        let lines = &self.batch.lines;
-        let body = if last - first + 1 == part.len() {
+        let Running {
+            writer,
+            batch,
+            settled,
+            parked,
+            scattered,
+            ..
+        } = self;
+        let lines = &batch.lines;
+        let body: &[u8] = if last - first + 1 == part.len() {
             lines.body(first..last + 1)
         } else {
-            self.scattered.clear();
+            scattered.clear();
             for &i in part {
-                self.scattered.extend_from_slice(lines.body(i..i + 1));
+                scattered.extend_from_slice(lines.body(i..i + 1));
             }
-            &self.scattered
+            scattered
         };
-        match route {
-            Route::Configured => self.writer.influx.write(body),
-            Route::Diagnose => self.writer.influx.diagnose(body),
-        }
+        let every = keep_alive_every(writer.ack_wait);
+        let Writer {
+            influx,
+            chunks,
+            flow,
+            ..
+        } = writer;
+        let mut call = move || match route {
+            Route::Configured => influx.write(body),
+            Route::Diagnose => influx.diagnose(body),
+        };
+        // The request runs on its own short-lived thread while this one keeps every held
+        // record alive: a write that takes longer than the ack wait (a frozen server, a slow
+        // network, InfluxDB 3's log flush under a big batch) must not let JetStream
+        // redeliver what it holds to another collector, whatever `influx.timeout` says.
+        let mut arrived = Vec::new();
+        let result = std::thread::scope(|scope| {
+            let (done, answer) = channel::bounded(1);
+            let spawned = std::thread::Builder::new()
+                .name("writer-http".into())
+                .spawn_scoped(scope, move || {
+                    let _ = done.send(call());
+                });
+            if let Err(e) = spawned {
+                return Err(WriteError::Retry {
+                    reason: format!("cannot start the write's thread: {e}"),
+                    retry_after: None,
+                });
+            }
+            loop {
+                match answer.recv_timeout(every) {
+                    Ok(result) => return result,
+                    Err(channel::RecvTimeoutError::Timeout) => {
+                        // Chunks queued behind this write are taken in and kept alive too.
+                        while let Ok(chunk) = chunks.try_recv() {
+                            flow.taken(chunk.len());
+                            arrived.push(chunk);
+                        }
+                        let held = lines.items().iter().zip(settled.iter());
+                        held.filter(|(_, settled)| !**settled)
+                            .for_each(|(held, _)| held.keep_alive());
+                        parked
+                            .iter()
+                            .chain(&arrived)
+                            .flat_map(|chunk| chunk.items())
+                            .for_each(Held::keep_alive);
+                    }
+                    Err(channel::RecvTimeoutError::Disconnected) => {
+                        return Err(WriteError::Retry {
+                            reason: "the write's thread ended without an answer".into(),
+                            retry_after: None,
+                        })
+                    }
+                }
+            }
+        });
+        parked.extend(arrived);
+        result
     }
 
     /// Splits a rejected `part` in halves until each bad line stands alone and is

@@ -648,3 +648,65 @@ fn an_outage_longer_than_ack_wait_redelivers_nothing() {
         collector.log()
     );
 }
+
+/// Regression: nothing kept records alive while one blocking write was in flight, nor the
+/// chunks queued behind it, so a write that hung longer than `pull.ack_wait` (InfluxDB frozen
+/// with SIGSTOP: connections accepted, no answer) had its records redelivered to the other
+/// collector while it still ran, and the two fetched much of the backlog twice. Now the
+/// writer keeps every record it holds alive while the request runs: two collectors, an ack
+/// wait of 5 s, a write timeout of 30 s and a 15 s freeze fetch each record once.
+#[test]
+fn a_write_hanging_longer_than_ack_wait_redelivers_nothing() {
+    let (nats, influx, transfer) = util::start_servers("hang");
+    let ms = ["app"];
+    let shares = publish_samples(&transfer, &ms, 40_000);
+    let ports = [util::free_port(), util::free_port()];
+    let collectors: Vec<Collector> = ports
+        .iter()
+        .map(|&port| {
+            let config = util::config(&nats.url(), &influx.url())
+                .namespace("hang")
+                .influx("  timeout: 30s\n")
+                .extra("pull:\n  batch: 100\n  ack_wait: 5s\nbatch:\n  max_lines: 500\n")
+                .http_listen(port)
+                .yaml();
+            Collector::start(&config)
+        })
+        .collect();
+    collectors[0].assert_within(Duration::from_secs(60), || total(&influx, "hang", &ms) > 0);
+    influx.pause();
+    // Three ack waits: anything held but not kept alive would expire and be redelivered.
+    std::thread::sleep(Duration::from_secs(15));
+    influx.resume();
+    assert_all_stored(
+        &transfer,
+        &influx,
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || {
+            collectors
+                .iter()
+                .map(Collector::log)
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    let fetched: u64 = ports
+        .iter()
+        .map(|port| {
+            let metrics = util::http_get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+                .expect("/metrics answers")
+                .body;
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("collector_records_fetched_total "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("collector_records_fetched_total")
+        })
+        .sum();
+    assert_eq!(
+        fetched, 40_000,
+        "records fetched by the two collectors together"
+    );
+}
