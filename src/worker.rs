@@ -645,11 +645,33 @@ impl Running {
                 stream_sequence: held.delivery.stream_sequence,
                 timestamp_ns: held.delivery.timestamp_ns,
             };
-            encoder.encode(&held.message.data, origin, out)
+            // A panic while encoding one record is caught at its boundary: that record is
+            // dead-lettered and the worker goes on. Left to unwind, it would end the worker,
+            // and the record, redelivered, would end the next one, on every collector.
+            let start = out.len();
+            let data = &held.message.data;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                encoder.encode(data, origin, out)
+            })) {
+                Ok(result) => result.map_err(|error| Refusal::Record(error.to_string())),
+                Err(panic) => {
+                    out.truncate(start);
+                    Err(Refusal::Panicked(panic_message(panic.as_ref())))
+                }
+            }
         });
         match encoded {
             Ok(()) => self.worker.stats.hold(1),
-            Err((held, error)) => self.dead_letter(held, &error.to_string()),
+            Err((held, Refusal::Record(reason))) => self.dead_letter(held, &reason),
+            Err((held, Refusal::Panicked(message))) => {
+                log::error!(
+                    "{}: the collector panicked encoding record {} of {}: {message}; dead-lettering it (a bug: please report it with the dead letter)",
+                    self.worker.name,
+                    held.delivery.stream_sequence,
+                    held.message.subject
+                );
+                self.dead_letter(held, &format!("collector bug: panicked: {message}"));
+            }
         }
     }
 
@@ -708,6 +730,25 @@ impl Running {
                 }
             }
         }
+    }
+}
+
+/// Why a record did not become a line.
+enum Refusal {
+    /// It can never be written (`record::RecordError`, said as its text).
+    Record(String),
+    /// Encoding it panicked: a bug of the collector's, caught at the record's boundary.
+    Panicked(String),
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 

@@ -249,3 +249,52 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
         assert!(line.contains("hx.logs.m"), "{line}");
     }
 }
+
+/// A record that makes the collector panic while it is encoded (the encoder's test hook,
+/// debug builds only: the marker in its payload) is caught at its boundary: dead-lettered
+/// with `collector bug: panicked: …`, named in an error line, and the worker goes on with the
+/// records before and after it; the process stays up.
+#[test]
+fn a_record_that_makes_the_encoder_panic_is_dead_lettered_and_the_rest_stored() {
+    let (nats, influx, transfer) = util::start_servers("panics");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let message = if i == 57 {
+                "__collector_test_panic__"
+            } else {
+                "fine"
+            };
+            serde_json::to_vec(&json!({
+                "tags": {"host": "a"},
+                "fields": {"n": i, "message": message},
+                "time": format!("2026-01-01T00:00:00.{i:09}Z"),
+            }))
+            .unwrap()
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("panics")
+        .yaml();
+    let mut collector = Collector::start(&config);
+    collector.assert_within(Duration::from_secs(60), || {
+        influx.count("panics", "m") == 199 && transfer.stream_state("m").0 == 0
+    });
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (_, reason, payload) = &letters[0];
+    assert!(
+        reason.starts_with("collector bug: panicked: test hook"),
+        "{reason}"
+    );
+    assert_eq!(payload, &payloads[57], "dead-lettered unchanged");
+    collector.assert_log(
+        "the collector panicked encoding record",
+        Duration::from_secs(5),
+    );
+    assert!(
+        collector.is_running(),
+        "one record must not end the process"
+    );
+}
