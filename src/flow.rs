@@ -6,7 +6,8 @@
 //! count the lines they send and the writer takes. Relaxed atomics: a worker that reads a
 //! value a moment old only sends one round of pulls early or late.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Flow {
@@ -15,16 +16,33 @@ pub struct Flow {
     queued: AtomicUsize,
     /// Lines the writer wants ready for its next batch: its batch size.
     wanted: AtomicUsize,
+    /// The shortest ack wait of the consumers pulled, in nanoseconds: `pull.ack_wait`, or a
+    /// consumer's own when one created elsewhere has a shorter one. Held records are kept
+    /// alive by it.
+    ack_wait_ns: AtomicU64,
 }
 
 impl Flow {
-    /// A flow whose writer wants `wanted` lines queued.
-    pub fn new(wanted: usize) -> Flow {
+    /// A flow whose writer wants `wanted` lines queued, for consumers of `ack_wait`.
+    pub fn new(wanted: usize, ack_wait: Duration) -> Flow {
         Flow {
             stalled: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             wanted: AtomicUsize::new(wanted),
+            ack_wait_ns: AtomicU64::new(nanos(ack_wait)),
         }
+    }
+
+    /// The ack wait held records are kept alive by ([`crate::settle::keep_alive_every`]).
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_nanos(self.ack_wait_ns.load(Ordering::Relaxed))
+    }
+
+    /// The main thread read a consumer's own ack wait; returns whether it is shorter than
+    /// any before, and so now the one records are kept alive by.
+    pub fn consumer_ack_wait(&self, ack_wait: Duration) -> bool {
+        let ack_wait = nanos(ack_wait).max(1);
+        self.ack_wait_ns.fetch_min(ack_wait, Ordering::Relaxed) > ack_wait
     }
 
     /// Whether the workers may ask for more records: the writer stores, and fewer lines wait
@@ -65,13 +83,17 @@ impl Flow {
     }
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn room_until_the_next_batch_is_queued_and_never_while_stalled() {
-        let flow = Flow::new(1_000);
+        let flow = Flow::new(1_000, Duration::from_secs(30));
         assert!(flow.room());
         flow.sent(600);
         assert!(flow.room());
@@ -88,5 +110,18 @@ mod tests {
         assert!(flow.is_stalled());
         flow.set_stalled(false);
         assert!(flow.room());
+    }
+
+    #[test]
+    fn the_shortest_consumer_ack_wait_keeps_records_alive() {
+        let flow = Flow::new(1_000, Duration::from_secs(30));
+        assert_eq!(flow.ack_wait(), Duration::from_secs(30));
+        assert!(!flow.consumer_ack_wait(Duration::from_secs(30)), "the same");
+        assert!(!flow.consumer_ack_wait(Duration::from_secs(60)), "longer");
+        assert_eq!(flow.ack_wait(), Duration::from_secs(30));
+        assert!(flow.consumer_ack_wait(Duration::from_secs(6)));
+        assert_eq!(flow.ack_wait(), Duration::from_secs(6));
+        assert!(!flow.consumer_ack_wait(Duration::from_secs(10)));
+        assert_eq!(flow.ack_wait(), Duration::from_secs(6));
     }
 }

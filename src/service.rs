@@ -156,7 +156,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
         .max(config.batch.max_lines.div_ceil(config.pull.batch));
     // How much of that room is used is the writer's to say: the workers queue its next
     // batch and no more (`flow.rs`), so memory follows the batch size the server needs.
-    let flow = Arc::new(Flow::new(config.batch.start().lines));
+    let flow = Arc::new(Flow::new(config.batch.start().lines, config.pull.ack_wait));
     let (to_writer, chunks) = channel::bounded::<Chunk>(chunk_capacity);
     // Listening first: a taken port is refused before anything else starts, and the
     // liveness probe answers while the connections are made.
@@ -206,7 +206,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     }
     drop((to_writer, gone));
 
-    let mut poller = Poller::new(js, &config, controls, &stats);
+    let mut poller = Poller::new(js, &config, controls, &stats, shared.flow.clone());
     poller.serve(&signals, &gone_reports);
 
     log::info!(
@@ -292,7 +292,6 @@ impl Shared<'_> {
                 interval: config.batch.interval,
                 linger: config.batch.linger,
             },
-            ack_wait: config.pull.ack_wait,
             give_back_delay: config.pull.give_back_delay(),
             max_deliver: config.pull.max_deliver,
             chunks,
@@ -429,6 +428,8 @@ struct Poller<'a> {
     stats: &'a Stats,
     /// When each measurement's consumer is next surveyed.
     survey: SurveySchedule,
+    /// Where a consumer's own ack wait is told to the threads that keep records alive.
+    flow: Arc<Flow>,
 }
 
 /// Each pulled measurement's consumer is surveyed ([`JetStream::survey`]) every this many
@@ -505,6 +506,7 @@ impl<'a> Poller<'a> {
         config: &'a Config,
         controls: Vec<Sender<Control>>,
         stats: &'a Stats,
+        flow: Arc<Flow>,
     ) -> Poller<'a> {
         Poller {
             js,
@@ -519,6 +521,7 @@ impl<'a> Poller<'a> {
             first: true,
             stats,
             survey: SurveySchedule::default(),
+            flow,
         }
     }
 
@@ -669,7 +672,18 @@ impl<'a> Poller<'a> {
                     pending,
                     ack_pending,
                     oldest_ns,
+                    ack_wait,
                 }) => {
+                    // A consumer created elsewhere (an older collector, by hand) keeps its own
+                    // ack wait; records are kept alive by the shortest.
+                    if let Some(ack_wait) = ack_wait {
+                        if self.flow.consumer_ack_wait(ack_wait) {
+                            log::warn!(
+                                "measurement {name}: its consumer's ack_wait is {ack_wait:?}, shorter than pull.ack_wait ({:?}); held records are kept alive by it",
+                                self.config.pull.ack_wait
+                            );
+                        }
+                    }
                     counters.refreshed(pending, oldest_ns);
                     let waiting = pending + ack_pending > 0;
                     self.survey.surveyed(name, now, waiting, fetched, busy);

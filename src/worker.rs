@@ -694,7 +694,7 @@ impl Running {
         if self.chunk.is_empty() {
             return;
         }
-        let progress_every = keep_alive_every(self.worker.pull.ack_wait);
+        let progress_every = keep_alive_every(self.worker.flow.ack_wait());
         // The next chunk is likely the size of this one: a pull's worth under a backlog, a
         // record or two when idle.
         let next = Chunk::with_capacity(self.chunk.len(), self.chunk.n_bytes());

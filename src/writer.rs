@@ -47,7 +47,6 @@ pub struct Writer {
     pub conn: Connection,
     pub namespace: String,
     pub limits: Limits,
-    pub ack_wait: Duration,
     /// See [`crate::config::PullConfig::give_back_delay`].
     pub give_back_delay: Duration,
     /// See [`crate::config::PullConfig::max_deliver`]: records delivered more often are
@@ -452,7 +451,7 @@ impl Running {
             }
             scattered
         };
-        let every = keep_alive_every(writer.ack_wait);
+        let every = keep_alive_every(writer.flow.ack_wait());
         let Writer {
             influx,
             chunks,
@@ -642,7 +641,7 @@ impl Running {
     /// Waits before a retry, keeping the unsettled records alive with in-progress acks well
     /// inside their ack wait. Fails once the shutdown deadline has passed.
     fn wait(&mut self, total: Duration) -> Result<(), GaveUp> {
-        let progress_every = keep_alive_every(self.writer.ack_wait);
+        let progress_every = keep_alive_every(self.writer.flow.ack_wait());
         let until = Instant::now() + total;
         self.writer.flow.set_stalled(true);
         loop {

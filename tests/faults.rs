@@ -710,3 +710,76 @@ fn a_write_hanging_longer_than_ack_wait_redelivers_nothing() {
         "records fetched by the two collectors together"
     );
 }
+
+/// A consumer created elsewhere keeps its own `ack_wait` (here 4 s, by hand, while the
+/// collector's `pull.ack_wait` is the default 30 s): the collector reads it from the
+/// consumer's info, says so, and keeps held records alive by it, so a 12 s outage of InfluxDB
+/// redelivers nothing. Kept alive by the configured 30 s, they expired and came back.
+#[test]
+fn a_consumer_with_a_shorter_ack_wait_of_its_own_keeps_records_alive_by_it() {
+    let (nats, mut influx, transfer) = util::start_servers("own");
+    let ms = ["app"];
+    transfer.add_stream("app", "");
+    let stream = transfer.stream_name("app");
+    let consumer = serde_json::json!({
+        "stream_name": stream,
+        "config": {
+            "durable_name": "collector",
+            "deliver_policy": "all",
+            "ack_policy": "explicit",
+            "ack_wait": 4_000_000_000u64,
+            "max_ack_pending": 20_000,
+            "max_waiting": 512,
+            "filter_subject": "own.logs.app",
+            "replay_policy": "instant",
+        }
+    });
+    transfer
+        .js_request(
+            &format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.collector"),
+            &serde_json::to_vec(&consumer).unwrap(),
+        )
+        .expect("consumer created");
+    let shares = publish_samples(&transfer, &ms, 30_000);
+    let port = util::free_port();
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("own")
+        .extra("pull:\n  batch: 100\nbatch:\n  max_lines: 500\n")
+        .http_listen(port)
+        .yaml();
+    let collector = Collector::start(&config);
+    collector.assert_log("its consumer's ack_wait is 4s", Duration::from_secs(60));
+    collector.assert_within(Duration::from_secs(60), || total(&influx, "own", &ms) > 0);
+    influx.stop();
+    std::thread::sleep(Duration::from_secs(12));
+    influx.start_again();
+    assert_all_stored(
+        &transfer,
+        &influx,
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
+    let metrics = util::http_get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+        .expect("/metrics answers")
+        .body;
+    let fetched: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("collector_records_fetched_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("collector_records_fetched_total");
+    // Kept alive by the configured 30 s, thousands expire in the outage and are fetched
+    // again. One pull's worth (100) came back once in three runs here, cause not yet found;
+    // more than that is the failure this test is for.
+    assert!(
+        fetched <= 30_100,
+        "fetched {fetched}\n{}\n{}",
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("collector_records_"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        collector.log()
+    );
+}

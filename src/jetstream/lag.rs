@@ -4,6 +4,7 @@
 //! record. Hundreds of idle measurements cost one request each per survey, sent together.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use super::pipeline::{all_failed, answered, Pipeline, PipelineRequest};
 use super::{
@@ -21,6 +22,9 @@ pub enum Surveyed {
         pending: u64,
         ack_pending: u64,
         oldest_ns: Option<i64>,
+        /// The consumer's own ack wait, which a consumer created elsewhere may set apart
+        /// from `pull.ack_wait`.
+        ack_wait: Option<Duration>,
     },
     /// Its consumer, or its whole stream, is gone.
     Missing,
@@ -51,6 +55,7 @@ impl JetStream {
                         pending: consumer.num_pending,
                         ack_pending: consumer.num_ack_pending,
                         oldest_ns: None,
+                        ack_wait: consumer.ack_wait(),
                     })
                 }
                 Err(e) if has_err_code(&e, &[ERR_CONSUMER_NOT_FOUND, ERR_STREAM_NOT_FOUND]) => {

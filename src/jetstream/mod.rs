@@ -231,6 +231,24 @@ pub struct ConsumerState {
     pub num_ack_pending: u64,
     #[serde(default)]
     pub num_redelivered: u64,
+    /// The consumer's own settings: those of whoever created it, which may not be ours.
+    #[serde(default)]
+    pub config: ConsumerSettings,
+}
+
+/// What the collector reads of a consumer's settings.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// Nanoseconds; 0 when absent.
+    #[serde(default)]
+    pub ack_wait: u64,
+}
+
+impl ConsumerState {
+    /// The consumer's ack wait, when its info says.
+    pub fn ack_wait(&self) -> Option<std::time::Duration> {
+        (self.config.ack_wait > 0).then(|| std::time::Duration::from_nanos(self.config.ack_wait))
+    }
 }
 
 /// The JetStream management API over one connection.
