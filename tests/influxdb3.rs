@@ -11,9 +11,8 @@
 //! - `v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
 //!
 //! and, ignored until the collector is fixed (`cargo nextest run --test influxdb3
-//! --run-ignored all`), four faults the server revealed (docs/INFLUXDB3.md):
+//! --run-ignored all`), three faults the server revealed (docs/INFLUXDB3.md):
 //! - `v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement`
-//! - `v3_the_database_limit_holds_records_until_fixed`
 //! - `v3_collector_check_passes`
 //! - `v3_a_body_over_the_servers_limit_is_split`
 
@@ -1265,6 +1264,60 @@ fn v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason() {
     outcome.assert_settled();
 }
 
+// --- Found with the real server, and fixed in the collector ------------------------------------
+
+/// InfluxDB 3 Core holds at most 5 databases and creates one on the first write to it; past
+/// the limit the write is refused whole: 422 `{"error":"Adding a new database would exceed
+/// limit of 5 databases"}`, no line named. No record can be written until an operator acts (as
+/// with a missing database or bucket on v1/v2), so the records are held, neither acknowledged
+/// nor dead-lettered (the collector used to read the 422 as bad lines, bisect the batch and
+/// dead-letter every record), with an error line saying what to fix; once a database is
+/// deleted, the next retry creates the collector's and stores them all.
+#[test]
+fn v3_the_database_limit_holds_records_until_fixed() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    for db in ["d1", "d2", "d3", "d4", "d5"] {
+        influx.create_database(db);
+    }
+    let (nats, transfer) = nats_for("sixth");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=50)
+        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let collector = Collector::start(&v3_config("sixth", &nats, &influx, "", ""));
+    assert!(
+        collector.wait_for_log("limit of 5 databases", Duration::from_secs(30)),
+        "{}",
+        collector.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (transfer.stream_state("m").0, transfer.dead_letters().len()),
+        (50, 0),
+        "(waiting, dead letters)\n{}",
+        collector.log()
+    );
+    let log = collector.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("limit of 5 databases"))
+        .expect("the error line");
+    for needle in ["delete a database", "influx.database", "records are held"] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    influx.delete_database("d1");
+    assert!(
+        wait_until(Duration::from_secs(60), || influx.count("sixth", "m") == 50),
+        "{}",
+        collector.log()
+    );
+    assert!(settled(&transfer, &["m"], Duration::from_secs(30)));
+    assert_eq!(transfer.dead_letters().len(), 0);
+}
+
 // --- Found with the real server: the collector misbehaves (ignored until fixed) ----------------
 
 /// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3.6.0 panics while it answers
@@ -1304,43 +1357,6 @@ fn v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_me
         collector.log()
     );
     assert_eq!(influx.count("mb", "m"), 11);
-}
-
-/// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3 Core holds at most 5
-/// databases and creates one on the first write to it; past the limit the write is refused
-/// whole: 422 `{"error":"Adding a new database would exceed limit of 5 databases"}`, no line
-/// named. No record can be written until an operator acts (as with a missing database or
-/// bucket on v1/v2), so the records should be held, not dead-lettered. Today the collector
-/// reads the 422 as bad lines, bisects the batch and dead-letters every record.
-#[test]
-#[ignore = "FAILS TODAY: past the server's database limit the collector bisects and \
-            dead-letters every record instead of holding them"]
-fn v3_the_database_limit_holds_records_until_fixed() {
-    let Some(influx) = Influx3::start_or_skip() else {
-        return;
-    };
-    for db in ["d1", "d2", "d3", "d4", "d5"] {
-        influx.create_database(db);
-    }
-    let (nats, transfer) = nats_for("sixth");
-    transfer.set("m", "");
-    let payloads: Vec<Vec<u8>> = (1..=50)
-        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
-        .collect();
-    transfer.publish_many("m", &payloads);
-    let collector = Collector::start(&v3_config("sixth", &nats, &influx, "", ""));
-    assert!(
-        collector.wait_for_log("limit of 5 databases", Duration::from_secs(30)),
-        "{}",
-        collector.log()
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        (transfer.stream_state("m").0, transfer.dead_letters().len()),
-        (50, 0),
-        "(waiting, dead letters)\n{}",
-        collector.log()
-    );
 }
 
 /// FAILS TODAY (ignored; run with `--run-ignored all`). `collector check` against InfluxDB 3

@@ -42,7 +42,7 @@ pub enum WriteError {
         retry_after: Option<Duration>,
     },
     /// A failure no retry fixes until an operator acts (401, 403, 404 database or bucket not
-    /// found): `fix` says what to do. The writer keeps retrying slowly, never acknowledging.
+    /// found, InfluxDB 3's database limit reached): `fix` says what to do. The writer keeps retrying slowly, never acknowledging.
     Fatal {
         status: u16,
         message: String,
@@ -71,6 +71,20 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+/// What to do when InfluxDB 3 holds no more databases and the target is not one of them.
+const DATABASE_LIMIT_FIX: &str = "delete a database (influxdb3 delete database NAME) or raise \
+     the server's limit, or write to an existing database: set influx.database (influx.bucket \
+     with api v2)";
+
+/// Whether `message` is InfluxDB 3's refusal to create one more database (`Adding a new
+/// database would exceed limit of 5 databases`; on `/api/v2/write` behind `write buffer error:
+/// catalog update error: `). It concerns the whole target, not a line: the database is created
+/// by the first write to it, and past the limit that write is refused, whatever its lines, with
+/// none named. (The table and column limits name their lines, see [`classify_v3`].)
+fn is_database_limit(message: &str) -> bool {
+    message.contains("new database would exceed limit of")
+}
+
 /// Classifies an HTTP answer to a write. `body` is the answer's text (InfluxDB puts the
 /// reason in a JSON `error` or `message` field), `retry_after` its `Retry-After` header.
 pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
@@ -80,6 +94,11 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
         .map(Duration::from_secs);
     match status {
         200..=299 => Ok(()),
+        400 | 422 if is_database_limit(&message) => Err(WriteError::Fatal {
+            status,
+            message,
+            fix: DATABASE_LIMIT_FIX,
+        }),
         400 | 422 => Err(WriteError::Rejected { status, message }),
         401 => Err(WriteError::Fatal {
             status,
@@ -121,7 +140,10 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
 /// to write data"): a partial write, 400 `{"error": "partial write of line protocol
 /// occurred", "data": [{"original_line", "line_number", "error_message"}, ...]}`, where every
 /// line not listed was stored; and a refusal of the whole body, `"data"` a single such object,
-/// where nothing was. Everything else (401, 403, 404, 413, 429, 5xx) is read as for v2.
+/// where nothing was. The table and column limits come so, naming their lines (422 for a
+/// partial write): the lines are dead-lettered with the limit's message and the others stored,
+/// as for any other rejected line. Everything else (the database limit, 401, 403, 404, 413,
+/// 429, 5xx) is read as for v2.
 pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
     if matches!(status, 400 | 422) {
         let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -250,6 +272,59 @@ mod tests {
             classify(500, r#"{"error":"timeout"}"#, None),
             Err(WriteError::Retry { .. })
         ));
+    }
+
+    /// Past InfluxDB 3's database limit no record can be written until an operator acts, so
+    /// the answer is fatal (records held), not a rejection of lines (bisected, every record
+    /// dead-lettered). The bodies are InfluxDB 3 Core 3.6.0's: 422 on `/api/v3/write_lp` and
+    /// `/write`, 400 wrapped on `/api/v2/write`.
+    #[test]
+    fn the_database_limit_is_fatal() {
+        let v3 = r#"{"error":"Adding a new database would exceed limit of 5 databases"}"#;
+        let v2 = r#"{"code":"invalid","message":"write buffer error: catalog update error: Adding a new database would exceed limit of 5 databases"}"#;
+        for (status, body, result) in [
+            (422, v3, classify_v3(422, v3, None)),
+            (422, v3, classify(422, v3, None)),
+            (400, v2, classify(400, v2, None)),
+        ] {
+            match result {
+                Err(WriteError::Fatal {
+                    status: s,
+                    message,
+                    fix,
+                }) => {
+                    assert_eq!(s, status);
+                    assert!(message.contains("limit of 5 databases"), "{message}");
+                    assert!(fix.contains("delete a database"), "{fix}");
+                    assert!(fix.contains("influx.database"), "{fix}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // The table and column limits concern lines: InfluxDB 3 names the lines that hit them
+        // (a partial write, 422), and every other line of the body is stored. Without a line
+        // named they are read as any rejection (split to find the lines), not held: holding
+        // would stop every measurement for the records of one.
+        for limit in [
+            "Update to schema would exceed number of tables limit of 2000 tables",
+            "Update to schema would exceed number of columns per table limit of 500 columns",
+        ] {
+            let named = format!(
+                r#"{{"error":"partial write of line protocol occurred","data":[{{"error_message":"{limit}","line_number":2,"original_line":"newtab a=1 3"}}]}}"#
+            );
+            assert_eq!(
+                classify_v3(422, &named, None),
+                Err(WriteError::Partial {
+                    rejected: vec![rejected(2, limit)],
+                    complete: true
+                })
+            );
+            let bare = format!(r#"{{"error":"{limit}"}}"#);
+            assert!(matches!(
+                classify_v3(422, &bare, None),
+                Err(WriteError::Rejected { status: 422, .. })
+            ));
+        }
     }
 
     fn rejected(number: usize, message: &str) -> RejectedLine {
