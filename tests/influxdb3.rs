@@ -11,10 +11,9 @@
 //! - `v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
 //!
 //! and, ignored until the collector is fixed (`cargo nextest run --test influxdb3
-//! --run-ignored all`), three faults the server revealed (docs/INFLUXDB3.md):
+//! --run-ignored all`), two faults the server revealed (docs/INFLUXDB3.md):
 //! - `v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement`
 //! - `v3_collector_check_passes`
-//! - `v3_a_body_over_the_servers_limit_is_split`
 
 mod util;
 mod v3_double;
@@ -1318,6 +1317,34 @@ fn v3_the_database_limit_holds_records_until_fixed() {
     assert_eq!(transfer.dead_letters().len(), 0);
 }
 
+/// A body over the server's request limit (`--max-http-request-size`, 10 MiB by default,
+/// counted decompressed) is answered 500 `max request size (N bytes) exceeded`, not 413; the
+/// collector used to retry the same batch forever, and now splits it. Only a `batch.max_bytes`
+/// above the limit reaches it (the configuration allows up to 256 MiB); here the server's limit
+/// is lowered to 100 kB under the collector's default 1 MiB batches.
+#[test]
+fn v3_a_body_over_the_servers_limit_is_split() {
+    let options = Influx3Options {
+        extra: vec!["--max-http-request-size".into(), "100000".into()],
+        ..Influx3Options::default()
+    };
+    let Some(influx) = options.start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("big");
+    let samples = publish_samples(&transfer, "app", 2_000);
+    let collector = Collector::start(&v3_config("big", &nats, &influx, "", ""));
+    assert_samples_stored(
+        &transfer,
+        &influx,
+        "big",
+        "app",
+        &samples,
+        Duration::from_secs(60),
+        &collector,
+    );
+}
+
 // --- Found with the real server: the collector misbehaves (ignored until fixed) ----------------
 
 /// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3.6.0 panics while it answers
@@ -1383,35 +1410,4 @@ fn v3_collector_check_passes() {
         Duration::from_secs(30),
     );
     assert_eq!(run.code(), 0, "{}", run.all());
-}
-
-/// FAILS TODAY (ignored; run with `--run-ignored all`). A body over the server's request limit
-/// (`--max-http-request-size`, 10 MiB by default, counted decompressed) is answered 500 `max
-/// request size (N bytes) exceeded`, not 413, so the collector retries the same batch forever
-/// instead of splitting it. Only a `batch.max_bytes` above the limit reaches it (the
-/// configuration allows up to 256 MiB); here the server's limit is lowered to 100 kB under the
-/// collector's default 1 MiB batches.
-#[test]
-#[ignore = "FAILS TODAY: InfluxDB 3 answers a body over its limit with 500, which the \
-            collector retries forever instead of splitting the batch"]
-fn v3_a_body_over_the_servers_limit_is_split() {
-    let options = Influx3Options {
-        extra: vec!["--max-http-request-size".into(), "100000".into()],
-        ..Influx3Options::default()
-    };
-    let Some(influx) = options.start_or_skip() else {
-        return;
-    };
-    let (nats, transfer) = nats_for("big");
-    let samples = publish_samples(&transfer, "app", 2_000);
-    let collector = Collector::start(&v3_config("big", &nats, &influx, "", ""));
-    assert_samples_stored(
-        &transfer,
-        &influx,
-        "big",
-        "app",
-        &samples,
-        Duration::from_secs(60),
-        &collector,
-    );
 }

@@ -33,7 +33,8 @@ pub enum WriteError {
     },
     /// InfluxDB 3 refused the whole body, naming one line: nothing was stored.
     Refused { line: RejectedLine },
-    /// The body is over the server's limit (413): split and retry the halves.
+    /// The body is over the server's limit (413; InfluxDB 3: 500 `max request size (N bytes)
+    /// exceeded`): split and retry the halves.
     TooLarge,
     /// A passing failure (connection refused or reset, timeout, 429, 5xx): retry the same
     /// batch after `retry_after` when the server said, else after the writer's backoff.
@@ -60,7 +61,7 @@ impl std::fmt::Display for WriteError {
             WriteError::Refused { line } => {
                 write!(f, "refused at line {}: {}", line.number, line.message)
             }
-            WriteError::TooLarge => write!(f, "request body too large (413)"),
+            WriteError::TooLarge => write!(f, "request body over the server's size limit"),
             WriteError::Retry { reason, .. } => write!(f, "{reason}"),
             WriteError::Fatal {
                 status,
@@ -117,6 +118,12 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
                 "create the bucket (v2) or database (v1, v3), or set influx.bucket/influx.database",
         }),
         413 => Err(WriteError::TooLarge),
+        // InfluxDB 3 answers a body over its `--max-http-request-size` (10 MiB by default,
+        // counted decompressed) with a plain-text 500 on `/api/v3/write_lp` and `/write` (413
+        // on `/api/v2/write` only): the same body would be refused forever, its halves not.
+        500 if message.starts_with("max request size (") && message.ends_with(" exceeded") => {
+            Err(WriteError::TooLarge)
+        }
         // InfluxDB 1.x answers a write to a missing retention policy with a 500; no retry
         // fixes it, so it is fatal rather than passing.
         500 if message.contains("retention policy not found") => Err(WriteError::Fatal {
@@ -325,6 +332,27 @@ mod tests {
                 Err(WriteError::Rejected { status: 422, .. })
             ));
         }
+    }
+
+    /// InfluxDB 3 answers a body over `--max-http-request-size` with a plain-text 500 on
+    /// `/api/v3/write_lp` and `/write` (413 only on `/api/v2/write`): split, not retried as it is.
+    #[test]
+    fn a_body_over_influxdb_3s_limit_is_too_large() {
+        let body = "max request size (10485760 bytes) exceeded";
+        assert_eq!(classify(500, body, None), Err(WriteError::TooLarge));
+        assert_eq!(classify_v3(500, body, None), Err(WriteError::TooLarge));
+        let v2 =
+            r#"{"code":"request too large","message":"max request size (1000 bytes) exceeded"}"#;
+        assert_eq!(classify(413, v2, None), Err(WriteError::TooLarge));
+        // Other 500s are passing failures.
+        assert!(matches!(
+            classify_v3(
+                500,
+                "error decoding gzip stream: unexpected end of file",
+                None
+            ),
+            Err(WriteError::Retry { .. })
+        ));
     }
 
     fn rejected(number: usize, message: &str) -> RejectedLine {
