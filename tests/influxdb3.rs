@@ -828,7 +828,7 @@ fn v3_gzip_and_plain_bodies_store_every_value_exactly() {
 }
 
 /// A token the server does not know: every write is refused with 401, the collector says to
-/// check `influx.token`, and holds the records (neither acknowledged nor dead-lettered) until
+/// check `influx.token` (a token of this InfluxDB 3 server, not a v1 username), and holds the records (neither acknowledged nor dead-lettered) until
 /// it runs with the right token (the port of the 401 half of
 /// `v3::v3_401_and_404_hold_records_until_fixed`; InfluxDB 3 Core creates a database on the
 /// first write to it, so a write never meets the 404 half).
@@ -860,6 +860,16 @@ fn v3_401_holds_records_until_the_token_is_fixed() {
         collector.wait_for_log("check influx.token", Duration::from_secs(30)),
         "{}",
         collector.log()
+    );
+    // The fix names what the v3 API takes, a token: no v1 username and password.
+    let log = collector.log();
+    let fix = log
+        .lines()
+        .find(|l| l.contains("check influx.token"))
+        .expect("the error line");
+    assert!(
+        fix.contains("InfluxDB 3") && !fix.contains("username"),
+        "{fix}"
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(transfer.stream_state("m").0, 50, "{}", collector.log());

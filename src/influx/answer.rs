@@ -149,8 +149,8 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
 /// line not listed was stored; and a refusal of the whole body, `"data"` a single such object,
 /// where nothing was. The table and column limits come so, naming their lines (422 for a
 /// partial write): the lines are dead-lettered with the limit's message and the others stored,
-/// as for any other rejected line. Everything else (the database limit, 401, 403, 404, 413,
-/// 429, 5xx) is read as for v2.
+/// as for any other rejected line. 401 and 403 say what to fix in v3's terms (a token);
+/// everything else (the database limit, 404, 413, 429, 5xx) is read as for v2.
 pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
     if matches!(status, 400 | 422) {
         let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -178,7 +178,20 @@ pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result
             _ => {}
         }
     }
-    classify(status, body, retry_after)
+    // The v3 API takes a token only: the shared fixes would name v1's username and password.
+    let fix = match status {
+        401 => {
+            "check influx.token (or COLLECTOR_INFLUX_TOKEN): a token of this InfluxDB 3 \
+                server, which may be wrong, revoked or expired"
+        }
+        403 => "use a token with write permission on the database (influx.token)",
+        _ => return classify(status, body, retry_after),
+    };
+    Err(WriteError::Fatal {
+        status,
+        message: error_message(body),
+        fix,
+    })
 }
 
 /// How a v3 partial write of `n` lines settles them: lines `0..explained` were stored, except
@@ -404,13 +417,18 @@ mod tests {
             classify_v3(400, r#"{"error":"x","data":[{"line_number":"two"}]}"#, None),
             Err(WriteError::Rejected { .. })
         ));
-        // Everything but a refusal of lines is read as for v2.
+        // The fixes for refused credentials name what v3 takes: a token, no username.
+        for (status, needle) in [(401, "check influx.token"), (403, "influx.token")] {
+            match classify_v3(status, "", None) {
+                Err(WriteError::Fatal { fix, .. }) => {
+                    assert!(fix.contains(needle), "{status}: {fix}");
+                    assert!(!fix.contains("username") && !fix.contains("(v2)"), "{fix}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // Everything else but a refusal of lines is read as for v2.
         for (status, body, retry_after) in [
-            (
-                401,
-                r#"{"error":"the request was not authenticated"}"#,
-                None,
-            ),
             (404, r#"{"error":"database not found: beta"}"#, None),
             (413, "", None),
             (429, "", Some("3")),
