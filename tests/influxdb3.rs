@@ -11,9 +11,8 @@
 //! - `v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
 //!
 //! and, ignored until the collector is fixed (`cargo nextest run --test influxdb3
-//! --run-ignored all`), two faults the server revealed (docs/INFLUXDB3.md):
+//! --run-ignored all`), a fault the server revealed (docs/INFLUXDB3.md):
 //! - `v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement`
-//! - `v3_collector_check_passes`
 
 mod util;
 mod v3_double;
@@ -442,6 +441,14 @@ fn the_v3_double_answers_as_the_server_does() {
             format!("m,host=a日志日志 latency=\"x\" {}\n", t(21)),
         ),
     ];
+    // Refused with accept_partial=false, a write creates no database (an empty one does, as
+    // above): d6 below is still the sixth, refused for the limit.
+    probes.push(write(
+        "an all-or-nothing write to a new database, refused",
+        "d9",
+        "&accept_partial=false",
+        "collector_check\n".into(),
+    ));
     for db in ["d2", "d3", "d4", "d5", "d6"] {
         probes.push(write("a new database", db, "", format!("m v=1 {T0}\n")));
     }
@@ -1355,6 +1362,148 @@ fn v3_a_body_over_the_servers_limit_is_split() {
     );
 }
 
+/// `collector check` with `config` (NATS checks included), which must end with `code`.
+fn check(config: &str, code: i32) -> String {
+    let run = util::run_command(config, 0o600, &["check"], &[], b"", Duration::from_secs(30));
+    assert_eq!(run.code(), code, "{}", run.all());
+    run.stdout
+}
+
+/// Asserts that `out` has a line starting with `start`, and returns it.
+fn line<'a>(out: &'a str, start: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting with {start:?}:\n{out}"))
+}
+
+/// `collector check` passes on a healthy InfluxDB 3 with every API: v1, v2, v3 and
+/// `influx.api` unset. Against InfluxDB 3 it lists the databases through the v3 API whatever
+/// the API (v1's `SHOW DATABASES` gets no answer there, v2's bucket lookup 404), and probes
+/// the write permission with one line that cannot be parsed, sent with `accept_partial=false`
+/// (it used to send an empty write, answered 400 `incoming write was empty`, a failed check,
+/// and creating the database). One line says which API writes use: the v3 API with v3 or
+/// `influx.api` unset, a warning with v1 or v2. The checks create no database.
+#[test]
+fn collector_check_passes_against_influxdb_3_with_every_api() {
+    let Some(influx) = Influx3::start_or_skip() else {
+        return;
+    };
+    let (nats, transfer) = nats_for("chk");
+    transfer.set("m", "");
+    let base = util::config(&nats.url(), &influx.url()).namespace("chk");
+    let v2 = base
+        .clone()
+        .api("v2")
+        .influx("  org: acme\n  token: any-token\n")
+        .yaml();
+    let v3 = "✔ influxdb: writes go through the v3 API (/api/v3/write_lp) to database `chk`";
+    let cases = [
+        (
+            "v1",
+            base.clone().yaml(),
+            "⚠ influxdb: influx.api v1 against InfluxDB 3",
+        ),
+        (
+            "v2",
+            v2.clone(),
+            "⚠ influxdb: influx.api v2 against InfluxDB 3",
+        ),
+        ("v3", base.clone().api("v3").yaml(), v3),
+        ("unset", v2.replace("  api: v2\n", ""), v3),
+    ];
+    for (api, config, api_line) in &cases {
+        let out = check(config, 0);
+        assert!(!out.contains('✘'), "{api}: {out}");
+        line(
+            &out,
+            &format!("✔ influxdb {}: InfluxDB 3.6.0 answers /ping", influx.url()),
+        );
+        let said = line(&out, api_line);
+        match *api {
+            "unset" => assert!(said.ends_with("influx.api is unset and the server is InfluxDB 3")),
+            "v1" | "v2" => assert!(
+                said.ends_with("set influx.api: v3 or remove it"),
+                "{api}: {said}"
+            ),
+            _ => {}
+        }
+        let listed = out
+            .lines()
+            .find(|l| l.contains("database `chk` is not listed: the first write creates it"))
+            .unwrap_or_else(|| panic!("{api}: {out}"));
+        assert!(listed.starts_with("✔ influxdb: "), "{api}: {listed}");
+        line(&out, "✔ influxdb: write permission on database `chk`");
+        line(&out, "all checks passed");
+    }
+    // The checks wrote nothing and created no database.
+    assert_eq!(influx.databases(), vec!["_internal".to_string()]);
+    // Once the database exists, the listing says so; the probe still writes nothing.
+    influx.seed("chk", &format!("m v=1.5 {T0}\n"));
+    for (api, config, _) in &cases {
+        let out = check(config, 0);
+        assert!(out.contains("database `chk` exists"), "{api}: {out}");
+    }
+    assert_eq!(influx.count("chk", "m"), 1);
+}
+
+/// `collector check` against InfluxDB 3 with auth: a refused token fails at `/ping` (InfluxDB
+/// 3 checks it there) with the fix naming `influx.token`; v1's username and password (the
+/// password the token) pass; and a database that would be one too many fails the write probe
+/// with the server's message and what to do, creating nothing. No secret is printed.
+#[test]
+fn collector_check_against_influxdb_3_names_a_refused_token_and_the_database_limit() {
+    let Some(influx) = Influx3Options::default().with_auth().start_or_skip() else {
+        return;
+    };
+    let token = influx.token().expect("an admin token").to_string();
+    let (nats, transfer) = nats_for("chk");
+    transfer.set("m", "");
+    let v3 = |token: &str| v3_config("chk", &nats, &influx, &format!("  token: {token}\n"), "");
+
+    let out = check(&v3("apiv3_wrong"), 1);
+    assert!(
+        line(&out, "✘ influxdb ").ends_with("/ping answered 401: credentials refused"),
+        "{out}"
+    );
+    line(&out, "  fix: check influx.token");
+    line(&out, "1 check(s) failed");
+
+    for db in ["d1", "d2", "d3", "d4", "d5"] {
+        influx.create_database(db);
+    }
+    let out = check(&v3(&token), 1);
+    line(
+        &out,
+        "✔ influxdb: token accepted; database `chk` is not listed",
+    );
+    line(
+        &out,
+        "✘ influxdb: database `chk` does not exist, and InfluxDB 3 would not create it: \
+         Adding a new database would exceed limit of 5 databases",
+    );
+    line(
+        &out,
+        "  fix: delete a database (influxdb3 delete database NAME) or raise the server's limit, \
+         or set influx.database to an existing database",
+    );
+    line(&out, "1 check(s) failed");
+    assert!(!influx.databases().contains(&"chk".to_string()));
+
+    let v1 = util::config(&nats.url(), &influx.url())
+        .namespace("chk")
+        .influx(&format!(
+            "  database: d1\n  username: any\n  password: {token}\n"
+        ))
+        .yaml();
+    let out = check(&v1, 0);
+    line(
+        &out,
+        "✔ influxdb: credentials accepted; database `d1` exists",
+    );
+    line(&out, "✔ influxdb: write permission on database `d1`");
+    assert!(!out.contains(&token), "{out}");
+}
+
 // --- Found with the real server: the collector misbehaves (ignored until fixed) ----------------
 
 /// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3.6.0 panics while it answers
@@ -1394,30 +1543,4 @@ fn v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_me
         collector.log()
     );
     assert_eq!(influx.count("mb", "m"), 11);
-}
-
-/// FAILS TODAY (ignored; run with `--run-ignored all`). `collector check` against InfluxDB 3
-/// with `api: v3`: its write probe, a write of nothing, is answered 400 `incoming write was
-/// empty` (plain text) by InfluxDB 3 once the token and the database passed, which the check
-/// reports as a failure ("an empty write answered 400"). (The same empty write also creates the
-/// database, as any write does.)
-#[test]
-#[ignore = "FAILS TODAY: collector check reads InfluxDB 3's 400 `incoming write was empty` \
-            as a failed write probe"]
-fn v3_collector_check_passes() {
-    let Some(influx) = Influx3::start_or_skip() else {
-        return;
-    };
-    let (nats, transfer) = nats_for("chk");
-    transfer.set("m", "");
-    let config = v3_config("chk", &nats, &influx, "", "");
-    let run = util::run_command(
-        &config,
-        0o600,
-        &["check"],
-        &[],
-        b"",
-        Duration::from_secs(30),
-    );
-    assert_eq!(run.code(), 0, "{}", run.all());
 }
