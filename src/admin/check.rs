@@ -5,8 +5,8 @@ use std::fmt::Display;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, InfluxApi, NatsAuth};
-use crate::influx::{Influx, Probe};
+use crate::config::{Config, InfluxApi, InfluxConfig, NatsAuth};
+use crate::influx::{Influx, Probe, Server};
 use crate::jetstream::{self, bucket_name, JetStream};
 
 use super::failure;
@@ -110,9 +110,15 @@ pub(super) fn check(path: &Path) -> ExitCode {
 
     let url = crate::config::without_credentials(&influx.url);
     let client = Influx::new(influx);
-    if checks.probe(&format!("influxdb {url}: "), client.probe_ping()) {
-        checks.probe("influxdb: ", client.probe_target(influx));
-        checks.probe("influxdb: ", client.probe_write(influx));
+    let (ping, server) = client.probe_ping(influx);
+    if checks.probe(&format!("influxdb {url}: "), ping) {
+        match writes_api(influx, server) {
+            Some(Said::Fine(text)) => checks.pass(format!("influxdb: {text}")),
+            Some(Said::Warning(text)) => println!("⚠ influxdb: {text}"),
+            None => {}
+        }
+        checks.probe("influxdb: ", client.probe_target(influx, server));
+        checks.probe("influxdb: ", client.probe_write(influx, server));
     }
 
     match checks.n_failed {
@@ -125,6 +131,45 @@ pub(super) fn check(path: &Path) -> ExitCode {
             failure()
         }
     }
+}
+
+/// A line of `check` that is no probe: fine, or worth a warning (not a failed check).
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    Fine(String),
+    Warning(String),
+}
+
+/// Which API writes will use, said against InfluxDB 3 only (against an earlier server the
+/// configuration line names it). With `influx.api` unset they go through the v3 API to the
+/// database named like the bucket (the namespace unless set); a v1 or v2 API written in the
+/// configuration is kept, but InfluxDB 3 refuses a batch with a bad line whole there.
+fn writes_api(config: &InfluxConfig, server: Server) -> Option<Said> {
+    if server == Server::Earlier {
+        return None;
+    }
+    let v3 = format!(
+        "writes go through the v3 API (/api/v3/write_lp) to database `{}`",
+        config.target
+    );
+    Some(match (config.api_given, config.api) {
+        (true, InfluxApi::V3) => Said::Fine(v3),
+        (false, _) => Said::Fine(format!(
+            "{v3}: influx.api is unset and the server is InfluxDB 3"
+        )),
+        (true, api @ (InfluxApi::V1 | InfluxApi::V2)) => {
+            let (name, refused) = match api {
+                InfluxApi::V1 => ("v1", "naming only its first bad line"),
+                _ => ("v2", "without naming it"),
+            };
+            Said::Warning(format!(
+                "influx.api {name} against InfluxDB 3: a batch with a bad line is refused whole \
+                 {refused}; the collector then finds bad lines through /api/v3/write_lp \
+                 (accept_partial=false), one request per bad line; set influx.api: v3 or \
+                 remove it"
+            ))
+        }
+    })
 }
 
 fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
@@ -189,6 +234,57 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config(api: InfluxApi, api_given: bool) -> InfluxConfig {
+        InfluxConfig {
+            url: "http://db:8181".into(),
+            api,
+            api_given,
+            token: None,
+            org: None,
+            target: "beta".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(1),
+            tls: None,
+            gzip: true,
+            no_sync: false,
+        }
+    }
+
+    /// Against InfluxDB 3 one line says which API writes use; against earlier servers none.
+    #[test]
+    fn the_api_writes_use_is_said_against_influxdb_3() {
+        for api in [InfluxApi::V1, InfluxApi::V2, InfluxApi::V3] {
+            assert_eq!(writes_api(&config(api, true), Server::Earlier), None);
+        }
+        let v3 = "writes go through the v3 API (/api/v3/write_lp) to database `beta`";
+        assert_eq!(
+            writes_api(&config(InfluxApi::V3, true), Server::V3),
+            Some(Said::Fine(v3.into()))
+        );
+        assert_eq!(
+            writes_api(&config(InfluxApi::V2, false), Server::V3),
+            Some(Said::Fine(format!(
+                "{v3}: influx.api is unset and the server is InfluxDB 3"
+            )))
+        );
+        for (api, name) in [(InfluxApi::V1, "v1"), (InfluxApi::V2, "v2")] {
+            match writes_api(&config(api, true), Server::V3) {
+                Some(Said::Warning(text)) => {
+                    let start = format!("influx.api {name} against InfluxDB 3: a batch with a bad line is refused whole");
+                    assert!(text.starts_with(&start), "{text}");
+                    assert!(text.ends_with("; the collector then finds bad lines through /api/v3/write_lp (accept_partial=false), one request per bad line; set influx.api: v3 or remove it"), "{text}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
     /// `check` prints the InfluxDB URL; it must never show the credentials in it.
     #[test]
     fn urls_lose_their_credentials() {

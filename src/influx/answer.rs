@@ -7,7 +7,12 @@
 
 use std::time::Duration;
 
-/// The most rejected lines an InfluxDB 3 answer names.
+/// The most rejected lines an InfluxDB 3 answer names, in the words of its documentation.
+/// InfluxDB 3 Core 3.6.0 names every one (1,000 and 5,000 tried), so this is only a fallback:
+/// an answer naming this many or more is read as perhaps cut short, and the lines after the
+/// last one named are written again. They were stored already, so that costs a request and
+/// lands them on the very points they are (a record written again gives the same point): it
+/// loses and doubles nothing.
 pub const V3_MAX_LINE_ERRORS: usize = 100;
 
 /// One line InfluxDB 3 rejected: its number in the request body (from 1) and the reason.
@@ -24,16 +29,17 @@ pub enum WriteError {
     /// Rewriting the good ones is safe, so the writer splits the batch to find the bad ones.
     Rejected { status: u16, message: String },
     /// InfluxDB 3 stored every line of the body but these (a partial write, with
-    /// `accept_partial=true`). `complete` is false when the list may be cut short: the server
-    /// names at most [`V3_MAX_LINE_ERRORS`] lines, so lines after the last one named may have
-    /// been rejected too.
+    /// `accept_partial=true`). `complete` is false when the list may be cut short (it names
+    /// [`V3_MAX_LINE_ERRORS`] lines or more), so lines after the last one named may have been
+    /// rejected too.
     Partial {
         rejected: Vec<RejectedLine>,
         complete: bool,
     },
     /// InfluxDB 3 refused the whole body, naming one line: nothing was stored.
     Refused { line: RejectedLine },
-    /// The body is over the server's limit (413): split and retry the halves.
+    /// The body is over the server's limit (413; InfluxDB 3: 500 `max request size (N bytes)
+    /// exceeded`): split and retry the halves.
     TooLarge,
     /// A passing failure (connection refused or reset, timeout, 429, 5xx): retry the same
     /// batch after `retry_after` when the server said, else after the writer's backoff.
@@ -42,7 +48,7 @@ pub enum WriteError {
         retry_after: Option<Duration>,
     },
     /// A failure no retry fixes until an operator acts (401, 403, 404 database or bucket not
-    /// found): `fix` says what to do. The writer keeps retrying slowly, never acknowledging.
+    /// found, InfluxDB 3's database limit reached): `fix` says what to do. The writer keeps retrying slowly, never acknowledging.
     Fatal {
         status: u16,
         message: String,
@@ -60,7 +66,7 @@ impl std::fmt::Display for WriteError {
             WriteError::Refused { line } => {
                 write!(f, "refused at line {}: {}", line.number, line.message)
             }
-            WriteError::TooLarge => write!(f, "request body too large (413)"),
+            WriteError::TooLarge => write!(f, "request body over the server's size limit"),
             WriteError::Retry { reason, .. } => write!(f, "{reason}"),
             WriteError::Fatal {
                 status,
@@ -69,6 +75,20 @@ impl std::fmt::Display for WriteError {
             } => write!(f, "{status}: {message}; {fix}"),
         }
     }
+}
+
+/// What to do when InfluxDB 3 holds no more databases and the target is not one of them.
+const DATABASE_LIMIT_FIX: &str = "delete a database (influxdb3 delete database NAME) or raise \
+     the server's limit, or write to an existing database: set influx.database (influx.bucket \
+     with api v2)";
+
+/// Whether `message` is InfluxDB 3's refusal to create one more database (`Adding a new
+/// database would exceed limit of 5 databases`; on `/api/v2/write` behind `write buffer error:
+/// catalog update error: `). It concerns the whole target, not a line: the database is created
+/// by the first write to it, and past the limit that write is refused, whatever its lines, with
+/// none named. (The table and column limits name their lines, see [`classify_v3`].)
+fn is_database_limit(message: &str) -> bool {
+    message.contains("new database would exceed limit of")
 }
 
 /// Classifies an HTTP answer to a write. `body` is the answer's text (InfluxDB puts the
@@ -80,6 +100,11 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
         .map(Duration::from_secs);
     match status {
         200..=299 => Ok(()),
+        400 | 422 if is_database_limit(&message) => Err(WriteError::Fatal {
+            status,
+            message,
+            fix: DATABASE_LIMIT_FIX,
+        }),
         400 | 422 => Err(WriteError::Rejected { status, message }),
         401 => Err(WriteError::Fatal {
             status,
@@ -98,6 +123,12 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
                 "create the bucket (v2) or database (v1, v3), or set influx.bucket/influx.database",
         }),
         413 => Err(WriteError::TooLarge),
+        // InfluxDB 3 answers a body over its `--max-http-request-size` (10 MiB by default,
+        // counted decompressed) with a plain-text 500 on `/api/v3/write_lp` and `/write` (413
+        // on `/api/v2/write` only): the same body would be refused forever, its halves not.
+        500 if message.starts_with("max request size (") && message.ends_with(" exceeded") => {
+            Err(WriteError::TooLarge)
+        }
         // InfluxDB 1.x answers a write to a missing retention policy with a 500; no retry
         // fixes it, so it is fatal rather than passing.
         500 if message.contains("retention policy not found") => Err(WriteError::Fatal {
@@ -121,7 +152,10 @@ pub fn classify(status: u16, body: &str, retry_after: Option<&str>) -> Result<()
 /// to write data"): a partial write, 400 `{"error": "partial write of line protocol
 /// occurred", "data": [{"original_line", "line_number", "error_message"}, ...]}`, where every
 /// line not listed was stored; and a refusal of the whole body, `"data"` a single such object,
-/// where nothing was. Everything else (401, 403, 404, 413, 429, 5xx) is read as for v2.
+/// where nothing was. The table and column limits come so, naming their lines (422 for a
+/// partial write): the lines are dead-lettered with the limit's message and the others stored,
+/// as for any other rejected line. 401 and 403 say what to fix in v3's terms (a token);
+/// everything else (the database limit, 404, 413, 429, 5xx) is read as for v2.
 pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result<(), WriteError> {
     if matches!(status, 400 | 422) {
         let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -149,7 +183,20 @@ pub fn classify_v3(status: u16, body: &str, retry_after: Option<&str>) -> Result
             _ => {}
         }
     }
-    classify(status, body, retry_after)
+    // The v3 API takes a token only: the shared fixes would name v1's username and password.
+    let fix = match status {
+        401 => {
+            "check influx.token (or COLLECTOR_INFLUX_TOKEN): a token of this InfluxDB 3 \
+                server, which may be wrong, revoked or expired"
+        }
+        403 => "use a token with write permission on the database (influx.token)",
+        _ => return classify(status, body, retry_after),
+    };
+    Err(WriteError::Fatal {
+        status,
+        message: error_message(body),
+        fix,
+    })
 }
 
 /// How a v3 partial write of `n` lines settles them: lines `0..explained` were stored, except
@@ -252,6 +299,80 @@ mod tests {
         ));
     }
 
+    /// Past InfluxDB 3's database limit no record can be written until an operator acts, so
+    /// the answer is fatal (records held), not a rejection of lines (bisected, every record
+    /// dead-lettered). The bodies are InfluxDB 3 Core 3.6.0's: 422 on `/api/v3/write_lp` and
+    /// `/write`, 400 wrapped on `/api/v2/write`.
+    #[test]
+    fn the_database_limit_is_fatal() {
+        let v3 = r#"{"error":"Adding a new database would exceed limit of 5 databases"}"#;
+        let v2 = r#"{"code":"invalid","message":"write buffer error: catalog update error: Adding a new database would exceed limit of 5 databases"}"#;
+        for (status, body, result) in [
+            (422, v3, classify_v3(422, v3, None)),
+            (422, v3, classify(422, v3, None)),
+            (400, v2, classify(400, v2, None)),
+        ] {
+            match result {
+                Err(WriteError::Fatal {
+                    status: s,
+                    message,
+                    fix,
+                }) => {
+                    assert_eq!(s, status);
+                    assert!(message.contains("limit of 5 databases"), "{message}");
+                    assert!(fix.contains("delete a database"), "{fix}");
+                    assert!(fix.contains("influx.database"), "{fix}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // The table and column limits concern lines: InfluxDB 3 names the lines that hit them
+        // (a partial write, 422), and every other line of the body is stored. Without a line
+        // named they are read as any rejection (split to find the lines), not held: holding
+        // would stop every measurement for the records of one.
+        for limit in [
+            "Update to schema would exceed number of tables limit of 2000 tables",
+            "Update to schema would exceed number of columns per table limit of 500 columns",
+        ] {
+            let named = format!(
+                r#"{{"error":"partial write of line protocol occurred","data":[{{"error_message":"{limit}","line_number":2,"original_line":"newtab a=1 3"}}]}}"#
+            );
+            assert_eq!(
+                classify_v3(422, &named, None),
+                Err(WriteError::Partial {
+                    rejected: vec![rejected(2, limit)],
+                    complete: true
+                })
+            );
+            let bare = format!(r#"{{"error":"{limit}"}}"#);
+            assert!(matches!(
+                classify_v3(422, &bare, None),
+                Err(WriteError::Rejected { status: 422, .. })
+            ));
+        }
+    }
+
+    /// InfluxDB 3 answers a body over `--max-http-request-size` with a plain-text 500 on
+    /// `/api/v3/write_lp` and `/write` (413 only on `/api/v2/write`): split, not retried as it is.
+    #[test]
+    fn a_body_over_influxdb_3s_limit_is_too_large() {
+        let body = "max request size (10485760 bytes) exceeded";
+        assert_eq!(classify(500, body, None), Err(WriteError::TooLarge));
+        assert_eq!(classify_v3(500, body, None), Err(WriteError::TooLarge));
+        let v2 =
+            r#"{"code":"request too large","message":"max request size (1000 bytes) exceeded"}"#;
+        assert_eq!(classify(413, v2, None), Err(WriteError::TooLarge));
+        // Other 500s are passing failures.
+        assert!(matches!(
+            classify_v3(
+                500,
+                "error decoding gzip stream: unexpected end of file",
+                None
+            ),
+            Err(WriteError::Retry { .. })
+        ));
+    }
+
     fn rejected(number: usize, message: &str) -> RejectedLine {
         RejectedLine {
             number,
@@ -301,13 +422,18 @@ mod tests {
             classify_v3(400, r#"{"error":"x","data":[{"line_number":"two"}]}"#, None),
             Err(WriteError::Rejected { .. })
         ));
-        // Everything but a refusal of lines is read as for v2.
+        // The fixes for refused credentials name what v3 takes: a token, no username.
+        for (status, needle) in [(401, "check influx.token"), (403, "influx.token")] {
+            match classify_v3(status, "", None) {
+                Err(WriteError::Fatal { fix, .. }) => {
+                    assert!(fix.contains(needle), "{status}: {fix}");
+                    assert!(!fix.contains("username") && !fix.contains("(v2)"), "{fix}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // Everything else but a refusal of lines is read as for v2.
         for (status, body, retry_after) in [
-            (
-                401,
-                r#"{"error":"the request was not authenticated"}"#,
-                None,
-            ),
             (404, r#"{"error":"database not found: beta"}"#, None),
             (413, "", None),
             (429, "", Some("3")),

@@ -1,6 +1,10 @@
 //! `collector check`'s probes of InfluxDB, run on the main thread: reachability and version,
 //! the credentials and the target (database or bucket), and the write permission, each said
-//! as one line with a fix. They read or write nothing.
+//! as one line with a fix. They write nothing: against InfluxDB 1.x and 2.x the write probe is
+//! an empty write, which they refuse or accept without storing anything; InfluxDB 3 creates
+//! the database on any write with `accept_partial=true`, an empty one too, so there it is one
+//! line that cannot be parsed, with `accept_partial=false`, which it refuses without creating
+//! anything.
 //!
 //! The classifications are pure functions of the answer, tested without a server. The URL is
 //! left out of every message: it may hold credentials, and the caller prints it redacted.
@@ -10,7 +14,11 @@ use serde_json::Value;
 use crate::config::{InfluxApi, InfluxConfig};
 
 use super::answer::error_message;
-use super::{encode_query, transport_error, Influx};
+use super::{encode_query, server_of, transport_error, Influx, Server};
+
+/// The body of the write probe to InfluxDB 3: a line without fields, which no server can store.
+/// It parses as far as its measurement and is refused with `A generic parsing error occurred`.
+const V3_WRITE_PROBE: &str = "collector_check\n";
 
 /// What one probe of `collector check` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +70,43 @@ fn target_name(config: &InfluxConfig) -> String {
     }
 }
 
+/// The key that names the target: `influx.bucket` for v2 (and an unset `influx.api`, which is
+/// v2), `influx.database` otherwise.
+fn target_key(config: &InfluxConfig) -> &'static str {
+    match config.api {
+        InfluxApi::V2 => "influx.bucket",
+        InfluxApi::V1 | InfluxApi::V3 => "influx.database",
+    }
+}
+
+/// What InfluxDB accepted, said by what the configuration sends.
+fn accepted(config: &InfluxConfig) -> &'static str {
+    match (config.token.is_some(), config.username.is_some()) {
+        (true, _) => "token accepted",
+        (false, true) => "credentials accepted",
+        (false, false) => "no credentials asked for",
+    }
+}
+
 /// Whether the JSON array `rows` has a row whose name (the string `name_of` picks out) is `name`.
 fn lists(rows: &Value, name_of: impl Fn(&Value) -> &Value, name: &str) -> bool {
     rows.as_array()
         .into_iter()
         .flatten()
         .any(|row| name_of(row).as_str() == Some(name))
+}
+
+/// [`classify_ping`], but a 401 is refused credentials: InfluxDB 3 checks the token at
+/// `/ping` unless told otherwise (and its 401 names no version); 1.x and 2.x ignore
+/// credentials there.
+fn ping_probe(config: &InfluxConfig, status: u16, version: Option<&str>) -> Probe {
+    match status {
+        401 => failed(
+            "/ping answered 401: credentials refused",
+            credentials_fix(config),
+        ),
+        status => classify_ping(status, version),
+    }
 }
 
 /// Classifies the answer to `GET /ping`; `version` is its `X-Influxdb-Version` header.
@@ -153,24 +192,27 @@ pub fn classify_buckets(config: &InfluxConfig, status: u16, body: &str) -> Probe
 }
 
 /// Classifies the answer to the v3 `GET /api/v3/configure/database?format=json`, a JSON array
-/// of `{"iox::database": "name"}`. A token may write to a database it cannot list, so a
-/// missing name is left to the write probe.
+/// of `{"iox::database": "name"}`: asked with `api: v3`, and of any server that says it is
+/// InfluxDB 3 whatever the API (its v1 `SHOW DATABASES` gets no answer, its v2 bucket lookup
+/// 404). InfluxDB 3 creates a database on the first write to it, so a missing name is no
+/// failure: the write probe says whether it can be created.
 pub fn classify_v3_databases(config: &InfluxConfig, status: u16, body: &str) -> Probe {
     let database = &config.target;
+    let accepted = accepted(config);
     match status {
         200 => {
             let answer: Value = serde_json::from_str(body).unwrap_or_default();
             Probe::Passed(
                 match lists(&answer, |row| &row["iox::database"], database) {
-                    true => format!("token accepted; database `{database}` exists"),
+                    true => format!("{accepted}; database `{database}` exists"),
                     false => format!(
-                    "token accepted (database `{database}` is not listed; the write check decides)"
-                ),
+                        "{accepted}; database `{database}` is not listed: the first write creates it"
+                    ),
                 },
             )
         }
         401 | 403 => failed(
-            format!("token refused: {}", error_message(body)),
+            format!("credentials refused: {}", error_message(body)),
             credentials_fix(config),
         ),
         _ => failed(
@@ -178,7 +220,52 @@ pub fn classify_v3_databases(config: &InfluxConfig, status: u16, body: &str) -> 
                 "/api/v3/configure/database answered {status}: {}",
                 error_message(body)
             ),
-            "check influx.url and influx.api (v3 here, for InfluxDB 3 Core or Enterprise)",
+            match config.api {
+                InfluxApi::V3 => {
+                    "check influx.url and influx.api (v3 here, for InfluxDB 3 Core or Enterprise)"
+                }
+                InfluxApi::V1 | InfluxApi::V2 => "check influx.url and the server's log",
+            },
+        ),
+    }
+}
+
+/// Classifies InfluxDB 3's answer to the write probe, [`V3_WRITE_PROBE`] sent to
+/// `/api/v3/write_lp?db=<target>&accept_partial=false`. The server checks the token, and
+/// whether it may create the database when it does not exist, before it parses the body; the
+/// line then fails to parse, and the write is refused naming it (400 `parsing failed for
+/// write_lp endpoint`), with nothing stored and no database created (found by experiment with
+/// 3.6.0). So that answer means a real write would be allowed. Past the database limit the
+/// probe is refused as a write would be: 422 `Adding a new database would exceed limit of 5
+/// databases`.
+pub fn classify_v3_write_probe(config: &InfluxConfig, status: u16, body: &str) -> Probe {
+    let database = &config.target;
+    let message = error_message(body);
+    let answer: Value = serde_json::from_str(body).unwrap_or_default();
+    match status {
+        400 if answer["data"]["line_number"].as_u64() == Some(1) => Probe::Passed(format!(
+            "write permission on database `{database}` (a line that cannot be parsed, sent with \
+             accept_partial=false, was refused for that alone: nothing written)"
+        )),
+        400 | 422 if message.contains("new database would exceed limit of") => failed(
+            format!("database `{database}` does not exist, and InfluxDB 3 would not create it: {message}"),
+            format!(
+                "delete a database (influxdb3 delete database NAME) or raise the server's limit, \
+                 or set {} to an existing database",
+                target_key(config)
+            ),
+        ),
+        401 => failed(
+            format!("credentials refused: {message}"),
+            credentials_fix(config),
+        ),
+        403 => failed(
+            format!("no write permission: {message}"),
+            format!("use a token with write permission on database `{database}`"),
+        ),
+        _ => failed(
+            format!("the write probe answered {status}: {message}"),
+            "check influx.url and the server's log",
         ),
     }
 }
@@ -287,24 +374,41 @@ impl Influx {
         probe_answer(self.authorised(self.agent.get(url)).call())
     }
 
-    /// `GET /ping`: InfluxDB answers, and which version.
-    pub fn probe_ping(&self) -> Probe {
+    /// `GET /ping`: InfluxDB answers, and which version, so which server it is.
+    pub fn probe_ping(&self, config: &InfluxConfig) -> (Probe, Server) {
         match self.probe_get(&format!("{}/ping", self.base_url)) {
-            Ok(answer) => classify_ping(answer.status, answer.version.as_deref()),
-            Err(problem) if problem.contains("TLS: ") => failed(
-                problem,
-                "fix the server's certificate, or influx.tls (ca, cert, key) and influx.url",
+            Ok(answer) => {
+                let version = answer.version.as_deref();
+                (
+                    ping_probe(config, answer.status, version),
+                    server_of(version),
+                )
+            }
+            Err(problem) if problem.contains("TLS: ") => (
+                failed(
+                    problem,
+                    "fix the server's certificate, or influx.tls (ca, cert, key) and influx.url",
+                ),
+                Server::Earlier,
             ),
-            Err(problem) => failed(
-                problem,
-                "start InfluxDB, or correct influx.url (scheme, host and port)",
+            Err(problem) => (
+                failed(
+                    problem,
+                    "start InfluxDB, or correct influx.url (scheme, host and port)",
+                ),
+                Server::Earlier,
             ),
         }
     }
 
-    /// The credentials and the target: v1 `SHOW DATABASES`, v2 the bucket by name.
-    pub fn probe_target(&self, config: &InfluxConfig) -> Probe {
-        let url = match config.api {
+    /// The credentials and the target: v1 `SHOW DATABASES`, v2 the bucket by name, v3 (and
+    /// any API against InfluxDB 3) the database listing.
+    pub fn probe_target(&self, config: &InfluxConfig, server: Server) -> Probe {
+        let api = match server {
+            Server::V3 => InfluxApi::V3,
+            Server::Earlier => config.api,
+        };
+        let url = match api {
             InfluxApi::V1 => format!("{}/query?q=SHOW%20DATABASES", self.base_url),
             InfluxApi::V2 => format!(
                 "{}/api/v2/buckets?org={}&name={}",
@@ -315,7 +419,7 @@ impl Influx {
             InfluxApi::V3 => format!("{}/api/v3/configure/database?format=json", self.base_url),
         };
         match self.probe_get(&url) {
-            Ok(answer) => match config.api {
+            Ok(answer) => match api {
                 InfluxApi::V1 => classify_databases(config, answer.status, &answer.body),
                 InfluxApi::V2 => classify_buckets(config, answer.status, &answer.body),
                 InfluxApi::V3 => classify_v3_databases(config, answer.status, &answer.body),
@@ -324,8 +428,26 @@ impl Influx {
         }
     }
 
-    /// The write permission, with a write of nothing to the very URL the writer uses.
-    pub fn probe_write(&self, config: &InfluxConfig) -> Probe {
+    /// The write permission: against InfluxDB 3 (whatever the API), one line that cannot be
+    /// parsed with `accept_partial=false` (see [`classify_v3_write_probe`]); otherwise a write
+    /// of nothing to the very URL the writer uses.
+    pub fn probe_write(&self, config: &InfluxConfig, server: Server) -> Probe {
+        if server == Server::V3 {
+            let url = format!(
+                "{}/api/v3/write_lp?db={}&accept_partial=false",
+                self.base_url,
+                encode_query(&config.target)
+            );
+            let request = self.authorised(
+                self.agent
+                    .post(&url)
+                    .header("Content-Type", "text/plain; charset=utf-8"),
+            );
+            return match probe_answer(request.send(V3_WRITE_PROBE.as_bytes())) {
+                Ok(answer) => classify_v3_write_probe(config, answer.status, &answer.body),
+                Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
+            };
+        }
         match probe_answer(self.write_request().send(&b""[..])) {
             Ok(answer) => classify_write_probe(config, answer.status, &answer.body),
             Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
@@ -414,13 +536,96 @@ mod tests {
         v3.token = Some(Secret::new("t"));
         let list = r#"[{"iox::database":"_internal"},{"iox::database":"beta"}]"#;
         assert!(passed(classify_v3_databases(&v3, 200, list)).contains("database `beta` exists"));
-        assert!(passed(classify_v3_databases(&v3, 200, "[]")).contains("the write check decides"));
+        assert!(passed(classify_v3_databases(&v3, 200, "[]"))
+            .contains("`beta` is not listed: the first write creates it"));
         check_failed(
-            classify_v3_databases(&v3, 401, r#"{"error":"the request was not authenticated"}"#),
-            "not authenticated",
+            classify_v3_databases(&v3, 401, ""),
+            "credentials refused",
             "check influx.token",
         );
         check_failed(classify_v3_databases(&v3, 404, ""), "404", "v3 here");
+        // Asked of InfluxDB 3 with another API configured.
+        let mut v1 = config(InfluxApi::V1);
+        v1.username = Some("u".into());
+        v1.password = Some(Secret::new("apiv3_t"));
+        assert_eq!(
+            passed(classify_v3_databases(&v1, 200, list)),
+            "credentials accepted; database `beta` exists"
+        );
+        check_failed(classify_v3_databases(&v1, 404, ""), "404", "server's log");
+        let open = config(InfluxApi::V2);
+        assert!(passed(classify_v3_databases(&open, 200, list)).starts_with("no credentials"));
+    }
+
+    // Bodies below are InfluxDB 3 Core 3.6.0's answers to the probe, recorded by hand.
+    #[test]
+    fn v3_write_probe() {
+        let mut v3 = config(InfluxApi::V3);
+        v3.token = Some(Secret::new("t"));
+        let refused_line = r#"{"error":"parsing failed for write_lp endpoint","data":{"error_message":"A generic parsing error occurred: TakeWhile1","line_number":1,"original_line":"collector_check"}}"#;
+        assert!(passed(classify_v3_write_probe(&v3, 400, refused_line))
+            .starts_with("write permission on database `beta` ("));
+        let limit = r#"{"error":"Adding a new database would exceed limit of 5 databases"}"#;
+        check_failed(
+            classify_v3_write_probe(&v3, 422, limit),
+            "database `beta` does not exist, and InfluxDB 3 would not create it: Adding a new database would exceed limit of 5 databases",
+            "delete a database",
+        );
+        check_failed(
+            classify_v3_write_probe(&v3, 422, limit),
+            "",
+            "set influx.database to an existing database",
+        );
+        // With api v2 (or unset), the target is influx.bucket; /api/v2/write wraps the message.
+        let v2 = config(InfluxApi::V2);
+        let wrapped = r#"{"code":"invalid","message":"write buffer error: catalog update error: Adding a new database would exceed limit of 5 databases"}"#;
+        check_failed(
+            classify_v3_write_probe(&v2, 400, wrapped),
+            "limit of 5 databases",
+            "set influx.bucket",
+        );
+        check_failed(
+            classify_v3_write_probe(&v3, 401, ""),
+            "credentials refused",
+            "check influx.token",
+        );
+        check_failed(
+            classify_v3_write_probe(&v3, 403, ""),
+            "no write permission",
+            "write permission on database `beta`",
+        );
+        // Any other answer, an empty write's too, is no pass.
+        check_failed(
+            classify_v3_write_probe(&v3, 400, "incoming write was empty"),
+            "the write probe answered 400: incoming write was empty",
+            "server's log",
+        );
+        check_failed(
+            classify_v3_write_probe(&v3, 400, r#"{"error":"x","data":{"line_number":2}}"#),
+            "400",
+            "",
+        );
+    }
+
+    #[test]
+    fn a_ping_refused_for_credentials_says_which_to_check() {
+        let mut v3 = config(InfluxApi::V3);
+        v3.token = Some(Secret::new("t"));
+        check_failed(
+            ping_probe(&v3, 401, None),
+            "credentials refused",
+            "check influx.token",
+        );
+        check_failed(
+            ping_probe(&config(InfluxApi::V1), 401, None),
+            "401",
+            "influx.username",
+        );
+        assert_eq!(
+            passed(ping_probe(&v3, 200, Some("3.6.0"))),
+            "InfluxDB 3.6.0 answers /ping"
+        );
+        check_failed(ping_probe(&v3, 404, None), "404", "influx.url");
     }
 
     #[test]

@@ -349,6 +349,20 @@ impl Influx3 {
         );
     }
 
+    /// Deletes database `db` (`DELETE /api/v3/configure/database?db=`): it is renamed
+    /// `<db>-<time>`, marked deleted, and no longer counts against the database limit.
+    pub fn delete_database(&self, db: &str) {
+        let mut request = http_agent()
+            .delete(format!("{}/api/v3/configure/database", self.url()))
+            .query("db", db);
+        for (k, v) in self.auth_headers() {
+            request = request.header(k, v);
+        }
+        let reply = super::into_reply(request.call())
+            .unwrap_or_else(|e| panic!("influxdb3 delete database {db}: {e}"));
+        assert_eq!(reply.status, 200, "delete database {db}: {}", reply.body);
+    }
+
     /// Names of the databases (`GET /api/v3/configure/database?format=json`), `_internal`
     /// included.
     pub fn databases(&self) -> Vec<String> {

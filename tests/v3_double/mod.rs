@@ -8,8 +8,10 @@
 //!   `Authorization: Bearer <token>` or `Token <token>`; 401 with an empty body otherwise;
 //! - `/ping`: 200 `{"version","revision","process_id"}` with `x-influxdb-version: 3.6.0` and
 //!   `x-influxdb-build: Core`;
-//! - a database is created by the first write to it (even a refused one), at most 5; past
-//!   that, 422 `{"error": "Adding a new database would exceed limit of 5 databases"}`;
+//! - a database is created by the first write to it, at most 5, even by a write refused with
+//!   `accept_partial=true` (an empty body, every line rejected) but not by one refused with
+//!   `accept_partial=false`; past the limit, 422 `{"error": "Adding a new database would
+//!   exceed limit of 5 databases"}`, whatever the body;
 //! - a per-table schema: the first line that writes a column fixes whether it is a tag or a
 //!   field and the field's type; a later line that disagrees is rejected with the engine's
 //!   message `invalid column type for column 'f', expected iox::column_type::field::float, got
@@ -326,7 +328,8 @@ impl WriteApi for State {
                 &format!("max request size ({} bytes) exceeded", state.max_body_bytes),
             );
         }
-        if !state.databases.contains_key(&db) {
+        let new_database = !state.databases.contains_key(&db);
+        if new_database {
             if state.databases.len() >= MAX_DATABASES {
                 let message = format!(
                     "Adding a new database would exceed limit of {MAX_DATABASES} databases"
@@ -353,7 +356,11 @@ impl WriteApi for State {
             let saved = state.databases[&db].clone();
             for &(number, line) in &lines {
                 if let Err(rejection) = accept(state, &db, tables_before, line) {
-                    state.databases.insert(db.clone(), saved);
+                    // Nothing is kept, not even a database the write would have created.
+                    match new_database {
+                        true => state.databases.remove(&db),
+                        false => state.databases.insert(db.clone(), saved),
+                    };
                     let Some(original) = original_line(line, rejection.kind) else {
                         return (NO_ANSWER, vec![], String::new());
                     };
