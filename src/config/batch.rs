@@ -4,19 +4,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::{defaults, duration, positive};
+use super::{defaults, duration, positive, RawBatch};
 use crate::error::Result;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBatch {
-    pub max_lines: Option<usize>,
-    pub max_bytes: Option<usize>,
-    pub linger: Option<String>,
-    pub interval: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct BatchConfig {

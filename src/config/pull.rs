@@ -4,21 +4,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::{at_least, defaults, duration, positive};
+use super::{at_least, defaults, duration, positive, RawPull};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPull {
-    pub workers: Option<usize>,
-    pub batch: Option<usize>,
-    pub expires: Option<String>,
-    pub ack_wait: Option<String>,
-    pub max_ack_pending: Option<i64>,
-    pub max_deliver: Option<u64>,
-}
 
 #[derive(Debug, Clone)]
 pub struct PullConfig {
