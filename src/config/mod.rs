@@ -6,22 +6,21 @@
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 //!
 //! The file as written, every section's raw struct, is in `raw`. Each section has its own file
-//! with its validated struct and validates itself (`nats`, `influx`, `pull`, `batch`, and
-//! `telemetry` for `log` and `http`); this module holds the whole file, the helpers the
-//! sections share, and every default in [`defaults`]. Secrets are found and held by `secrets`.
+//! with its validated struct and validates itself (`nats`, `influx`, `flow` for `pull` and
+//! `batch`, and `telemetry` for `log` and `http`); this module holds the whole file, the
+//! helpers the sections share, and every default in [`defaults`]. Secrets are found and held
+//! by `secrets`.
 
-mod batch;
+mod flow;
 mod influx;
 mod nats;
-mod pull;
 mod raw;
 mod secrets;
 mod telemetry;
 
-pub use batch::BatchConfig;
+pub use flow::{BatchConfig, PullConfig};
 pub use influx::{InfluxApi, InfluxConfig};
 pub use nats::{NatsAuth, NatsConfig};
-pub use pull::PullConfig;
 pub use raw::{
     RawBatch, RawConfig, RawDeadLetter, RawHttp, RawInflux, RawLog, RawNats, RawPull, RawTls,
 };
