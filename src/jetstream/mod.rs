@@ -304,19 +304,36 @@ impl JetStream {
         Ok(())
     }
 
-    /// One publish that returns once a stream has stored it.
+    /// One publish that returns once a stream has stored it ([`publish_stored`]).
     fn publish_acknowledged(
         &self,
         what: &str,
         subject: &str,
-        headers: Option<&nats::header::HeaderMap>,
+        headers: &[(&str, &str)],
         payload: &[u8],
     ) -> Result<()> {
-        let reply =
-            self.conn
-                .request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload);
-        json_answer(what, reply, &format!("no stream stores subject {subject}")).map(drop)
+        publish_stored(&self.conn, what, subject, headers, payload).map(drop)
     }
+}
+
+/// One publish on `conn` with `headers` (name, value), returning once a stream has stored
+/// it: the stream's answer (`seq`, `duplicate`), or the error it carries, read by
+/// [`api_result`] as every JetStream answer is. The main thread's KV writes and the dead
+/// letters a worker or the writer publishes on its own connection come through here.
+pub(crate) fn publish_stored(
+    conn: &Connection,
+    what: &str,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) -> Result<Value> {
+    let mut map = nats::header::HeaderMap::new();
+    for &(name, value) in headers {
+        map.insert(name, value);
+    }
+    let headers = (!headers.is_empty()).then_some(&map);
+    let reply = conn.request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload);
+    json_answer(what, reply, &format!("no stream stores subject {subject}"))
 }
 
 /// A message read back from a stream.

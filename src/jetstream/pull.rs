@@ -5,62 +5,50 @@
 use std::io;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::names::{dead_letter_subject, measurement_of, stream_name};
-use super::{Connection, Message, API_TIMEOUT, DURABLE};
+use super::{publish_stored, Connection, Message, API_TIMEOUT, DURABLE};
+use crate::error::Result;
 
 /// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
-/// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
-/// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
-/// makes a second publish of the same record, by this collector or another, a duplicate the
-/// stream acknowledges without storing.
+/// in headers, and waits for the dead-letter stream to acknowledge it: `true` when the
+/// stream already held it. Only then may the caller terminate the original ([`terminate`]).
+/// The `Nats-Msg-Id` ([`dead_letter_id`]) makes a second publish of the same record, by this
+/// collector or another, a duplicate the stream acknowledges without storing.
 pub fn dead_letter(
     conn: &Connection,
     namespace: &str,
     message: &Message,
     delivery: &Delivery,
     reason: &str,
-) -> io::Result<bool> {
+) -> Result<bool> {
     let measurement = measurement_of(&message.subject);
-    let mut headers = nats::header::HeaderMap::new();
     // A header value is one line; reasons are one line already, but be sure.
     let reason = crate::error::one_line(reason, 2048);
     let stream = stream_name(namespace, measurement);
-    headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
-    headers.insert("Collector-Error", reason.as_str());
-    headers.insert("Collector-Stream", stream.as_str());
-    headers.insert(
-        "Collector-Sequence",
-        delivery.stream_sequence.to_string().as_str(),
-    );
-    headers.insert("Collector-Subject", message.subject.as_str());
-    let reply = conn.request_with_headers_or_timeout(
+    let answer = publish_stored(
+        conn,
+        "dead-letter publish",
         &dead_letter_subject(namespace, measurement),
-        Some(&headers),
-        Some(API_TIMEOUT),
+        &[
+            ("Nats-Msg-Id", &dead_letter_id(&stream, delivery)),
+            ("Collector-Error", &reason),
+            ("Collector-Stream", &stream),
+            ("Collector-Sequence", &delivery.stream_sequence.to_string()),
+            ("Collector-Subject", &message.subject),
+        ],
         &message.data,
     )?;
-    let answer: Value = serde_json::from_slice(&reply.data)
-        .map_err(|e| io::Error::other(format!("unreadable publish acknowledgement: {e}")))?;
-    match answer.get("error") {
-        Some(error) => Err(io::Error::other(format!(
-            "dead-letter stream refused the record: {}",
-            error["description"].as_str().unwrap_or("unknown error")
-        ))),
-        None => {
-            if answer["duplicate"].as_bool() == Some(true) {
-                // Another delivery of this record was dead-lettered already (by this
-                // collector or another); the stream kept the first one only.
-                log::info!(
-                    "dead letter of record {} of {} was stored before: this delivery is a repeat",
-                    delivery.stream_sequence,
-                    message.subject
-                );
-            }
-            Ok(answer["duplicate"].as_bool() == Some(true))
-        }
+    let duplicate = answer["duplicate"].as_bool() == Some(true);
+    if duplicate {
+        // Another delivery of this record was dead-lettered already (by this collector or
+        // another); the stream kept the first one only.
+        log::info!(
+            "dead letter of record {} of {} was stored before: this delivery is a repeat",
+            delivery.stream_sequence,
+            message.subject
+        );
     }
+    Ok(duplicate)
 }
 
 /// Where a JetStream message came from, read from its `$JS.ACK...` reply subject.
