@@ -321,8 +321,8 @@ impl Running {
         self.hand_over();
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
-            if let Arrival::Record(_) = jetstream::classify(&message) {
-                settle::give_back(&message, self.worker.pull.give_back_delay());
+            if let Arrival::Record(delivery) = jetstream::classify(&message) {
+                Held::new(message, delivery).give_back(self.worker.pull.give_back_delay());
             }
         }
         let _ = jetstream::flush(&self.worker.conn);
@@ -620,22 +620,22 @@ impl Running {
         let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next,
             // after the pulls still waiting for it here have been ended.
-            settle::give_back(&message, REMOVED_GIVE_BACK_DELAY);
+            Held::new(message, delivery).give_back(REMOVED_GIVE_BACK_DELAY);
             return;
         };
         consumer.counters.delivered(delivery.pending);
         consumer.set_behind(delivery.pending > 0, &self.worker.stats);
         consumer.pulls.record(now, inbox == Inbox::Current);
         let encoder = &consumer.encoder;
-        let held = Held { message, delivery };
+        let held = Held::new(message, delivery);
         let encoded = self.chunk.push(held, |held, out| {
             // Both come from the `$JS.ACK` subject and are the same on every delivery, so a
             // redelivered record gives the very same point.
             let origin = Origin {
-                stream_sequence: held.delivery.stream_sequence,
-                timestamp_ns: held.delivery.timestamp_ns,
+                stream_sequence: held.delivery().stream_sequence,
+                timestamp_ns: held.delivery().timestamp_ns,
             };
-            encoder.encode(&held.message.data, origin, out)
+            encoder.encode(&held.message().data, origin, out)
         });
         match encoded {
             Ok(()) => self.worker.stats.hold(1),
