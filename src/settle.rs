@@ -151,9 +151,10 @@ enum Ack {
     Done,
     /// Still being worked on: restart its ack wait.
     Progress,
-    /// Give it back for redelivery after the delay (shutdown with unwritten records). The
-    /// delay outlasts this collector's own pull requests, which stay on the server until they
-    /// expire: redelivered at once, the record would go to them and wait out its ack wait.
+    /// Give it back for redelivery after the delay (unwritten at a stop, or pulled for a
+    /// measurement no longer pulled here). The pulls it could go back to are ended first, by
+    /// dropping their inbox, so the delay only covers that reaching the consumer's leader
+    /// (`PullConfig::give_back_delay`, 250 ms; 2 s past a removed measurement's retired inbox).
     Nak(Duration),
 }
 

@@ -7,8 +7,9 @@
 //! already sending the next batch while this one is encoded, and issues none while the writer
 //! is not taking chunks: a slow database slows the pulls instead of growing memory.
 //!
-//! A record that can never be written (not JSON, refused by the encoder, delivered too often)
-//! is dead-lettered here and terminated; it never reaches the writer.
+//! A record that can never be encoded (not JSON, refused by the encoder) is dead-lettered here
+//! and terminated; it never reaches the writer. One delivered too often is not: the writer
+//! writes it on its own (`writer.rs` `suspects`), and InfluxDB's answer settles it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
