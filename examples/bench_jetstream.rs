@@ -15,10 +15,10 @@
 //! holds exactly its file's records.
 //!
 //! `drain` is limit A: it empties the preloaded streams `<ns>:logs:<m>` with nothing but
-//! fetches and acks, through the crate's own `jetstream` functions (`request_pull` with its
-//! explicit flush, two pulls outstanding per stream, `ack` without waiting), with no
-//! database. The time runs from the first pull to the last ack *and* every stream empty, so
-//! acks still in flight are counted. It prints `records=N seconds=S`.
+//! fetches and acks, through the crate's own functions (`jetstream::request_pull` with its
+//! explicit flush, two pulls outstanding per stream, `settle::Held::acknowledge` without
+//! waiting), with no database. The time runs from the first pull to the last ack *and* every
+//! stream empty, so acks still in flight are counted. It prints `records=N seconds=S`.
 //!
 //! `wait` polls the streams until every one is empty and prints `seconds=S`, the time since
 //! `--since` (when the script started the collector). On a work-queue stream a record leaves
@@ -35,7 +35,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use collector::config::{NatsAuth, NatsConfig, PullConfig};
-use collector::jetstream::{self, Ack, Arrival, JetStream, Outgoing};
+use collector::jetstream::{self, Arrival, JetStream, Outgoing};
+use collector::settle::Held;
 
 const EXPIRES: Duration = Duration::from_secs(2);
 /// How often `wait` asks for the streams' state.
@@ -191,8 +192,8 @@ fn drain_some(args: &Args, measurements: &[String], expected: u64) -> Result<u64
             continue;
         };
         match jetstream::classify(&message) {
-            Arrival::Record(_) => {
-                jetstream::ack(&message, Ack::Done).map_err(|e| e.to_string())?;
+            Arrival::Record(delivery) => {
+                Held::new(message, delivery).acknowledge();
                 n_acked += 1;
                 if let Some(first) = stream.pulls.first_mut() {
                     *first -= 1;

@@ -4,9 +4,10 @@
 //! configuration bucket `<ns>_logs` every `poll_interval` until a signal arrives. It reads the
 //! entries only when the bucket's last sequence moved, ensures each new measurement's stream
 //! and shared durable consumer, and tells the worker it assigns the measurement to. On
-//! SIGTERM/SIGINT it pulls the shutdown trigger and waits for the threads in order: workers
-//! first (they stop pulling and hand over what they hold), then the writer (it flushes and
-//! acknowledges). A second signal exits at once.
+//! SIGTERM/SIGINT it pulls the shutdown trigger and waits for all the threads at once, within
+//! one deadline (`Threads::stop`): the workers stop pulling and hand over what they hold, and
+//! the writer, which leaves once every worker has dropped its sender, flushes and
+//! acknowledges. A second signal exits at once.
 //!
 //! ```text
 //!  main ──Control──▶ worker-0 ─┐

@@ -7,8 +7,9 @@
 //! already sending the next batch while this one is encoded, and issues none while the writer
 //! is not taking chunks: a slow database slows the pulls instead of growing memory.
 //!
-//! A record that can never be written (not JSON, refused by the encoder, delivered too often)
-//! is dead-lettered here and terminated; it never reaches the writer.
+//! A record that can never be encoded (not JSON, refused by the encoder) is dead-lettered here
+//! and terminated; it never reaches the writer. One delivered too often is not: the writer
+//! writes it on its own (`writer.rs` `suspects`), and InfluxDB's answer settles it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -326,8 +327,8 @@ impl Running {
         self.hand_over();
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
-            if let Arrival::Record(_) = jetstream::classify(&message) {
-                settle::give_back(&message, self.worker.pull.give_back_delay());
+            if let Arrival::Record(delivery) = jetstream::classify(&message) {
+                Held::new(message, delivery).give_back(self.worker.pull.give_back_delay());
             }
         }
         let _ = jetstream::flush(&self.worker.conn);
@@ -630,26 +631,26 @@ impl Running {
         let Some(consumer) = self.consumers.get_mut(measurement) else {
             // Pulled for a measurement removed since: give it back for whoever pulls it next,
             // after the pulls still waiting for it here have been ended.
-            settle::give_back(&message, REMOVED_GIVE_BACK_DELAY);
+            Held::new(message, delivery).give_back(REMOVED_GIVE_BACK_DELAY);
             return;
         };
         consumer.counters.delivered(delivery.pending);
         consumer.set_behind(delivery.pending > 0, &self.worker.stats);
         consumer.pulls.record(now, inbox == Inbox::Current);
         let encoder = &consumer.encoder;
-        let held = Held { message, delivery };
+        let held = Held::new(message, delivery);
         let encoded = self.chunk.push(held, |held, out| {
             // Both come from the `$JS.ACK` subject and are the same on every delivery, so a
             // redelivered record gives the very same point.
             let origin = Origin {
-                stream_sequence: held.delivery.stream_sequence,
-                timestamp_ns: held.delivery.timestamp_ns,
+                stream_sequence: held.delivery().stream_sequence,
+                timestamp_ns: held.delivery().timestamp_ns,
             };
             // A panic while encoding one record is caught at its boundary: that record is
             // dead-lettered and the worker goes on. Left to unwind, it would end the worker,
             // and the record, redelivered, would end the next one, on every collector.
             let start = out.len();
-            let data = &held.message.data;
+            let data = &held.message().data;
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 encoder.encode(data, origin, out)
             })) {
@@ -667,8 +668,8 @@ impl Running {
                 log::error!(
                     "{}: the collector panicked encoding record {} of {}: {message}; dead-lettering it (a bug: please report it with the dead letter)",
                     self.worker.name,
-                    held.delivery.stream_sequence,
-                    held.message.subject
+                    held.delivery().stream_sequence,
+                    held.message().subject
                 );
                 self.dead_letter(held, &format!("collector bug: panicked: {message}"));
             }

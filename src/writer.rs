@@ -182,7 +182,7 @@ impl Running {
         if let Some(reason) = self.batch.flush_before(&chunk) {
             self.flush(reason);
         }
-        self.backlog |= chunk.items().iter().any(|held| held.delivery.pending > 0);
+        self.backlog |= chunk.items().iter().any(|held| held.delivery().pending > 0);
         self.batch.add(&mut chunk, Instant::now());
         if let Some(reason) = self.batch.flush_now(Instant::now()) {
             self.flush(reason);
@@ -242,7 +242,7 @@ impl Running {
                 .lines
                 .items()
                 .iter()
-                .map(|held| held.delivery.delivered),
+                .map(|held| held.delivery().delivered),
             self.writer.max_deliver,
         );
         let mut outcome = self.store(together);
@@ -253,9 +253,9 @@ impl Running {
             let held = &self.batch.lines.items()[index];
             log::warn!(
                 "writer: record {} of {} was delivered {} times without being stored (pull.max_deliver is {}); writing it on its own",
-                held.delivery.stream_sequence,
-                held.message.subject,
-                held.delivery.delivered,
+                held.delivery().stream_sequence,
+                held.message().subject,
+                held.delivery().delivered,
                 self.writer.max_deliver
             );
             outcome = self.store(vec![index]);

@@ -7,23 +7,13 @@ mod util;
 
 use std::time::Duration;
 
-use util::{free_port, http_get, wait_until, Collector, Influx, NatsServer, Transfer};
+use util::{free_port, metric, wait_until, Collector, Influx, NatsServer, Transfer};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
 /// A record of `fields` (JSON text) at second `i` of 2026-01-01.
 fn record(fields: &str, i: usize) -> Vec<u8> {
     format!(r#"{{"fields":{fields},"time":"2026-01-01T00:00:{i:02}Z"}}"#).into_bytes()
-}
-
-/// The value of a counter sample `name{labels}` on `/metrics`, 0 when absent.
-fn metric(port: u16, sample: &str) -> f64 {
-    let reply = http_get(&format!("http://127.0.0.1:{port}/metrics"), &[]).expect("/metrics");
-    reply
-        .body
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    free_port, http_agent, http_get, samples, wait_until, Collector, Influx3, Influx3Options,
+    free_port, http_agent, metric, samples, wait_until, Collector, Influx3, Influx3Options,
     NatsServer, Sample, Transfer,
 };
 use v3_double::InfluxV3Double;
@@ -64,16 +64,6 @@ fn settled(transfer: &Transfer, measurements: &[&str], within: Duration) -> bool
     wait_until(within, || {
         measurements.iter().all(|m| transfer.stream_state(m).0 == 0)
     })
-}
-
-/// The value of a counter sample `name{labels}` on the collector's `/metrics`, 0 when absent.
-fn metric(port: u16, sample: &str) -> f64 {
-    let reply = http_get(&format!("http://127.0.0.1:{port}/metrics"), &[]).expect("/metrics");
-    reply
-        .body
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// How many write requests the server answered with an error (it logs one line for each).

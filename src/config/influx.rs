@@ -4,32 +4,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::secrets::{Secrets, INFLUX_PASSWORD, INFLUX_TOKEN};
-use super::{defaults, duration, has_credentials, present, tls_files, RawTls, Secret};
+use super::{defaults, duration, has_credentials, present, tls_files, RawInflux, Secret};
 use crate::error::{Error, Result};
 use crate::tls;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInflux {
-    pub url: Option<String>,
-    pub api: Option<String>,
-    pub token: Option<String>,
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    pub database: Option<String>,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub timeout: Option<String>,
-    pub token_file: Option<String>,
-    pub password_file: Option<String>,
-    pub tls: Option<RawTls>,
-    pub gzip: Option<bool>,
-    pub no_sync: Option<bool>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InfluxApi {

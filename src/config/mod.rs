@@ -5,30 +5,31 @@
 //! stay as they are); `Config` holds only checked values with their defaults applied, so the
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 //!
-//! Each section has its own file with its raw and validated structs and validates itself
-//! (`nats`, `influx`, `pull`, `batch`, and `telemetry` for `log` and `http`); this module
-//! holds the whole file, the helpers the sections share, and every default in [`defaults`].
-//! Secrets are found and held by `secrets`.
+//! The file as written, every section's raw struct, is in `raw`. Each section has its own file
+//! with its validated struct and validates itself (`nats`, `influx`, `flow` for `pull` and
+//! `batch`, and `telemetry` for `log` and `http`); this module holds the whole file, the
+//! helpers the sections share, and every default in [`defaults`]. Secrets are found and held
+//! by `secrets`.
 
-mod batch;
+mod flow;
 mod influx;
 mod nats;
-mod pull;
+mod raw;
 mod secrets;
 mod telemetry;
 
-pub use batch::{BatchConfig, RawBatch};
-pub use influx::{InfluxApi, InfluxConfig, RawInflux};
-pub use nats::{NatsAuth, NatsConfig, RawNats};
-pub use pull::{PullConfig, RawPull};
+pub use flow::{BatchConfig, PullConfig};
+pub use influx::{InfluxApi, InfluxConfig};
+pub use nats::{NatsAuth, NatsConfig};
+pub use raw::{
+    RawBatch, RawConfig, RawDeadLetter, RawHttp, RawInflux, RawLog, RawNats, RawPull, RawTls,
+};
 pub use secrets::Secret;
-pub use telemetry::{LogFormat, RawHttp, RawLog};
+pub use telemetry::LogFormat;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::tls::{self, TlsFiles};
@@ -59,45 +60,6 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEAD_LETTER_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
-}
-
-/// The file as written. Unknown keys are refused so a typo does not silently fall back to a
-/// default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub nats: RawNats,
-    #[serde(default)]
-    pub influx: RawInflux,
-    #[serde(default)]
-    pub pull: RawPull,
-    #[serde(default)]
-    pub batch: RawBatch,
-    pub poll_interval: Option<String>,
-    pub shutdown_timeout: Option<String>,
-    #[serde(default)]
-    pub dead_letter: RawDeadLetter,
-    #[serde(default)]
-    pub log: RawLog,
-    #[serde(default)]
-    pub http: RawHttp,
-}
-
-/// A `tls` block: PEM file paths.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub ca: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDeadLetter {
-    pub max_age: Option<String>,
 }
 
 /// The validated configuration.

@@ -2,29 +2,10 @@
 //! replicas of the streams it creates. Validated by the parent module on the main thread at
 //! start; the secrets are found by `secrets`.
 
-use serde::Deserialize;
-
 use super::secrets::{read_secret_file, Secrets, NATS_NKEY, NATS_PASSWORD, NATS_TOKEN};
-use super::{has_credentials, positive, present, tls_files, without_credentials, RawTls, Secret};
+use super::{has_credentials, positive, present, tls_files, without_credentials, RawNats, Secret};
 use crate::error::{Error, Result};
 use crate::tls::TlsFiles;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNats {
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    pub nkey: Option<String>,
-    pub token: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub creds: Option<String>,
-    pub nkey_file: Option<String>,
-    pub token_file: Option<String>,
-    pub password_file: Option<String>,
-    pub tls: Option<RawTls>,
-    pub replicas: Option<usize>,
-}
 
 #[derive(Debug, Clone)]
 pub struct NatsConfig {

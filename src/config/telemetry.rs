@@ -4,23 +4,8 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
-
-use super::{defaults, present};
+use super::{defaults, present, RawHttp, RawLog};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub level: Option<String>,
-    pub format: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub listen: Option<String>,
-}
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,14 +103,12 @@ impl JetStream {
             .into_iter()
             .zip(messages)
             .map(|(answer, message)| match answer {
-                Ok(ack) => match ack.get("error") {
-                    Some(error) => Err(error["description"]
-                        .as_str()
-                        .unwrap_or("refused")
-                        .to_string()),
-                    None => ack["seq"]
+                Ok(ack) => match api_result("publish", ack) {
+                    Ok(ack) => ack["seq"]
                         .as_u64()
                         .ok_or_else(|| format!("unexpected acknowledgement {ack}")),
+                    Err(Error::JetStream { description, .. }) => Err(description),
+                    Err(e) => Err(e.to_string()),
                 },
                 Err(PipelineError::NoResponders) => {
                     Err(format!("no stream stores subject {}", message.subject))

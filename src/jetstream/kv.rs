@@ -91,7 +91,7 @@ impl JetStream {
         self.publish_acknowledged(
             &format!("put key {key} in bucket {bucket}"),
             &kv_subject(bucket, key),
-            None,
+            &[],
             value,
         )
     }
@@ -99,12 +99,10 @@ impl JetStream {
     /// Deletes `key`, as a KV delete does: an empty publish with `KV-Operation: DEL`, which
     /// the collectors' poll reads as "removed".
     pub fn kv_delete(&self, bucket: &str, key: &str) -> Result<()> {
-        let mut headers = nats::header::HeaderMap::new();
-        headers.insert("KV-Operation", "DEL");
         self.publish_acknowledged(
             &format!("delete key {key} from bucket {bucket}"),
             &kv_subject(bucket, key),
-            Some(&headers),
+            &[("KV-Operation", "DEL")],
             b"",
         )
     }

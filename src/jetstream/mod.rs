@@ -1,5 +1,8 @@
 //! The one module that talks to NATS: connecting, the JetStream management API, the
-//! configuration bucket, pull requests, acknowledgements and dead-letter publishes.
+//! configuration bucket, pull requests and acknowledged publishes. The one exception is the
+//! settling of a record that arrived (its acks, `+TERM` and dead letter): `crate::settle`
+//! sends it, the only module that can, and publishes the dead letter through
+//! `publish_stored`.
 //!
 //! Management requests (streams, consumers, the KV bucket) are made by the main thread with
 //! the raw JSON API rather than the `nats` crate's typed helpers: the crate turns any error
@@ -11,7 +14,7 @@
 //! Split by stage: this file connects and holds [`JetStream`] with the one API request and
 //! answer reader; `names` builds every stream, subject and bucket name; `manage` ensures
 //! streams, consumers, the dead-letter stream and the bucket; `kv` reads and writes the
-//! bucket; `pull` runs on the workers (pull requests, arrivals, acks, dead letters);
+//! bucket; `pull` runs on the workers (pull requests, arrivals);
 //! `lag` surveys the pulled measurements' consumers for the main thread; `admin` holds what
 //! only the admin commands use; `pipeline` keeps many requests in flight.
 #![allow(deprecated)]
@@ -32,10 +35,7 @@ pub use names::{
     bucket_name, dead_letter_stream, dead_letter_subject, measurement_of, stream_name,
     subject_name, DURABLE,
 };
-pub use pull::{
-    ack, classify, dead_letter, dead_letter_id, flush, parse_ack_subject, request_pull, terminate,
-    Ack, Arrival, Delivery,
-};
+pub use pull::{classify, flush, parse_ack_subject, request_pull, Arrival, Delivery};
 
 use std::io;
 use std::time::Duration;
@@ -322,19 +322,36 @@ impl JetStream {
         Ok(())
     }
 
-    /// One publish that returns once a stream has stored it.
+    /// One publish that returns once a stream has stored it ([`publish_stored`]).
     fn publish_acknowledged(
         &self,
         what: &str,
         subject: &str,
-        headers: Option<&nats::header::HeaderMap>,
+        headers: &[(&str, &str)],
         payload: &[u8],
     ) -> Result<()> {
-        let reply =
-            self.conn
-                .request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload);
-        json_answer(what, reply, &format!("no stream stores subject {subject}")).map(drop)
+        publish_stored(&self.conn, what, subject, headers, payload).map(drop)
     }
+}
+
+/// One publish on `conn` with `headers` (name, value), returning once a stream has stored
+/// it: the stream's answer (`seq`, `duplicate`), or the error it carries, read by
+/// [`api_result`] as every JetStream answer is. The main thread's KV writes and the dead
+/// letters a worker or the writer publishes on its own connection come through here.
+pub(crate) fn publish_stored(
+    conn: &Connection,
+    what: &str,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) -> Result<Value> {
+    let mut map = nats::header::HeaderMap::new();
+    for &(name, value) in headers {
+        map.insert(name, value);
+    }
+    let headers = (!headers.is_empty()).then_some(&map);
+    let reply = conn.request_with_headers_or_timeout(subject, headers, Some(API_TIMEOUT), payload);
+    json_answer(what, reply, &format!("no stream stores subject {subject}"))
 }
 
 /// A message read back from a stream.

@@ -1,67 +1,11 @@
-//! What the worker threads send and receive on their connection: pull requests, the
-//! classification of what arrives on a pull inbox, acknowledgements, and the dead letter of
-//! a record that can never be written.
+//! What the worker threads send and receive on their connection: pull requests and the
+//! classification of what arrives on a pull inbox. What settles a record that arrived (its
+//! acknowledgements, `+TERM` and dead letter) is sent by `crate::settle` alone.
 
 use std::io;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use super::names::{dead_letter_subject, measurement_of, stream_name};
 use super::{Connection, Message, API_TIMEOUT, DURABLE};
-
-/// Publishes `message` unchanged to `<ns>.dlq.<measurement>` with the reason and its origin
-/// in headers, and waits for the dead-letter stream to acknowledge it. Only then may the
-/// caller terminate the original ([`terminate`]). The `Nats-Msg-Id` ([`dead_letter_id`])
-/// makes a second publish of the same record, by this collector or another, a duplicate the
-/// stream acknowledges without storing.
-pub fn dead_letter(
-    conn: &Connection,
-    namespace: &str,
-    message: &Message,
-    delivery: &Delivery,
-    reason: &str,
-) -> io::Result<bool> {
-    let measurement = measurement_of(&message.subject);
-    let mut headers = nats::header::HeaderMap::new();
-    // A header value is one line; reasons are one line already, but be sure.
-    let reason = crate::error::one_line(reason, 2048);
-    let stream = stream_name(namespace, measurement);
-    headers.insert("Nats-Msg-Id", dead_letter_id(&stream, delivery).as_str());
-    headers.insert("Collector-Error", reason.as_str());
-    headers.insert("Collector-Stream", stream.as_str());
-    headers.insert(
-        "Collector-Sequence",
-        delivery.stream_sequence.to_string().as_str(),
-    );
-    headers.insert("Collector-Subject", message.subject.as_str());
-    let reply = conn.request_with_headers_or_timeout(
-        &dead_letter_subject(namespace, measurement),
-        Some(&headers),
-        Some(API_TIMEOUT),
-        &message.data,
-    )?;
-    let answer: Value = serde_json::from_slice(&reply.data)
-        .map_err(|e| io::Error::other(format!("unreadable publish acknowledgement: {e}")))?;
-    match answer.get("error") {
-        Some(error) => Err(io::Error::other(format!(
-            "dead-letter stream refused the record: {}",
-            error["description"].as_str().unwrap_or("unknown error")
-        ))),
-        None => {
-            if answer["duplicate"].as_bool() == Some(true) {
-                // Another delivery of this record was dead-lettered already (by this
-                // collector or another); the stream kept the first one only.
-                log::info!(
-                    "dead letter of record {} of {} was stored before: this delivery is a repeat",
-                    delivery.stream_sequence,
-                    message.subject
-                );
-            }
-            Ok(answer["duplicate"].as_bool() == Some(true))
-        }
-    }
-}
 
 /// Where a JetStream message came from, read from its `$JS.ACK...` reply subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,74 +155,6 @@ pub fn flush(conn: &Connection) -> io::Result<()> {
     conn.flush_timeout(API_TIMEOUT)
 }
 
-/// How many times [`terminate`] sends `+TERM` before giving up, and how long it waits for
-/// each confirmation: with the pauses between them (4 s in all), enough to outlast most
-/// consumer leader elections, which took 1–3 s in the failover tests.
-const TERM_ATTEMPTS: u32 = 5;
-const TERM_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Terminates a dead-lettered record and waits for the consumer to confirm it (an ack with
-/// a reply subject is answered once the consumer's leader has applied it). Unconfirmed, the
-/// `+TERM` may have been lost with a leader that stepped down, and the record would come
-/// back after its ack wait; it is sent again a few times. Still unconfirmed, the error is
-/// returned: the record may be redelivered, and its dead letter is then a duplicate the
-/// dead-letter stream drops.
-pub fn terminate(conn: &Connection, message: &Message) -> io::Result<()> {
-    let Some(subject) = message.reply.as_deref() else {
-        return Err(io::Error::other(
-            "the record has no acknowledgement subject",
-        ));
-    };
-    let mut last = io::Error::other("not sent");
-    for attempt in 1..=TERM_ATTEMPTS {
-        match conn.request_timeout(subject, b"+TERM", TERM_TIMEOUT) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = e,
-        }
-        if attempt < TERM_ATTEMPTS {
-            // No responders comes back at once while no leader holds the consumer: pause
-            // rather than spend the attempts within a millisecond.
-            std::thread::sleep(Duration::from_millis(400 * attempt as u64));
-        }
-    }
-    Err(last)
-}
-
-/// Acknowledgement kinds sent for a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ack {
-    /// Stored: remove it from the stream.
-    Done,
-    /// Still being worked on: restart its ack wait.
-    Progress,
-    /// Give it back for redelivery after the delay (shutdown with unwritten records). The
-    /// delay outlasts this collector's own pull requests, which stay on the server until they
-    /// expire: redelivered at once, the record would go to them and wait out its ack wait.
-    Nak(Duration),
-}
-
-/// Sends an acknowledgement without waiting: the server's answer is not needed because a
-/// lost ack only means a redelivery, and a redelivery rewrites the same point.
-pub fn ack(message: &Message, kind: Ack) -> io::Result<()> {
-    match kind {
-        Ack::Done => message.respond(b"+ACK"),
-        Ack::Progress => message.respond(b"+WPI"),
-        Ack::Nak(delay) => message.respond(format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos())),
-    }
-}
-
-/// The `Nats-Msg-Id` of a record's dead letter: the same for every delivery of the record,
-/// so the dead-letter stream stores it once whichever collector publishes it. The stream
-/// timestamp is part of it because a stream deleted and created again numbers its records
-/// from 1 again: without it, a new record dead-lettered within the window would be taken
-/// for an older one and dropped.
-pub fn dead_letter_id(stream: &str, delivery: &Delivery) -> String {
-    format!(
-        "{stream}:{}:{}",
-        delivery.stream_sequence, delivery.timestamp_ns
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,29 +206,5 @@ mod tests {
         );
         // Eight tokens is neither form.
         assert_eq!(parse_ack_subject("$JS.ACK.d.s.c.1.1.1.1.1"), None);
-    }
-
-    #[test]
-    fn dead_letter_ids_name_the_record_not_the_delivery() {
-        let first = Delivery {
-            delivered: 1,
-            stream_sequence: 15,
-            timestamp_ns: 1_700_000_000_123_456_789,
-            pending: 40,
-        };
-        let again = Delivery {
-            delivered: 3,
-            pending: 0,
-            ..first
-        };
-        let id = dead_letter_id("beta:logs:access", &first);
-        assert_eq!(id, "beta:logs:access:15:1700000000123456789");
-        assert_eq!(dead_letter_id("beta:logs:access", &again), id);
-        // The same sequence in a stream created again is another record.
-        let recreated = Delivery {
-            timestamp_ns: first.timestamp_ns + 1,
-            ..first
-        };
-        assert_ne!(dead_letter_id("beta:logs:access", &recreated), id);
     }
 }

@@ -376,6 +376,17 @@ pub fn http_get(url: &str, query: &[(&str, &str)]) -> Result<HttpReply, String> 
     )
 }
 
+/// The value of a sample `name{labels}` on the collector's `/metrics` at `port`, 0 when
+/// absent.
+pub fn metric(port: u16, sample: &str) -> f64 {
+    let reply = http_get(&format!("http://127.0.0.1:{port}/metrics"), &[]).expect("/metrics");
+    reply
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// POST `body` to `url` with percent-encoded `query` pairs and extra headers.
 pub fn http_post(
     url: &str,

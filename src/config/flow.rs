@@ -1,24 +1,15 @@
-//! The `pull` section: how the workers pull from the consumers (`pull.workers`, `pull.batch`,
-//! `pull.expires`, `pull.ack_wait`, `pull.max_ack_pending`, `pull.max_deliver`). Validated by
-//! the parent module on the main thread at start.
+//! The `pull` and `batch` sections: the pace of the records, pulled from the consumers by the
+//! workers (`pull.workers`, `pull.batch`, `pull.expires`, `pull.ack_wait`,
+//! `pull.max_ack_pending`, `pull.max_deliver`) and sent to InfluxDB in batches by the writer
+//! (`batch.max_lines`, `batch.max_bytes`, `batch.interval`, `batch.linger`). Validated by the
+//! parent module on the main thread at start.
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::batch::Size;
 
-use super::{at_least, defaults, duration, positive};
+use super::{at_least, defaults, duration, positive, RawBatch, RawPull};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPull {
-    pub workers: Option<usize>,
-    pub batch: Option<usize>,
-    pub expires: Option<String>,
-    pub ack_wait: Option<String>,
-    pub max_ack_pending: Option<i64>,
-    pub max_deliver: Option<u64>,
-}
 
 #[derive(Debug, Clone)]
 pub struct PullConfig {
@@ -84,13 +75,61 @@ impl PullConfig {
     }
 }
 
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    pub interval: Duration,
+    /// A batch is written once nothing more has arrived for this long and every stream has
+    /// caught up, so a lone record does not wait for `interval`.
+    pub linger: Duration,
+}
+
+impl BatchConfig {
+    /// The size batches start at: 5,000 lines or 1 MiB, or the maximum when it is smaller.
+    pub fn start(&self) -> Size {
+        Size {
+            lines: defaults::BATCH_START_LINES.min(self.max_lines),
+            bytes: defaults::BATCH_START_BYTES.min(self.max_bytes),
+        }
+    }
+
+    /// The largest batch: `batch.max_lines` and `batch.max_bytes`.
+    pub fn ceiling(&self) -> Size {
+        Size {
+            lines: self.max_lines,
+            bytes: self.max_bytes,
+        }
+    }
+
+    /// Validates the `batch` section.
+    pub(super) fn from_raw(raw: RawBatch) -> Result<BatchConfig> {
+        Ok(BatchConfig {
+            max_lines: positive(
+                "batch.max_lines",
+                raw.max_lines,
+                defaults::BATCH_MAX_LINES,
+                1_000_000,
+            )?,
+            max_bytes: positive(
+                "batch.max_bytes",
+                raw.max_bytes,
+                defaults::BATCH_MAX_BYTES,
+                256 << 20,
+            )?,
+            interval: duration("batch.interval", raw.interval, defaults::BATCH_INTERVAL)?,
+            linger: duration("batch.linger", raw.linger, defaults::BATCH_LINGER)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::refusal;
     use super::*;
 
     #[test]
-    fn the_section_takes_its_defaults_alone() {
+    fn the_sections_take_their_defaults_alone() {
         let pull = PullConfig::from_raw(RawPull::default()).unwrap();
         assert_eq!(pull.workers, defaults::PULL_WORKERS);
         assert_eq!(pull.batch, defaults::PULL_BATCH);
@@ -98,10 +137,15 @@ mod tests {
         assert_eq!(pull.ack_wait, defaults::PULL_ACK_WAIT);
         assert_eq!(pull.max_ack_pending, defaults::PULL_MAX_ACK_PENDING);
         assert_eq!(pull.max_deliver, defaults::PULL_MAX_DELIVER);
+        let batch = BatchConfig::from_raw(RawBatch::default()).unwrap();
+        assert_eq!(batch.max_lines, defaults::BATCH_MAX_LINES);
+        assert_eq!(batch.max_bytes, defaults::BATCH_MAX_BYTES);
+        assert_eq!(batch.interval, defaults::BATCH_INTERVAL);
+        assert_eq!(batch.linger, defaults::BATCH_LINGER);
     }
 
     #[test]
-    fn the_section_refuses_naming_its_keys() {
+    fn the_sections_refuse_naming_their_keys() {
         let short_wait = RawPull {
             ack_wait: Some("2s".into()),
             ..RawPull::default()
@@ -116,6 +160,14 @@ mod tests {
         assert_eq!(
             refusal(PullConfig::from_raw(one_delivery)),
             ("pull.max_deliver".into(), "1 must be at least 2".into())
+        );
+        let (key, problem) = refusal(BatchConfig::from_raw(RawBatch {
+            max_lines: Some(0),
+            ..RawBatch::default()
+        }));
+        assert_eq!(
+            (key.as_str(), problem.as_str()),
+            ("batch.max_lines", "0 is out of range; use 1 to 1000000")
         );
     }
 }
