@@ -4,7 +4,7 @@
 # starts and stops by PID.
 #
 #   scripts/bench.sh [--quick] [--records N] [--measurements M] [--scale] [--keep] [--profile]
-#                    [--binary PATH]
+#                    [--binary PATH] [--against REV [--pairs K] [--builds release,static]]
 #
 #   --quick        N = 100,000 instead of 1,000,000
 #   --records N    any N (a multiple of M: the records are spread evenly over M measurements)
@@ -21,6 +21,16 @@
 #                  BENCH_LOG_LEVEL=debug in the environment makes that log show every write
 #   --binary PATH  run C with this collector binary instead of the static build (e.g. an
 #                  older build, to compare)
+#   --against REV  the regression check: builds REV (a commit, tag or branch) in a temporary
+#                  worktree (kept, by commit, under target/against/), then runs REV's and this
+#                  tree's collectors alternately on the same servers and the same N records
+#                  (default 400,000 over 4 measurements), for both builds a user can have: the
+#                  glibc release build (`cargo build --release`) and the static musl build.
+#                  Each pair also measures A and B, so L is that pair's own. Prints per pair
+#                  and as medians: drain rate, C/L, whole-process CPU-µs per record (start to
+#                  all stored), peak RSS, and new ÷ old for each. Steps A-D are not run.
+#   --pairs K      pairs for --against (default 5)
+#   --builds LIST  builds for --against: release,static (default), release or static
 #   --profile      sample the collector with `perf record` during C and print where its CPU
 #                  time goes, by thread and function (needs perf; the sampling costs a little;
 #                  C then runs the release build, which has symbols). PERF_RECORD_FLAGS
@@ -48,6 +58,9 @@ profile=0
 scale=0
 M=4
 c_binary=
+against=
+pairs=5
+builds=release,static
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) N=100000 n_given=1 ;;
@@ -71,6 +84,32 @@ while [ $# -gt 0 ]; do
 	--scale) scale=1 ;;
 	--keep) keep=1 ;;
 	--profile) profile=1 ;;
+	--against)
+		[ -n "${2-}" ] || {
+			echo "bench: --against needs a revision (a commit, tag or branch)" >&2
+			exit 2
+		}
+		against=$2
+		shift
+		;;
+	--pairs)
+		[[ ${2-} =~ ^[0-9]+$ ]] && ((${2} >= 1)) || {
+			echo "bench: --pairs needs a number of 1 or more" >&2
+			exit 2
+		}
+		pairs=$2
+		shift
+		;;
+	--builds)
+		case "${2-}" in
+		release | static | release,static | static,release) builds=$2 ;;
+		*)
+			echo "bench: --builds takes release, static or release,static" >&2
+			exit 2
+			;;
+		esac
+		shift
+		;;
 	--binary)
 		c_binary=$(collector_binary_arg bench "${2-}")
 		shift
@@ -86,6 +125,17 @@ done
 if ((scale)); then
 	((n_given)) || N=100000
 	M=200
+fi
+if [ -n "$against" ]; then
+	((scale || profile)) && {
+		echo "bench: --against runs its own steps; it cannot be combined with --scale or --profile" >&2
+		exit 2
+	}
+	((n_given)) || N=400000
+	against_commit=$(git rev-parse --verify --quiet "$against^{commit}") || {
+		echo "bench: --against $against: no such commit here" >&2
+		exit 2
+	}
 fi
 # names M: the measurement names m0 … m<M-1>, comma-separated.
 names() {
@@ -140,6 +190,28 @@ if ((profile)); then
 	export CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 fi
 cargo build --release --quiet --bin collector "${examples[@]}"
+if [ -n "$against" ]; then
+	# This tree's two builds, then REV's, each REV built once into target/against/<commit>/
+	# (a detached worktree, so the working tree here is never touched).
+	[[ $builds == *static* ]] && scripts/build-static.sh >/dev/null
+	new_release=target/release/collector
+	new_static=target/static/x86_64-unknown-linux-musl/release/collector
+	old_dir=$(pwd)/target/against/$against_commit
+	if [ ! -d "$old_dir/src" ]; then
+		say "checking out $against ($against_commit) in $old_dir/src"
+		mkdir -p "$old_dir"
+		git worktree add --detach --quiet "$old_dir/src" "$against_commit"
+	fi
+	say "building $against ($builds)"
+	(cd "$old_dir/src" && cargo build --release --quiet --bin collector --target-dir "$old_dir/target")
+	if [[ $builds == *static* ]]; then
+		(cd "$old_dir/src" && CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc} \
+			cargo build --release --quiet --bin collector --target x86_64-unknown-linux-musl \
+			--target-dir "$old_dir/target")
+	fi
+	old_release=$old_dir/target/release/collector
+	old_static=$old_dir/target/x86_64-unknown-linux-musl/release/collector
+fi
 # C runs what ships: the static musl binary (with its own allocator, see Cargo.toml), unless
 # --binary names another, or --profile needs the symbols of the release build.
 static_bin=target/static/x86_64-unknown-linux-musl/release/collector
@@ -257,6 +329,99 @@ value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 # proc_ticks PID: CPU time (user + system) of a process so far, in clock ticks.
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# --- the regression check (--against REV) -------------------------------------------------
+if [ -n "$against" ]; then
+	# run_c BINARY NAMESPACE: preloads the N records into NAMESPACE, runs BINARY from its start
+	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=…`: the drain time, the
+	# process's whole user + system CPU in clock ticks, its peak RSS.
+	run_c() {
+		local bin=$1 ns=$2 conf start_ns out ticks hwm stored
+		conf=$(config "$ns" "$ns")
+		influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$ns\"" >/dev/null
+		preload "$ns" >/dev/null
+		start_ns=$(date +%s%N)
+		"$bin" --config "$conf" >"$work/$ns.log" 2>&1 &
+		collector_pid=$!
+		out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace "$ns" \
+			--measurements "$LIST" --since "$start_ns") || die "$ns: the streams did not empty (see $work/$ns.log)"
+		kill -0 "$collector_pid" 2>/dev/null || die "$ns: the collector exited early (see $work/$ns.log)"
+		ticks=$(proc_ticks "$collector_pid")
+		hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$collector_pid/status")
+		kill -TERM "$collector_pid"
+		wait "$collector_pid" || die "$ns: the collector exited with status $? after SIGTERM"
+		collector_pid=
+		stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db "$ns" --measurements "$LIST")
+		[ "$(value points "$stored")" = "$N" ] || die "$ns: InfluxDB holds $(value points "$stored") points, not $N"
+		# Each run's database is dropped, so every run writes into an empty one.
+		influx_query "$INFLUX_URL" "" "DROP DATABASE \"$ns\"" >/dev/null
+		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm"
+	}
+	results=$work/against.tsv
+	: >"$results"
+	IFS=, read -r -a build_list <<<"$builds"
+	for ((pair = 1; pair <= pairs; pair++)); do
+		say "pair $pair of $pairs: A (JetStream alone) and B (InfluxDB alone)"
+		preload "limita$pair" >/dev/null
+		out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace "limita$pair" \
+			--measurements "$LIST" --batch 500 --threads 2)
+		[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
+		t_a=$(value seconds "$out")
+		out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db "limitb$pair" --dir "$work/records" \
+			--measurements "$LIST" --batch 5000 --threads 2)
+		[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
+		t_b=$(value seconds "$out")
+		influx_query "$INFLUX_URL" "" "DROP DATABASE \"limitb$pair\"" >/dev/null
+		for build in "${build_list[@]}"; do
+			if [ "$build" = release ]; then
+				old_bin=$old_release new_bin=$new_release
+			else
+				old_bin=$old_static new_bin=$new_static
+			fi
+			# The order alternates from pair to pair, so a drift of the machine's speed
+			# during the run favours neither.
+			order=(old new)
+			((pair % 2 == 0)) && order=(new old)
+			for which in "${order[@]}"; do
+				[ "$which" = old ] && bin=$old_bin || bin=$new_bin
+				out=$(run_c "$bin" "c${pair}${which}${build}")
+				say "pair $pair, $build, $which: $out (A ${t_a}s, B ${t_b}s)"
+				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$build" "$which" "$t_a" "$t_b" \
+					"$(value seconds "$out")" "$(value ticks "$out")" "$(value hwm_kb "$out")" >>"$results"
+			done
+		done
+	done
+	python3 - "$results" "$N" "$(getconf CLK_TCK)" "$against ($against_commit)" "$M" <<'PY'
+import statistics, sys
+path, n, hz, rev, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+runs = {}
+for line in open(path):
+    pair, build, which, ta, tb, tc, ticks, hwm = line.split()
+    limit = n / (float(ta) + float(tb))
+    rate = n / float(tc)
+    runs[(build, int(pair), which)] = dict(rate=rate, cl=rate / limit, cpu=int(ticks) / hz * 1e6 / n,
+                                           rss=int(hwm) / 1024)
+print(f"\ncollector regression check: {n} records over {m} measurements; old = {rev}, new = this tree")
+print("C/L: the drain rate over the pair's own limit L = N / (tA + tB); CPU: the whole process, µs per record")
+for build in ("release", "static"):
+    pairs = sorted({p for (b, p, _) in runs if b == build})
+    if not pairs:
+        continue
+    print(f"\n  {build} build" + (" (glibc, cargo build --release)" if build == "release" else " (musl, scripts/build-static.sh)"))
+    print(f"  {'pair':>6} {'old rec/s':>10} {'new rec/s':>10} {'old C/L':>8} {'new C/L':>8} {'old CPU':>8} {'new CPU':>8} {'old RSS':>8} {'new RSS':>8} {'rate n/o':>9} {'CPU n/o':>8} {'RSS n/o':>8}")
+    cols = {k: [] for k in ("or", "nr", "ocl", "ncl", "oc", "nc", "om", "nm", "rr", "rc", "rm")}
+    for p in pairs:
+        o, w = runs[(build, p, "old")], runs[(build, p, "new")]
+        row = dict(**{"or": o["rate"]}, nr=w["rate"], ocl=o["cl"], ncl=w["cl"], oc=o["cpu"], nc=w["cpu"],
+                   om=o["rss"], nm=w["rss"], rr=w["rate"] / o["rate"], rc=w["cpu"] / o["cpu"], rm=w["rss"] / o["rss"])
+        for k, v in row.items():
+            cols[k].append(v)
+        print(f"  {p:>6} {row['or']:>10.0f} {row['nr']:>10.0f} {row['ocl']:>8.2f} {row['ncl']:>8.2f} {row['oc']:>8.2f} {row['nc']:>8.2f} {row['om']:>8.1f} {row['nm']:>8.1f} {row['rr']:>9.2f} {row['rc']:>8.2f} {row['rm']:>8.2f}")
+    md = {k: statistics.median(v) for k, v in cols.items()}
+    print(f"  {'median':>6} {md['or']:>10.0f} {md['nr']:>10.0f} {md['ocl']:>8.2f} {md['ncl']:>8.2f} {md['oc']:>8.2f} {md['nc']:>8.2f} {md['om']:>8.1f} {md['nm']:>8.1f} {md['rr']:>9.2f} {md['rc']:>8.2f} {md['rm']:>8.2f}")
+PY
+	exit 0
+fi
 
 # --- the scale report (--scale) -------------------------------------------------------------
 if ((scale)); then
