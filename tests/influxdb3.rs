@@ -675,11 +675,14 @@ fn forty_seven_bad_of_2000(
         })
         .collect();
     transfer.publish_many("m", &payloads);
-    let config = util::config(&nats.url(), &influx.url())
-        .namespace(db)
-        .api(api)
-        .influx(influx_lines)
-        .yaml();
+    let builder = util::config(&nats.url(), &influx.url()).namespace(db);
+    // `unset`: no `influx.api` at all, as the seed's configuration for InfluxDB 2.
+    let builder = if api == "unset" {
+        builder.without_api()
+    } else {
+        builder.api(api)
+    };
+    let config = builder.influx(influx_lines).yaml();
     let start = Instant::now();
     let collector = Collector::start(&config);
     let drained = settled(&transfer, &["m"], within);
@@ -1546,37 +1549,19 @@ fn an_unset_api_against_influxdb_3_writes_through_its_v3_api() {
     let Some(influx) = Influx3Options::production().start_or_skip() else {
         return;
     };
-    let db = "fortyseven";
-    influx.seed(db, &format!("m,host=seed code=1i,latency=0.5 {T0}\n"));
-    let (nats, transfer) = nats_for(db);
-    transfer.set("m", "");
-    let payloads: Vec<Vec<u8>> = (1..=2_000)
-        .map(|i| {
-            let fields = if is_bad(i) {
-                format!(r#"{{"code":"E{i}","latency":{i}.5}}"#)
-            } else {
-                format!(r#"{{"code":{i},"latency":{i}.5}}"#)
-            };
-            record(r#"{"host":"b"}"#, &fields, i)
-        })
-        .collect();
-    transfer.publish_many("m", &payloads);
-    let config = util::config(&nats.url(), &influx.url())
-        .namespace(db)
-        .without_api()
-        .influx("  org: acme\n  token: any-token\n")
-        .yaml();
-    let collector = Collector::start(&config);
-    assert!(
-        settled(&transfer, &["m"], Duration::from_secs(60)),
-        "not drained; log:\n{}",
-        collector.log()
+    let outcome = forty_seven_bad_of_2000(
+        &influx,
+        "unset",
+        "  org: acme\n  token: any-token\n",
+        Duration::from_secs(60),
     );
-    collector.assert_log("writing through its v3 API", Duration::from_secs(5));
-    assert_eq!(influx.count(db, "m"), 1 + 1_953);
-    let letters = transfer.dead_letters();
-    assert_eq!(letters.len(), 47);
-    for (_, reason, _) in &letters {
+    outcome.assert_settled();
+    assert!(
+        outcome.log.contains("writing through its v3 API"),
+        "{}",
+        outcome.log
+    );
+    for (reason, _) in &outcome.letters {
         assert!(
             reason.contains("invalid column type for column 'code'"),
             "{reason}"

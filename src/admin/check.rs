@@ -234,25 +234,14 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn config(api: InfluxApi, api_given: bool) -> InfluxConfig {
         InfluxConfig {
             url: "http://db:8181".into(),
-            api,
             api_given,
-            token: None,
             org: None,
-            target: "beta".into(),
-            retention_policy: None,
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(1),
-            tls: None,
-            gzip: true,
-            no_sync: false,
+            ..crate::influx::tests::config(api)
         }
     }
 

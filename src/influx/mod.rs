@@ -269,13 +269,14 @@ fn transport_error(e: &ureq::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::config::Secret;
 
-    pub(super) fn config(api: InfluxApi) -> InfluxConfig {
+    /// A configuration for unit tests: `http://db:8086`, organisation `my org`, target `beta`.
+    pub(crate) fn config(api: InfluxApi) -> InfluxConfig {
         InfluxConfig {
             url: "http://db:8086".into(),
             api,
