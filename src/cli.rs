@@ -160,7 +160,7 @@ impl Topic {
     }
 
     /// The usage text: the synopsis, what the command does, then its options and the ones
-    /// every command takes, each written as [`Flag::spec`] says.
+    /// every command takes, each written as `Flag::spec` says.
     pub fn usage(self) -> String {
         let spec = self.spec();
         let own_options = spec.flags.iter().filter(|flag| !flag.is_global());

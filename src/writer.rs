@@ -524,8 +524,9 @@ impl Running {
     }
 
     /// Settles a v3 partial write of `part`: InfluxDB stored every line but the `rejected`
-    /// ones. When the list may be cut short (the server names at most 100 lines), the lines
-    /// after the last one named are unknown and written again (see [`plan_partial`]).
+    /// ones. When the list may be cut short (an answer naming 100 lines or more: InfluxDB 3.6.0
+    /// names every one, but nothing promises that), the lines after the last one named are
+    /// unknown and written again (see [`plan_partial`]).
     fn settle_partial(
         &mut self,
         part: Vec<usize>,
@@ -703,8 +704,6 @@ fn health(result: &Result<(), WriteError>) -> Result<(), String> {
     }
 }
 
-/// The batch index of the line a refusal names by its `number` (from 1) in the body of
-/// `part`; `None` when the number is outside the body.
 /// Sorts the records of a batch, by how often each was delivered, into those written together
 /// and those written one by one: a record delivered more than `max_deliver` times has come
 /// back again and again without being stored. A delivery count alone cannot tell why (a
@@ -724,6 +723,8 @@ fn suspects(delivered: impl Iterator<Item = u64>, max_deliver: u64) -> (Vec<usiz
     (together, alone)
 }
 
+/// The batch index of the line a refusal names by its `number` (from 1) in the body of
+/// `part`; `None` when the number is outside the body.
 fn refused_index(part: &[usize], number: usize) -> Option<usize> {
     number.checked_sub(1).and_then(|i| part.get(i)).copied()
 }
