@@ -9,6 +9,7 @@
 #   scripts/soak.sh [--duration 10m] [--seed N] [--rate R] [--faults LIST]
 #                   [--release | --binary PATH] [--poison PER_MILLE] [--rss-limit MIB]
 #                   [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]
+#                   [--upgrade-from PATH]
 #
 #   --duration D     how long the load and the faults last (90s, 10m, 1h; default 10m)
 #   --seed N         the seed of the fault schedule and the record mix (default: random,
@@ -20,6 +21,11 @@
 #                    or all (default) or none
 #   --release        run the release build of the collector (default: the debug build)
 #   --binary PATH    run this collector binary (e.g. the static build)
+#   --upgrade-from PATH
+#                    an older collector build to mix in, as in a rolling upgrade: every
+#                    collector start (the first, and after each kill, term and rolling fault)
+#                    runs PATH or the binary above, drawn from the seed; the report counts
+#                    the starts of each
 #   --poison P       poison records per thousand (default 20)
 #   --rss-limit MIB  the bound on each collector's peak RSS (default 128)
 #   --drain-timeout  how long to wait for the streams to drain after the load (default 3m)
@@ -41,11 +47,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 binary=
 release=0
+upgrade_from=()
 pass=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--binary)
 		binary=$(collector_binary_arg soak "${2-}")
+		shift
+		;;
+	--upgrade-from)
+		upgrade_from=(--upgrade-from "$(collector_binary_arg soak "${2-}" --upgrade-from)")
 		shift
 		;;
 	--release) release=1 ;;
@@ -68,6 +79,7 @@ if [ -z "$binary" ]; then
 	fi
 fi
 echo "soak: collector binary $binary" >&2
+[ ${#upgrade_from[@]} -eq 0 ] || echo "soak: older collector binary ${upgrade_from[1]}" >&2
 
 # The harness names its temp dirs collector-test-<run>-...; the servers and collectors carry
 # that path on their command lines, which lets cleanup find this run's leftovers by PID
@@ -85,4 +97,5 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-COLLECTOR_BIN="$binary" target/debug/examples/soak ${pass[@]+"${pass[@]}"}
+COLLECTOR_BIN="$binary" target/debug/examples/soak ${upgrade_from[@]+"${upgrade_from[@]}"} \
+	${pass[@]+"${pass[@]}"}

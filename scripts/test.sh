@@ -28,6 +28,13 @@ SOAK_DRAIN_SECONDS=180
 # Each soak run's guard: its load and drain, and 10 minutes for starting the servers and
 # collectors, the stops and the check (a 60 s run takes about 85 s: docs/RELIABILITY.md).
 SOAK_GUARD=$((SOAK_SECONDS + SOAK_DRAIN_SECONDS + 600))
+# The upgrade soak (scripts/soak.sh --upgrade-from): a third run, the same length and faults,
+# in which each collector start runs either the static build or an older collector binary,
+# so the two versions take over each other's records (point identity must not change between
+# them). The older binary is the one COLLECTOR_UPGRADE_FROM names, meant to be the static build
+# of the previous landed commit, which CI keeps from its last run; without it the run is
+# skipped with a line saying so, rather than spend about 4 minutes of 2 cores building one.
+UPGRADE_FROM=${COLLECTOR_UPGRADE_FROM-}
 
 # The harness names its temp dirs collector-test-<run>-...; the servers carry
 # that path on their command lines, which lets cleanup find this run's
@@ -121,3 +128,15 @@ for seed in 14 "$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; do
 		--duration "${SOAK_SECONDS}s" --rate "$SOAK_RATE" --drain-timeout "${SOAK_DRAIN_SECONDS}s" \
 		--faults "$SOAK_FAULTS" --seed "$seed" ${plant[@]+"${plant[@]}"}
 done
+
+if [ -z "$UPGRADE_FROM" ]; then
+	echo "test.sh: upgrade soak skipped: set COLLECTOR_UPGRADE_FROM to an older collector binary" >&2
+elif [ ! -f "$UPGRADE_FROM" ] || [ ! -x "$UPGRADE_FROM" ]; then
+	echo "test.sh: upgrade soak skipped: COLLECTOR_UPGRADE_FROM=$UPGRADE_FROM is not an executable file" >&2
+else
+	seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+	step "upgrade soak from $UPGRADE_FROM, seed $seed (hang guard ${SOAK_GUARD}s)"
+	timeout --kill-after=30 "$SOAK_GUARD" bash scripts/soak.sh --binary "$static_bin" \
+		--upgrade-from "$UPGRADE_FROM" --duration "${SOAK_SECONDS}s" --rate "$SOAK_RATE" \
+		--drain-timeout "${SOAK_DRAIN_SECONDS}s" --faults "$SOAK_FAULTS" --seed "$seed"
+fi

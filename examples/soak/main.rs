@@ -3,6 +3,7 @@
 //! ```text
 //! soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE]
 //!      [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]
+//!      [--upgrade-from PATH]
 //! ```
 //!
 //! Starts on loopback, with the test harness (`tests/util`), a 3-node NATS cluster, InfluxDB
@@ -17,6 +18,11 @@
 //! SIGTERM. Exit code 0 when all holds, 1 otherwise (each difference is printed with the
 //! faults around it), 2 for a bad command line. `--plant` is the checker's self-test: four
 //! differences planted after the drain must be reported, and nothing else.
+//!
+//! `--upgrade-from PATH` mixes two builds: every start of a collector (the first, the restart
+//! after each `kill`, `term` and `rolling` fault or an exit of its own) runs `COLLECTOR_BIN` or the
+//! older build at PATH, drawn from the seed ([`model::version_of`]), so the two share the
+//! consumer and take over each other's records, as in a rolling upgrade or its rollback.
 #![allow(deprecated)] // the `nats` crate, as in src/jetstream/
 
 #[path = "../../tests/util/mod.rs"]
@@ -27,17 +33,18 @@ mod model;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use model::{Fault, FaultSet, Kind, Mix, Planned, MEASUREMENTS};
+use model::{Fault, FaultSet, Kind, Mix, Planned, MEASUREMENTS, VERSIONS};
 use serde_json::{json, Value};
 use util::{
-    connect_options, decode_base64, free_port, http_get, run_to_exit, send_signal, wait_until,
-    Collector, Influx, Influx3, Influx3Options, NatsCluster, TempDir, Transfer,
+    connect_options, decode_base64, free_port, http_get, run_binary_to_exit, send_signal,
+    wait_until, Collector, Influx, Influx3, Influx3Options, NatsCluster, TempDir, Transfer,
 };
 
 const NAMESPACE: &str = "soak";
@@ -69,11 +76,14 @@ struct Args {
     /// The collectors' `influx.api` and the database behind it: `v1` (InfluxDB 1.6) or `v3`
     /// (InfluxDB 3 Core).
     influx: &'static str,
+    /// An older collector build: each collector start runs it or `COLLECTOR_BIN`.
+    upgrade_from: Option<String>,
 }
 
 fn usage() -> &'static str {
     "usage: soak [--duration 10m] [--seed N] [--rate R] [--faults LIST] [--poison PER_MILLE] \
-     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3]"
+     [--rss-limit MIB] [--drain-timeout 3m] [--max-print N] [--plant] [--influx v1|v3] \
+     [--upgrade-from PATH]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -88,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         max_print: 40,
         plant: false,
         influx: "v1",
+        upgrade_from: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -121,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
                     _ => return Err(format!("--influx {value}: v1 or v3; {}", usage())),
                 }
             }
+            "--upgrade-from" => args.upgrade_from = Some(value),
             _ => return Err(format!("unknown option {flag}; {}", usage())),
         }
     }
@@ -166,14 +178,29 @@ struct Event {
 /// One collector process slot: the process (restarted in place) and its peak RSS over every
 /// start.
 struct Slot {
+    index: usize,
     name: String,
     collector: Collector,
     http_port: u16,
     peak_kib: u64,
     n_starts: u32,
+    /// The build it runs now (an index into [`VERSIONS`]) and its starts on each.
+    version: usize,
+    starts_by_version: [u32; 2],
+    /// Whether two builds take turns (`--upgrade-from`), so names carry the version.
+    upgrade: bool,
 }
 
 impl Slot {
+    /// Its name, and with `--upgrade-from` the build it runs: `collector-1 (old)`.
+    fn who(&self) -> String {
+        if self.upgrade {
+            format!("{} ({})", self.name, VERSIONS[self.version])
+        } else {
+            self.name.clone()
+        }
+    }
+
     fn note_peak(&mut self) {
         if let Some(kib) = self.collector.peak_rss_kib() {
             self.peak_kib = self.peak_kib.max(kib);
@@ -317,6 +344,13 @@ struct Shared {
     nats_url: String,
     /// Set while the run is over: the supervisor stops restarting collectors.
     finishing: AtomicBool,
+    /// The collector builds: the binary under test, then the `--upgrade-from` one if given.
+    builds: Vec<PathBuf>,
+    seed: u64,
+    /// The build each collector runs (or last ran), read by the monitor.
+    running: Vec<AtomicUsize>,
+    /// With `--upgrade-from`, the monitor's samples and those in which both builds ran.
+    side_by_side: (AtomicU64, AtomicU64),
 }
 
 impl Shared {
@@ -351,6 +385,23 @@ impl Shared {
     fn finding(&self, text: String) {
         println!("soak: {:7.1}s FINDING: {text}", self.t());
         lock(&self.findings).push(format!("{:.1}s: {text}", self.t()));
+    }
+
+    /// Starts a collector again (it has exited or been killed) on the build its next start
+    /// draws; returns `, restarted as old` (or `new`) with `--upgrade-from`, else nothing, for
+    /// the fault's note.
+    fn restart(&self, slot: &mut Slot) -> String {
+        let version = version_for(&self.builds, self.seed, slot.index, slot.n_starts);
+        slot.collector.restart_binary(&self.builds[version]);
+        slot.n_starts += 1;
+        slot.version = version;
+        slot.starts_by_version[version] += 1;
+        self.running[slot.index].store(version, Ordering::Relaxed);
+        if slot.upgrade {
+            format!(", restarted as {}", VERSIONS[version])
+        } else {
+            String::new()
+        }
     }
 
     fn transfer(&self) -> Transfer {
@@ -394,11 +445,22 @@ fn collector_config(urls: &[String], influx: &Db, http_port: u16, replicas: bool
     )
 }
 
-/// Whether the binary knows `nats.replicas` (a configuration it refuses exits 2 naming the key).
-fn supports_replicas(urls: &[String], influx: &Db) -> bool {
+/// Whether `binary` knows `nats.replicas` (a configuration it refuses exits 2 naming the key).
+fn supports_replicas(binary: &Path, urls: &[String], influx: &Db) -> bool {
     let yaml = collector_config(urls, influx, 0, true);
-    let (status, stdout, stderr) = run_to_exit(&["check"], Some(&yaml), Duration::from_secs(60));
+    let (status, stdout, stderr) =
+        run_binary_to_exit(binary, &["check"], Some(&yaml), Duration::from_secs(60));
     !(status.code() == Some(2) && format!("{stdout}{stderr}").contains("replicas"))
+}
+
+/// The build (an index into `builds`) start `start` of collector `slot` runs: the only one,
+/// or with `--upgrade-from` the one drawn from the seed.
+fn version_for(builds: &[PathBuf], seed: u64, slot: usize, start: u32) -> usize {
+    if builds.len() < 2 {
+        0
+    } else {
+        model::version_of(seed, N_COLLECTORS, slot, start)
+    }
 }
 
 /// Waits (up to 30 s) until a collector serves `/healthz`, which it does only after its
@@ -427,7 +489,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let fault_names: Vec<&str> = args.faults.faults.iter().map(|f| f.name()).collect();
     println!(
         "soak: seed {} duration {}s rate {}/s faults [{}] coarse-time {} poison {}‰ influx {} \
-         binary {}",
+         binary {}{}",
         args.seed,
         args.duration_s,
         args.rate,
@@ -435,8 +497,16 @@ fn run(args: &Args) -> Result<bool, String> {
         if mix.coarse_time { "on" } else { "off" },
         args.poison_per_mille,
         args.influx,
-        util::collector_bin()
+        util::collector_bin(),
+        args.upgrade_from
+            .as_ref()
+            .map_or(String::new(), |old| format!(" upgrade-from {old}"))
     );
+    let mut builds = vec![PathBuf::from(util::collector_bin())];
+    if let Some(old) = &args.upgrade_from {
+        builds.push(PathBuf::from(old));
+    }
+    let upgrade = builds.len() > 1;
     let report_dir = TempDir::new("soak");
 
     // The servers; streams and bucket R3, as the Transfer client would make them for a cluster.
@@ -468,10 +538,18 @@ fn run(args: &Args) -> Result<bool, String> {
     if !led {
         return fail("the streams have no leader 60 s after their creation".into());
     }
-    let replicas = supports_replicas(&urls, &influx);
+    // Every build must take the configuration: a collector's restart may run either.
+    let replicas = builds
+        .iter()
+        .all(|binary| supports_replicas(binary, &urls, &influx));
     println!(
-        "soak: this collector {} nats.replicas{}",
-        if replicas { "accepts" } else { "refuses" },
+        "soak: {} nats.replicas{}",
+        match (upgrade, replicas) {
+            (false, true) => "this collector accepts",
+            (false, false) => "this collector refuses",
+            (true, true) => "both builds accept",
+            (true, false) => "a build refuses",
+        },
         if replicas {
             ": set to 3"
         } else {
@@ -483,14 +561,25 @@ fn run(args: &Args) -> Result<bool, String> {
     for i in 0..N_COLLECTORS {
         let http_port = free_port();
         let config = collector_config(&urls, &influx, http_port, replicas);
+        let version = version_for(&builds, args.seed, i, 0);
+        let mut starts_by_version = [0; 2];
+        starts_by_version[version] = 1;
         slots.push(Mutex::new(Slot {
+            index: i,
             name: format!("collector-{i}"),
-            collector: Collector::start(&config),
+            collector: Collector::start_binary(&builds[version], &config, &[], &[]),
             http_port,
             peak_kib: 0,
             n_starts: 1,
+            version,
+            starts_by_version,
+            upgrade,
         }));
     }
+    let running = slots
+        .iter()
+        .map(|slot| AtomicUsize::new(lock(slot).version))
+        .collect();
     let shared = Arc::new(Shared {
         start: Instant::now(),
         load_start_s: Mutex::new(0.0),
@@ -502,7 +591,15 @@ fn run(args: &Args) -> Result<bool, String> {
         kv_locks: MEASUREMENTS.iter().map(|_| Mutex::new(())).collect(),
         nats_url,
         finishing: AtomicBool::new(false),
+        builds,
+        seed: args.seed,
+        running,
+        side_by_side: (AtomicU64::new(0), AtomicU64::new(0)),
     });
+    if upgrade {
+        let first: Vec<String> = shared.slots.iter().map(|s| lock(s).who()).collect();
+        println!("soak: upgrade soak, first starts: {}", first.join(", "));
+    }
     for slot in &shared.slots {
         let mut slot = lock(slot);
         // A collector that exits during start-up is a finding; it is started once more.
@@ -515,17 +612,16 @@ fn run(args: &Args) -> Result<bool, String> {
             if attempt == 2 || status.is_none() {
                 return fail(format!(
                     "{} never became ready ({}); its log ends: {tail}",
-                    slot.name,
+                    slot.who(),
                     status.map_or("still running".into(), |s| s.to_string()),
                 ));
             }
             shared.finding(format!(
                 "{} exited during start-up ({}); its log ends: {tail}",
-                slot.name,
+                slot.who(),
                 status.map_or("?".into(), |s| s.to_string()),
             ));
-            slot.collector.restart();
-            slot.n_starts += 1;
+            shared.restart(&mut slot);
         }
     }
     println!("soak: 3 collectors ready; load starts");
@@ -651,8 +747,13 @@ fn run(args: &Args) -> Result<bool, String> {
     for slot in &shared.slots {
         let mut slot = lock(slot);
         slot.note_peak();
-        peaks.push((slot.name.clone(), slot.peak_kib, slot.n_starts));
-        let name = slot.name.clone();
+        peaks.push((
+            slot.name.clone(),
+            slot.peak_kib,
+            slot.n_starts,
+            slot.starts_by_version,
+        ));
+        let name = slot.who();
         if slot.collector.is_running() {
             wait_started(slot.http_port);
             slot.collector.terminate();
@@ -670,7 +771,7 @@ fn run(args: &Args) -> Result<bool, String> {
             }
         }
     }
-    for (name, kib, _) in &peaks {
+    for (name, kib, _, _) in &peaks {
         if *kib > args.rss_limit_mib * 1024 {
             shared.finding(format!(
                 "{name} peak RSS {} MiB above the bound of {} MiB",
@@ -715,8 +816,13 @@ fn run(args: &Args) -> Result<bool, String> {
         && findings.is_empty()
         && published.unacked.is_empty()
         && drained;
+    let side_by_side = (
+        shared.side_by_side.0.load(Ordering::Relaxed),
+        shared.side_by_side.1.load(Ordering::Relaxed),
+    );
     let ending = Ending {
         load_end_s,
+        side_by_side,
         drained,
         drain_s,
         peaks,
@@ -841,8 +947,10 @@ struct Ending {
     load_end_s: f64,
     drained: bool,
     drain_s: f64,
-    /// (collector, peak RSS KiB, starts).
-    peaks: Vec<(String, u64, u32)>,
+    /// (collector, peak RSS KiB, starts, starts on each build).
+    peaks: Vec<(String, u64, u32, [u32; 2])>,
+    /// With `--upgrade-from`: the monitor's samples, and those in which both builds ran.
+    side_by_side: (u64, u64),
     /// The backlog over time: (seconds, records in the streams).
     samples: Vec<(f64, u64)>,
     /// The faults in start order.
@@ -875,7 +983,7 @@ fn report(
     let _ = writeln!(out, "\n==== soak report (seed {}) ====", args.seed);
     let _ = writeln!(
         out,
-        "reproduce: scripts/soak.sh --duration {}s --seed {} --rate {} --faults {}{}",
+        "reproduce: scripts/soak.sh --duration {}s --seed {} --rate {} --faults {}{}{}",
         args.duration_s,
         args.seed,
         args.rate,
@@ -884,7 +992,10 @@ fn report(
         } else {
             fault_names.join(",")
         },
-        if mix.coarse_time { ",coarse-time" } else { "" }
+        if mix.coarse_time { ",coarse-time" } else { "" },
+        args.upgrade_from
+            .as_ref()
+            .map_or(String::new(), |old| format!(" --upgrade-from {old}"))
     );
     let _ = writeln!(
         out,
@@ -961,10 +1072,29 @@ fn report(
             format!("not within {}s", args.drain_timeout_s)
         }
     );
-    for (name, kib, starts) in &ending.peaks {
+    if let Some(old) = &args.upgrade_from {
+        let total = |v: usize| -> u32 { ending.peaks.iter().map(|p| p.3[v]).sum() };
+        let (samples, both) = ending.side_by_side;
         let _ = writeln!(
             out,
-            "peak RSS {name}: {:.1} MiB over {starts} start(s) (bound {} MiB)",
+            "starts by version: new {} ({}), old {} ({}); both ran at once in {both} of {samples} \
+             monitor samples ({:.0}%)",
+            total(0),
+            util::collector_bin(),
+            total(1),
+            old,
+            100.0 * both as f64 / samples.max(1) as f64
+        );
+    }
+    for (name, kib, starts, by_version) in &ending.peaks {
+        let versions = if args.upgrade_from.is_some() {
+            format!(" ({} new, {} old)", by_version[0], by_version[1])
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "peak RSS {name}: {:.1} MiB over {starts} start(s){versions} (bound {} MiB)",
             *kib as f64 / 1024.0,
             args.rss_limit_mib
         );
@@ -1238,6 +1368,18 @@ fn monitor(shared: &Shared, stop: &AtomicBool) -> Vec<(f64, u64)> {
         if let Some(b) = backlog {
             samples.push((shared.t(), b));
         }
+        if shared.builds.len() > 1 {
+            let first = shared.running[0].load(Ordering::Relaxed);
+            let both = shared
+                .running
+                .iter()
+                .any(|v| v.load(Ordering::Relaxed) != first);
+            shared.side_by_side.0.fetch_add(1, Ordering::Relaxed);
+            shared
+                .side_by_side
+                .1
+                .fetch_add(u64::from(both), Ordering::Relaxed);
+        }
         for slot in &shared.slots {
             // A slot a fault holds is that fault's business.
             let Ok(mut slot) = slot.try_lock() else {
@@ -1248,12 +1390,11 @@ fn monitor(shared: &Shared, stop: &AtomicBool) -> Vec<(f64, u64)> {
                 let status = slot.collector.wait_timeout(Duration::ZERO);
                 shared.finding(format!(
                     "{} exited by itself ({}); its log ends: {}",
-                    slot.name,
+                    slot.who(),
                     status.map_or("?".into(), |s| s.to_string()),
                     log_tail(&slot)
                 ));
-                slot.collector.restart();
-                slot.n_starts += 1;
+                shared.restart(&mut slot);
             }
         }
         thread::sleep(Duration::from_millis(500));
@@ -1295,19 +1436,20 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
             let i = rng.below(N_COLLECTORS as u64) as usize;
             let mut slot = lock(&shared.slots[i]);
             *start = shared.t();
+            let target = slot.who();
             slot.note_peak();
             slot.collector.kill9();
             let down = pause(0.5, 3.0, &mut rng);
-            slot.collector.restart();
-            slot.n_starts += 1;
-            (slot.name.clone(), format!("down {down:.1}s"))
+            let now = shared.restart(&mut slot);
+            (target, format!("down {down:.1}s{now}"))
         }
         Fault::Term => {
             let i = rng.below(N_COLLECTORS as u64) as usize;
             let mut slot = lock(&shared.slots[i]);
             *start = shared.t();
+            let target = slot.who();
             let note = terminate_and_restart(shared, &mut slot);
-            (slot.name.clone(), note)
+            (target, note)
         }
         Fault::Rolling => {
             let mut notes = Vec::new();
@@ -1316,6 +1458,7 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
                 if k == 0 {
                     *start = shared.t();
                 }
+                let who = slot.who();
                 let mut note = terminate_and_restart(shared, &mut slot);
                 let started = Instant::now();
                 if wait_ready(slot.http_port, Duration::from_secs(60)) {
@@ -1323,7 +1466,7 @@ fn inject(shared: &Shared, planned: Planned, start: &mut f64) -> (String, String
                 } else {
                     note.push_str(", not ready within 60s");
                 }
-                notes.push(format!("{}: {note}", slot.name));
+                notes.push(format!("{who}: {note}"));
             }
             ("all collectors".into(), notes.join("; "))
         }
@@ -1418,20 +1561,19 @@ fn terminate_and_restart(shared: &Shared, slot: &mut Slot) -> String {
             format!("exit 0 in {:.1}s", started.elapsed().as_secs_f64())
         }
         Some(status) => {
-            shared.finding(format!("{} exited with {status} on SIGTERM", slot.name));
+            shared.finding(format!("{} exited with {status} on SIGTERM", slot.who()));
             format!("exit {status}")
         }
         None => {
             shared.finding(format!(
                 "{} still running 40 s after SIGTERM; killed",
-                slot.name
+                slot.who()
             ));
             "killed after 40s".into()
         }
     };
-    slot.collector.restart();
-    slot.n_starts += 1;
-    note
+    let now = shared.restart(slot);
+    note + &now
 }
 
 /// A JetStream API request retried for up to a minute (a node may be down); says how it went.

@@ -529,6 +529,29 @@ pub fn schedule(
     plan
 }
 
+/// The two collector builds of an upgrade soak (`--upgrade-from`), by index: 0 is the binary
+/// under test, 1 the older build it replaces.
+pub const VERSIONS: [&str; 2] = ["new", "old"];
+
+/// Which build (an index into [`VERSIONS`]) start `start` (0 for the first) of collector
+/// `slot` of `n_slots` runs in an upgrade soak: a coin drawn from the seed, the slot and the
+/// start number, so a seed gives every collector the same sequence of versions whatever the
+/// timing. The first starts never all draw the same build: where they would, collector
+/// `seed % n_slots` runs the other one, so both share the consumer from the first record on.
+pub fn version_of(seed: u64, n_slots: usize, slot: usize, start: u32) -> usize {
+    let coin = |slot: usize, start: u32| {
+        (hash(seed, 4, (slot as u64) << 32 | u64::from(start)) & 1) as usize
+    };
+    let drawn = coin(slot, start);
+    if start == 0 && n_slots > 1 && slot == (seed % n_slots as u64) as usize {
+        let first = coin(0, 0);
+        if (1..n_slots).all(|s| coin(s, 0) == first) {
+            return 1 - drawn;
+        }
+    }
+    drawn
+}
+
 /// For each fault end (seconds), how long until the backlog was first at or below
 /// `threshold` at that moment or after, from `samples` of (seconds, backlog) in time order;
 /// `None` if it never was.
@@ -804,6 +827,32 @@ mod tests {
         assert!(plan.iter().all(|p| (5.0..70.0).contains(&p.at_s)));
         assert!(plan.windows(2).all(|w| w[1].at_s - w[0].at_s >= 3.0));
         assert!(schedule(3, &[], 5.0, 70.0, (3.0, 7.0)).is_empty());
+    }
+
+    #[test]
+    fn versions_are_drawn_from_the_seed_and_the_first_starts_mix_them() {
+        for seed in 0..200 {
+            let first: Vec<usize> = (0..3).map(|slot| version_of(seed, 3, slot, 0)).collect();
+            assert!(
+                first.contains(&0) && first.contains(&1),
+                "seed {seed}: {first:?}"
+            );
+            for slot in 0..3 {
+                for start in 0..20 {
+                    let v = version_of(seed, 3, slot, start);
+                    assert!(v < VERSIONS.len());
+                    assert_eq!(v, version_of(seed, 3, slot, start), "reproducible");
+                }
+            }
+        }
+        // Later starts are coins: over many, both builds about half the time.
+        let old: usize = (0..3)
+            .flat_map(|slot| (1..1000).map(move |start| version_of(7, 3, slot, start)))
+            .sum();
+        assert!((1300..1700).contains(&old), "{old} of 2997 starts old");
+        // One collector: its first start is a coin like any other.
+        assert!((0..64).any(|seed| version_of(seed, 1, 0, 0) == 0));
+        assert!((0..64).any(|seed| version_of(seed, 1, 0, 0) == 1));
     }
 
     #[test]

@@ -7,12 +7,12 @@ print_help() {
 	exit 0
 }
 
-# collector_binary_arg NAME PATH: prints PATH made absolute when it is an executable; else
-# says so as NAME and exits 2 (a bad command line; under `set -e` a `var=$(…)` that calls
-# it ends the script with 2).
+# collector_binary_arg NAME PATH [FLAG]: prints PATH made absolute when it is an executable;
+# else says as NAME that FLAG (default --binary) needs one and exits 2 (a bad command line;
+# under `set -e` a `var=$(…)` that calls it ends the script with 2).
 collector_binary_arg() {
 	[ -x "${2-}" ] || {
-		echo "$1: --binary needs an executable collector" >&2
+		echo "$1: ${3:---binary} needs an executable collector" >&2
 		exit 2
 	}
 	realpath "$2"

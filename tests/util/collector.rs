@@ -81,6 +81,13 @@ impl Collector {
         self.status = None;
     }
 
+    /// Like [`Collector::restart`], running `binary` from now on: an upgrade or a downgrade
+    /// in place (the chaos soak's `--upgrade-from`).
+    pub fn restart_binary(&mut self, binary: &Path) {
+        self.binary = binary.to_path_buf();
+        self.restart();
+    }
+
     /// The process's peak resident set size (`VmHWM` in `/proc/<pid>/status`) in KiB, while
     /// it runs; `None` once it has exited.
     pub fn peak_rss_kib(&mut self) -> Option<u64> {
@@ -249,8 +256,19 @@ pub fn run_to_exit(
     config_yaml: Option<&str>,
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
+    run_binary_to_exit(Path::new(collector_bin()), args, config_yaml, timeout)
+}
+
+/// Like [`run_to_exit`], running `binary` (another build, such as the older one of an
+/// upgrade soak).
+pub fn run_binary_to_exit(
+    binary: &Path,
+    args: &[&str],
+    config_yaml: Option<&str>,
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let dir = TempDir::new("collector-run");
-    let mut cmd = Command::new(collector_bin());
+    let mut cmd = Command::new(binary);
     if let Some(yaml) = config_yaml {
         let config = dir.join("config.yml");
         fs::write(&config, yaml).expect("cannot write the collector config");

@@ -29,7 +29,7 @@ mod prometheus;
 mod sample;
 mod tls;
 
-pub use collector::{collector_bin, run_command, run_to_exit, Collector, Run};
+pub use collector::{collector_bin, run_binary_to_exit, run_command, run_to_exit, Collector, Run};
 pub use config::{config, ConfigYaml};
 pub use http_double::{
     Answer, HttpDouble, Request, Seen, Served, Throttle, WriteApi, WriteDouble, NO_ANSWER,
