@@ -221,6 +221,10 @@ if [ -n "$c_binary" ]; then
 elif ((profile)); then
 	bin=target/release/collector
 	bin_kind="release build with symbols, for perf (glibc malloc)"
+elif [ -n "$against" ]; then
+	# The regression check runs the builds it was asked for, built above.
+	bin=
+	bin_kind=
 else
 	say "building the static musl binary (scripts/build-static.sh)"
 	scripts/build-static.sh >/dev/null
