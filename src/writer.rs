@@ -208,7 +208,10 @@ impl Running {
     }
 
     fn ping(&mut self) {
-        let outcome = self.writer.influx.ping();
+        // Bounded by the keep-alive period: chunks sent meanwhile wait in the channel, kept
+        // alive by nobody until the ping returns and the writer takes them in.
+        let every = keep_alive_every(self.writer.flow.ack_wait());
+        let outcome = self.writer.influx.ping_within(Some(every));
         match (&outcome, self.ping_failing) {
             (Err(problem), false) => {
                 log::warn!("writer: influxdb does not answer: {problem}; not ready until it does");

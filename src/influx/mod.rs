@@ -160,9 +160,19 @@ impl Influx {
     /// Checks that InfluxDB answers at all (`/ping`, on v1, v2 and v3), and learns which
     /// server it is from the answer.
     pub fn ping(&mut self) -> Result<(), String> {
+        self.ping_within(None)
+    }
+
+    /// [`Influx::ping`], given up after `timeout` when one is given (`influx.timeout`
+    /// otherwise): the writer's idle ping holds up the chunks arriving meanwhile, which no
+    /// one keeps alive until it returns.
+    pub fn ping_within(&mut self, timeout: Option<std::time::Duration>) -> Result<(), String> {
         // InfluxDB 3 guards `/ping` with the token unless told otherwise; 1.x and 2.x ignore
         // the header there.
-        let request = self.authorised(self.agent.get(&format!("{}/ping", self.base_url)));
+        let mut request = self.authorised(self.agent.get(&format!("{}/ping", self.base_url)));
+        if let Some(timeout) = timeout {
+            request = request.config().timeout_global(Some(timeout)).build();
+        }
         match request.call() {
             Ok(response) if response.status().is_success() => {
                 let version = response
