@@ -690,7 +690,14 @@ fn a_write_hanging_longer_than_ack_wait_redelivers_nothing() {
                 .join("\n")
         },
     );
+    // Without the keep-alive in flight, 40,632. One pull's worth (100) fetched again was seen
+    // in one run of several here (the consumer-ack-wait test shows the same), cause not yet
+    // found; more than that is the failure this test is for.
     let total: u64 = ports.iter().map(|&port| fetched(port)).sum();
+    assert!(
+        total <= 40_100,
+        "records fetched by the two collectors together: {total}"
+    );
     assert_eq!(
         total, 40_000,
         "records fetched by the two collectors together"
