@@ -422,7 +422,10 @@ impl Sizer {
             // Not worth a try: a write this short has no fixed wait for a bigger batch to
             // share, and a bigger batch holds more records.
             None if took < MIN_WRITE_TO_GROW => None,
-            _ if self.current == self.ceiling => {
+            // At either limit: past the byte ceiling more lines would be the same batch.
+            _ if self.current.lines >= self.ceiling.lines
+                || self.current.bytes >= self.ceiling.bytes =>
+            {
                 self.reference = None;
                 None
             }
@@ -660,8 +663,15 @@ mod tests {
         // InfluxDB 3: each write waits for the next WAL flush.
         let mut sizer = Sizer::new(START, CEILING);
         let sizes = settle(&mut sizer, |_| Duration::from_millis(1_000));
-        assert_eq!(sizes, [5_000, 10_000, 20_000, 40_000, 80_000, 100_000]);
-        assert_eq!(sizer.current(), CEILING);
+        // The bytes reach 8 MiB at 40,000 lines: the batch is as big as it may be.
+        assert_eq!(sizes, [5_000, 10_000, 20_000, 40_000]);
+        assert_eq!(
+            sizer.current(),
+            Size {
+                lines: 40_000,
+                bytes: 8 << 20
+            }
+        );
     }
 
     #[test]
@@ -749,9 +759,9 @@ mod tests {
         let mut sizer = Sizer::new(START, CEILING);
         settle(&mut sizer, |_| Duration::from_secs(1));
         assert_eq!(
-            sizer.full_write(100_000, Duration::from_secs(6)),
+            sizer.full_write(40_000, Duration::from_secs(6)),
             Some(Resized::Shrank(Size {
-                lines: 50_000,
+                lines: 20_000,
                 bytes: 4 << 20
             }))
         );
@@ -765,15 +775,15 @@ mod tests {
         let mut sizer = Sizer::new(START, CEILING);
         settle(&mut sizer, |_| Duration::from_secs(1));
         assert_eq!(
-            sizer.too_large(100_000, 8 << 20),
+            sizer.too_large(40_000, 8 << 20),
             Some(Resized::Shrank(Size {
-                lines: 50_000,
+                lines: 20_000,
                 bytes: 4 << 20
             }))
         );
         // It never grows past that again.
         settle(&mut sizer, |_| Duration::from_secs(1));
-        assert!(sizer.current().lines <= 50_000);
+        assert!(sizer.current().lines <= 20_000);
         // Below the start, the start comes down too.
         let mut tight = Sizer::new(START, CEILING);
         tight.too_large(1_000, 200_000);
@@ -802,5 +812,20 @@ mod tests {
                 bytes: 1 << 20
             }
         );
+    }
+
+    #[test]
+    fn growth_stops_at_the_byte_ceiling_too() {
+        // 230-byte lines: 8 MiB holds about 36,000 of them, long before 100,000 lines. Before,
+        // the lines alone went on doubling, the batches stayed the same, and a write a little
+        // slow by chance halved the bytes as well.
+        let mut sizer = Sizer::new(START, CEILING);
+        let sizes = settle(&mut sizer, |_| Duration::from_secs(1));
+        assert_eq!(*sizes.last().unwrap(), 40_000);
+        assert_eq!(sizer.current().bytes, 8 << 20);
+        // More full writes at that size change nothing: no doubling of the lines alone.
+        for _ in 0..20 {
+            assert_eq!(sizer.full_write(36_000, Duration::from_millis(1_030)), None);
+        }
     }
 }
