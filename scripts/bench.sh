@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh [--quick] [--records N] [--measurements M] [--scale] [--keep] [--profile]
 #                    [--binary PATH] [--against REV [--pairs K] [--builds release,static]]
+#                    [--influx v1|v3]
 #
 #   --quick        N = 100,000 instead of 1,000,000
 #   --records N    any N (a multiple of M: the records are spread evenly over M measurements)
@@ -31,6 +32,14 @@
 #                  all stored), peak RSS, and new ÷ old for each. Steps A-D are not run.
 #   --pairs K      pairs for --against (default 5)
 #   --builds LIST  builds for --against: release,static (default), release or static
+#   --influx v3    against InfluxDB 3 Core instead of InfluxDB 1.6 (--influx v1, the default):
+#                  the server of the tests (INFLUXDB3_BIN, else ../shared/influxdb3/influxdb3.xz
+#                  next to the repository, unpacked into the temp dir), started as production
+#                  runs it (the write-ahead log flushed every second, a write answered after
+#                  the flush); B writes 20,000 lines a POST over 8 connections to
+#                  /api/v3/write_lp (the server's best rate here, docs/BENCHMARKS.md), and the
+#                  collector runs with influx.api: v3. Steps A-D and --against; not --scale.
+#                  A drain of 1M records takes about a minute there: --records 400000 will do
 #   --profile      sample the collector with `perf record` during C and print where its CPU
 #                  time goes, by thread and function (needs perf; the sampling costs a little;
 #                  C then runs the release build, which has symbols). PERF_RECORD_FLAGS
@@ -39,7 +48,7 @@
 # Steps, each checked (the script fails loudly when a count is off):
 #   A  raw JetStream: drain N preloaded records with fetch + ack only (examples/bench_jetstream.rs)
 #   B  raw InfluxDB: write the same N records as line protocol, 5,000 lines a POST over
-#      2 connections, into a fresh database (examples/bench_influx.rs)
+#      2 connections (InfluxDB 3: 20,000 over 8), into a fresh database (examples/bench_influx.rs)
 #   C  the static collector (scripts/build-static.sh), default configuration, N records
 #      preloaded over 4 measurements: from its start until InfluxDB holds all N and the streams are empty;
 #      its CPU time and peak RSS are read from /proc just before SIGTERM
@@ -58,6 +67,7 @@ profile=0
 scale=0
 M=4
 c_binary=
+influx=v1
 against=
 pairs=5
 builds=release,static
@@ -110,6 +120,16 @@ while [ $# -gt 0 ]; do
 		esac
 		shift
 		;;
+	--influx)
+		case "${2-}" in
+		v1 | v3) influx=$2 ;;
+		*)
+			echo "bench: --influx takes v1 (InfluxDB 1.6) or v3 (InfluxDB 3 Core)" >&2
+			exit 2
+			;;
+		esac
+		shift
+		;;
 	--binary)
 		c_binary=$(collector_binary_arg bench "${2-}")
 		shift
@@ -125,6 +145,27 @@ done
 if ((scale)); then
 	((n_given)) || N=100000
 	M=200
+fi
+if [ "$influx" = v3 ]; then
+	((scale)) && {
+		echo "bench: --scale runs against InfluxDB 1.6 only (its freshness probe reads InfluxQL)" >&2
+		exit 2
+	}
+	# Before anything is built: without a server there is nothing to measure.
+	missing=$(influx3_available 2>&1) || {
+		echo "bench: $missing" >&2
+		exit 1
+	}
+fi
+# B's writes: InfluxDB 1.6 as ever, 5,000 lines a POST over 2 connections. A write to
+# InfluxDB 3 is answered after the next flush of its write-ahead log (every second), so it
+# takes many lines in flight at once to see its rate: of the shapes measured (see
+# docs/BENCHMARKS.md) 20,000 lines over 8 connections gave the best. A body must stay under
+# its 10 MiB request limit: at most about 45,000 of these lines.
+if [ "$influx" = v3 ]; then
+	b_batch=20000 b_threads=8
+else
+	b_batch=5000 b_threads=2
 fi
 if [ -n "$against" ]; then
 	((scale || profile)) && {
@@ -266,11 +307,37 @@ write_records "$work/records" "$M"
 record_bytes=$(($(cat "$work"/records/*.jsonl | wc -c) / N))
 
 # --- the servers ----------------------------------------------------------------------------
-say "starting nats-server and influxd on loopback in $work"
 start_nats "$work"
 pids+=("$NATS_PID")
-start_influx "$work"
-pids+=("$INFLUX_PID")
+if [ "$influx" = v3 ]; then
+	say "starting nats-server and InfluxDB 3 Core (influxdb3 serve) on loopback in $work"
+	start_influx3 "$work" || die "InfluxDB 3 did not start (see $work/influxdb3.log)"
+	pids+=("$INFLUX3_PID")
+	INFLUX_URL=$INFLUX3_URL
+	server="InfluxDB 3 Core $("$INFLUX3_BIN" --version | sed -n 's/^influxdb3 \([^,]*\).*/\1/p') (WAL flushed every 1 s, the default)"
+else
+	say "starting nats-server and influxd on loopback in $work"
+	start_influx "$work"
+	pids+=("$INFLUX_PID")
+	server="InfluxDB $(influxd version | sed -n 's/^InfluxDB v\([^ ]*\).*/\1/p')"
+fi
+server="$server; nats-server $(nats-server --version | sed -n 's/.* v\{0,1\}\([0-9][^ ]*\)$/\1/p')"
+
+# db_create DB, db_drop DB: a database of the InfluxDB the run uses.
+db_create() {
+	if [ "$influx" = v3 ]; then
+		influx3_database "$INFLUX_URL" create "$1"
+	else
+		influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$1\"" >/dev/null
+	fi
+}
+db_drop() {
+	if [ "$influx" = v3 ]; then
+		influx3_database "$INFLUX_URL" delete "$1"
+	else
+		influx_query "$INFLUX_URL" "" "DROP DATABASE \"$1\"" >/dev/null
+	fi
+}
 
 # config NAMESPACE DATABASE: a collector configuration with every tuning key at its default.
 config() {
@@ -280,7 +347,7 @@ nats:
   hosts: [$NATS_URL]
 influx:
   url: $INFLUX_URL
-  api: v1
+  api: $influx
   database: $2
 log:
   level: ${BENCH_LOG_LEVEL:-warn}
@@ -342,7 +409,7 @@ if [ -n "$against" ]; then
 	run_c() {
 		local bin=$1 ns=$2 conf start_ns out ticks hwm stored
 		conf=$(config "$ns" "$ns")
-		influx_query "$INFLUX_URL" "" "CREATE DATABASE \"$ns\"" >/dev/null
+		db_create "$ns"
 		preload "$ns" >/dev/null
 		start_ns=$(date +%s%N)
 		"$bin" --config "$conf" >"$work/$ns.log" 2>&1 &
@@ -355,10 +422,11 @@ if [ -n "$against" ]; then
 		kill -TERM "$collector_pid"
 		wait "$collector_pid" || die "$ns: the collector exited with status $? after SIGTERM"
 		collector_pid=
-		stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db "$ns" --measurements "$LIST")
+		stored=$("$ex/bench_influx" count --api "$influx" --url "$INFLUX_URL" --db "$ns" \
+			--measurements "$LIST")
 		[ "$(value points "$stored")" = "$N" ] || die "$ns: InfluxDB holds $(value points "$stored") points, not $N"
 		# Each run's database is dropped, so every run writes into an empty one.
-		influx_query "$INFLUX_URL" "" "DROP DATABASE \"$ns\"" >/dev/null
+		db_drop "$ns"
 		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm"
 	}
 	results=$work/against.tsv
@@ -371,11 +439,11 @@ if [ -n "$against" ]; then
 			--measurements "$LIST" --batch 500 --threads 2)
 		[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
 		t_a=$(value seconds "$out")
-		out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db "limitb$pair" --dir "$work/records" \
-			--measurements "$LIST" --batch 5000 --threads 2)
+		out=$("$ex/bench_influx" write --api "$influx" --url "$INFLUX_URL" --db "limitb$pair" \
+			--dir "$work/records" --measurements "$LIST" --batch "$b_batch" --threads "$b_threads")
 		[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
 		t_b=$(value seconds "$out")
-		influx_query "$INFLUX_URL" "" "DROP DATABASE \"limitb$pair\"" >/dev/null
+		db_drop "limitb$pair"
 		for build in "${build_list[@]}"; do
 			if [ "$build" = release ]; then
 				old_bin=$old_release new_bin=$new_release
@@ -395,9 +463,9 @@ if [ -n "$against" ]; then
 			done
 		done
 	done
-	python3 - "$results" "$N" "$(getconf CLK_TCK)" "$against ($against_commit)" "$M" <<'PY'
+	python3 - "$results" "$N" "$(getconf CLK_TCK)" "$against ($against_commit)" "$M" "$server" <<'PY'
 import statistics, sys
-path, n, hz, rev, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, n, hz, rev, m, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 runs = {}
 for line in open(path):
     pair, build, which, ta, tb, tc, ticks, hwm = line.split()
@@ -406,6 +474,7 @@ for line in open(path):
     runs[(build, int(pair), which)] = dict(rate=rate, cl=rate / limit, cpu=int(ticks) / hz * 1e6 / n,
                                            rss=int(hwm) / 1024)
 print(f"\ncollector regression check: {n} records over {m} measurements; old = {rev}, new = this tree")
+print(f"servers: {server}")
 print("C/L: the drain rate over the pair's own limit L = N / (tA + tB); CPU: the whole process, µs per record")
 for build in ("release", "static"):
     pairs = sorted({p for (b, p, _) in runs if b == build})
@@ -426,6 +495,37 @@ for build in ("release", "static"):
 PY
 	exit 0
 fi
+
+# write_summary LOG: from a collector's log, the batch sizes it grew to (info level) and, at
+# debug level, its writes: how many, their lines, what ended each batch, how long each took.
+write_summary() {
+	awk '
+	/batches of up to [0-9]+ lines/ {
+		match($0, /up to [0-9]+ lines \([0-9]+ bytes\)/)
+		split(substr($0, RSTART + 6, RLENGTH - 6), a, /[ ()]+/)
+		grew = grew sprintf("%s%s lines (%.1f MiB)", grew == "" ? "" : ", ", a[1], a[3] / 1048576)
+	}
+	/writer: wrote [0-9]+ lines/ {
+		match($0, /wrote [0-9]+ lines \([0-9]+ bytes, [A-Za-z]+\) in [0-9.]+[a-zµ]+/)
+		split(substr($0, RSTART, RLENGTH), a, /[ (),]+/)
+		lines = a[2]; why = a[6]; d = a[8]
+		unit = d; sub(/^[0-9.]+/, "", unit); v = d + 0
+		ms = unit == "s" ? v * 1000 : unit == "ms" ? v : unit == "ns" ? v / 1e6 : v / 1000
+		n++; total += lines; t += ms
+		if (lines > max) max = lines
+		if (ms > tmax) tmax = ms
+		reasons[why]++
+		if (why == "Lines" || why == "Bytes") { full++; full_ms += ms; full_lines += lines }
+	}
+	END {
+		if (grew != "") printf "bench: C: the batches grew to %s\n", grew
+		if (n == 0) exit
+		r = ""
+		for (k in reasons) r = r sprintf("%s%s %d", r == "" ? "" : ", ", k, reasons[k])
+		printf "bench: C: %d writes (%s), %.0f lines each on average, %d at most; a write took %.0f ms on average, %.0f at most\n", n, r, total / n, max, t / n, tmax
+		if (full) printf "bench: C: the %d full batches: %.0f lines and %.0f ms each on average, %.0f lines/s while writing\n", full, full_lines / full, full_ms / full, full_lines / full_ms * 1000
+	}' "$1" >&2
+}
 
 # --- the scale report (--scale) -------------------------------------------------------------
 if ((scale)); then
@@ -539,18 +639,23 @@ t_a=$(value seconds "$out")
 say "A: $out"
 
 # --- B: raw InfluxDB ------------------------------------------------------------------------
-say "B: writing $N records as line protocol, 5000 lines a POST, 2 connections"
-out=$("$ex/bench_influx" write --url "$INFLUX_URL" --db limitb --dir "$work/records" \
-	--measurements "$LIST" --batch 5000 --threads 2)
+say "B: writing $N records as line protocol, $b_batch lines a POST, $b_threads connections"
+out=$("$ex/bench_influx" write --api "$influx" --url "$INFLUX_URL" --db limitb --dir "$work/records" \
+	--measurements "$LIST" --batch "$b_batch" --threads "$b_threads")
 [ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
 t_b=$(value seconds "$out")
 line_bytes=$(($(value bytes "$out") / N))
 say "B: $out"
+if [ "$influx" = v3 ]; then
+	# InfluxDB 3 keeps what it was written in memory until it persists it (every 10 minutes)
+	# and holds at most 5 databases: C writes into a server that holds only its own.
+	db_drop limitb
+fi
 
 # --- C: the collector -----------------------------------------------------------------------
 say "C: preloading $N records over $M measurements, then running the collector ($bin)"
 config_c=$(config bench bench)
-influx_query "$INFLUX_URL" "" 'CREATE DATABASE "bench"' >/dev/null
+db_create bench
 preload bench
 start_ns=$(date +%s%N)
 if ((profile)); then
@@ -590,7 +695,7 @@ else
 	wait "$collector_pid" || die "C: the collector exited with status $? after SIGTERM"
 fi
 collector_pid=
-stored=$("$ex/bench_influx" count --url "$INFLUX_URL" --db bench --measurements "$LIST")
+stored=$("$ex/bench_influx" count --api "$influx" --url "$INFLUX_URL" --db bench --measurements "$LIST")
 [ "$(value points "$stored")" = "$N" ] || die "C: InfluxDB holds $(value points "$stored") points, not $N"
 say "C: $out, $stored, cpu ticks $ticks, VmHWM $hwm_kb kB"
 if ((profile)); then
@@ -599,8 +704,9 @@ if ((profile)); then
 	keep=1
 fi
 if grep -q . "$work/collector.log"; then
-	say "C: the collector logged (level warn):"
+	say "C: the collector logged (level ${BENCH_LOG_LEVEL:-warn}):"
 	head -n 20 "$work/collector.log" >&2
+	write_summary "$work/collector.log"
 fi
 
 # --- D: decode + encode ---------------------------------------------------------------------
@@ -638,18 +744,21 @@ clk_tck=$(getconf CLK_TCK)
 
 awk -v n="$N" -v ta="$t_a" -v tb="$t_b" -v tc="$t_c" -v ticks="$ticks" -v hz="$clk_tck" \
 	-v hwm="$hwm_kb" -v ns="$ns_record" -v size="$binary_bytes" -v bin="$binary" \
-	-v kind="$binary_kind" -v ckind="$bin_kind" -v cbin="$bin" -v rb="$record_bytes" -v lb="$line_bytes" -v m="$M" 'BEGIN {
+	-v kind="$binary_kind" -v ckind="$bin_kind" -v cbin="$bin" -v rb="$record_bytes" -v lb="$line_bytes" -v m="$M" \
+	-v server="$server" -v bb="$b_batch" -v bt="$b_threads" -v api="$influx" 'BEGIN {
 	l = n / (ta + tb)
 	cpu = ticks / hz
-	printf "\ncollector benchmark: %d records over %d measurements (%d B of JSON, %d B of line protocol each)\n\n", n, m, rb, lb
+	printf "\ncollector benchmark: %d records over %d measurements (%d B of JSON, %d B of line protocol each)\n", n, m, rb, lb
+	printf "servers: %s\n\n", server
 	printf "  %-44s %10s %12s\n", "", "seconds", "records/s"
 	printf "  %-44s %10.3f %12.0f\n", "A  JetStream fetch + ack, no database", ta, n / ta
 	printf "  %-44s %10.3f %12.0f\n", "B  InfluxDB write of line protocol", tb, n / tb
+	printf "     (%d lines a POST over %d connections to %s)\n", bb, bt, api == "v3" ? "/api/v3/write_lp" : "/write"
 	printf "  %-44s %10.3f %12.0f\n", "L  limit N / (tA + tB)", ta + tb, l
 	printf "  %-44s %10.3f %12.0f\n", "C  collector, start to all stored and acked", tc, n / tc
 	printf "     (%s: %s)\n", ckind, cbin
 	printf "\n"
-	printf "  %-44s %10.2f   (target >= 0.8)\n", "collector / L", (n / tc) / l
+	printf "  %-44s %10.2f   (target >= %s)\n", "collector / L", (n / tc) / l, api == "v3" ? "0.9" : "0.8"
 	printf "  %-44s %10.2f   (target <= 1.5; %.2f s user+sys)\n", "collector CPU-us per record", cpu * 1e6 / n, cpu
 	printf "  %-44s %10.1f   (target <= 40 during a 1M drain)\n", "collector peak RSS, MB (VmHWM)", hwm / 1024
 	if (ns != "") printf "  %-44s %10.0f   (target <= 500)\n", "decode + encode, ns per record", ns

@@ -1,6 +1,7 @@
 # Shell functions that start local servers on loopback for the demo and the benchmark:
-# nats-server with JetStream and InfluxDB 1.x, each on a free port with its data in a
-# directory given by the caller, and stop them by PID. Source it; it defines functions only.
+# nats-server with JetStream, InfluxDB 1.x and InfluxDB 3 Core, each on a free port with its
+# data in a directory given by the caller, and stop them by PID. Source it; it defines
+# functions (and the path of one archive) only.
 
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
@@ -69,6 +70,80 @@ start_influx() {
 	influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
 	INFLUX_PID=$!
 	wait_http "$INFLUX_URL/ping" 60
+}
+
+# InfluxDB 3 Core: no package registry ships it, so, as the tests find it
+# (tests/util/influx3.rs), the binary is INFLUXDB3_BIN, else this archive next to the
+# repository (see its BUILD.md), unpacked by start_influx3.
+INFLUX3_ARCHIVE="$(dirname "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)")/shared/influxdb3/influxdb3.xz"
+
+# influx3_available: true when start_influx3 has a server to start; else says, in one line on
+# stderr, how to provide one, and returns 1.
+influx3_available() {
+	if [ -n "${INFLUXDB3_BIN-}" ]; then
+		[ -f "$INFLUXDB3_BIN" ] && [ -x "$INFLUXDB3_BIN" ] && return 0
+		echo "INFLUXDB3_BIN=$INFLUXDB3_BIN is not an executable file; point it at an influxdb3 (InfluxDB 3 Core) binary" >&2
+		return 1
+	fi
+	[ -f "$INFLUX3_ARCHIVE" ] && return 0
+	echo "no InfluxDB 3 server: set INFLUXDB3_BIN to an influxdb3 (InfluxDB 3 Core) binary, or put influxdb3.xz in ../shared/influxdb3/ next to the repository" >&2
+	return 1
+}
+
+# start_influx3 DIR: starts InfluxDB 3 Core (`influxdb3 serve`) as the tests do, without auth,
+# its object store in DIR, the write-ahead log flushed at the server's default interval (1 s,
+# as production runs it: a write is answered after the flush); sets INFLUX3_PORT, INFLUX3_URL,
+# INFLUX3_PID and INFLUX3_BIN. The binary is INFLUXDB3_BIN, else the archive unpacked once
+# into DIR/influxdb3-bin/ (with xz, else Python's lzma). Fails when influx3_available does.
+start_influx3() {
+	local dir=$1
+	influx3_available || return 1
+	if [ -n "${INFLUXDB3_BIN-}" ]; then
+		INFLUX3_BIN=$INFLUXDB3_BIN
+	else
+		INFLUX3_BIN=$dir/influxdb3-bin/influxdb3
+		if [ ! -x "$INFLUX3_BIN" ]; then
+			mkdir -p "$dir/influxdb3-bin"
+			xz -dc "$INFLUX3_ARCHIVE" >"$INFLUX3_BIN.partial" 2>/dev/null ||
+				python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o:
+    shutil.copyfileobj(i, o, 1 << 20)' "$INFLUX3_ARCHIVE" "$INFLUX3_BIN.partial" || {
+				echo "cannot unpack $INFLUX3_ARCHIVE: neither xz -dc nor python3's lzma worked" >&2
+				return 1
+			}
+			chmod +x "$INFLUX3_BIN.partial"
+			mv "$INFLUX3_BIN.partial" "$INFLUX3_BIN"
+		fi
+	fi
+	mkdir -p "$dir/influx3"
+	INFLUX3_PORT=$(free_port)
+	INFLUX3_URL="http://127.0.0.1:$INFLUX3_PORT"
+	"$INFLUX3_BIN" serve --node-id n0 --object-store file --data-dir "$dir/influx3" \
+		--without-auth --http-bind "127.0.0.1:$INFLUX3_PORT" --disable-telemetry-upload \
+		>"$dir/influxdb3.log" 2>&1 &
+	INFLUX3_PID=$!
+	wait_http "$INFLUX3_URL/health" 60
+}
+
+# influx3_database URL create|delete DB: creates (`POST /api/v3/configure/database`; one that
+# exists already is fine) or deletes (`DELETE /api/v3/configure/database?db=`) a database of
+# InfluxDB 3 Core, which holds at most 5 besides `_internal`.
+influx3_database() {
+	python3 - "$@" <<'PY'
+import json, sys, urllib.error, urllib.parse, urllib.request
+url, what, db = sys.argv[1:4]
+if what == "create":
+    request = urllib.request.Request(f"{url}/api/v3/configure/database", method="POST",
+        data=json.dumps({"db": db}).encode(), headers={"Content-Type": "application/json"})
+else:
+    query = urllib.parse.urlencode({"db": db})
+    request = urllib.request.Request(f"{url}/api/v3/configure/database?{query}", method="DELETE")
+try:
+    urllib.request.urlopen(request, timeout=30).read()
+except urllib.error.HTTPError as e:
+    if not (what == "create" and e.code == 409):
+        sys.exit(f"{what} database {db}: {e.code} {e.read().decode(errors='replace')}")
+PY
 }
 
 # influx_query URL DB QUERY: runs an InfluxQL query and prints the JSON answer.
