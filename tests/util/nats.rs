@@ -956,11 +956,22 @@ impl Transfer {
 
     /// Whether the stream of `measurement` exists.
     pub fn stream_exists(&self, measurement: &str) -> bool {
+        self.stream_found(measurement).unwrap_or_else(|e| {
+            panic!(
+                "cannot look up stream {}: {e}",
+                self.stream_name(measurement)
+            )
+        })
+    }
+
+    /// Whether the stream of `measurement` exists, or why the server did not say (no answer
+    /// in time: a cluster electing on a loaded machine). For waits that ask again.
+    pub fn stream_found(&self, measurement: &str) -> Result<bool, JsError> {
         let stream = self.stream_name(measurement);
         match self.js_request(&format!("$JS.API.STREAM.INFO.{stream}"), b"") {
-            Ok(_) => true,
-            Err(e) if e.code == 404 => false,
-            Err(e) => panic!("cannot look up stream {stream}: {e}"),
+            Ok(_) => Ok(true),
+            Err(e) if e.code == 404 => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
