@@ -6,14 +6,17 @@
 //! count the lines they send and the writer takes. Relaxed atomics: a worker that reads a
 //! value a moment old only sends one round of pulls early or late.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Flow {
     stalled: AtomicBool,
-    /// Lines sent to the writer's channel and not yet taken.
-    queued: AtomicUsize,
+    /// Lines sent to the writer's channel and not yet taken. Signed: the writer may take a
+    /// chunk before the worker that sent it has counted it, and for that moment the count is
+    /// below zero; clamped at zero instead, it lost that chunk's lines for good and the
+    /// workers stopped pulling.
+    queued: AtomicI64,
     /// Lines the writer wants ready for its next batch: its batch size.
     wanted: AtomicUsize,
     /// The shortest ack wait of the consumers pulled, in nanoseconds: `pull.ack_wait`, or a
@@ -27,7 +30,7 @@ impl Flow {
     pub fn new(wanted: usize, ack_wait: Duration) -> Flow {
         Flow {
             stalled: AtomicBool::new(false),
-            queued: AtomicUsize::new(0),
+            queued: AtomicI64::new(0),
             wanted: AtomicUsize::new(wanted),
             ack_wait_ns: AtomicU64::new(nanos(ack_wait)),
         }
@@ -50,7 +53,7 @@ impl Flow {
     /// hold more records in memory while the write under way finishes.
     pub fn room(&self) -> bool {
         !self.is_stalled()
-            && self.queued.load(Ordering::Relaxed) < self.wanted.load(Ordering::Relaxed)
+            && self.queued.load(Ordering::Relaxed) < lines(self.wanted.load(Ordering::Relaxed))
     }
 
     pub fn is_stalled(&self) -> bool {
@@ -69,18 +72,17 @@ impl Flow {
 
     /// A worker sent `lines` lines to the writer's channel.
     pub fn sent(&self, lines: usize) {
-        self.queued.fetch_add(lines, Ordering::Relaxed);
+        self.queued.fetch_add(self::lines(lines), Ordering::Relaxed);
     }
 
     /// The writer took `lines` lines off the channel.
     pub fn taken(&self, lines: usize) {
-        // Never below zero, whatever order the two counts arrive in.
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
-                Some(queued.saturating_sub(lines))
-            });
+        self.queued.fetch_sub(self::lines(lines), Ordering::Relaxed);
     }
+}
+
+fn lines(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -110,6 +112,15 @@ mod tests {
         assert!(flow.is_stalled());
         flow.set_stalled(false);
         assert!(flow.room());
+    }
+
+    #[test]
+    fn a_chunk_taken_before_its_sender_counted_it_is_not_lost() {
+        // The writer takes a chunk off the channel before the worker that sent it counts it.
+        let flow = Flow::new(10, Duration::from_secs(30));
+        flow.taken(10);
+        flow.sent(10);
+        assert!(flow.room(), "nothing waits in the channel");
     }
 
     #[test]
