@@ -180,7 +180,16 @@ impl Running {
     /// when the batch is full or the tail of a backlog.
     fn take(&mut self, mut chunk: Chunk) {
         if let Some(reason) = self.batch.flush_before(&chunk) {
+            // The chunk waits out the flush first in line among the parked ones, so a write
+            // that hangs or is retried keeps it alive with them; held in a local meanwhile, it
+            // expired and was redelivered (one pull's worth in a 15 s freeze).
+            self.parked.push_front(chunk);
             self.flush(reason);
+            match self.parked.pop_front() {
+                Some(waiting) => chunk = waiting,
+                // Given back with the batch at the shutdown deadline.
+                None => return,
+            }
         }
         self.backlog |= chunk.items().iter().any(|held| held.delivery().pending > 0);
         self.batch.add(&mut chunk, Instant::now());
