@@ -338,9 +338,6 @@ const SLOW_WRITE: Duration = Duration::from_secs(5);
 const MIN_WRITE_TO_GROW: Duration = Duration::from_millis(200);
 /// Full writes at a size before growing is tried again, after it did not pay.
 const RETRY_GROWTH_AFTER: u32 = 100;
-/// Full writes at each size: the first is not measured (it may have met a log flush already
-/// under way), the best of the next two is the size's rate.
-const MEASURED_AT_EACH_SIZE_PLUS_ONE: u32 = 3;
 
 /// Sizes batches to the server, from `start` up to `ceiling`: a batch twice the size is kept
 /// while it stores lines at least 1.5 times as fast ([`GROWTH_PAYS`]), which is what a write
@@ -403,16 +400,17 @@ impl Sizer {
         }
         self.seen += 1;
         let rate = lines as f64 / took.as_secs_f64().max(1e-6);
-        // The best of the writes measured at this size: a write slowed by something else
-        // (a busy disk, a neighbour's build) must not make the next size look faster.
-        let rate = match self.seen {
-            0 | 1 => return None,
-            MEASURED_AT_EACH_SIZE_PLUS_ONE.. => rate.max(self.best),
-            _ => {
-                self.best = rate;
-                return None;
-            }
-        };
+        // The first write at a size is not measured; the size's rate is the best of the next
+        // two, so a write slowed by something else (a busy disk, a neighbour's build) does not
+        // make the next size look faster.
+        if self.seen == 1 {
+            return None;
+        }
+        if self.seen == 2 {
+            self.best = rate;
+            return None;
+        }
+        let rate = rate.max(self.best);
         let pays = |(reference, reference_lines): (f64, usize)| {
             let growth = lines as f64 / reference_lines as f64 - 1.0;
             rate >= reference * (1.0 + growth * GROWTH_PAYS)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{self, Receiver};
 
-use crate::batch::{Batch, Flush, Limits, Resized, Size, Sizer};
+use crate::batch::{Batch, Flush, Limits, Lines, Resized, Size, Sizer};
 use crate::flow::Flow;
 use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, WriteError};
 use crate::jetstream::{self, Connection};
@@ -300,8 +300,8 @@ impl Running {
         self.apply_size();
     }
 
-    /// Logs a change of the batch size (growth once per new largest size, the rest at
-    /// debug) and applies it.
+    /// Logs a change of the batch size: growth once per new largest size, the rest at debug.
+    /// The flush under way applies it when it ends (`apply_size`).
     fn resized(&mut self, resized: Option<Resized>) {
         match resized {
             Some(Resized::Grew(size)) if size.lines > self.largest_logged => {
@@ -313,9 +313,8 @@ impl Running {
                 );
             }
             Some(change) => log::debug!("writer: batch size {change:?}"),
-            None => return,
+            None => {}
         }
-        self.apply_size();
     }
 
     /// Sizes the batch, and the lines the workers queue for the next one: the sizer's size,
@@ -478,7 +477,6 @@ impl Running {
         // record alive: a write that takes longer than the ack wait (a frozen server, a slow
         // network, InfluxDB 3's log flush under a big batch) must not let JetStream
         // redeliver what it holds to another collector, whatever `influx.timeout` says.
-        let mut arrived = Vec::new();
         let result = std::thread::scope(|scope| {
             let (done, answer) = channel::bounded(1);
             let spawned = std::thread::Builder::new()
@@ -496,19 +494,7 @@ impl Running {
                 match answer.recv_timeout(every) {
                     Ok(result) => return result,
                     Err(channel::RecvTimeoutError::Timeout) => {
-                        // Chunks queued behind this write are taken in and kept alive too.
-                        while let Ok(chunk) = chunks.try_recv() {
-                            flow.taken(chunk.len());
-                            arrived.push(chunk);
-                        }
-                        let held = lines.items().iter().zip(settled.iter());
-                        held.filter(|(_, settled)| !**settled)
-                            .for_each(|(held, _)| held.keep_alive());
-                        parked
-                            .iter()
-                            .chain(&arrived)
-                            .flat_map(|chunk| chunk.items())
-                            .for_each(Held::keep_alive);
+                        keep_held_alive(lines, settled, parked, chunks, flow);
                     }
                     Err(channel::RecvTimeoutError::Disconnected) => {
                         return Err(WriteError::Retry {
@@ -519,7 +505,6 @@ impl Running {
                 }
             }
         });
-        parked.extend(arrived);
         result
     }
 
@@ -658,11 +643,13 @@ impl Running {
         let until = Instant::now() + total;
         self.writer.flow.set_stalled(true);
         loop {
-            while let Ok(chunk) = self.writer.chunks.try_recv() {
-                self.writer.flow.taken(chunk.len());
-                self.parked.push_back(chunk);
-            }
-            self.unsettled().for_each(Held::keep_alive);
+            keep_held_alive(
+                &self.batch.lines,
+                &self.settled,
+                &mut self.parked,
+                &self.writer.chunks,
+                &self.writer.flow,
+            );
             let now = Instant::now();
             if self.writer.shutdown.is_overdue(now) {
                 return Err(GaveUp);
@@ -679,14 +666,7 @@ impl Running {
     /// The records held and not yet settled: those of the batch not yet acknowledged or
     /// dead-lettered, and the parked chunks.
     fn unsettled(&self) -> impl Iterator<Item = &Held> {
-        self.batch
-            .lines
-            .items()
-            .iter()
-            .zip(&self.settled)
-            .filter(|(_, settled)| !**settled)
-            .map(|(held, _)| held)
-            .chain(self.parked.iter().flat_map(|chunk| chunk.items()))
+        unsettled(&self.batch.lines, &self.settled, &self.parked)
     }
 
     /// Dead-letters a record InfluxDB refused ([`Held::dead_letter`]). Settled either way:
@@ -708,6 +688,39 @@ impl Running {
 
 /// What a write's answer says about InfluxDB's health: a rejection of bad lines still shows a
 /// working database; only a passing failure or a fatal answer does not.
+/// The records held and not yet settled: those of `lines` not `settled`, and the parked
+/// chunks'.
+fn unsettled<'a>(
+    lines: &'a Lines<Held>,
+    settled: &'a [bool],
+    parked: &'a VecDeque<Chunk>,
+) -> impl Iterator<Item = &'a Held> {
+    lines
+        .items()
+        .iter()
+        .zip(settled)
+        .filter(|(_, settled)| !**settled)
+        .map(|(held, _)| held)
+        .chain(parked.iter().flat_map(|chunk| chunk.items()))
+}
+
+/// Takes the chunks queued in the channel in among the parked ones, then keeps every record
+/// held alive: the writer's part while a write is retried or in flight, since the workers
+/// keep alive only what they have not handed over.
+fn keep_held_alive(
+    lines: &Lines<Held>,
+    settled: &[bool],
+    parked: &mut VecDeque<Chunk>,
+    chunks: &Receiver<Chunk>,
+    flow: &Flow,
+) {
+    while let Ok(chunk) = chunks.try_recv() {
+        flow.taken(chunk.len());
+        parked.push_back(chunk);
+    }
+    unsettled(lines, settled, parked).for_each(Held::keep_alive);
+}
+
 fn health(result: &Result<(), WriteError>) -> Result<(), String> {
     match result {
         Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
