@@ -89,17 +89,6 @@ impl Influx {
         }
     }
 
-    /// The API writes go through: the configured one, or v3 once the server turned out to
-    /// be InfluxDB 3 with `influx.api` unset.
-    pub fn api(&self) -> InfluxApi {
-        self.api
-    }
-
-    /// The server, once a `/ping` has answered.
-    pub fn server(&self) -> Option<Server> {
-        self.server
-    }
-
     /// Whether rejected bodies can be diagnosed line by line ([`Influx::diagnose`]).
     pub fn diagnoses(&self) -> bool {
         self.diagnose_url.is_some()
@@ -128,13 +117,15 @@ impl Influx {
                 v3.target
             );
         } else {
-            let api = match self.api {
-                InfluxApi::V1 => "v1",
-                _ => "v2",
+            // Its `/write` names the first bad line of a refused body (read as v3's answer in
+            // `write`); its `/api/v2/write` names none, so those are diagnosed.
+            let (api, cost) = match self.api {
+                InfluxApi::V1 => ("v1", "naming only its first bad line, so each bad line costs one more write"),
+                _ => ("v2", "without naming it, so each bad line costs one more request through /api/v3/write_lp to find it"),
             };
-            self.diagnose_url = Some(write::diagnose_url(&v3));
+            self.diagnose_url = Some(write::diagnose_url(&v3.url, &v3.target));
             log::warn!(
-                "influxdb {} is InfluxDB {version} and influx.api is {api}: it refuses a batch with a bad line whole, without naming it, so each bad line costs one more request through /api/v3/write_lp to find it; remove influx.api (or set v3) for per-line answers",
+                "influxdb {} is InfluxDB {version} and influx.api is {api}: it refuses a batch with a bad line whole, {cost}; remove influx.api (or set v3) for per-line answers",
                 self.base_url
             );
         }
@@ -148,11 +139,11 @@ impl Influx {
         }
     }
 
-    /// A POST of line protocol to the write URL: a write, or the probe of one.
-    fn write_request(&self) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    /// A POST of line protocol to `url`: a write, a diagnosis, or the probe of one.
+    fn write_request(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         self.authorised(
             self.agent
-                .post(&self.write_url)
+                .post(url)
                 .header("Content-Type", "text/plain; charset=utf-8"),
         )
     }

@@ -433,22 +433,14 @@ impl Influx {
     /// of nothing to the very URL the writer uses.
     pub fn probe_write(&self, config: &InfluxConfig, server: Server) -> Probe {
         if server == Server::V3 {
-            let url = format!(
-                "{}/api/v3/write_lp?db={}&accept_partial=false",
-                self.base_url,
-                encode_query(&config.target)
-            );
-            let request = self.authorised(
-                self.agent
-                    .post(&url)
-                    .header("Content-Type", "text/plain; charset=utf-8"),
-            );
+            let url = super::write::diagnose_url(&self.base_url, &config.target);
+            let request = self.write_request(&url);
             return match probe_answer(request.send(V3_WRITE_PROBE.as_bytes())) {
                 Ok(answer) => classify_v3_write_probe(config, answer.status, &answer.body),
                 Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
             };
         }
-        match probe_answer(self.write_request().send(&b""[..])) {
+        match probe_answer(self.write_request(&self.write_url).send(&b""[..])) {
             Ok(answer) => classify_write_probe(config, answer.status, &answer.body),
             Err(problem) => failed(problem, "start InfluxDB, or correct influx.url"),
         }

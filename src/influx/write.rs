@@ -43,11 +43,10 @@ pub fn write_url(config: &InfluxConfig) -> String {
 /// The v3 endpoint that finds a bad line for the v1 and v2 APIs of InfluxDB 3: with
 /// `accept_partial=false` a body with a bad line is refused whole, naming the first bad line
 /// with its reason, and nothing is stored.
-pub fn diagnose_url(v3: &InfluxConfig) -> String {
+pub fn diagnose_url(base_url: &str, database: &str) -> String {
     format!(
-        "{}/api/v3/write_lp?db={}&precision=nanosecond&accept_partial=false",
-        v3.url,
-        encode_query(&v3.target)
+        "{base_url}/api/v3/write_lp?db={}&precision=nanosecond&accept_partial=false",
+        encode_query(database)
     )
 }
 
@@ -93,11 +92,7 @@ impl Influx {
 
     /// POSTs `body` to `url`, classified as an answer of `api`.
     fn post(&mut self, url: &str, api: InfluxApi, body: &[u8]) -> Result<(), WriteError> {
-        let mut request = self.authorised(
-            self.agent
-                .post(url)
-                .header("Content-Type", "text/plain; charset=utf-8"),
-        );
+        let mut request = self.write_request(url);
         let body = match &mut self.gzip {
             Some(compressed) => {
                 gzip(body, compressed);
