@@ -1,10 +1,11 @@
-//! The pace the writer sets for the workers: whether it is stalled (no write stores anything),
-//! and how many lines it wants queued for its next batch. Control shared by the threads, kept
-//! apart from the counters in `stats.rs`, which are only exported.
+//! Control shared by the threads, kept apart from the counters in `stats.rs`, which are only
+//! exported: the pace the writer sets for the workers (whether it is stalled, how many lines
+//! it wants queued for its next batch), how many streams the workers found behind (which the
+//! writer sizes and times batches by), and the ack wait records are kept alive by (which the
+//! main thread reads from the consumers).
 //!
-//! The writer sets both; the workers read them before each round of pull requests, and
-//! count the lines they send and the writer takes. Relaxed atomics: a worker that reads a
-//! value a moment old only sends one round of pulls early or late.
+//! Relaxed atomics: a thread that reads a value a moment old only sends one round of pulls,
+//! or writes one batch, early or late.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,6 +20,10 @@ pub struct Flow {
     queued: AtomicI64,
     /// Lines the writer wants ready for its next batch: its batch size.
     wanted: AtomicUsize,
+    /// Streams whose latest delivered record had more records waiting behind it. When it is
+    /// back to 0 the workers have caught up, and the writer writes the tail of a backlog at
+    /// once instead of after `batch.interval`.
+    streams_behind: AtomicI64,
     /// The shortest ack wait of the consumers pulled, in nanoseconds: `pull.ack_wait`, or a
     /// consumer's own when one created elsewhere has a shorter one. Held records are kept
     /// alive by it.
@@ -32,8 +37,26 @@ impl Flow {
             stalled: AtomicBool::new(false),
             queued: AtomicI64::new(0),
             wanted: AtomicUsize::new(wanted),
+            streams_behind: AtomicI64::new(0),
             ack_wait_ns: AtomicU64::new(nanos(ack_wait)),
         }
+    }
+
+    /// A worker: one of its streams fell behind (`true`) or caught up (`false`).
+    pub fn behind(&self, behind: bool) {
+        self.streams_behind
+            .fetch_add(if behind { 1 } else { -1 }, Ordering::Relaxed);
+    }
+
+    /// How many streams had records waiting behind the latest one delivered.
+    pub fn n_streams_behind(&self) -> usize {
+        usize::try_from(self.streams_behind.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Whether every stream pulled has delivered all it holds, as far as its latest record
+    /// tells.
+    pub fn caught_up(&self) -> bool {
+        self.streams_behind.load(Ordering::Relaxed) <= 0
     }
 
     /// The ack wait held records are kept alive by ([`crate::settle::keep_alive_every`]).

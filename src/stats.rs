@@ -48,10 +48,6 @@ pub struct Stats {
     /// Records encoded and on their way to InfluxDB: in a worker's chunk, in the writer's
     /// channel or in its batch; not yet acknowledged, dead-lettered or given back.
     pub held: AtomicI64,
-    /// Streams whose latest delivered record had more records waiting behind it. When it is
-    /// back to 0 the workers have caught up, and the writer writes the tail of a backlog at
-    /// once instead of after `batch.interval`.
-    pub streams_behind: AtomicI64,
     /// Lines per stored batch.
     pub batch_lines: Histogram,
     /// Duration of each write request to InfluxDB, whatever its answer, in microseconds.
@@ -78,7 +74,6 @@ impl Default for Stats {
             batches: AtomicU64::new(0),
             given_back: AtomicU64::new(0),
             held: AtomicI64::new(0),
-            streams_behind: AtomicI64::new(0),
             batch_lines: Histogram::new(BATCH_LINES_BOUNDS),
             write_micros: Histogram::new(WRITE_MICROS_BOUNDS),
             config_loaded: AtomicBool::new(false),
@@ -102,23 +97,6 @@ impl Stats {
     /// Counts `n` records taken into (positive) or released from (negative) the pipeline.
     pub fn hold(&self, n: i64) {
         self.held.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Counts a stream falling behind (`true`) or catching up (`false`).
-    pub fn behind(&self, behind: bool) {
-        self.streams_behind
-            .fetch_add(if behind { 1 } else { -1 }, Ordering::Relaxed);
-    }
-
-    /// Whether every stream pulled has delivered all it holds, as far as its latest record
-    /// tells.
-    /// How many streams had records waiting behind the latest one delivered.
-    pub fn n_streams_behind(&self) -> usize {
-        usize::try_from(self.streams_behind.load(Ordering::Relaxed)).unwrap_or(0)
-    }
-
-    pub fn caught_up(&self) -> bool {
-        self.streams_behind.load(Ordering::Relaxed) <= 0
     }
 
     /// Records held right now (never negative, even if a release raced ahead of its take).

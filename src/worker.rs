@@ -70,17 +70,17 @@ struct Consumer {
     /// Records fetched and waiting for this measurement (shared with the metrics endpoint).
     counters: Arc<MeasurementStats>,
     /// Whether its latest record had more waiting behind it in the stream (counted in
-    /// `Stats::streams_behind` while true).
+    /// `Flow::n_streams_behind` while true).
     behind: bool,
 }
 
 impl Consumer {
     /// Records whether records wait behind its latest one, counting the change in
-    /// `Stats::streams_behind`.
-    fn set_behind(&mut self, behind: bool, stats: &Stats) {
+    /// `Flow::n_streams_behind`.
+    fn set_behind(&mut self, behind: bool, flow: &Flow) {
         if self.behind != behind {
             self.behind = behind;
-            stats.behind(behind);
+            flow.behind(behind);
         }
     }
 }
@@ -404,7 +404,7 @@ impl Running {
                     return;
                 };
                 log::debug!("{}: stops pulling {name}", self.worker.name);
-                consumer.set_behind(false, &self.worker.stats);
+                consumer.set_behind(false, &self.worker.flow);
                 // Not at once: several removals in a row make one new inbox.
                 self.rotate = true;
             }
@@ -574,7 +574,7 @@ impl Running {
                     consumer.pulls.heartbeat(now);
                     // The server had nothing to send: whatever was waiting when this worker
                     // last heard went to another collector.
-                    consumer.set_behind(false, &self.worker.stats);
+                    consumer.set_behind(false, &self.worker.flow);
                 }
             }
             Arrival::PullEnded {
@@ -589,7 +589,7 @@ impl Running {
                 }
                 if matches!(code, 404 | 408) {
                     // Nothing left to send, likewise.
-                    consumer.set_behind(false, &self.worker.stats);
+                    consumer.set_behind(false, &self.worker.flow);
                 }
                 match PullEnd::of(code, &description) {
                     PullEnd::Done => {}
@@ -635,7 +635,7 @@ impl Running {
             return;
         };
         consumer.counters.delivered(delivery.pending);
-        consumer.set_behind(delivery.pending > 0, &self.worker.stats);
+        consumer.set_behind(delivery.pending > 0, &self.worker.flow);
         consumer.pulls.record(now, inbox == Inbox::Current);
         let encoder = &consumer.encoder;
         let held = Held::new(message, delivery);

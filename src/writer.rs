@@ -106,7 +106,7 @@ struct Running {
     /// The largest batch size logged so far: growth is logged once per new size.
     largest_logged: usize,
     /// Whether the batch holds a record delivered while more waited in its stream. Such a
-    /// batch is written as soon as every stream has caught up (`Stats::caught_up`) and no
+    /// batch is written as soon as every stream has caught up (`Flow::caught_up`) and no
     /// chunk waits, instead of after `interval`: the tail of a backlog is not kept waiting,
     /// while a steady trickle still makes one write per interval, and a stream still behind
     /// keeps its batches full.
@@ -143,7 +143,7 @@ impl Running {
                 continue;
             }
             let now = Instant::now();
-            let timeout = match self.batch.wake_at(now, self.writer.stats.caught_up()) {
+            let timeout = match self.batch.wake_at(now, self.writer.flow.caught_up()) {
                 Some(at) => at.saturating_duration_since(now),
                 None => self.until_ping(now),
             };
@@ -165,7 +165,7 @@ impl Running {
                     }
                 },
                 default(timeout) => {
-                    let caught_up = self.writer.stats.caught_up();
+                    let caught_up = self.writer.flow.caught_up();
                     if let Some(reason) = self.batch.due(Instant::now(), caught_up) {
                         self.flush(reason);
                     } else if self.batch.lines.is_empty() && self.until_ping(Instant::now()).is_zero() {
@@ -196,7 +196,7 @@ impl Running {
         if let Some(reason) = self.batch.flush_now(Instant::now()) {
             self.flush(reason);
         } else if self.backlog
-            && self.writer.stats.caught_up()
+            && self.writer.flow.caught_up()
             && self.writer.chunks.is_empty()
             && self.parked.is_empty()
         {
@@ -321,7 +321,7 @@ impl Running {
     /// but never more lines than half of what the streams behind may have unacknowledged,
     /// so the next batch fills while this one is written.
     fn apply_size(&mut self) {
-        let n_behind = self.writer.stats.n_streams_behind().max(1);
+        let n_behind = self.writer.flow.n_streams_behind().max(1);
         let cap = (self.writer.max_ack_pending * n_behind / 2).max(1);
         let size = self.writer.sizer.current();
         let size = Size {
