@@ -6,19 +6,19 @@
 //! rest of the service never re-validates. Every refusal names the dotted key and what is wrong.
 //!
 //! The file as written, every section's raw struct, is in `raw`. Each section has its own file
-//! with its validated struct and validates itself (`nats`, `influx`, `flow` for `pull` and
+//! with its validated struct and validates itself (`nats`, `influx`, `pull` for `pull` and
 //! `batch`, and `telemetry` for `log` and `http`); this module holds the whole file, the
 //! helpers the sections share, and every default in [`defaults`]. Secrets are found and held
 //! by `secrets`.
 
-mod flow;
+mod pull;
 mod influx;
 mod nats;
 mod raw;
 mod secrets;
 mod telemetry;
 
-pub use flow::{BatchConfig, PullConfig};
+pub use pull::{BatchConfig, PullConfig};
 pub use influx::{InfluxApi, InfluxConfig};
 pub use nats::{NatsAuth, NatsConfig};
 pub use raw::{
