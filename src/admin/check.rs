@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{Config, InfluxApi, InfluxConfig, NatsAuth};
-use crate::influx::{Influx, Probe, Server};
+use crate::influx::{write_path, Influx, Probe, Server, WritePath};
 use crate::jetstream::{self, bucket_name, JetStream};
 
 use super::failure;
@@ -152,12 +152,12 @@ fn writes_api(config: &InfluxConfig, server: Server) -> Option<Said> {
         "writes go through the v3 API (/api/v3/write_lp) to database `{}`",
         config.target
     );
-    Some(match (config.api_given, config.api) {
-        (true, InfluxApi::V3) => Said::Fine(v3),
-        (false, _) => Said::Fine(format!(
+    Some(match write_path(config, server) {
+        WritePath::Configured => Said::Fine(v3),
+        WritePath::SwitchedToV3 => Said::Fine(format!(
             "{v3}: influx.api is unset and the server is InfluxDB 3"
         )),
-        (true, api @ (InfluxApi::V1 | InfluxApi::V2)) => {
+        WritePath::Diagnosed(api) => {
             let (name, refused) = match api {
                 InfluxApi::V1 => ("v1", "naming only its first bad line"),
                 _ => ("v2", "without naming it"),

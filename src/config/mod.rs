@@ -11,16 +11,16 @@
 //! helpers the sections share, and every default in [`defaults`]. Secrets are found and held
 //! by `secrets`.
 
-mod pull;
 mod influx;
 mod nats;
+mod pull;
 mod raw;
 mod secrets;
 mod telemetry;
 
-pub use pull::{BatchConfig, PullConfig};
 pub use influx::{InfluxApi, InfluxConfig};
 pub use nats::{NatsAuth, NatsConfig};
+pub use pull::{BatchConfig, PullConfig};
 pub use raw::{
     RawBatch, RawConfig, RawDeadLetter, RawHttp, RawInflux, RawLog, RawNats, RawPull, RawTls,
 };

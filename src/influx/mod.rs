@@ -45,6 +45,29 @@ pub fn server_of(version: Option<&str>) -> Server {
     }
 }
 
+/// How writes go to a server with a configuration: the one decision the writer's client acts
+/// on ([`Influx`], once `/ping` named the server) and `collector check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// Through the configured API, as configured.
+    Configured,
+    /// `influx.api` unset and the server is InfluxDB 3: through its v3 API, to the database
+    /// named as the bucket, which names each rejected line.
+    SwitchedToV3,
+    /// v1 or v2 forced against InfluxDB 3: through that API, and a body it refuses whole
+    /// through the v3 API without partial writes, to find its bad lines.
+    Diagnosed(InfluxApi),
+}
+
+/// The [`WritePath`] of `config` against `server`.
+pub fn write_path(config: &InfluxConfig, server: Server) -> WritePath {
+    match (server, config.api, config.api_given) {
+        (Server::Earlier, _, _) | (Server::V3, InfluxApi::V3, _) => WritePath::Configured,
+        (Server::V3, _, false) => WritePath::SwitchedToV3,
+        (Server::V3, api, true) => WritePath::Diagnosed(api),
+    }
+}
+
 /// A blocking InfluxDB client with one kept-alive connection.
 pub struct Influx {
     agent: ureq::Agent,
@@ -103,32 +126,33 @@ impl Influx {
             return;
         }
         self.server = Some(server);
-        if server != Server::V3 || self.api == InfluxApi::V3 {
-            return;
-        }
         let v3 = v3_config(&self.config);
-        if !self.config.api_given {
-            self.api = InfluxApi::V3;
-            self.write_url = write_url(&v3);
-            self.authorization = authorization(&v3);
-            log::info!(
+        let api = match write_path(&self.config, server) {
+            WritePath::Configured => return,
+            WritePath::Diagnosed(api) => api,
+            WritePath::SwitchedToV3 => {
+                self.api = InfluxApi::V3;
+                self.write_url = write_url(&v3);
+                self.authorization = authorization(&v3);
+                log::info!(
                 "influxdb {} is InfluxDB {version}: writing through its v3 API (/api/v3/write_lp) to database {}, which names each rejected line; set influx.api to choose another",
                 self.base_url,
                 v3.target
-            );
-        } else {
-            // Its `/write` names the first bad line of a refused body (read as v3's answer in
-            // `write`); its `/api/v2/write` names none, so those are diagnosed.
-            let (api, cost) = match self.api {
-                InfluxApi::V1 => ("v1", "naming only its first bad line, so each bad line costs one more write"),
-                _ => ("v2", "without naming it, so each bad line costs one more request through /api/v3/write_lp to find it"),
-            };
-            self.diagnose_url = Some(write::diagnose_url(&v3.url, &v3.target));
-            log::warn!(
-                "influxdb {} is InfluxDB {version} and influx.api is {api}: it refuses a batch with a bad line whole, {cost}; remove influx.api (or set v3) for per-line answers",
-                self.base_url
-            );
-        }
+                );
+                return;
+            }
+        };
+        // Its `/write` names the first bad line of a refused body (read as v3's answer in
+        // `write`); its `/api/v2/write` names none, so those are diagnosed.
+        let (api, cost) = match api {
+            InfluxApi::V1 => ("v1", "naming only its first bad line, so each bad line costs one more write"),
+            _ => ("v2", "without naming it, so each bad line costs one more request through /api/v3/write_lp to find it"),
+        };
+        self.diagnose_url = Some(write::diagnose_url(&v3.url, &v3.target));
+        log::warn!(
+            "influxdb {} is InfluxDB {version} and influx.api is {api}: it refuses a batch with a bad line whole, {cost}; remove influx.api (or set v3) for per-line answers",
+            self.base_url
+        );
     }
 
     /// `request` with the configured credentials, which every request to InfluxDB carries.
@@ -292,6 +316,38 @@ pub(crate) mod tests {
             tls: None,
             gzip: true,
             no_sync: false,
+        }
+    }
+
+    #[test]
+    fn writes_go_through_v3_to_influxdb_3_unless_the_api_was_written() {
+        let with = |api, api_given| InfluxConfig {
+            api_given,
+            ..config(api)
+        };
+        for (api, given, server, path) in [
+            (InfluxApi::V2, false, Server::Earlier, WritePath::Configured),
+            (InfluxApi::V1, true, Server::Earlier, WritePath::Configured),
+            (InfluxApi::V2, false, Server::V3, WritePath::SwitchedToV3),
+            (InfluxApi::V3, true, Server::V3, WritePath::Configured),
+            (
+                InfluxApi::V1,
+                true,
+                Server::V3,
+                WritePath::Diagnosed(InfluxApi::V1),
+            ),
+            (
+                InfluxApi::V2,
+                true,
+                Server::V3,
+                WritePath::Diagnosed(InfluxApi::V2),
+            ),
+        ] {
+            assert_eq!(
+                write_path(&with(api, given), server),
+                path,
+                "{api:?} {given} {server:?}"
+            );
         }
     }
 
