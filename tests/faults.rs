@@ -614,6 +614,31 @@ fn fetched(port: u16) -> u64 {
         .expect("collector_records_fetched_total")
 }
 
+/// Lets `collector` store its first records, stops InfluxDB for 12 s (two ack waits of 5 s and
+/// more: anything held but not kept alive expires), starts it again and waits until every
+/// record of `shares` is stored.
+fn through_a_12_s_outage(
+    collector: &Collector,
+    influx: &mut Influx,
+    transfer: &Transfer,
+    ms: &[&str],
+    shares: &[Vec<util::Sample>],
+) {
+    let db = transfer.namespace();
+    collector.assert_within(Duration::from_secs(60), || total(influx, db, ms) > 0);
+    influx.stop();
+    std::thread::sleep(Duration::from_secs(12));
+    influx.start_again();
+    assert_all_stored(
+        transfer,
+        influx,
+        ms,
+        shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
+}
+
 /// Regression: in an outage longer than `pull.ack_wait`, the chunks the workers had queued
 /// for the writer were kept alive by nobody, expired, and were redelivered (and written
 /// twice). Now the stalled writer takes them in and keeps them alive, and the workers issue
@@ -630,19 +655,7 @@ fn an_outage_longer_than_ack_wait_redelivers_nothing() {
         .http_listen(port)
         .yaml();
     let collector = Collector::start(&config);
-    collector.assert_within(Duration::from_secs(60), || total(&influx, "long", &ms) > 0);
-    influx.stop();
-    // Two ack waits and more: anything held but not kept alive would expire.
-    std::thread::sleep(Duration::from_secs(12));
-    influx.start_again();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    through_a_12_s_outage(&collector, &mut influx, &transfer, &ms, &shares);
     // Each record was delivered once: had any expired, it would have been fetched again.
     assert_eq!(fetched(port), 50_000, "{}", collector.log());
 }
@@ -737,18 +750,7 @@ fn a_consumer_with_a_shorter_ack_wait_of_its_own_keeps_records_alive_by_it() {
         .yaml();
     let collector = Collector::start(&config);
     collector.assert_log("its consumer's ack_wait is 4s", Duration::from_secs(60));
-    collector.assert_within(Duration::from_secs(60), || total(&influx, "own", &ms) > 0);
-    influx.stop();
-    std::thread::sleep(Duration::from_secs(12));
-    influx.start_again();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    through_a_12_s_outage(&collector, &mut influx, &transfer, &ms, &shares);
     // Kept alive by the configured 30 s, thousands expire in the outage and are fetched again.
     let n = fetched(port);
     assert_eq!(n, 30_000, "{}", collector.log());
