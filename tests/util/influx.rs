@@ -396,15 +396,11 @@ impl Influx {
     /// Sends SIGSTOP: influxd stays bound but answers nothing (a hung
     /// database). [`Influx::resume`] sends SIGCONT.
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            super::send_signal(pid, "STOP");
-        }
+        self.process.pause();
     }
 
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            super::send_signal(pid, "CONT");
-        }
+        self.process.resume();
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -611,15 +611,11 @@ impl Influx3 {
 
     /// SIGSTOP: the server stays bound but answers nothing. [`Influx3::resume`] sends SIGCONT.
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            super::send_signal(pid, "STOP");
-        }
+        self.process.pause();
     }
 
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            super::send_signal(pid, "CONT");
-        }
+        self.process.resume();
     }
 
     pub fn is_running(&mut self) -> bool {

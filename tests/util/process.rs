@@ -80,6 +80,22 @@ impl ServerProcess {
         }
     }
 
+    /// SIGSTOP, when it runs: it stays bound but answers nothing (a hung server).
+    pub(crate) fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT, after [`ServerProcess::pause`].
+    pub(crate) fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            super::send_signal(pid, signal);
+        }
+    }
+
     /// Everything the server logged.
     pub(crate) fn log(&self) -> String {
         read_log(&self.log)
