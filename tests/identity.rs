@@ -222,28 +222,10 @@ fn records_written_again_after_kill_9_land_on_the_same_points() {
 
     // The records written before the kill and never acknowledged were written again (the
     // second collector wrote more than was missing), onto the same points.
-    second.terminate();
-    second
-        .wait_timeout(Duration::from_secs(20))
-        .expect("no exit after SIGTERM");
-    let log = second.log();
-    // The shutdown summary: "stopped: fetched N, written N, dead-lettered N, given back N".
-    let written: u64 = log
-        .lines()
-        .filter(|line| line.contains("stopped: fetched"))
-        .find_map(|line| line.split(", written ").nth(1))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no shutdown summary:\n{log}"));
-    let missing = 2 * N_RECORDS as u64 - before_restart;
-    eprintln!(
-        "{before_restart} points before the restart; the second collector wrote {written}, \
-         {} of them onto points already there",
-        written - missing.min(written)
-    );
-    assert!(
-        written > missing,
-        "the second collector wrote {written} records, only the {missing} missing: nothing was \
-         written twice, so the test proved nothing\n{log}"
+    util::assert_wrote_some_again(
+        &mut second,
+        2 * N_RECORDS as u64 - before_restart,
+        before_restart,
+        "points",
     );
 }

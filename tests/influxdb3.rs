@@ -1077,29 +1077,11 @@ fn v3_records_written_again_after_kill_9_land_on_the_same_rows() {
     for (case, sequences) in CASES.iter().zip(&by_case) {
         check_identity(&influx, "idk", case, sequences);
     }
-    second.terminate();
-    second
-        .wait_timeout(Duration::from_secs(20))
-        .expect("no exit after SIGTERM");
-    let log = second.log();
-    // The shutdown summary: "stopped: fetched N, written N, dead-lettered N, given back N".
-    let written: usize = log
-        .lines()
-        .filter(|line| line.contains("fetched"))
-        .find_map(|line| line.split(", written ").nth(1))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no shutdown summary:\n{log}"));
-    let missing = 2 * N_IDENTITY - before_restart;
-    eprintln!(
-        "{before_restart} rows before the restart; the second collector wrote {written}, {} of \
-         them onto rows already there",
-        written - missing.min(written)
-    );
-    assert!(
-        written > missing,
-        "the second collector wrote {written} records, only the {missing} missing: nothing was \
-         written twice, so the test proved nothing\n{log}"
+    util::assert_wrote_some_again(
+        &mut second,
+        (2 * N_IDENTITY - before_restart) as u64,
+        before_restart as u64,
+        "rows",
     );
 }
 

@@ -405,3 +405,33 @@ pub fn http_post(
 }
 
 pub use ::collector::base64::decode as decode_base64;
+
+/// Stops `collector`, started again after another was killed mid-drain, and checks from its
+/// shutdown summary ("stopped: fetched N, written N, ...") that it wrote more than the
+/// `missing` records: the records written before the kill and never acknowledged were written
+/// again (onto the same points: the caller checks that the stored count is exact), or the test
+/// proved nothing. `before` is how many `what` (points, rows) were stored at the kill.
+pub fn assert_wrote_some_again(collector: &mut Collector, missing: u64, before: u64, what: &str) {
+    collector.terminate();
+    collector
+        .wait_timeout(Duration::from_secs(20))
+        .expect("no exit after SIGTERM");
+    let log = collector.log();
+    let written: u64 = log
+        .lines()
+        .filter(|line| line.contains("stopped: fetched"))
+        .find_map(|line| line.split(", written ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no shutdown summary:\n{log}"));
+    eprintln!(
+        "{before} {what} before the restart; the second collector wrote {written}, {} of them \
+         onto {what} already there",
+        written - missing.min(written)
+    );
+    assert!(
+        written > missing,
+        "the second collector wrote {written} records, only the {missing} missing: nothing was \
+         written twice, so the test proved nothing\n{log}"
+    );
+}
