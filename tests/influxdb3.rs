@@ -1165,47 +1165,39 @@ fn v3_server_kill_9_mid_drain_loses_nothing_and_doubles_nothing() {
 /// `api: v1` (`/write?db=`) to InfluxDB 3: typical records stored with every value exact.
 #[test]
 fn v1_api_stores_every_value_exactly() {
-    let Some(influx) = Influx3::start_or_skip() else {
-        return;
-    };
-    let (nats, transfer) = nats_for("one");
-    let samples = publish_samples(&transfer, "access", 2_000);
-    let config = util::config(&nats.url(), &influx.url())
-        .namespace("one")
-        .api("v1")
-        .influx("  database: v1db\n")
-        .yaml();
-    let collector = Collector::start(&config);
-    assert_samples_stored(
-        &transfer,
-        &influx,
-        "v1db",
-        "access",
-        &samples,
-        Duration::from_secs(60),
-        &collector,
-    );
+    stores_every_value_exactly_through("one", "v1", "  database: v1db\n", "v1db");
 }
 
 /// `api: v2` (`/api/v2/write?org=&bucket=`, a token, which a server without auth ignores) to
 /// InfluxDB 3: typical records stored with every value exact.
 #[test]
 fn v2_api_stores_every_value_exactly() {
+    stores_every_value_exactly_through(
+        "two",
+        "v2",
+        "  bucket: v2db\n  org: acme\n  token: any-token\n",
+        "v2db",
+    );
+}
+
+/// Publishes 2,000 typical records into `namespace`, runs the collector with `api` and
+/// `influx_lines` (under `influx:`), and checks every value stored in database `db`.
+fn stores_every_value_exactly_through(namespace: &str, api: &str, influx_lines: &str, db: &str) {
     let Some(influx) = Influx3::start_or_skip() else {
         return;
     };
-    let (nats, transfer) = nats_for("two");
+    let (nats, transfer) = nats_for(namespace);
     let samples = publish_samples(&transfer, "access", 2_000);
     let config = util::config(&nats.url(), &influx.url())
-        .namespace("two")
-        .api("v2")
-        .influx("  bucket: v2db\n  org: acme\n  token: any-token\n")
+        .namespace(namespace)
+        .api(api)
+        .influx(influx_lines)
         .yaml();
     let collector = Collector::start(&config);
     assert_samples_stored(
         &transfer,
         &influx,
-        "v2db",
+        db,
         "access",
         &samples,
         Duration::from_secs(60),
