@@ -398,8 +398,34 @@ preload() {
 # value KEY TEXT: the value of `KEY=value` in TEXT.
 value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
-# proc_ticks PID: CPU time (user + system) of a process so far, in clock ticks.
+# proc_ticks PID: CPU time (user + system) of a process so far, in clock ticks (utime and
+# stime are fields 14 and 15 of /proc/PID/stat, counted after the `(comm)`).
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# proc_hwm_kb PID: the peak RSS of a process so far, in kB.
+proc_hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# step_a NAMESPACE: limit A, the N records preloaded into NAMESPACE and drained with fetch +
+# ack only; prints bench_jetstream's `records=… seconds=…` (the preload's own line goes to
+# stderr, so that callers read only the drain's).
+step_a() {
+	local out
+	preload "$1" >&2
+	out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace "$1" --measurements "$LIST" \
+		--batch 500 --threads 2)
+	[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
+	echo "$out"
+}
+
+# step_b DATABASE: limit B, the N records written as line protocol into DATABASE; prints
+# bench_influx's `records=… seconds=… bytes=…`.
+step_b() {
+	local out
+	out=$("$ex/bench_influx" write --api "$influx" --url "$INFLUX_URL" --db "$1" --dir "$work/records" \
+		--measurements "$LIST" --batch "$b_batch" --threads "$b_threads")
+	[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
+	echo "$out"
+}
 
 # --- the regression check (--against REV) -------------------------------------------------
 if [ -n "$against" ]; then
@@ -418,7 +444,7 @@ if [ -n "$against" ]; then
 			--measurements "$LIST" --since "$start_ns") || die "$ns: the streams did not empty (see $work/$ns.log)"
 		kill -0 "$collector_pid" 2>/dev/null || die "$ns: the collector exited early (see $work/$ns.log)"
 		ticks=$(proc_ticks "$collector_pid")
-		hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$collector_pid/status")
+		hwm=$(proc_hwm_kb "$collector_pid")
 		kill -TERM "$collector_pid"
 		wait "$collector_pid" || die "$ns: the collector exited with status $? after SIGTERM"
 		collector_pid=
@@ -434,14 +460,9 @@ if [ -n "$against" ]; then
 	IFS=, read -r -a build_list <<<"$builds"
 	for ((pair = 1; pair <= pairs; pair++)); do
 		say "pair $pair of $pairs: A (JetStream alone) and B (InfluxDB alone)"
-		preload "limita$pair" >/dev/null
-		out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace "limita$pair" \
-			--measurements "$LIST" --batch 500 --threads 2)
-		[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
+		out=$(step_a "limita$pair")
 		t_a=$(value seconds "$out")
-		out=$("$ex/bench_influx" write --api "$influx" --url "$INFLUX_URL" --db "limitb$pair" \
-			--dir "$work/records" --measurements "$LIST" --batch "$b_batch" --threads "$b_threads")
-		[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
+		out=$(step_b "limitb$pair")
 		t_b=$(value seconds "$out")
 		db_drop "limitb$pair"
 		for build in "${build_list[@]}"; do
@@ -631,18 +652,13 @@ fi
 
 # --- A: raw JetStream -----------------------------------------------------------------------
 say "A: preloading $N records, then draining them with fetch + ack only (2 threads, as 2 workers)"
-preload limita
-out=$("$ex/bench_jetstream" drain --nats "$NATS_URL" --namespace limita --measurements "$LIST" \
-	--batch 500 --threads 2)
-[ "$(value records "$out")" = "$N" ] || die "A drained $(value records "$out") records, not $N"
+out=$(step_a limita)
 t_a=$(value seconds "$out")
 say "A: $out"
 
 # --- B: raw InfluxDB ------------------------------------------------------------------------
 say "B: writing $N records as line protocol, $b_batch lines a POST, $b_threads connections"
-out=$("$ex/bench_influx" write --api "$influx" --url "$INFLUX_URL" --db limitb --dir "$work/records" \
-	--measurements "$LIST" --batch "$b_batch" --threads "$b_threads")
-[ "$(value records "$out")" = "$N" ] || die "B wrote $(value records "$out") records, not $N"
+out=$(step_b limitb)
 t_b=$(value seconds "$out")
 line_bytes=$(($(value bytes "$out") / N))
 say "B: $out"
@@ -677,9 +693,8 @@ out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace benc
 	--measurements "$LIST" --since "$start_ns") || die "C: the streams did not empty (see $work/collector.log)"
 t_c=$(value seconds "$out")
 kill -0 "$collector_pid" 2>/dev/null || die "C: the collector exited early (see $work/collector.log)"
-# utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the `(comm)`.
-ticks=$(sed 's/^.*) //' "/proc/$collector_pid/stat" | awk '{ print $12 + $13 }')
-hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$collector_pid/status")
+ticks=$(proc_ticks "$collector_pid")
+hwm_kb=$(proc_hwm_kb "$collector_pid")
 kill -TERM "$collector_pid"
 if [ -n "$perf_pid" ]; then
 	wait "$perf_pid" || die "C: the collector (under perf) exited with status $? after SIGTERM"
