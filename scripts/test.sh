@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/leftovers.sh
+. scripts/lib/skips.sh
 
 # Time limits are hang guards only, never a budget shared by the whole run: each step that
 # runs servers gets its own generous limit, whatever the compiling before it took, so a slow
@@ -44,17 +45,10 @@ marker="collector-test-${COLLECTOR_TEST_RUN}-"
 tmp="${TMPDIR:-/tmp}"
 tmp="${tmp%/}"
 # A test that needs a server this machine lacks (InfluxDB 3, tests/util/influx3.rs) passes
-# without running and leaves a file here saying so; report_skips counts them.
+# without running and leaves a file here saying so; report_skips (scripts/lib/skips.sh) counts
+# them.
 export COLLECTOR_TEST_SKIPS="$tmp/${marker}skips"
 
-report_skips() {
-	local n
-	n=$(find "$COLLECTOR_TEST_SKIPS" -type f 2>/dev/null | wc -l)
-	if ((n > 0)); then
-		echo "test.sh: $n test(s) SKIPPED (they passed without running):" >&2
-		cat "$COLLECTOR_TEST_SKIPS"/* >&2
-	fi
-}
 
 cleanup() {
 	local status=$?
@@ -111,7 +105,7 @@ else
 	step "cargo test (hang guard ${NEXTEST_GUARD}s)"
 	timeout --kill-after=30 "$NEXTEST_GUARD" cargo test --no-fail-fast || test_status=$?
 fi
-report_skips
+report_skips "$COLLECTOR_TEST_SKIPS"
 ((test_status == 0)) || exit "$test_status"
 step "build the soak driver"
 cargo build --example soak

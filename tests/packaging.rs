@@ -193,3 +193,38 @@ fn scripts_named_in_the_readme_are_executable() {
         }
     }
 }
+
+/// The test command's count of skipped tests (scripts/lib/skips.sh) runs under
+/// `set -euo pipefail`, as scripts/test.sh does: a run in which no test skipped (no
+/// directory of skip notes) must go on, silently, and one with notes must say how many and
+/// why. A `find` on the missing directory once ended a fully green CI run with exit 1.
+#[test]
+fn the_count_of_skipped_tests_never_ends_the_run() {
+    let notes = std::env::temp_dir().join(format!("collector-skips-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&notes);
+    let report = || {
+        Command::new("bash")
+            .current_dir(REPO)
+            .arg("-c")
+            .arg(r#"set -euo pipefail; . scripts/lib/skips.sh; report_skips "$1"; echo went-on"#)
+            .arg("report")
+            .arg(&notes)
+            .output()
+            .expect("cannot run bash")
+    };
+    let none = report();
+    assert!(none.status.success(), "{none:?}");
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "went-on\n");
+    assert!(none.stderr.is_empty(), "{none:?}");
+
+    fs::create_dir_all(&notes).unwrap();
+    fs::write(notes.join("a"), "SKIPPED: a: no InfluxDB 3 server\n").unwrap();
+    fs::write(notes.join("b"), "SKIPPED: b: no InfluxDB 3 server\n").unwrap();
+    let two = report();
+    let _ = fs::remove_dir_all(&notes);
+    assert!(two.status.success(), "{two:?}");
+    assert_eq!(String::from_utf8_lossy(&two.stdout), "went-on\n");
+    let said = String::from_utf8_lossy(&two.stderr);
+    assert!(said.starts_with("test.sh: 2 test(s) SKIPPED"), "{said}");
+    assert!(said.contains("SKIPPED: b: no InfluxDB 3 server"), "{said}");
+}
