@@ -249,7 +249,7 @@ impl Encoder {
     ) -> Result<(), RecordError> {
         let start = out.len();
         #[cfg(debug_assertions)]
-        test_hook::panic_if_marked(payload);
+        test_hook::break_if_marked(payload);
         let result = self.encode_line(payload, origin, out);
         if result.is_err() {
             // The line is built in place to avoid a copy; a refused record must leave no trace
@@ -1115,20 +1115,24 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
-/// A panic on demand, in debug builds only (the builds the tests run), so the worker's
-/// catching of a panic at a record's boundary is tested through the real binary: a record
-/// whose payload holds [`test_hook::PANIC_MARKER`] makes the encoder panic. Release builds
-/// have no such record.
+/// A panic or an abort on demand, in debug builds only (the builds the tests run), so the
+/// worker's handling of a record that breaks the encoder is tested through the real binary:
+/// a record whose payload holds [`test_hook::PANIC_MARKER`] makes the encoder panic (caught
+/// at the record's boundary), one holding [`test_hook::ABORT_MARKER`] ends the process
+/// (counted by the suspects bucket, `suspects.rs`). Release builds have no such record.
 #[cfg(debug_assertions)]
 pub mod test_hook {
     pub const PANIC_MARKER: &[u8] = b"__collector_test_panic__";
+    pub const ABORT_MARKER: &[u8] = b"__collector_test_abort__";
 
-    pub fn panic_if_marked(payload: &[u8]) {
-        if payload
-            .windows(PANIC_MARKER.len())
-            .any(|window| window == PANIC_MARKER)
-        {
+    pub fn break_if_marked(payload: &[u8]) {
+        let holds = |marker: &[u8]| payload.windows(marker.len()).any(|w| w == marker);
+        if holds(PANIC_MARKER) {
             panic!("test hook: a record marked to make the encoder panic");
+        }
+        if holds(ABORT_MARKER) {
+            eprintln!("test hook: a record marked to abort the process");
+            std::process::abort();
         }
     }
 }

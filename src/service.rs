@@ -35,6 +35,7 @@ use crate::jetstream::{self, Connection, JetStream};
 use crate::record::Unsigned;
 use crate::shutdown;
 use crate::stats::{Stats, NATS_CONNECTED};
+use crate::suspects::{self, Suspects};
 use crate::worker::{Chunk, Control, Gone, Worker};
 use crate::writer::Writer;
 
@@ -189,6 +190,8 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     let shared = Shared {
         config: &config,
         conn,
+        replicas: js.replicas(),
+        incarnation: suspects::incarnation(),
         shutdown: shutdown.clone(),
         stats: stats.clone(),
         flow,
@@ -273,6 +276,10 @@ fn announce(config: &Config, influx: &mut Influx, stats: &Stats) {
 struct Shared<'a> {
     config: &'a Config,
     conn: Connection,
+    /// The replicas of the streams the collector creates (the suspects bucket among them).
+    replicas: usize,
+    /// This process's name in the suspects bucket.
+    incarnation: String,
     shutdown: shutdown::Shutdown,
     stats: Arc<Stats>,
     flow: Arc<Flow>,
@@ -329,6 +336,12 @@ impl Shared<'_> {
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),
             flow: self.flow.clone(),
+            suspects: Suspects::new(
+                JetStream::new(self.conn.clone()).with_replicas(self.replicas),
+                &config.namespace,
+                config.pull.max_deliver,
+                self.incarnation.clone(),
+            ),
         }
     }
 }

@@ -8,8 +8,10 @@
 //! is not taking chunks: a slow database slows the pulls instead of growing memory.
 //!
 //! A record that can never be encoded (not JSON, refused by the encoder) is dead-lettered here
-//! and terminated; it never reaches the writer. One delivered too often is not: the writer
-//! writes it on its own (`writer.rs` `suspects`), and InfluxDB's answer settles it.
+//! and terminated; it never reaches the writer. One delivered too often is not dead-lettered
+//! for its count: it is marked in the suspects bucket while it is encoded, so that one whose
+//! encoding kills the process is counted and dead-lettered after a few deaths (`suspects.rs`),
+//! and the writer writes it on its own (`writer.rs` `suspects`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use crate::record::{Encoder, Origin, Unsigned};
 use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
 use crate::stats::{MeasurementStats, Stats, NATS_RECONNECTS};
+use crate::suspects::{Before, Suspects};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -108,6 +111,9 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// The writer's pace: whether it stores, and how many lines it wants queued.
     pub flow: Arc<Flow>,
+    /// Marks the records delivered too often while they are encoded, so a record that kills
+    /// the process is dead-lettered after a few deaths (`suspects.rs`).
+    pub suspects: Suspects,
 }
 
 /// The state of a running worker.
@@ -637,8 +643,18 @@ impl Running {
         consumer.counters.delivered(delivery.pending);
         consumer.set_behind(delivery.pending > 0, &self.worker.flow);
         consumer.pulls.record(now, inbox == Inbox::Current);
-        let encoder = &consumer.encoder;
         let held = Held::new(message, delivery);
+        // A record delivered too often is marked while it is encoded, and one whose encoding
+        // has ended processes before is dead-lettered (`suspects.rs`).
+        let (held, guard) = if self.worker.suspects.is_suspect(held.delivery()) {
+            match screen_suspect(&mut self.worker, held) {
+                Some(screened) => screened,
+                None => return,
+            }
+        } else {
+            (held, None)
+        };
+        let encoder = &consumer.encoder;
         let encoded = self.chunk.push(held, |held, out| {
             // Both come from the `$JS.ACK` subject and are the same on every delivery, so a
             // redelivered record gives the very same point.
@@ -661,6 +677,9 @@ impl Running {
                 }
             }
         });
+        if let Some(key) = guard {
+            self.worker.suspects.after(&key);
+        }
         match encoded {
             Ok(()) => self.worker.stats.hold(1),
             Err((held, Refusal::Record(reason))) => self.dead_letter(held, &reason),
@@ -740,6 +759,38 @@ enum Refusal {
     Record(String),
     /// Encoding it panicked: a bug of the collector's, caught at the record's boundary.
     Panicked(String),
+}
+
+/// Marks a suspect before it is encoded: returns it with its key (to delete once encoded),
+/// or `None` when it was dead-lettered (processes died encoding it) or given back (another
+/// collector is encoding it).
+fn screen_suspect(worker: &mut Worker, held: Held) -> Option<(Held, Option<String>)> {
+    let measurement = jetstream::measurement_of(&held.message().subject);
+    match worker.suspects.before(measurement, held.delivery()) {
+        Before::Encode => Some((held, None)),
+        Before::Guarded(key) => Some((held, Some(key))),
+        Before::DeadLetter { key, reason } => {
+            log::error!(
+                "{}: record {} of {}: {reason}; dead-lettering it (a bug: please report it with the dead letter)",
+                worker.name,
+                held.delivery().stream_sequence,
+                held.message().subject
+            );
+            held.dead_letter(
+                &worker.name,
+                &worker.conn,
+                &worker.namespace,
+                &worker.stats,
+                &reason,
+            );
+            worker.suspects.after(&key);
+            None
+        }
+        Before::Taken => {
+            held.give_back(worker.pull.give_back_delay());
+            None
+        }
+    }
 }
 
 /// The text a panic was raised with.

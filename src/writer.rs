@@ -734,8 +734,9 @@ fn health(result: &Result<(), WriteError>) -> Result<(), String> {
 /// back again and again without being stored. A delivery count alone cannot tell why (a
 /// collector stopped or killed while InfluxDB was down gives its records back, and each
 /// give-back is a delivery), so such a record is not dead-lettered for its count: written on
-/// its own, InfluxDB's answer settles it by itself, and should it be what stops a collector,
-/// the log line before its write names it.
+/// its own, InfluxDB's answer settles it by itself, and should it be what stops a collector
+/// here, the log line before its write names it (one that stops it while it is encoded is
+/// counted by `suspects.rs`).
 fn suspects(delivered: impl Iterator<Item = u64>, max_deliver: u64) -> (Vec<usize>, Vec<usize>) {
     let (mut together, mut alone) = (Vec::new(), Vec::new());
     for (index, count) in delivered.enumerate() {

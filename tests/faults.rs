@@ -755,3 +755,64 @@ fn a_consumer_with_a_shorter_ack_wait_of_its_own_keeps_records_alive_by_it() {
     let n = fetched(port);
     assert_eq!(n, 30_000, "{}", collector.log());
 }
+
+/// Good records handed around during a database outage are never taken for a record that
+/// kills the process (`suspects.rs`): with `pull.max_deliver: 2`, a collector stopped
+/// (SIGTERM: it gives its records back) and killed (kill -9: they expire after `ack_wait`)
+/// three times each while InfluxDB is down delivers the records it holds more than twice, so they
+/// are suspects, marked in the suspects bucket while they are encoded; the deaths happen
+/// while they are held, not encoded, and none counts. Every record is stored once InfluxDB
+/// is back, and none is dead-lettered.
+#[test]
+fn records_handed_around_in_an_outage_are_never_dead_lettered_as_killers() {
+    let (nats, mut influx, transfer) = util::start_servers("handed");
+    let ms = ["app"];
+    // Fewer than one pull, so that every restart takes them all in and encodes them.
+    let shares = publish_samples(&transfer, &ms, 30);
+    influx.stop();
+    let config = v1_config(
+        "handed",
+        &nats.url(),
+        &influx,
+        "pull:\n  batch: 100\n  ack_wait: 5s\n  max_deliver: 2\nshutdown_timeout: 2s\n",
+    );
+    let mut collector = Collector::start(&config);
+    // Six deliveries and more: enough for three deaths to be counted, were the marks of
+    // records encoded and then held taken for deaths.
+    for round in 0..6 {
+        // Long enough to pull, fail a write and hold what it pulled.
+        std::thread::sleep(Duration::from_secs(3));
+        if round % 2 == 0 {
+            collector.stop_cleanly(Duration::from_secs(60));
+        } else {
+            collector.kill9();
+            // What it held expires, to be delivered again.
+            std::thread::sleep(Duration::from_secs(6));
+        }
+        collector.restart();
+    }
+    collector.assert_log("suspects: created bucket", Duration::from_secs(30));
+    influx.start_again();
+    assert_all_stored(
+        &transfer,
+        &influx,
+        &ms,
+        &shares,
+        Duration::from_secs(120),
+        || collector.log(),
+    );
+    let letters = transfer.dead_letters();
+    assert!(letters.is_empty(), "{letters:?}\n{}", collector.log());
+    // Each was marked at its 3rd to 7th delivery: a mark left behind after an encoding
+    // would have counted deaths from the 4th on, and dead-lettered it at the 6th.
+    assert!(
+        collector.log().contains("was delivered 7 times"),
+        "{}",
+        collector.log()
+    );
+    assert!(
+        !collector.log().contains("died handling"),
+        "{}",
+        collector.log()
+    );
+}

@@ -5,7 +5,7 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use util::{wait_until, Collector};
@@ -297,4 +297,91 @@ fn a_record_that_makes_the_encoder_panic_is_dead_lettered_and_the_rest_stored() 
         collector.is_running(),
         "one record must not end the process"
     );
+}
+
+/// A record that ends the process while it is encoded (the encoder's abort hook, debug builds
+/// only: the marker in its payload) cannot be caught. Redelivered after each death, it becomes
+/// a suspect past `pull.max_deliver` deliveries; each process that dies with its key written
+/// in the suspects bucket counts one death, and at the third it is dead-lettered with a
+/// reason that says so. Two collectors, restarted as they die, share the record: exactly
+/// max_deliver (2) unmarked deaths and 3 marked ones, then every other record is stored and
+/// the processes stay up.
+#[test]
+fn a_record_that_kills_the_process_is_dead_lettered_after_three_deaths() {
+    let (nats, influx, transfer) = util::start_servers("aborts");
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let message = if i == 57 {
+                "__collector_test_abort__"
+            } else {
+                "fine"
+            };
+            serde_json::to_vec(&json!({
+                "tags": {"host": "a"},
+                "fields": {"n": i, "message": message},
+                "time": format!("2026-01-01T00:00:00.{i:09}Z"),
+            }))
+            .unwrap()
+        })
+        .collect();
+    transfer.publish_many("m", &payloads);
+    let config = util::config(&nats.url(), &influx.url())
+        .namespace("aborts")
+        .extra("pull:\n  ack_wait: 5s\n  max_deliver: 2\n")
+        .yaml();
+    let mut collectors = [Collector::start(&config), Collector::start(&config)];
+    let mut deaths = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        for collector in collectors.iter_mut() {
+            if !collector.is_running() {
+                deaths += 1;
+                collector.restart();
+            }
+        }
+        if influx.count("aborts", "m") == 199
+            && transfer.stream_state("m").0 == 0
+            && !transfer.dead_letters().is_empty()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled after 180 s ({deaths} deaths):\n{}\n{}",
+            collectors[0].log(),
+            collectors[1].log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let letters = transfer.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (_, reason, payload) = &letters[0];
+    assert_eq!(
+        reason,
+        "collector bug: the process died handling this record 3 times"
+    );
+    assert_eq!(payload, &payloads[57], "dead-lettered unchanged");
+    assert_eq!(
+        deaths,
+        5,
+        "2 deliveries before it was a suspect, then 3 marked: {}\n{}",
+        collectors[0].log(),
+        collectors[1].log()
+    );
+    let logs = format!("{}{}", collectors[0].log(), collectors[1].log());
+    assert_eq!(
+        logs.matches("test hook: a record marked to abort the process")
+            .count(),
+        5,
+        "every death was the record's: {logs}"
+    );
+    assert!(
+        logs.contains("the process died handling this record 3 times; dead-lettering it"),
+        "{logs}"
+    );
+    for collector in collectors.iter_mut() {
+        assert!(collector.is_running(), "{}", collector.log());
+        collector.stop_cleanly(Duration::from_secs(30));
+    }
 }

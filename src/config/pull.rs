@@ -18,8 +18,9 @@ pub struct PullConfig {
     pub expires: Duration,
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
-    /// Deliveries after which a record that was never stored is written on its own, apart
-    /// from its batch ([`crate::writer`]); it also sizes the dead-letter duplicate window.
+    /// Deliveries after which a record that was never stored is a suspect: marked while it is
+    /// encoded ([`crate::suspects`]) and written on its own, apart from its batch
+    /// ([`crate::writer`]); it also sizes the dead-letter duplicate window.
     pub max_deliver: u64,
 }
 

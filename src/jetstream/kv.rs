@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 
 use super::names::{bucket_stream, kv_subject};
 use super::pipeline::{answered, Pipeline, PipelineRequest};
-use super::{unless_missing, JetStream, StoredMessage, ERR_NO_MESSAGE_FOUND, ERR_STREAM_NOT_FOUND};
+use super::{
+    has_err_code, publish_stored, unless_missing, JetStream, StoredMessage, ERR_NO_MESSAGE_FOUND,
+    ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE,
+};
 use crate::error::Result;
 
 /// A KV entry as read from the bucket stream: the key and its value, `None` once deleted or
@@ -74,6 +77,13 @@ impl JetStream {
     /// The value of `key` in `bucket`; `None` when the key or the bucket does not exist, or
     /// the key was deleted.
     pub fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.kv_entry(bucket, key)?.and_then(|(_, value)| value))
+    }
+
+    /// Key `key` of `bucket` as stored: its revision (the bucket stream's sequence of its
+    /// latest entry, a delete marker included) and its value (`None` once deleted); `None`
+    /// when the key was never written or the bucket does not exist.
+    pub fn kv_entry(&self, bucket: &str, key: &str) -> Result<Option<(u64, Option<Vec<u8>>)>> {
         let stream = bucket_stream(bucket);
         let answer = self.request(
             &format!("read key {key} of bucket {bucket}"),
@@ -81,9 +91,31 @@ impl JetStream {
             &json!({ "last_by_subj": kv_subject(bucket, key) }),
         );
         Ok(
-            unless_missing(answer, &[ERR_NO_MESSAGE_FOUND, ERR_STREAM_NOT_FOUND])?
-                .and_then(|answer| kv_value(&answer)),
+            unless_missing(answer, &[ERR_NO_MESSAGE_FOUND, ERR_STREAM_NOT_FOUND])?.and_then(
+                |answer| {
+                    let revision = StoredMessage::from_api(&answer)?.sequence;
+                    Some((revision, kv_value(&answer)))
+                },
+            ),
         )
+    }
+
+    /// Puts `value` under `key` only while the key's latest revision is `revision` (0: never
+    /// written), as a KV update does; `Ok(false)` when another client wrote the key first.
+    pub fn kv_update(&self, bucket: &str, key: &str, value: &[u8], revision: u64) -> Result<bool> {
+        let revision = revision.to_string();
+        let stored = publish_stored(
+            self.connection(),
+            &format!("update key {key} in bucket {bucket}"),
+            &kv_subject(bucket, key),
+            &[("Nats-Expected-Last-Subject-Sequence", &revision)],
+            value,
+        );
+        match stored {
+            Ok(_) => Ok(true),
+            Err(e) if has_err_code(&e, &[ERR_WRONG_LAST_SEQUENCE]) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Puts `value` under `key`, as a KV put does: a publish the bucket stream acknowledges.

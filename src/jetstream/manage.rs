@@ -171,11 +171,23 @@ impl JetStream {
 
     /// Creates the configuration bucket as the Transfer client would, when missing.
     pub fn ensure_bucket(&self, bucket: &str) -> Result<bool> {
+        self.ensure_kv(bucket, None)
+    }
+
+    /// Creates a namespace's suspects bucket (`suspects.rs`) when missing. Its keys live a
+    /// day at most: one left behind (its record stored by a collector that never saw the key
+    /// again) is of no use after the record's last redelivery.
+    pub fn ensure_suspects_bucket(&self, bucket: &str) -> Result<bool> {
+        self.ensure_kv(bucket, Some(Duration::from_secs(24 * 3600)))
+    }
+
+    /// Creates KV bucket `bucket` when missing, its keys kept for `max_age` (`None`: forever).
+    fn ensure_kv(&self, bucket: &str, max_age: Option<Duration>) -> Result<bool> {
         let name = bucket_stream(bucket);
         if self.stream_state(&name, None)?.is_some() {
             return Ok(false);
         }
-        let config = json!({
+        let mut config = json!({
             "name": name,
             "subjects": [kv_subject(bucket, ">")],
             "retention": "limits",
@@ -187,6 +199,9 @@ impl JetStream {
             "allow_rollup_hdrs": true,
             "allow_direct": true,
         });
+        if let Some(max_age) = max_age {
+            config["max_age"] = json!(max_age.as_nanos() as u64);
+        }
         self.create_stream(&format!("create bucket {bucket}"), &name, &config)
     }
 

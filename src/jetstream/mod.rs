@@ -33,7 +33,7 @@ pub use lag::Surveyed;
 pub use manage::{choose_replicas, dead_letter_window, resolve_replicas, Created, ReplicasFrom};
 pub use names::{
     bucket_name, dead_letter_stream, dead_letter_subject, measurement_of, stream_name,
-    subject_name, DURABLE,
+    subject_name, suspect_key, suspects_bucket, DURABLE,
 };
 pub use pull::{classify, flush, parse_ack_subject, request_pull, Arrival, Delivery};
 
@@ -61,6 +61,8 @@ const ERR_STREAM_NOT_FOUND: u32 = 10059;
 const ERR_CONSUMER_NOT_FOUND: u32 = 10014;
 const ERR_NO_MESSAGE_FOUND: u32 = 10037;
 const ERR_STREAM_NAME_IN_USE: u32 = 10058;
+/// A publish whose `Nats-Expected-Last-Subject-Sequence` no longer holds.
+const ERR_WRONG_LAST_SEQUENCE: u32 = 10071;
 
 /// `Ok(None)` when `result` is a JetStream error whose code is one of `missing` (the stream,
 /// consumer or message is not there), else the value or the error: the one place a

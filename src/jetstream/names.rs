@@ -10,6 +10,18 @@ pub fn bucket_name(namespace: &str) -> String {
     format!("{namespace}_logs")
 }
 
+/// The bucket of a namespace's suspects: records a process may have died handling
+/// (`suspects.rs`).
+pub fn suspects_bucket(namespace: &str) -> String {
+    format!("{namespace}_suspects")
+}
+
+/// The key of a suspect in [`suspects_bucket`]: its measurement (a subject token) and its
+/// stream sequence.
+pub fn suspect_key(measurement: &str, stream_sequence: u64) -> String {
+    format!("{measurement}.{stream_sequence}")
+}
+
 /// The stream of a measurement.
 pub fn stream_name(namespace: &str, measurement: &str) -> String {
     format!("{namespace}:logs:{measurement}")
@@ -73,6 +85,8 @@ mod tests {
         assert_eq!(bucket_stream("beta_logs"), "KV_beta_logs");
         assert_eq!(kv_subject("beta_logs", ">"), "$KV.beta_logs.>");
         assert_eq!(dead_letter_stream("beta"), "beta:dlq");
+        assert_eq!(suspects_bucket("beta"), "beta_suspects");
+        assert_eq!(suspect_key("access", 42), "access.42");
         assert_eq!(dead_letter_subject("beta", "access"), "beta.dlq.access");
     }
 }
