@@ -748,6 +748,16 @@ fn a_consumer_with_a_shorter_ack_wait_of_its_own_keeps_records_alive_by_it() {
         .extra("pull:\n  batch: 100\nbatch:\n  max_lines: 500\n")
         .http_listen(port)
         .yaml();
+    // `collector check` says the consumer's own wait differs from the configuration's.
+    let (status, stdout, stderr) =
+        util::run_to_exit(&["check"], Some(&config), Duration::from_secs(60));
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "⚠ nats: pull.ack_wait is 30s, but the consumer of 1 measurement(s) has its own: app (4s);"
+        ),
+        "{stdout}"
+    );
     let collector = Collector::start(&config);
     collector.assert_log("its consumer's ack_wait is 4s", Duration::from_secs(60));
     through_a_12_s_outage(&collector, &mut influx, &transfer, &ms, &shares);

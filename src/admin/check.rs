@@ -4,10 +4,11 @@
 use std::fmt::Display;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::config::{Config, InfluxApi, InfluxConfig, NatsAuth};
 use crate::influx::{write_path, Influx, Probe, Server, WritePath};
-use crate::jetstream::{self, bucket_name, JetStream};
+use crate::jetstream::{self, bucket_name, JetStream, Surveyed};
 
 use super::failure;
 
@@ -195,6 +196,7 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
                 .map(|entries| Some(entries.iter().filter(|e| e.value.is_some()).count())),
             None => Ok(None),
         });
+    let bucket_found = matches!(n_measurements, Ok(Some(_)));
     match n_measurements {
         Ok(Some(n)) => checks.pass(format!("nats: bucket {bucket} exists ({n} measurements)")),
         Ok(None) => checks.fail(
@@ -202,6 +204,9 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
             Some("add a measurement: collector streams set MEASUREMENT (or the Transfer client's Set)"),
         ),
         Err(e) => checks.fail(e, Some("check the user's permissions on $JS.API.>")),
+    }
+    if bucket_found {
+        check_ack_waits(js, config, &bucket);
     }
     // Streams of the namespace replicated otherwise than what the collector would create
     // are worth knowing about (an R1 dead-letter stream on a cluster loses dead letters with
@@ -232,9 +237,84 @@ fn check_jetstream(checks: &mut Checks, config: &Config, js: &JetStream) {
     }
 }
 
+/// Warns when consumers of the namespace, created elsewhere, keep an `ack_wait` of their own:
+/// the collector leaves existing consumers as they are and keeps records alive by the
+/// shortest wait it finds, so a user who changed `pull.ack_wait` should know it does not
+/// apply to them.
+fn check_ack_waits(js: &JetStream, config: &Config, bucket: &str) {
+    let Ok(entries) = js.bucket_entries(bucket) else {
+        return;
+    };
+    let measurements: Vec<String> = entries
+        .into_iter()
+        .filter(|entry| entry.value.is_some())
+        .map(|entry| entry.key)
+        .collect();
+    let streams: Vec<String> = measurements
+        .iter()
+        .map(|m| jetstream::stream_name(&config.namespace, m))
+        .collect();
+    let found: Vec<(String, Option<Duration>)> = measurements
+        .into_iter()
+        .zip(js.survey(&streams))
+        .map(|(m, surveyed)| match surveyed {
+            Ok(Surveyed::Lag { ack_wait, .. }) => (m, ack_wait),
+            _ => (m, None),
+        })
+        .collect();
+    if let Some(warning) = ack_wait_differences(config.pull.ack_wait, &found) {
+        println!("⚠ nats: {warning}");
+    }
+}
+
+/// The warning for consumers whose `ack_wait` is not `configured` (`None` when every one
+/// found has it, or has none to read).
+fn ack_wait_differences(
+    configured: Duration,
+    consumers: &[(String, Option<Duration>)],
+) -> Option<String> {
+    let other: Vec<String> = consumers
+        .iter()
+        .filter_map(|(m, wait)| {
+            wait.filter(|w| *w != configured)
+                .map(|w| format!("{m} ({w:?})"))
+        })
+        .collect();
+    if other.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "pull.ack_wait is {configured:?}, but the consumer of {} measurement(s) has its own: {}; \
+         the collector leaves existing consumers as they are and keeps records alive by the \
+         shortest: change them (nats consumer edit --wait) or set pull.ack_wait to match",
+        other.len(),
+        other.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consumers_with_an_ack_wait_of_their_own_are_named() {
+        let secs = Duration::from_secs;
+        assert_eq!(ack_wait_differences(secs(30), &[]), None);
+        let same = [("a".to_string(), Some(secs(30))), ("b".to_string(), None)];
+        assert_eq!(ack_wait_differences(secs(30), &same), None);
+        let other = [
+            ("a".to_string(), Some(secs(30))),
+            ("b".to_string(), Some(secs(4))),
+            ("c".to_string(), Some(secs(60))),
+        ];
+        let warning = ack_wait_differences(secs(30), &other).unwrap();
+        assert!(
+            warning.starts_with(
+                "pull.ack_wait is 30s, but the consumer of 2 measurement(s) has its own: b (4s), c (60s); "
+            ),
+            "{warning}"
+        );
+    }
 
     fn config(api: InfluxApi, api_given: bool) -> InfluxConfig {
         InfluxConfig {
