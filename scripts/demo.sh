@@ -18,12 +18,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/collector-demo-XXXXXX")
 pids=()
 collector_pid=
 cleanup() {
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
 	echo >&2
 	if [ -n "$collector_pid" ]; then
 		echo "==> stopping the collector (SIGTERM: it flushes and acknowledges)" >&2
 		kill -TERM "$collector_pid" 2>/dev/null || true
 		wait "$collector_pid" 2>/dev/null || true
+		line=$(tail -n 1 "$work/collector.log")
+		echo "    ${line#*\] }" >&2 # its last word, as "stopped: fetched N, written N, ..."
 	fi
 	echo "==> stopping nats-server and influxd" >&2
 	stop_pids "${pids[@]}"
@@ -31,6 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
 
 echo "==> starting nats-server and influxd in $work" >&2
 start_nats "$work"
@@ -54,8 +57,11 @@ collector streams set access --description "web access log"
 collector streams set errors --description "application errors"
 
 echo "==> starting the collector" >&2
-# The binary itself in the background (not the shell function), so $! is its PID.
-"$bin" --config "$work/config.yml" run >"$work/collector.log" 2>&1 &
+# The binary itself in the background (not the shell function), so $! is its PID; in a
+# session of its own, as the servers are (scripts/lib/servers.sh), so that a Ctrl-C at the
+# terminal reaches this script alone. Else the collector would have that SIGINT and then
+# cleanup's SIGTERM, and a second signal makes it exit at once, without flushing.
+setsid "$bin" --config "$work/config.yml" run >"$work/collector.log" 2>&1 &
 collector_pid=$!
 
 echo "==> publishing sample records" >&2

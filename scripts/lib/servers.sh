@@ -2,6 +2,11 @@
 # nats-server with JetStream, InfluxDB 1.x and InfluxDB 3 Core, each on a free port with its
 # data in a directory given by the caller, and stop them by PID. Source it; it defines
 # functions (and the path of one archive) only.
+#
+# Each server runs in a session of its own (setsid), so that a Ctrl-C at the terminal reaches
+# the calling script alone, whose cleanup stops them by PID once nothing uses them. (Run in
+# the background without job control, the forked child is not a group leader, so setsid does
+# not fork again and $! is the server's PID.)
 
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
@@ -43,7 +48,7 @@ start_nats() {
 	mkdir -p "$dir/nats"
 	NATS_PORT=$(free_port)
 	NATS_URL="nats://127.0.0.1:$NATS_PORT"
-	nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+	setsid nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
 	NATS_PID=$!
 	wait_port "$NATS_PORT" 30
 }
@@ -67,7 +72,7 @@ start_influx() {
 	conf=${conf//'{log}'/false}
 	conf=${conf//'{https}'/}
 	printf '%s\n' "$conf" >"$dir/influxdb.conf"
-	influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
+	setsid influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
 	INFLUX_PID=$!
 	wait_http "$INFLUX_URL/ping" 60
 }
@@ -118,7 +123,7 @@ with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o:
 	mkdir -p "$dir/influx3"
 	INFLUX3_PORT=$(free_port)
 	INFLUX3_URL="http://127.0.0.1:$INFLUX3_PORT"
-	"$INFLUX3_BIN" serve --node-id n0 --object-store file --data-dir "$dir/influx3" \
+	setsid "$INFLUX3_BIN" serve --node-id n0 --object-store file --data-dir "$dir/influx3" \
 		--without-auth --http-bind "127.0.0.1:$INFLUX3_PORT" --disable-telemetry-upload \
 		>"$dir/influxdb3.log" 2>&1 &
 	INFLUX3_PID=$!
