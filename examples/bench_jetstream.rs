@@ -108,38 +108,46 @@ fn connect(url: &str) -> Result<JetStream, String> {
 
 /// Messages waiting in the measurements' streams, from `$JS.API.STREAM.LIST` (256 streams
 /// a page): one request per poll rather than one per stream, so polling 200 streams does not
-/// itself take longer than the drain it times.
+/// itself take longer than the drain it times. A stream created between two pages (the
+/// collector's dead-letter stream, another namespace's) shifts the pages, so a stream can be
+/// listed twice or not at all: each is counted once by name, and a listing that misses one is
+/// asked again before the streams are said missing.
 fn waiting(js: &JetStream, args: &Args) -> Result<u64, String> {
     let wanted: std::collections::HashSet<String> = args
         .measurements
         .iter()
         .map(|m| jetstream::stream_name(&args.namespace, m))
         .collect();
-    let (mut total, mut seen, mut offset) = (0, 0, 0);
-    loop {
-        let body = serde_json::json!({ "offset": offset }).to_string();
-        let reply = js
-            .connection()
-            .request_timeout("$JS.API.STREAM.LIST", body, Duration::from_secs(5))
-            .map_err(|e| format!("stream list: {e}"))?;
-        let answer: serde_json::Value =
-            serde_json::from_slice(&reply.data).map_err(|e| format!("stream list: {e}"))?;
-        let streams = answer["streams"].as_array().cloned().unwrap_or_default();
-        for stream in &streams {
-            if wanted.contains(stream["config"]["name"].as_str().unwrap_or("")) {
-                total += stream["state"]["messages"].as_u64().unwrap_or(0);
-                seen += 1;
+    let mut found: HashMap<String, u64> = HashMap::new();
+    for _ in 0..5 {
+        found.clear();
+        let mut offset = 0;
+        loop {
+            let body = serde_json::json!({ "offset": offset }).to_string();
+            let reply = js
+                .connection()
+                .request_timeout("$JS.API.STREAM.LIST", body, Duration::from_secs(5))
+                .map_err(|e| format!("stream list: {e}"))?;
+            let answer: serde_json::Value =
+                serde_json::from_slice(&reply.data).map_err(|e| format!("stream list: {e}"))?;
+            let streams = answer["streams"].as_array().cloned().unwrap_or_default();
+            for stream in &streams {
+                let name = stream["config"]["name"].as_str().unwrap_or("");
+                if wanted.contains(name) {
+                    let messages = stream["state"]["messages"].as_u64().unwrap_or(0);
+                    found.insert(name.to_string(), messages);
+                }
+            }
+            offset += streams.len();
+            if streams.is_empty() || offset as u64 >= answer["total"].as_u64().unwrap_or(0) {
+                break;
             }
         }
-        offset += streams.len();
-        if streams.is_empty() || offset as u64 >= answer["total"].as_u64().unwrap_or(0) {
-            break;
+        if found.len() == wanted.len() {
+            return Ok(found.values().sum());
         }
     }
-    if seen != wanted.len() {
-        return Err(format!("{} of {} streams exist", seen, wanted.len()));
-    }
-    Ok(total)
+    Err(format!("{} of {} streams exist", found.len(), wanted.len()))
 }
 
 /// Drains `measurements` on its own connection; returns how many records it acked.
