@@ -250,6 +250,22 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
     }
 }
 
+/// 200 records with distinct times, the 58th (index 57) carrying `marker` in a field: the
+/// encoder's test hook (`record.rs` `test_hook`, debug builds) acts on it.
+fn marked_payloads(marker: &str) -> Vec<Vec<u8>> {
+    (0..200)
+        .map(|i| {
+            let message = if i == 57 { marker } else { "fine" };
+            serde_json::to_vec(&json!({
+                "tags": {"host": "a"},
+                "fields": {"n": i, "message": message},
+                "time": format!("2026-01-01T00:00:00.{i:09}Z"),
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
 /// A record that makes the collector panic while it is encoded (the encoder's test hook,
 /// debug builds only: the marker in its payload) is caught at its boundary: dead-lettered
 /// with `collector bug: panicked: …`, named in an error line, and the worker goes on with the
@@ -258,21 +274,7 @@ fn hostile_records_arrive_exactly_or_are_dead_lettered_with_a_reason() {
 fn a_record_that_makes_the_encoder_panic_is_dead_lettered_and_the_rest_stored() {
     let (nats, influx, transfer) = util::start_servers("panics");
     transfer.set("m", "");
-    let payloads: Vec<Vec<u8>> = (0..200)
-        .map(|i| {
-            let message = if i == 57 {
-                "__collector_test_panic__"
-            } else {
-                "fine"
-            };
-            serde_json::to_vec(&json!({
-                "tags": {"host": "a"},
-                "fields": {"n": i, "message": message},
-                "time": format!("2026-01-01T00:00:00.{i:09}Z"),
-            }))
-            .unwrap()
-        })
-        .collect();
+    let payloads = marked_payloads("__collector_test_panic__");
     transfer.publish_many("m", &payloads);
     let config = util::config(&nats.url(), &influx.url())
         .namespace("panics")
@@ -310,21 +312,7 @@ fn a_record_that_makes_the_encoder_panic_is_dead_lettered_and_the_rest_stored() 
 fn a_record_that_kills_the_process_is_dead_lettered_after_three_deaths() {
     let (nats, influx, transfer) = util::start_servers("aborts");
     transfer.set("m", "");
-    let payloads: Vec<Vec<u8>> = (0..200)
-        .map(|i| {
-            let message = if i == 57 {
-                "__collector_test_abort__"
-            } else {
-                "fine"
-            };
-            serde_json::to_vec(&json!({
-                "tags": {"host": "a"},
-                "fields": {"n": i, "message": message},
-                "time": format!("2026-01-01T00:00:00.{i:09}Z"),
-            }))
-            .unwrap()
-        })
-        .collect();
+    let payloads = marked_payloads("__collector_test_abort__");
     transfer.publish_many("m", &payloads);
     let config = util::config(&nats.url(), &influx.url())
         .namespace("aborts")
