@@ -440,8 +440,13 @@ if [ -n "$against" ]; then
 		start_ns=$(date +%s%N)
 		"$bin" --config "$conf" >"$work/$ns.log" 2>&1 &
 		collector_pid=$!
+		# run_c runs in a command substitution, whose subshell has no EXIT trap: a failure
+		# here kills the collector itself, or it outlives the run.
 		out=$(timeout 900 "$ex/bench_jetstream" wait --nats "$NATS_URL" --namespace "$ns" \
-			--measurements "$LIST" --since "$start_ns") || die "$ns: the streams did not empty (see $work/$ns.log)"
+			--measurements "$LIST" --since "$start_ns") || {
+			kill -KILL "$collector_pid" 2>/dev/null || true
+			die "$ns: the streams did not empty (see $work/$ns.log)"
+		}
 		kill -0 "$collector_pid" 2>/dev/null || die "$ns: the collector exited early (see $work/$ns.log)"
 		ticks=$(proc_ticks "$collector_pid")
 		hwm=$(proc_hwm_kb "$collector_pid")
