@@ -368,6 +368,9 @@ pub struct Sizer {
     best: f64,
     /// Full writes still to see before growing is tried again.
     cooldown: u32,
+    /// Whether the server was found to answer each write after its next log flush
+    /// ([`Sizer::flushes_per_write`]).
+    flushing: bool,
 }
 
 impl Sizer {
@@ -381,7 +384,28 @@ impl Sizer {
             seen: 0,
             best: 0.0,
             cooldown: 0,
+            flushing: false,
         }
+    }
+
+    /// The server answers each write only after its next log flush (InfluxDB 3, every second
+    /// by default), so one writer stores a batch a second whatever its size: the batch size
+    /// is the rate. Batches go to the ceiling at once, instead of through the nine or so
+    /// one-second writes doubling takes to get there (a third of a 400,000-record drain); a
+    /// slow write or a body too large still brings them down. Only the first call resizes.
+    pub fn flushes_per_write(&mut self) -> Option<Resized> {
+        if self.flushing {
+            return None;
+        }
+        self.flushing = true;
+        if self.current.lines >= self.ceiling.lines || self.current.bytes >= self.ceiling.bytes {
+            return None;
+        }
+        self.current = self.ceiling;
+        self.reference = None;
+        self.seen = 0;
+        self.best = 0.0;
+        Some(Resized::Grew(self.current))
     }
 
     /// The size batches are written at now.
@@ -670,6 +694,37 @@ mod tests {
                 bytes: 8 << 20
             }
         );
+    }
+
+    #[test]
+    fn a_server_that_answers_after_its_log_flush_starts_at_the_ceiling_and_still_backs_off() {
+        let mut sizer = Sizer::new(START, CEILING);
+        assert_eq!(sizer.flushes_per_write(), Some(Resized::Grew(CEILING)));
+        assert_eq!(sizer.flushes_per_write(), None, "once");
+        // Writes of a second keep it there.
+        assert_eq!(settle(&mut sizer, |_| Duration::from_secs(1)), [100_000]);
+        // A write slower than SLOW_WRITE halves it, as from any other size.
+        assert_eq!(
+            sizer.full_write(40_000, SLOW_WRITE),
+            Some(Resized::Shrank(Size {
+                lines: 50_000,
+                bytes: 4 << 20
+            }))
+        );
+        // A body the server found too large before caps the ceiling it goes to.
+        let mut capped = Sizer::new(START, CEILING);
+        capped.too_large(40_000, 8 << 20);
+        assert_eq!(
+            capped.flushes_per_write(),
+            Some(Resized::Grew(Size {
+                lines: 20_000,
+                bytes: 4 << 20
+            }))
+        );
+        // Already at the ceiling: nothing changes.
+        let mut small = Sizer::new(START, START);
+        assert_eq!(small.flushes_per_write(), None);
+        assert_eq!(small.current(), START);
     }
 
     #[test]

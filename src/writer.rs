@@ -26,7 +26,7 @@ use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits, Lines, Resized, Size, Sizer};
 use crate::flow::Flow;
-use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, WriteError};
+use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, Server, WriteError};
 use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
 use crate::settle::{self, keep_alive_every, Held};
@@ -321,6 +321,17 @@ impl Running {
     /// but never more lines than half of what the streams behind may have unacknowledged,
     /// so the next batch fills while this one is written.
     fn apply_size(&mut self) {
+        if self.writer.influx.server() == Some(Server::V3) {
+            // Learned at start-up's ping, or at the first write once InfluxDB answered.
+            if let Some(Resized::Grew(size)) = self.writer.sizer.flushes_per_write() {
+                self.largest_logged = self.largest_logged.max(size.lines);
+                log::info!(
+                    "writer: batches of up to {} lines ({} bytes) from the start: InfluxDB 3 answers each write after its log flush, so a batch a second is what one writer stores",
+                    size.lines,
+                    size.bytes
+                );
+            }
+        }
         let n_behind = self.writer.flow.n_streams_behind().max(1);
         let cap = (self.writer.max_ack_pending * n_behind / 2).max(1);
         let size = self.writer.sizer.current();

@@ -112,6 +112,11 @@ impl Influx {
         }
     }
 
+    /// The server, once a `/ping` has named it.
+    pub fn server(&self) -> Option<Server> {
+        self.server
+    }
+
     /// Whether rejected bodies can be diagnosed line by line ([`Influx::diagnose`]).
     pub fn diagnoses(&self) -> bool {
         self.diagnose_url.is_some()
