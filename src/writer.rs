@@ -7,16 +7,19 @@
 //! sender, after a last flush. While a write is failing it reads no chunks, so the workers
 //! stop pulling: the channel and the batch are the only buffers.
 //!
-//! Failure handling follows the answer (see [`WriteError`]): a rejection naming a type
-//! conflict teaches the [`Schema`], and lines whose values convert without loss are rewritten
-//! and written again in the same flush; an InfluxDB 3 partial write names its rejected lines,
-//! so the others are acknowledged and only the named ones dead-lettered (or converted); any
-//! other rejected batch is split in halves until each bad line stands alone and is
+//! Failure handling follows the answer (see [`WriteError`]), step by step as the pure
+//! [`crate::store_plan`] decides and `store` performs: a rejection naming a type conflict
+//! teaches the [`Schema`], and lines whose values convert without loss are rewritten and
+//! written again in the same flush; an InfluxDB 3 partial write names its rejected lines, so
+//! the others are acknowledged and only the named ones dead-lettered (or converted); a body
+//! InfluxDB 3 refuses naming one line has that line settled and the rest written again (a
+//! body its v1 or v2 API refuses naming none is sent again through its v3 API, which names
+//! it); any other rejected batch is split in halves until each bad line stands alone and is
 //! dead-lettered (rewriting the good lines is harmless: InfluxDB overwrites a point with the
-//! same series and time); a passing failure is
-//! retried with exponential backoff and jitter, honouring `Retry-After`; a fatal answer is
-//! retried slowly with an error log saying what to fix. Meanwhile the held records are kept
-//! alive with in-progress acks, and at the shutdown deadline they are given back (NAK).
+//! same series and time); a passing failure is retried with exponential backoff and jitter,
+//! honouring `Retry-After`; a fatal answer is retried slowly with an error log saying what to
+//! fix. Meanwhile the held records are kept alive with in-progress acks, and at the shutdown
+//! deadline they are given back (NAK).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,16 +29,13 @@ use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits, Lines, Resized, Size, Sizer};
 use crate::flow::Flow;
-use crate::influx::{plan_partial, Influx, RejectedLine, WriteError};
+use crate::influx::{Influx, WriteError};
 use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
 use crate::settle::{self, keep_alive_every, Held};
 use crate::shutdown::Shutdown;
 use crate::stats::{unix_ms, Stats};
-use crate::store_plan::{
-    jitter, next_backoff, refused_index, retry_wait, sort_partial, Partial, Route, FATAL_BACKOFF,
-    FIRST_BACKOFF,
-};
+use crate::store_plan::{Partial, Route, Step, StorePlan};
 use crate::worker::Chunk;
 
 pub struct Writer {
@@ -320,109 +320,95 @@ impl Running {
         self.writer.flow.want(size.lines);
     }
 
-    /// Writes records `part` (indices into the batch, ascending), settling each one. A
-    /// rejection naming a type conflict teaches the schema and the lines that convert
-    /// without loss are rewritten and written again; a v3 answer naming the rejected lines
-    /// settles the others at once; only what stays unexplained is split in halves.
+    /// Writes records `part` (indices into the batch, ascending), settling each one, by
+    /// performing the steps [`StorePlan`] draws from InfluxDB's answers. A rejection naming a
+    /// type conflict teaches the schema and the lines that convert without loss are rewritten
+    /// and written again; a v3 answer naming the rejected lines settles the others at once;
+    /// only what stays unexplained is split in halves.
     fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
         if part.is_empty() {
             // Nothing to send: no request, so nothing learned about InfluxDB either.
             return Ok(());
         }
-        let mut backoff = FIRST_BACKOFF;
-        // Conversion rounds before splitting: each round needs a conflict InfluxDB named and a
-        // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
-        // disagree and keep undoing each other's conversions.
-        let mut conversion_rounds = 3;
-        let mut route = Route::Configured;
+        let mut plan = StorePlan::default();
+        let mut step = Step::Write;
         loop {
-            let started = Instant::now();
-            let result = self.write_part(&part, route);
-            let stats = &self.writer.stats;
-            stats.write_micros.observe_micros(started.elapsed());
-            let health = health(&result);
-            let working = health.is_ok();
-            stats.influx_write(Instant::now(), health);
-            if working {
-                self.writer.flow.set_stalled(false);
-                if let Some(failure) = self.failing.take() {
-                    log::info!("writer: InfluxDB is storing again (after: {failure})");
+            step = match step {
+                Step::Write => {
+                    let started = Instant::now();
+                    let result = self.write_part(&part, plan.route());
+                    let stats = &self.writer.stats;
+                    stats.write_micros.observe_micros(started.elapsed());
+                    let step = plan.answer(result, &part, &mut self.jitter_state);
+                    self.answered(step.health());
+                    step
                 }
-            }
-            match result {
-                Ok(()) => {
+                Step::Acknowledge => {
                     self.acknowledge(&part);
                     return Ok(());
                 }
-                Err(WriteError::Rejected { status, message }) => {
-                    for conflict in schema::conflicts(&message) {
-                        self.schema.learn(&conflict);
+                Step::Learn {
+                    conflicts,
+                    convert,
+                    error,
+                } => {
+                    for conflict in &conflicts {
+                        self.schema.learn(conflict);
                     }
-                    if conversion_rounds > 0 && self.convert(&part) > 0 {
-                        conversion_rounds -= 1;
-                        continue;
-                    }
-                    if route == Route::Configured && self.writer.influx.diagnoses() {
-                        // InfluxDB 3's v1 and v2 APIs name neither the line nor the reason,
-                        // and bisecting waits for a log flush per half: its v3 API names
-                        // the first bad line at once, storing nothing, one request per
-                        // bad line, and stores the rest whole.
-                        route = Route::Diagnose;
-                        continue;
-                    }
-                    return self.split(part, &WriteError::Rejected { status, message });
+                    let changed = if convert { self.convert(&part) } else { 0 };
+                    plan.converted(changed, self.writer.influx.diagnoses(), error)
                 }
-                Err(error @ WriteError::TooLarge) => {
-                    let bytes = part.iter().map(|&i| self.batch.lines.body(i..i + 1).len());
-                    let resized = self.writer.sizer.too_large(part.len(), bytes.sum());
-                    self.resized(resized);
+                Step::Split { error, shrink } => {
+                    if shrink {
+                        let bytes = part.iter().map(|&i| self.batch.lines.body(i..i + 1).len());
+                        let resized = self.writer.sizer.too_large(part.len(), bytes.sum());
+                        self.resized(resized);
+                    }
                     return self.split(part, &error);
                 }
-                Err(WriteError::Partial { rejected, complete }) => {
-                    return self.settle_partial(part, rejected, complete);
-                }
-                Err(WriteError::Refused { line }) => {
-                    // Nothing was stored: the named line is settled on its own, the others
-                    // are written again.
-                    let Some(index) = refused_index(&part, line.number) else {
-                        let error = WriteError::Rejected {
-                            status: 400,
-                            message: line.message,
-                        };
-                        return self.split(part, &error);
-                    };
-                    let again = self.settle_rejected(&[(index, line.message)]);
+                Step::SettlePartial(partial) => return self.settle_partial(partial),
+                Step::SettleLine { index, message } => {
+                    let again = self.settle_rejected(&[(index, message)]);
+                    // A line that converted goes again with the rest.
                     part.retain(|&i| i != index || again.contains(&i));
                     if part.is_empty() {
                         return Ok(());
                     }
                     // A loop, not a call: a body may hold thousands of lines refused one at
                     // a time.
-                    continue;
+                    Step::Write
                 }
-                Err(WriteError::Retry {
-                    reason,
-                    retry_after,
-                }) => {
+                Step::Retry { reason, wait } => {
                     if self.failing.is_none() {
                         log::warn!("writer: write failed, retrying: {reason}");
                         self.failing = Some(reason);
                     }
                     Stats::add(&self.writer.stats.retries, 1);
-                    let fraction = jitter(&mut self.jitter_state);
-                    let wait = retry_wait(retry_after, backoff, fraction);
-                    backoff = next_backoff(backoff);
                     self.wait(wait)?;
+                    Step::Write
                 }
-                Err(error @ WriteError::Fatal { .. }) => {
-                    let text = error.to_string();
+                Step::Fatal { text, wait } => {
                     if self.failing.as_deref() != Some(text.as_str()) {
                         log::error!("writer: InfluxDB refuses every write: {text}; records are held, not acknowledged");
                         self.failing = Some(text);
                     }
                     Stats::add(&self.writer.stats.retries, 1);
-                    self.wait(FATAL_BACKOFF)?;
+                    self.wait(wait)?;
+                    Step::Write
                 }
+            };
+        }
+    }
+
+    /// Records what a write's answer says about InfluxDB's `health`. A working database ends
+    /// the stall and the failure being retried, even when it rejected lines.
+    fn answered(&mut self, health: Result<(), String>) {
+        let working = health.is_ok();
+        self.writer.stats.influx_write(Instant::now(), health);
+        if working {
+            self.writer.flow.set_stalled(false);
+            if let Some(failure) = self.failing.take() {
+                log::info!("writer: InfluxDB is storing again (after: {failure})");
             }
         }
     }
@@ -508,29 +494,16 @@ impl Running {
         self.store(second)
     }
 
-    /// Settles a v3 partial write of `part`: InfluxDB stored every line but the `rejected`
-    /// ones. When the list may be cut short (an answer naming 100 lines or more: InfluxDB 3.6.0
-    /// names every one, but nothing promises that), the lines after the last one named are
-    /// unknown and written again (see [`plan_partial`]).
-    fn settle_partial(
-        &mut self,
-        part: Vec<usize>,
-        rejected: Vec<RejectedLine>,
-        complete: bool,
-    ) -> Result<(), GaveUp> {
-        let Some(sorted) = sort_partial(&part, plan_partial(part.len(), rejected, complete)) else {
-            // An answer that names no line of the body explains nothing.
-            let error = WriteError::Rejected {
-                status: 400,
-                message: "partial write naming no line of the request".into(),
-            };
-            return self.split(part, &error);
-        };
+    /// Settles a v3 partial write: InfluxDB stored every line but the rejected ones. When the
+    /// list may be cut short (an answer naming 100 lines or more: InfluxDB 3.6.0 names every
+    /// one, but nothing promises that), the lines after the last one named are unknown and
+    /// written again (see [`crate::influx::plan_partial`]).
+    fn settle_partial(&mut self, partial: Partial) -> Result<(), GaveUp> {
         let Partial {
             stored,
             rejected,
             unknown,
-        } = sorted;
+        } = partial;
         self.acknowledge(&stored);
         let again = self.settle_rejected(&rejected);
         if !again.is_empty() {
@@ -705,18 +678,8 @@ fn keep_held_alive(
     unsettled(lines, settled, parked).for_each(Held::keep_alive);
 }
 
-// Pure decisions of `flush` and `store`, tested below without a server; the rules for each
-// answer are in `store_plan.rs`.
-
-/// What a write's answer says about InfluxDB's health: a rejection of bad lines still shows a
-/// working database; only a passing failure or a fatal answer does not.
-fn health(result: &Result<(), WriteError>) -> Result<(), String> {
-    match result {
-        Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
-        Err(error @ WriteError::Fatal { .. }) => Err(error.to_string()),
-        _ => Ok(()),
-    }
-}
+// Pure: which records of a flush are written on their own, tested below without a server.
+// What `store` does with each answer is decided in `store_plan.rs`.
 
 /// Sorts the records of a batch, by how often each was delivered, into those written together
 /// and those written one by one: a record delivered more than `max_deliver` times has come
@@ -749,21 +712,5 @@ mod tests {
         assert_eq!(alone, [1, 4]);
         let (together, alone) = suspects([1, 1].into_iter(), 10);
         assert_eq!((together, alone), (vec![0, 1], vec![]));
-    }
-
-    #[test]
-    fn only_passing_and_fatal_failures_count_against_health() {
-        assert_eq!(health(&Ok(())), Ok(()));
-        let rejected = WriteError::Rejected {
-            status: 400,
-            message: "bad line".into(),
-        };
-        assert_eq!(health(&Err(rejected)), Ok(()));
-        assert_eq!(health(&Err(WriteError::TooLarge)), Ok(()));
-        let retry = WriteError::Retry {
-            reason: "503".into(),
-            retry_after: None,
-        };
-        assert_eq!(health(&Err(retry)), Err("503".into()));
     }
 }
