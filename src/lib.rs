@@ -25,6 +25,7 @@ pub mod service;
 pub mod settle;
 pub mod shutdown;
 pub mod stats;
+pub mod store_plan;
 pub mod suspects;
 pub mod tls;
 pub mod worker;

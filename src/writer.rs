@@ -7,16 +7,19 @@
 //! sender, after a last flush. While a write is failing it reads no chunks, so the workers
 //! stop pulling: the channel and the batch are the only buffers.
 //!
-//! Failure handling follows the answer (see [`WriteError`]): a rejection naming a type
-//! conflict teaches the [`Schema`], and lines whose values convert without loss are rewritten
-//! and written again in the same flush; an InfluxDB 3 partial write names its rejected lines,
-//! so the others are acknowledged and only the named ones dead-lettered (or converted); any
-//! other rejected batch is split in halves until each bad line stands alone and is
+//! Failure handling follows the answer (see [`WriteError`]), step by step as the pure
+//! [`crate::store_plan`] decides and `store` performs: a rejection naming a type conflict
+//! teaches the [`Schema`], and lines whose values convert without loss are rewritten and
+//! written again in the same flush; an InfluxDB 3 partial write names its rejected lines, so
+//! the others are acknowledged and only the named ones dead-lettered (or converted); a body
+//! InfluxDB 3 refuses naming one line has that line settled and the rest written again (a
+//! body its v1 or v2 API refuses naming none is sent again through its v3 API, which names
+//! it); any other rejected batch is split in halves until each bad line stands alone and is
 //! dead-lettered (rewriting the good lines is harmless: InfluxDB overwrites a point with the
-//! same series and time); a passing failure is
-//! retried with exponential backoff and jitter, honouring `Retry-After`; a fatal answer is
-//! retried slowly with an error log saying what to fix. Meanwhile the held records are kept
-//! alive with in-progress acks, and at the shutdown deadline they are given back (NAK).
+//! same series and time); a passing failure is retried with exponential backoff and jitter,
+//! honouring `Retry-After`; a fatal answer is retried slowly with an error log saying what to
+//! fix. Meanwhile the held records are kept alive with in-progress acks, and at the shutdown
+//! deadline they are given back (NAK).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,21 +29,14 @@ use crossbeam::channel::{self, Receiver};
 
 use crate::batch::{Batch, Flush, Limits, Lines, Resized, Size, Sizer};
 use crate::flow::Flow;
-use crate::influx::{plan_partial, Influx, PartialPlan, RejectedLine, Server, WriteError};
+use crate::influx::{Influx, Server, WriteError};
 use crate::jetstream::{self, Connection};
 use crate::schema::{self, Schema};
 use crate::settle::{self, keep_alive_every, Held};
 use crate::shutdown::Shutdown;
 use crate::stats::{unix_ms, Stats};
+use crate::store_plan::{Partial, Route, Step, StorePlan};
 use crate::worker::Chunk;
-
-/// Backoff for passing failures: from `FIRST_BACKOFF`, doubling, up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Retry period while InfluxDB gives a fatal answer (bad credentials, missing database).
-const FATAL_BACKOFF: Duration = Duration::from_secs(10);
-/// The longest `Retry-After` honoured as given.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 pub struct Writer {
     pub influx: Influx,
@@ -70,14 +66,6 @@ pub struct Writer {
 
 /// Why a flush stopped before every record was settled.
 struct GaveUp;
-
-/// Where a part is written: the configured API, or, for a body InfluxDB 3 refused through
-/// its v1 or v2 API, the v3 API that names the bad line (`Influx::diagnose`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Configured,
-    Diagnose,
-}
 
 struct Running {
     writer: Writer,
@@ -343,109 +331,95 @@ impl Running {
         self.writer.flow.want(size.lines);
     }
 
-    /// Writes records `part` (indices into the batch, ascending), settling each one. A
-    /// rejection naming a type conflict teaches the schema and the lines that convert
-    /// without loss are rewritten and written again; a v3 answer naming the rejected lines
-    /// settles the others at once; only what stays unexplained is split in halves.
+    /// Writes records `part` (indices into the batch, ascending), settling each one, by
+    /// performing the steps [`StorePlan`] draws from InfluxDB's answers. A rejection naming a
+    /// type conflict teaches the schema and the lines that convert without loss are rewritten
+    /// and written again; a v3 answer naming the rejected lines settles the others at once;
+    /// only what stays unexplained is split in halves.
     fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
         if part.is_empty() {
             // Nothing to send: no request, so nothing learned about InfluxDB either.
             return Ok(());
         }
-        let mut backoff = FIRST_BACKOFF;
-        // Conversion rounds before splitting: each round needs a conflict InfluxDB named and a
-        // line it fixed, but InfluxDB 1.x keeps types per shard, so two time ranges may
-        // disagree and keep undoing each other's conversions.
-        let mut conversion_rounds = 3;
-        let mut route = Route::Configured;
+        let mut plan = StorePlan::default();
+        let mut step = Step::Write;
         loop {
-            let started = Instant::now();
-            let result = self.write_part(&part, route);
-            let stats = &self.writer.stats;
-            stats.write_micros.observe_micros(started.elapsed());
-            let health = health(&result);
-            let working = health.is_ok();
-            stats.influx_write(Instant::now(), health);
-            if working {
-                self.writer.flow.set_stalled(false);
-                if let Some(failure) = self.failing.take() {
-                    log::info!("writer: InfluxDB is storing again (after: {failure})");
+            step = match step {
+                Step::Write => {
+                    let started = Instant::now();
+                    let result = self.write_part(&part, plan.route());
+                    let stats = &self.writer.stats;
+                    stats.write_micros.observe_micros(started.elapsed());
+                    let step = plan.answer(result, &part, &mut self.jitter_state);
+                    self.answered(step.health());
+                    step
                 }
-            }
-            match result {
-                Ok(()) => {
+                Step::Acknowledge => {
                     self.acknowledge(&part);
                     return Ok(());
                 }
-                Err(WriteError::Rejected { status, message }) => {
-                    for conflict in schema::conflicts(&message) {
-                        self.schema.learn(&conflict);
+                Step::Learn {
+                    conflicts,
+                    convert,
+                    error,
+                } => {
+                    for conflict in &conflicts {
+                        self.schema.learn(conflict);
                     }
-                    if conversion_rounds > 0 && self.convert(&part) > 0 {
-                        conversion_rounds -= 1;
-                        continue;
-                    }
-                    if route == Route::Configured && self.writer.influx.diagnoses() {
-                        // InfluxDB 3's v1 and v2 APIs name neither the line nor the reason,
-                        // and bisecting waits for a log flush per half: its v3 API names
-                        // the first bad line at once, storing nothing, one request per
-                        // bad line, and stores the rest whole.
-                        route = Route::Diagnose;
-                        continue;
-                    }
-                    return self.split(part, &WriteError::Rejected { status, message });
+                    let changed = if convert { self.convert(&part) } else { 0 };
+                    plan.converted(changed, self.writer.influx.diagnoses(), error)
                 }
-                Err(error @ WriteError::TooLarge) => {
-                    let bytes = part.iter().map(|&i| self.batch.lines.body(i..i + 1).len());
-                    let resized = self.writer.sizer.too_large(part.len(), bytes.sum());
-                    self.resized(resized);
+                Step::Split { error, shrink } => {
+                    if shrink {
+                        let bytes = part.iter().map(|&i| self.batch.lines.body(i..i + 1).len());
+                        let resized = self.writer.sizer.too_large(part.len(), bytes.sum());
+                        self.resized(resized);
+                    }
                     return self.split(part, &error);
                 }
-                Err(WriteError::Partial { rejected, complete }) => {
-                    return self.settle_partial(part, rejected, complete);
-                }
-                Err(WriteError::Refused { line }) => {
-                    // Nothing was stored: the named line is settled on its own, the others
-                    // are written again.
-                    let Some(index) = refused_index(&part, line.number) else {
-                        let error = WriteError::Rejected {
-                            status: 400,
-                            message: line.message,
-                        };
-                        return self.split(part, &error);
-                    };
-                    let again = self.settle_rejected(&[(index, line.message)]);
+                Step::SettlePartial(partial) => return self.settle_partial(partial),
+                Step::SettleLine { index, message } => {
+                    let again = self.settle_rejected(&[(index, message)]);
+                    // A line that converted goes again with the rest.
                     part.retain(|&i| i != index || again.contains(&i));
                     if part.is_empty() {
                         return Ok(());
                     }
                     // A loop, not a call: a body may hold thousands of lines refused one at
                     // a time.
-                    continue;
+                    Step::Write
                 }
-                Err(WriteError::Retry {
-                    reason,
-                    retry_after,
-                }) => {
+                Step::Retry { reason, wait } => {
                     if self.failing.is_none() {
                         log::warn!("writer: write failed, retrying: {reason}");
                         self.failing = Some(reason);
                     }
                     Stats::add(&self.writer.stats.retries, 1);
-                    let fraction = jitter(&mut self.jitter_state);
-                    let wait = retry_wait(retry_after, backoff, fraction);
-                    backoff = next_backoff(backoff);
                     self.wait(wait)?;
+                    Step::Write
                 }
-                Err(error @ WriteError::Fatal { .. }) => {
-                    let text = error.to_string();
+                Step::Fatal { text, wait } => {
                     if self.failing.as_deref() != Some(text.as_str()) {
                         log::error!("writer: InfluxDB refuses every write: {text}; records are held, not acknowledged");
                         self.failing = Some(text);
                     }
                     Stats::add(&self.writer.stats.retries, 1);
-                    self.wait(FATAL_BACKOFF)?;
+                    self.wait(wait)?;
+                    Step::Write
                 }
+            };
+        }
+    }
+
+    /// Records what a write's answer says about InfluxDB's `health`. A working database ends
+    /// the stall and the failure being retried, even when it rejected lines.
+    fn answered(&mut self, health: Result<(), String>) {
+        let working = health.is_ok();
+        self.writer.stats.influx_write(Instant::now(), health);
+        if working {
+            self.writer.flow.set_stalled(false);
+            if let Some(failure) = self.failing.take() {
+                log::info!("writer: InfluxDB is storing again (after: {failure})");
             }
         }
     }
@@ -531,29 +505,16 @@ impl Running {
         self.store(second)
     }
 
-    /// Settles a v3 partial write of `part`: InfluxDB stored every line but the `rejected`
-    /// ones. When the list may be cut short (an answer naming 100 lines or more: InfluxDB 3.6.0
-    /// names every one, but nothing promises that), the lines after the last one named are
-    /// unknown and written again (see [`plan_partial`]).
-    fn settle_partial(
-        &mut self,
-        part: Vec<usize>,
-        rejected: Vec<RejectedLine>,
-        complete: bool,
-    ) -> Result<(), GaveUp> {
-        let Some(sorted) = sort_partial(&part, plan_partial(part.len(), rejected, complete)) else {
-            // An answer that names no line of the body explains nothing.
-            let error = WriteError::Rejected {
-                status: 400,
-                message: "partial write naming no line of the request".into(),
-            };
-            return self.split(part, &error);
-        };
+    /// Settles a v3 partial write: InfluxDB stored every line but the rejected ones. When the
+    /// list may be cut short (an answer naming 100 lines or more: InfluxDB 3.6.0 names every
+    /// one, but nothing promises that), the lines after the last one named are unknown and
+    /// written again (see [`crate::influx::plan_partial`]).
+    fn settle_partial(&mut self, partial: Partial) -> Result<(), GaveUp> {
         let Partial {
             stored,
             rejected,
             unknown,
-        } = sorted;
+        } = partial;
         self.acknowledge(&stored);
         let again = self.settle_rejected(&rejected);
         if !again.is_empty() {
@@ -695,10 +656,6 @@ impl Running {
     }
 }
 
-// Pure decisions of `store`, tested below without a server.
-
-/// What a write's answer says about InfluxDB's health: a rejection of bad lines still shows a
-/// working database; only a passing failure or a fatal answer does not.
 /// The records held and not yet settled: those of `lines` not `settled`, and the parked
 /// chunks'.
 fn unsettled<'a>(
@@ -732,13 +689,8 @@ fn keep_held_alive(
     unsettled(lines, settled, parked).for_each(Held::keep_alive);
 }
 
-fn health(result: &Result<(), WriteError>) -> Result<(), String> {
-    match result {
-        Err(WriteError::Retry { reason, .. }) => Err(reason.clone()),
-        Err(error @ WriteError::Fatal { .. }) => Err(error.to_string()),
-        _ => Ok(()),
-    }
-}
+// Pure: which records of a flush are written on their own, tested below without a server.
+// What `store` does with each answer is decided in `store_plan.rs`.
 
 /// Sorts the records of a batch, by how often each was delivered, into those written together
 /// and those written one by one: a record delivered more than `max_deliver` times has come
@@ -760,72 +712,6 @@ fn suspects(delivered: impl Iterator<Item = u64>, max_deliver: u64) -> (Vec<usiz
     (together, alone)
 }
 
-/// The batch index of the line a refusal names by its `number` (from 1) in the body of
-/// `part`; `None` when the number is outside the body.
-fn refused_index(part: &[usize], number: usize) -> Option<usize> {
-    number.checked_sub(1).and_then(|i| part.get(i)).copied()
-}
-
-/// How long to wait before retrying a passing failure: the server's `Retry-After` (at most
-/// [`MAX_RETRY_AFTER`]), else `backoff` scaled by the jitter `fraction`.
-fn retry_wait(retry_after: Option<Duration>, backoff: Duration, fraction: f64) -> Duration {
-    match retry_after {
-        Some(after) => after.min(MAX_RETRY_AFTER),
-        None => backoff.mul_f64(fraction),
-    }
-}
-
-/// The backoff after `backoff`: doubled, up to [`MAX_BACKOFF`].
-fn next_backoff(backoff: Duration) -> Duration {
-    (backoff * 2).min(MAX_BACKOFF)
-}
-
-/// Spreads retries of several collectors apart: a fraction between 0.5 and 1 from an
-/// xorshift64 `state` (plenty for jitter; no need for a random crate).
-fn jitter(state: &mut u64) -> f64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    0.5 + (x % 1000) as f64 / 2000.0
-}
-
-/// A v3 partial write of a part, sorted by what happens to each record (batch indices).
-#[derive(Debug, PartialEq, Eq)]
-struct Partial {
-    /// Stored: acknowledged.
-    stored: Vec<usize>,
-    /// Named by InfluxDB with its message: converted and written again, or dead-lettered.
-    rejected: Vec<(usize, String)>,
-    /// After the last line named in a list that may be cut short: written again.
-    unknown: Vec<usize>,
-}
-
-/// Maps a [`PartialPlan`] (positions in the body of `part`) onto batch indices; `None` when
-/// it names no line, so it explains nothing.
-fn sort_partial(part: &[usize], plan: PartialPlan) -> Option<Partial> {
-    if plan.rejected.is_empty() {
-        return None;
-    }
-    let rejected: Vec<(usize, String)> = plan
-        .rejected
-        .into_iter()
-        .map(|(position, message)| (part[position], message))
-        .collect();
-    let stored = part[..plan.explained]
-        .iter()
-        .copied()
-        .filter(|i| rejected.binary_search_by_key(i, |(n, _)| *n).is_err())
-        .collect();
-    let unknown = part[plan.explained..].to_vec();
-    Some(Partial {
-        stored,
-        rejected,
-        unknown,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,75 +723,5 @@ mod tests {
         assert_eq!(alone, [1, 4]);
         let (together, alone) = suspects([1, 1].into_iter(), 10);
         assert_eq!((together, alone), (vec![0, 1], vec![]));
-    }
-
-    #[test]
-    fn only_passing_and_fatal_failures_count_against_health() {
-        assert_eq!(health(&Ok(())), Ok(()));
-        let rejected = WriteError::Rejected {
-            status: 400,
-            message: "bad line".into(),
-        };
-        assert_eq!(health(&Err(rejected)), Ok(()));
-        assert_eq!(health(&Err(WriteError::TooLarge)), Ok(()));
-        let retry = WriteError::Retry {
-            reason: "503".into(),
-            retry_after: None,
-        };
-        assert_eq!(health(&Err(retry)), Err("503".into()));
-    }
-
-    #[test]
-    fn a_refusal_names_a_line_of_the_part_from_one() {
-        let part = [3, 5, 8];
-        assert_eq!(refused_index(&part, 1), Some(3));
-        assert_eq!(refused_index(&part, 3), Some(8));
-        assert_eq!(refused_index(&part, 0), None);
-        assert_eq!(refused_index(&part, 4), None);
-    }
-
-    #[test]
-    fn retries_back_off_with_jitter_and_honour_retry_after() {
-        let second = Duration::from_secs(1);
-        assert_eq!(retry_wait(None, second, 0.5), second / 2);
-        assert_eq!(retry_wait(Some(7 * second), second, 0.5), 7 * second);
-        assert_eq!(
-            retry_wait(Some(Duration::from_secs(3600)), second, 0.5),
-            MAX_RETRY_AFTER
-        );
-        let mut backoff = FIRST_BACKOFF;
-        for _ in 0..20 {
-            backoff = next_backoff(backoff);
-        }
-        assert_eq!(backoff, MAX_BACKOFF);
-        let mut state = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..1000 {
-            let fraction = jitter(&mut state);
-            assert!((0.5..1.0).contains(&fraction), "{fraction}");
-        }
-    }
-
-    #[test]
-    fn a_partial_write_sorts_the_part_into_stored_rejected_and_unknown() {
-        // Batch indices 10..16; the answer names body lines 2 and 4 (positions 1 and 3) and
-        // may be cut short after the 4th.
-        let part: Vec<usize> = (10..16).collect();
-        let plan = PartialPlan {
-            rejected: vec![(1, "bad".into()), (3, "worse".into())],
-            explained: 4,
-        };
-        assert_eq!(
-            sort_partial(&part, plan),
-            Some(Partial {
-                stored: vec![10, 12],
-                rejected: vec![(11, "bad".into()), (13, "worse".into())],
-                unknown: vec![14, 15],
-            })
-        );
-        let nothing = PartialPlan {
-            rejected: Vec::new(),
-            explained: 0,
-        };
-        assert_eq!(sort_partial(&part, nothing), None);
     }
 }
