@@ -16,7 +16,8 @@
 //! streams, consumers, the dead-letter stream and the bucket; `kv` reads and writes the
 //! bucket; `pull` runs on the workers (pull requests, arrivals);
 //! `lag` surveys the pulled measurements' consumers for the main thread; `admin` holds what
-//! only the admin commands use; `pipeline` keeps many requests in flight.
+//! only the admin commands use; `pipeline` keeps many requests in flight, by the pure
+//! bookkeeping of `window`.
 #![allow(deprecated)]
 
 mod admin;
@@ -26,6 +27,7 @@ mod manage;
 mod names;
 mod pipeline;
 mod pull;
+mod window;
 
 pub use admin::{AccountInfo, MessageReader, Outgoing};
 pub use kv::KvEntry;
