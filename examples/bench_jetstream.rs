@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use collector::config::{NatsAuth, NatsConfig, PullConfig};
-use collector::jetstream::{self, Arrival, JetStream, Outgoing};
+use collector::jetstream::{self, Arrival, JetStream, Outgoing, Reconnects};
 use collector::settle::Held;
 
 const EXPIRES: Duration = Duration::from_secs(2);
@@ -101,7 +101,7 @@ fn connect(url: &str) -> Result<JetStream, String> {
         tls: None,
         replicas: None,
     };
-    jetstream::connect(&config, "bench_jetstream")
+    jetstream::connect(&config, "bench_jetstream", &Reconnects::default())
         .map(JetStream::new)
         .map_err(|e| e.to_string())
 }

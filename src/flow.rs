@@ -1,14 +1,17 @@
 //! Control shared by the threads, kept apart from the counters in `stats.rs`, which are only
 //! exported: the pace the writer sets for the workers (whether it is stalled, how many lines
 //! it wants queued for its next batch), how many streams the workers found behind (which the
-//! writer sizes and times batches by), and the ack wait records are kept alive by (which the
-//! main thread reads from the consumers).
+//! writer sizes and times batches by), the ack wait records are kept alive by (which the
+//! main thread reads from the consumers), and how often the connection was re-established
+//! (after which the workers issue their pulls again).
 //!
 //! Relaxed atomics: a thread that reads a value a moment old only sends one round of pulls,
 //! or writes one batch, early or late.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use crate::jetstream::Reconnects;
 
 #[derive(Debug)]
 pub struct Flow {
@@ -28,6 +31,8 @@ pub struct Flow {
     /// consumer's own when one created elsewhere has a shorter one. Held records are kept
     /// alive by it.
     ack_wait_ns: AtomicU64,
+    /// Counted by the connection's reconnect callback: the service connects with it.
+    reconnects: Reconnects,
 }
 
 impl Flow {
@@ -39,7 +44,14 @@ impl Flow {
             wanted: AtomicUsize::new(wanted),
             streams_behind: AtomicI64::new(0),
             ack_wait_ns: AtomicU64::new(nanos(ack_wait)),
+            reconnects: Reconnects::default(),
         }
+    }
+
+    /// How often the service's connection was re-established: it connects with this count
+    /// ([`crate::jetstream::connect`]), the workers watch it.
+    pub fn reconnects(&self) -> &Reconnects {
+        &self.reconnects
     }
 
     /// A worker: one of its streams fell behind (`true`) or caught up (`false`).

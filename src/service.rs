@@ -31,7 +31,7 @@ use crate::error::{Error, Result, Retry};
 use crate::flow::Flow;
 use crate::http;
 use crate::influx::Influx;
-use crate::jetstream::{self, Connection, JetStream};
+use crate::jetstream::{self, Connection, JetStream, Reconnects};
 use crate::record::Unsigned;
 use crate::shutdown;
 use crate::stats::{Stats, NATS_CONNECTED};
@@ -177,7 +177,7 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     // line before anything else starts.
     let mut influx = Influx::new(&config.influx);
     influx.check_tls()?;
-    let Some((conn, js)) = wait_for_nats(&config, &signals)? else {
+    let Some((conn, js)) = wait_for_nats(&config, &signals, flow.reconnects())? else {
         log::info!("stopped before NATS was ready: nothing was pulled");
         if let Some(http) = http {
             http.finish();
@@ -361,6 +361,7 @@ const START_LOG_EVERY: u32 = 6;
 fn wait_for_nats(
     config: &Config,
     signals: &Receiver<()>,
+    reconnects: &Reconnects,
 ) -> Result<Option<(Connection, JetStream)>> {
     let mut conn: Option<Connection> = None;
     let mut delay = START_RETRY_FIRST;
@@ -369,7 +370,11 @@ fn wait_for_nats(
         attempt += 1;
         let prepared = match &conn {
             Some(conn) => Ok(conn.clone()),
-            None => jetstream::connect(&config.nats, &format!("collector {}", config.namespace)),
+            None => jetstream::connect(
+                &config.nats,
+                &format!("collector {}", config.namespace),
+                reconnects,
+            ),
         }
         .and_then(|connected| {
             // Kept across attempts: the client reconnects by itself once connected.

@@ -18,8 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// readiness. A process-wide flag because the callbacks are installed before the service's
 /// [`Stats`] exist, and a collector process holds one connection.
 pub static NATS_CONNECTED: AtomicBool = AtomicBool::new(false);
-/// How often the NATS connection was re-established since start.
-pub static NATS_RECONNECTS: AtomicU64 = AtomicU64::new(0);
 
 /// Upper bounds of the batch size histogram, in lines (`batch.max_lines` defaults to 5000).
 pub const BATCH_LINES_BOUNDS: &[u64] = &[

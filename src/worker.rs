@@ -27,9 +27,8 @@ use crate::pulls::{pull_size, Pulls, STOP_QUIET};
 use crate::record::{Encoder, Origin, Unsigned};
 use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
-use crate::stats::{MeasurementStats, Stats, NATS_RECONNECTS};
+use crate::stats::{MeasurementStats, Stats};
 use crate::suspects::{Before, Suspects};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use crate::settle::Held;
@@ -126,7 +125,8 @@ struct Running {
     /// The largest chunk sent in one go: one pull's worth.
     chunk_lines: usize,
     pull_failing: bool,
-    /// `NATS_RECONNECTS` when the pulls were last issued.
+    /// The connection's reconnect count ([`Flow::reconnects`]) when the pulls were last
+    /// issued.
     reconnects: u64,
     /// A measurement was removed: the inbox is to be replaced, which ends its pulls.
     rotate: bool,
@@ -169,6 +169,7 @@ impl Worker {
             }
         };
         let chunk_lines = self.pull.batch;
+        let reconnects = self.flow.reconnects().count();
         let mut running = Running {
             worker: self,
             inbox,
@@ -177,7 +178,7 @@ impl Worker {
             chunk: Chunk::with_capacity(chunk_lines, chunk_lines * 256),
             chunk_lines,
             pull_failing: false,
-            reconnects: NATS_RECONNECTS.load(Ordering::Relaxed),
+            reconnects,
             rotate: false,
             retiring: None,
             stopping: false,
@@ -478,7 +479,7 @@ impl Running {
 
     /// Keeps two pulls outstanding per measurement, with one flush for all it sends.
     fn issue_pulls(&mut self, now: Instant) {
-        let reconnects = NATS_RECONNECTS.load(Ordering::Relaxed);
+        let reconnects = self.worker.flow.reconnects().count();
         if reconnects != self.reconnects {
             // Pulls waiting on a server this connection left are gone; those on a consumer
             // leader elsewhere may live on, and then only end at their expiry.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{Config, InfluxApi, InfluxConfig, NatsAuth};
 use crate::influx::{write_path, Influx, Probe, Server, WritePath};
-use crate::jetstream::{self, bucket_name, JetStream, Surveyed};
+use crate::jetstream::{self, bucket_name, JetStream, Reconnects, Surveyed};
 
 use super::failure;
 
@@ -78,7 +78,7 @@ pub(super) fn check(path: &Path) -> ExitCode {
     }
 
     let hosts = config.nats.hosts.join(", ");
-    match jetstream::connect(&config.nats, "collector-check") {
+    match jetstream::connect(&config.nats, "collector-check", &Reconnects::default()) {
         Err(e) => {
             let text = e.to_string();
             let fix = if e.exit_code() == 2 {

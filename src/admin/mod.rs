@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use crate::cli::{Args, Command};
 use crate::config::Config;
 use crate::error::Result;
-use crate::jetstream::{self, JetStream};
+use crate::jetstream::{self, JetStream, Reconnects};
 
 mod check;
 mod dlq;
@@ -33,7 +33,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         config.log_format,
     );
     config.log_warnings();
-    let js = JetStream::new(jetstream::connect(&config.nats, "collector-admin")?);
+    let js = JetStream::new(jetstream::connect(
+        &config.nats,
+        "collector-admin",
+        &Reconnects::default(),
+    )?);
     let code = match args.command {
         Command::Run | Command::Check => unreachable!("handled by the caller and above"),
         Command::StreamsList { format } => streams::list(&config, &js, format)?,

@@ -16,7 +16,8 @@
 //! streams, consumers, the dead-letter stream and the bucket; `kv` reads and writes the
 //! bucket; `pull` runs on the workers (pull requests, arrivals);
 //! `lag` surveys the pulled measurements' consumers for the main thread; `admin` holds what
-//! only the admin commands use; `pipeline` keeps many requests in flight.
+//! only the admin commands use; `pipeline` keeps many requests in flight, by the pure
+//! bookkeeping of `window`.
 #![allow(deprecated)]
 
 mod admin;
@@ -26,6 +27,7 @@ mod manage;
 mod names;
 mod pipeline;
 mod pull;
+mod window;
 
 pub use admin::{AccountInfo, MessageReader, Outgoing};
 pub use kv::KvEntry;
@@ -38,6 +40,8 @@ pub use names::{
 pub use pull::{classify, flush, parse_ack_subject, request_pull, Arrival, Delivery};
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,13 +84,36 @@ fn has_err_code(error: &Error, codes: &[u32]) -> bool {
     matches!(error, Error::JetStream { err_code, .. } if codes.contains(err_code))
 }
 
+/// How often a connection was re-established since it was made: counted by the reconnect
+/// callback [`connect`] installs, read by the workers, whose pull requests waiting on the
+/// server may not have survived (control, not a metric). Clones share the count; only this
+/// module counts.
+#[derive(Debug, Clone, Default)]
+pub struct Reconnects(Arc<AtomicU64>);
+
+impl Reconnects {
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn counted(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Connects to every host of `nats.hosts` and reconnects forever: the crate's default gives
-/// up after a few minutes of outage, which would leave a collector running but deaf.
+/// up after a few minutes of outage, which would leave a collector running but deaf. Each
+/// reconnect is counted in `reconnects` (the service's [`crate::flow::Flow::reconnects`]; a
+/// fresh one where nobody watches).
 ///
 /// With a `nats.tls` block TLS is required on every host, its CA file replaces the system's
 /// CAs and its client certificate is presented; the server's name is always checked. A
 /// failed handshake becomes one line saying what failed (see [`crate::tls::explain`]).
-pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
+pub fn connect(
+    config: &NatsConfig,
+    client_name: &str,
+    reconnects: &Reconnects,
+) -> Result<Connection> {
     let mut options = match &config.auth {
         NatsAuth::None => nats::Options::new(),
         NatsAuth::Token(token) => nats::Options::with_token(token.expose()),
@@ -125,6 +152,7 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
         }
     }
     let hosts = config.hosts.join(",");
+    let reconnects = reconnects.clone();
     options
         .with_name(client_name)
         .max_reconnects(None)
@@ -133,11 +161,11 @@ pub fn connect(config: &NatsConfig, client_name: &str) -> Result<Connection> {
             crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, false);
             log::warn!("nats: connection lost; reconnecting")
         })
-        .reconnect_callback(|| {
+        .reconnect_callback(move || {
             crate::stats::Stats::set(&crate::stats::NATS_CONNECTED, true);
             // Pull requests waiting on the server may not have survived: the workers see
             // the count move and issue theirs again.
-            crate::stats::NATS_RECONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            reconnects.counted();
             log::info!("nats: reconnected")
         })
         .connect(hosts.as_str())
@@ -439,6 +467,17 @@ fn api_result(what: &str, answer: Value) -> Result<Value> {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    #[test]
+    fn clones_of_a_reconnect_count_share_it() {
+        let reconnects = Reconnects::default();
+        let watched = reconnects.clone();
+        assert_eq!(watched.count(), 0);
+        reconnects.counted();
+        reconnects.counted();
+        assert_eq!(watched.count(), 2);
+        assert_eq!(Reconnects::default().count(), 0, "one per connection");
+    }
 
     #[test]
     fn stored_messages_are_read_from_the_api() {

@@ -3,20 +3,16 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{api_result, Connection, Subscription, API_TIMEOUT};
+use super::window::{Outcome, Window, ATTEMPTS};
+use super::{api_result, Connection, Message, Subscription, API_TIMEOUT};
 use crate::error::{Error, Result};
 
-/// Requests a [`Pipeline`] keeps in flight at once.
-const PIPELINE_WINDOW: usize = 256;
-/// Sends of one request before it is given up: a lost answer, or JetStream briefly
-/// unavailable (a leader election), is worth another try; more would only hide an outage.
-const PIPELINE_ATTEMPTS: u32 = 3;
-/// The wait before sending again a request JetStream answered with a 503.
-const PIPELINE_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// How long a round waits for a first answer before it looks for requests to send again.
+const ANSWER_WAIT: Duration = Duration::from_millis(20);
 
 /// One request of a [`Pipeline`]; it borrows what it can, as publishes may be many and large.
 pub(super) struct PipelineRequest<'a> {
@@ -40,7 +36,7 @@ impl std::fmt::Display for PipelineError {
             PipelineError::NoResponders => f.write_str("no responders"),
             PipelineError::TimedOut => write!(
                 f,
-                "no answer after {PIPELINE_ATTEMPTS} tries of {}s",
+                "no answer after {ATTEMPTS} tries of {}s",
                 API_TIMEOUT.as_secs()
             ),
             PipelineError::Unreadable(problem) => write!(f, "unreadable answer: {problem}"),
@@ -56,7 +52,8 @@ pub(super) struct Pipeline {
     conn: Connection,
     inbox: String,
     subscription: Subscription,
-    /// Reply tokens are never reused, so a late answer to an earlier send is recognised.
+    /// The first reply token of the next run: tokens are never reused on this inbox, so a
+    /// late answer to an earlier run's send is recognised.
     next_token: u64,
 }
 
@@ -75,121 +72,74 @@ impl Pipeline {
     }
 
     /// Sends every request and returns, in order, each one's JSON answer (an API error
-    /// answer included) or why none came.
-    pub(super) fn run(
-        &mut self,
-        requests: &[PipelineRequest<'_>],
-    ) -> Vec<Result<Value, PipelineError>> {
-        use std::collections::{HashMap, VecDeque};
-        use std::time::Instant;
-
-        let n = requests.len();
-        let mut results: Vec<Option<Result<Value, PipelineError>>> = vec![None; n];
-        let mut n_done = 0;
-        let mut attempts = vec![0u32; n];
-        let mut fresh: VecDeque<usize> = (0..n).collect();
-        let mut retry: VecDeque<(Instant, usize)> = VecDeque::new();
-        let mut in_flight: HashMap<u64, (usize, Instant)> = HashMap::new();
-        while n_done < n {
-            let now = Instant::now();
-            let mut n_sent = 0;
-            while in_flight.len() < PIPELINE_WINDOW {
-                let index = match retry.front() {
-                    Some(&(at, index)) if at <= now => {
-                        retry.pop_front();
-                        index
-                    }
-                    _ => match fresh.pop_front() {
-                        Some(index) => index,
-                        None => break,
-                    },
-                };
-                let request = &requests[index];
-                let token = self.next_token;
-                self.next_token += 1;
-                attempts[index] += 1;
-                let reply = format!("{}.{token}", self.inbox);
-                match self.conn.publish_with_reply_or_headers(
-                    request.subject,
-                    Some(&reply),
-                    request.headers.as_ref(),
-                    &*request.body,
-                ) {
-                    Ok(()) => {
-                        in_flight.insert(token, (index, now));
-                        n_sent += 1;
-                    }
-                    Err(e) if attempts[index] >= PIPELINE_ATTEMPTS => {
-                        results[index] = Some(Err(PipelineError::Unreadable(e.to_string())));
-                        n_done += 1;
-                    }
-                    Err(_) => retry.push_back((now + PIPELINE_RETRY_PAUSE, index)),
-                }
-            }
-            if n_sent > 0 {
+    /// answer included) or why none came. Each round sends what the window lets out, flushes
+    /// once, takes the answers and gives up on those overdue (`window.rs` holds the rules).
+    pub(super) fn run(&mut self, requests: &[PipelineRequest<'_>]) -> Vec<Outcome> {
+        let mut window = Window::new(requests.len(), self.next_token);
+        while !window.is_done() {
+            if self.send(requests, &mut window, Instant::now()) {
                 // A failed flush (connection lost) shows as answers that do not come.
                 let _ = self.conn.flush_timeout(API_TIMEOUT);
             }
+            self.drain(&mut window);
+            window.expire(Instant::now());
+        }
+        self.next_token = window.next_token();
+        window.into_results()
+    }
 
-            // Wait a little for one answer, then take every answer already there before
-            // sending more, so one flush covers many sends.
-            let mut next = self
-                .subscription
-                .next_timeout(Duration::from_millis(20))
-                .ok();
-            while let Some(message) = next {
-                let token = message
-                    .subject
-                    .rsplit('.')
-                    .next()
-                    .and_then(|t| t.parse::<u64>().ok());
-                if let Some((index, _)) = token.and_then(|t| in_flight.remove(&t)) {
-                    let outcome = if message.is_no_responders() {
-                        Some(Err(PipelineError::NoResponders))
-                    } else {
-                        match serde_json::from_slice::<Value>(&message.data) {
-                            Err(e) => Some(Err(PipelineError::Unreadable(e.to_string()))),
-                            Ok(answer)
-                                if answer["error"]["code"].as_u64() == Some(503)
-                                    && attempts[index] < PIPELINE_ATTEMPTS =>
-                            {
-                                retry.push_back((Instant::now() + PIPELINE_RETRY_PAUSE, index));
-                                None
-                            }
-                            Ok(answer) => Some(Ok(answer)),
-                        }
-                    };
-                    if let Some(outcome) = outcome {
-                        results[index] = Some(outcome);
-                        n_done += 1;
-                    }
+    /// Publishes every request the window lets out at `now`, unflushed; returns whether any
+    /// was.
+    fn send(&self, requests: &[PipelineRequest<'_>], window: &mut Window, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(sending) = window.next_to_send(now) {
+            let request = &requests[sending.index()];
+            let reply = format!("{}.{}", self.inbox, sending.token());
+            match self.conn.publish_with_reply_or_headers(
+                request.subject,
+                Some(&reply),
+                request.headers.as_ref(),
+                &*request.body,
+            ) {
+                Ok(()) => {
+                    window.sent(sending, now);
+                    any = true;
                 }
-                next = self.subscription.try_next();
-            }
-
-            let now = Instant::now();
-            let expired: Vec<u64> = in_flight
-                .iter()
-                .filter(|(_, (_, sent))| now.duration_since(*sent) >= API_TIMEOUT)
-                .map(|(token, _)| *token)
-                .collect();
-            for token in expired {
-                let Some((index, _)) = in_flight.remove(&token) else {
-                    continue;
-                };
-                if attempts[index] < PIPELINE_ATTEMPTS {
-                    retry.push_back((now, index));
-                } else {
-                    results[index] = Some(Err(PipelineError::TimedOut));
-                    n_done += 1;
-                }
+                Err(e) => window.send_failed(sending, now, e.to_string()),
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.expect("every request has an outcome"))
-            .collect()
+        any
     }
+
+    /// Waits a little for one answer, then takes every answer already there before sending
+    /// more, so one flush covers many sends.
+    fn drain(&self, window: &mut Window) {
+        let Ok(first) = self.subscription.next_timeout(ANSWER_WAIT) else {
+            return;
+        };
+        // One clock read for the round: it only dates a 503's next send.
+        let now = Instant::now();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            if let Some(token) = token_of(&message.subject) {
+                window.answered(token, outcome_of(&message), now);
+            }
+            next = self.subscription.try_next();
+        }
+    }
+}
+
+/// The reply token a reply subject `<inbox>.<token>` ends with.
+fn token_of(subject: &str) -> Option<u64> {
+    subject.rsplit('.').next()?.parse().ok()
+}
+
+/// What an answer says: no responders, or its JSON.
+fn outcome_of(message: &Message) -> Outcome {
+    if message.is_no_responders() {
+        return Err(PipelineError::NoResponders);
+    }
+    serde_json::from_slice(&message.data).map_err(|e| PipelineError::Unreadable(e.to_string()))
 }
 
 /// `n` copies of the error `error` as a failure to `what`: the result of every request of a
@@ -207,5 +157,18 @@ pub(super) fn answered(what: &str, answer: Result<Value, PipelineError>) -> Resu
     match answer {
         Ok(answer) => api_result(what, answer),
         Err(e) => Err(Error::nats(what, io::Error::other(e.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_the_last_part_of_the_reply_subject() {
+        assert_eq!(token_of("_INBOX.abc123.42"), Some(42));
+        assert_eq!(token_of("_INBOX.abc123.0"), Some(0));
+        assert_eq!(token_of("_INBOX.abc123.x"), None);
+        assert_eq!(token_of("_INBOX.abc123."), None);
     }
 }
