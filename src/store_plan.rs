@@ -196,11 +196,13 @@ fn refused_index(part: &[usize], number: usize) -> Option<usize> {
     number.checked_sub(1).and_then(|i| part.get(i)).copied()
 }
 
-/// How long to wait before retrying a passing failure: the server's `Retry-After` (at most
-/// [`MAX_RETRY_AFTER`]), else `backoff` scaled by the jitter `fraction`.
+/// How long to wait before retrying a passing failure: the server's `Retry-After` (at least
+/// [`FIRST_BACKOFF`], at most [`MAX_RETRY_AFTER`]), else `backoff` scaled by the jitter
+/// `fraction`. The floor: a server or proxy answering every write 503 with `Retry-After: 0`
+/// would otherwise be sent the batch again in a tight loop, as fast as it can answer.
 fn retry_wait(retry_after: Option<Duration>, backoff: Duration, fraction: f64) -> Duration {
     match retry_after {
-        Some(after) => after.min(MAX_RETRY_AFTER),
+        Some(after) => after.clamp(FIRST_BACKOFF, MAX_RETRY_AFTER),
         None => backoff.mul_f64(fraction),
     }
 }
@@ -760,6 +762,11 @@ mod tests {
         let second = Duration::from_secs(1);
         assert_eq!(retry_wait(None, second, 0.5), second / 2);
         assert_eq!(retry_wait(Some(7 * second), second, 0.5), 7 * second);
+        assert_eq!(
+            retry_wait(Some(Duration::ZERO), second, 0.5),
+            FIRST_BACKOFF,
+            "Retry-After: 0 is no tight loop"
+        );
         assert_eq!(
             retry_wait(Some(Duration::from_secs(3600)), second, 0.5),
             MAX_RETRY_AFTER
