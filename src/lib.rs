@@ -18,6 +18,8 @@ pub mod influx;
 pub mod jetstream;
 pub mod json;
 pub mod logging;
+#[cfg(target_arch = "x86_64")]
+pub mod memcopy;
 pub mod pulls;
 pub mod record;
 pub mod schema;
