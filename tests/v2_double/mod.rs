@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 pub use crate::util::Throttle;
-use crate::util::{Answer, Request, WriteApi, WriteDouble};
+use crate::util::{Answer, NatsServer, Request, Transfer, WriteApi, WriteDouble};
 
 /// How the double answers writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,15 @@ impl InfluxV2Double {
             bucket: bucket.to_string(),
             points: BTreeMap::new(),
         })
+    }
+
+    /// NATS, the double for `namespace` (its bucket, with the token `t0ken`) and a
+    /// [`Transfer`] client for `namespace`: how a test on the double begins.
+    pub fn start_with_nats(namespace: &str) -> (NatsServer, InfluxV2Double, Transfer) {
+        let nats = NatsServer::start();
+        let double = InfluxV2Double::start("t0ken", namespace);
+        let transfer = Transfer::new(nats.connect(), namespace);
+        (nats, double, transfer)
     }
 
     pub fn set_mode(&self, mode: Mode) {
