@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsServer, Transfer,
+    assert_all_stored, publish_samples, wait_until, Collector, DatabaseServer, Influx, NatsServer,
+    Transfer,
 };
 use v2_double::{InfluxV2Double, Mode, Throttle};
 

@@ -9,7 +9,8 @@ mod util;
 use std::time::Duration;
 
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, Sample, Transfer,
+    assert_all_stored, samples, wait_until, Collector, DatabaseServer, Influx, NatsCluster, Sample,
+    Transfer,
 };
 
 /// Quick polls, small pulls and batches.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use util::{wait_until, Collector, Influx, NatsServer, Transfer};
+use util::{wait_until, Collector, DatabaseServer, Influx, NatsServer, Transfer};
 
 /// 2026-01-01T00:00:00Z in nanoseconds.
 const T0: i64 = 1_767_225_600_000_000_000;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    free_port, http_agent, metric, samples, wait_until, Collector, Influx3, Influx3Options,
-    NatsServer, Sample, Transfer,
+    free_port, http_agent, metric, samples, wait_until, Collector, DatabaseServer, Influx3,
+    Influx3Options, NatsServer, Sample, Transfer,
 };
 use v3_double::InfluxV3Double;
 

@@ -37,6 +37,7 @@ pub use http_double::{
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use influx3::{influxdb3_bin, quote_sql, report_skip, Influx3, Influx3Options, NO_INFLUXDB3};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
+pub(crate) use process::DatabaseServer;
 pub use prometheus::Prometheus;
 pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
 pub use tls::{Issued, TestCa};
