@@ -21,6 +21,7 @@
 mod collector;
 mod config;
 mod http_double;
+pub mod identity;
 mod influx;
 mod influx3;
 mod nats;
