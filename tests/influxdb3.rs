@@ -23,18 +23,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use util::identity::{self, Case, Points};
 use util::{
-    free_port, http_agent, metric, samples, wait_until, Collector, DatabaseServer, Influx3,
-    Influx3Options, NatsServer, Sample, Transfer,
+    free_port, http_agent, latencies, metric, record, samples, wait_until, Collector,
+    DatabaseServer, Influx3, Influx3Options, NatsServer, Sample, Transfer,
 };
 use v3_double::InfluxV3Double;
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-
-/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.
-fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
-    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
-        .into_bytes()
-}
 
 /// NATS and a [`Transfer`] for `namespace`, once `influx` is there.
 fn nats_for(namespace: &str) -> (NatsServer, Transfer) {
@@ -562,19 +556,15 @@ fn v3_drift_converts_lossless_numbers_and_dead_letters_the_rest_with_the_servers
         }
     }
     // Dead-lettered: exactly the rejected records, each with the server's own message.
-    let letters = transfer.dead_letters();
-    assert_eq!(letters.len(), n_rejected, "{letters:?}");
-    for (_, reason, payload) in &letters {
-        let payload = String::from_utf8_lossy(payload);
-        let expected = if payload.contains("slow") {
+    transfer.assert_dead_lettered(n_rejected, |payload| {
+        if payload.contains("slow") {
             "invalid column type for column 'latency', expected iox::column_type::field::float, got iox::column_type::field::string"
         } else if payload.contains(r#""E""#) {
             "invalid column type for column 'code', expected iox::column_type::field::integer, got iox::column_type::field::string"
         } else {
             "invalid column type for column 'host', expected iox::column_type::tag, got iox::column_type::field::string"
-        };
-        assert!(reason.contains(expected), "{reason} for {payload}");
-    }
+        }
+    });
     let conversions = metric(port, "collector_field_conversions_total{measurement=\"m\"}");
     assert_eq!(
         conversions as usize,
@@ -720,13 +710,7 @@ fn v3_more_than_100_rejected_lines_are_all_settled() {
     let (nats, transfer) = nats_for("many");
     transfer.set("m", "");
     let bad = |i: usize| i % 8 < 5;
-    let payloads: Vec<Vec<u8>> = (1..=400)
-        .map(|i| match bad(i) {
-            true => record("{}", r#"{"latency":"slow"}"#, i),
-            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
-        })
-        .collect();
-    transfer.publish_many("m", &payloads);
+    transfer.publish_many("m", &latencies(400, bad));
     let config = v3_config(
         "many",
         &nats,
@@ -785,21 +769,10 @@ fn v3_table_and_column_limits_are_named_in_the_dead_letter() {
         "{}",
         collector.log()
     );
-    let mut reasons: Vec<String> = transfer
-        .dead_letters()
-        .into_iter()
-        .map(|(_, reason, _)| reason)
-        .collect();
-    reasons.sort();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].contains("number of columns per table limit of 500 columns"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[1].contains("number of tables limit of 2000 tables"),
-        "{reasons:?}"
-    );
+    transfer.assert_dead_letter_reasons(&[
+        "number of columns per table limit of 500 columns",
+        "number of tables limit of 2000 tables",
+    ]);
     assert_eq!(influx.count("lim", "m"), 2);
     assert_eq!(influx.count("lim", "other"), 0);
 }

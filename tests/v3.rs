@@ -9,7 +9,7 @@ mod v3_double;
 
 use std::time::Duration;
 
-use util::{wait_until, Collector, NatsServer, Transfer};
+use util::{latencies, record, wait_until, Collector, NatsServer, Transfer};
 use v3_double::{InfluxV3Double, Mode, Throttle};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
@@ -21,12 +21,6 @@ fn v3_config(namespace: &str, nats: &NatsServer, double: &InfluxV3Double, extra:
         .influx("  token: apiv3_t0ken\n")
         .extra(extra)
         .yaml()
-}
-
-/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.
-fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
-    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
-        .into_bytes()
 }
 
 /// Lines sent over all write requests.
@@ -86,17 +80,13 @@ fn conflicting_lines_are_settled_one_by_one_without_bisecting() {
         );
     }
     // Dead-lettered: exactly the rejected records, each with the server's own message.
-    let letters = transfer.dead_letters();
-    assert_eq!(letters.len(), n_rejected, "{letters:?}");
-    for (_, reason, payload) in &letters {
-        let payload = String::from_utf8_lossy(payload);
-        let expected = if payload.contains("slow") {
+    transfer.assert_dead_lettered(n_rejected, |payload| {
+        if payload.contains("slow") {
             "invalid column type for column 'latency', expected iox::column_type::field::float, got iox::column_type::field::string"
         } else {
             "invalid column type for column 'host', expected iox::column_type::tag, got iox::column_type::field::string"
-        };
-        assert!(reason.contains(expected), "{reason} for {payload}");
-    }
+        }
+    });
     // No bisecting: every line went out once, and the converted ones at most once more (not
     // at all when an earlier batch had already taught the type).
     let sent = n_lines_sent(&double);
@@ -136,13 +126,7 @@ fn more_than_100_rejected_lines_are_all_settled() {
     transfer.set("m", "");
     // 400 records, 250 of them rejected (a string into the float field).
     let bad = |i: usize| i % 8 < 5;
-    let payloads: Vec<Vec<u8>> = (1..=400)
-        .map(|i| match bad(i) {
-            true => record("{}", r#"{"latency":"slow"}"#, i),
-            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
-        })
-        .collect();
-    transfer.publish_many("m", &payloads);
+    transfer.publish_many("m", &latencies(400, bad));
     let collector = Collector::start(&v3_config(
         "many",
         &nats,
@@ -240,21 +224,10 @@ fn table_and_column_limits_are_named_in_the_dead_letter() {
         "{}",
         collector.log()
     );
-    let mut reasons: Vec<String> = transfer
-        .dead_letters()
-        .into_iter()
-        .map(|(_, reason, _)| reason)
-        .collect();
-    reasons.sort();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].contains("number of columns per table limit of 4"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[1].contains("number of tables limit of 1"),
-        "{reasons:?}"
-    );
+    transfer.assert_dead_letter_reasons(&[
+        "number of columns per table limit of 4",
+        "number of tables limit of 1",
+    ]);
     assert_eq!(double.points().len(), 2);
 }
 

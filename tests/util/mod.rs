@@ -40,7 +40,9 @@ pub use influx3::{influxdb3_bin, quote_sql, report_skip, Influx3, Influx3Options
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
 pub(crate) use process::DatabaseServer;
 pub use prometheus::Prometheus;
-pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
+pub use sample::{
+    latencies, record, rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample,
+};
 pub use tls::{Issued, TestCa};
 
 use std::fs;

@@ -339,3 +339,21 @@ pub fn check_points(
         Err(problems.join("\n"))
     }
 }
+
+/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after
+/// 2026-01-01T00:00:00Z.
+pub fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
+    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
+        .into_bytes()
+}
+
+/// Records 1 to `n` with a float `latency`, except those `bad` names, whose `latency` is a
+/// string (for a server whose `latency` is a float already: rejected).
+pub fn latencies(n: usize, bad: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|i| match bad(i) {
+            true => record("{}", r#"{"latency":"slow"}"#, i),
+            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
+        })
+        .collect()
+}
