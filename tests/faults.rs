@@ -23,12 +23,7 @@ fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> S
 }
 
 fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
-    util::config(&nats.url(), &double.url())
-        .namespace(namespace)
-        .api("v2")
-        .influx("  org: acme\n  token: t0ken\n")
-        .extra(extra)
-        .yaml()
+    double.config(namespace, nats).extra(extra).yaml()
 }
 
 /// Small batches, so a drain is many writes and a fault lands in the middle of it.

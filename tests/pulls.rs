@@ -127,10 +127,9 @@ fn two_hundred_measurements_drain_exactly() {
 
 /// A configuration for the v2 double that leaves `influx.api` to its default.
 fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
-    util::config(&nats.url(), &double.url())
-        .namespace(namespace)
+    double
+        .config(namespace, nats)
         .without_api()
-        .influx("  org: acme\n  token: t0ken\n")
         .extra(extra)
         .yaml()
 }
@@ -197,9 +196,7 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
 fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_full_batches() {
     let (nats, double, transfer) = InfluxV2Double::start_with_nats("fresh");
     transfer.set("lone", "");
-    let backlog = samples(10_000);
-    transfer.set("bulk", "");
-    transfer.publish_many("bulk", &payloads(&backlog));
+    publish_samples(&transfer, &["bulk"], 10_000);
     // An interval no test waits out: only the quiet rule (and the end of a backlog) writes
     // anything short of a full batch.
     let tuning = "pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n";

@@ -65,6 +65,19 @@ pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
     (nats, influx, transfer)
 }
 
+/// Starts a NATS server with JetStream and, with `start`, a server for `namespace` (a write-API
+/// double, its bucket or database named after it), and connects a [`Transfer`] client for
+/// `namespace` to that NATS server.
+pub fn start_with_nats<S>(
+    namespace: &str,
+    start: impl FnOnce(&str) -> S,
+) -> (NatsServer, S, Transfer) {
+    let nats = NatsServer::start();
+    let server = start(namespace);
+    let transfer = Transfer::new(nats.connect(), namespace);
+    (nats, server, transfer)
+}
+
 /// [`start_servers`] with an `n`-node NATS cluster, where the [`Transfer`] client makes its
 /// streams with `n` replicas.
 pub fn start_cluster_servers(n: usize, namespace: &str) -> (NatsCluster, Influx, Transfer) {

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 pub use crate::util::Throttle;
-use crate::util::{Answer, NatsServer, Request, Transfer, WriteApi, WriteDouble};
+use crate::util::{Answer, Request, WriteApi, WriteDouble};
 
 /// How the double answers writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,26 +51,6 @@ pub struct State {
 pub type InfluxV2Double = WriteDouble<State>;
 
 impl InfluxV2Double {
-    /// Starts the double on a loopback port, accepting `token` for bucket `bucket`.
-    pub fn start(token: &str, bucket: &str) -> InfluxV2Double {
-        WriteDouble::serve(State {
-            mode: Mode::Normal,
-            max_body_bytes: usize::MAX,
-            token: token.to_string(),
-            bucket: bucket.to_string(),
-            points: BTreeMap::new(),
-        })
-    }
-
-    /// NATS, the double for `namespace` (its bucket, with the token `t0ken`) and a
-    /// [`Transfer`] client for `namespace`: how a test on the double begins.
-    pub fn start_with_nats(namespace: &str) -> (NatsServer, InfluxV2Double, Transfer) {
-        let nats = NatsServer::start();
-        let double = InfluxV2Double::start("t0ken", namespace);
-        let transfer = Transfer::new(nats.connect(), namespace);
-        (nats, double, transfer)
-    }
-
     pub fn set_mode(&self, mode: Mode) {
         self.lock().api.mode = mode;
     }
@@ -90,6 +70,20 @@ impl InfluxV2Double {
 }
 
 impl WriteApi for State {
+    const API: &'static str = "v2";
+    const TOKEN: &'static str = "t0ken";
+    const CREDENTIALS: &'static str = "  org: acme\n  token: t0ken\n";
+
+    fn new(token: &str, bucket: &str) -> State {
+        State {
+            mode: Mode::Normal,
+            max_body_bytes: usize::MAX,
+            token: token.to_string(),
+            bucket: bucket.to_string(),
+            points: BTreeMap::new(),
+        }
+    }
+
     fn undecodable(&self) -> Answer {
         let message = r#"{"code":"invalid","message":"unable to decompress the gzip body"}"#;
         (400, vec![], message.to_string())
