@@ -371,11 +371,7 @@ fn v2_401_and_404_hold_records_until_fixed() {
     ] {
         let (nats, double, transfer) = v2_servers("fa", mode.clone(), 100);
         let collector = Collector::start(&v2_config("fa", &nats, &double, ""));
-        assert!(
-            collector.wait_for_log(fix, Duration::from_secs(30)),
-            "{mode:?}:\n{}",
-            collector.log()
-        );
+        collector.assert_log(fix, Duration::from_secs(30));
         // Held: not acknowledged, not dead-lettered.
         assert_eq!(transfer.stream_state("m").0, 100);
         assert_eq!(transfer.dead_letter_messages().len(), 0);

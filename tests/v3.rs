@@ -237,11 +237,7 @@ fn v3_401_and_404_hold_records_until_fixed() {
         double.set_mode(mode.clone());
         publish_values(&transfer, 50);
         let collector = Collector::start(&v3_config("fa", &nats, &double, ""));
-        assert!(
-            collector.wait_for_log(fix, Duration::from_secs(30)),
-            "{mode:?}:\n{}",
-            collector.log()
-        );
+        collector.assert_log(fix, Duration::from_secs(30));
         // Held: not acknowledged, not dead-lettered.
         assert_eq!(transfer.stream_state("m").0, 50);
         assert_eq!(transfer.dead_letters().len(), 0);
