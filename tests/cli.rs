@@ -9,7 +9,10 @@ use std::time::Duration;
 use collector::config::Config;
 use collector::jetstream::{JetStream, Outgoing};
 use serde_json::{json, Value};
-use util::{run_command, run_to_exit, wait_until, Collector, Influx, NatsServer, Run, Transfer};
+use util::{
+    run_command, run_to_exit, wait_until, Collector, DatabaseServer, Influx, NatsServer, Run,
+    Transfer,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 

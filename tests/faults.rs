@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::{
-    assert_all_stored, publish_samples, wait_until, Collector, Influx, NatsServer, Transfer,
+    assert_all_stored, publish_samples, wait_until, Collector, DatabaseServer, Influx, NatsServer,
+    Transfer,
 };
 use v2_double::{InfluxV2Double, Mode, Throttle};
 
@@ -22,12 +23,7 @@ fn v1_config(namespace: &str, nats_url: &str, influx: &Influx, extra: &str) -> S
 }
 
 fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
-    util::config(&nats.url(), &double.url())
-        .namespace(namespace)
-        .api("v2")
-        .influx("  org: acme\n  token: t0ken\n")
-        .extra(extra)
-        .yaml()
+    double.config(namespace, nats).extra(extra).yaml()
 }
 
 /// Small batches, so a drain is many writes and a fault lands in the middle of it.
@@ -64,6 +60,44 @@ fn n_writes(double: &InfluxV2Double) -> usize {
         .count()
 }
 
+/// How long a drain here may take until every record is stored ([`assert_all_stored`]).
+const DRAIN: Duration = Duration::from_secs(120);
+
+/// The v2 double refusing every write with 503 and `Retry-After: 60`, for as long as it stays
+/// in this mode: nothing can be written.
+const REFUSING: Mode = Mode::Throttle(Throttle {
+    count: usize::MAX,
+    status: 503,
+    retry_after_secs: 60,
+});
+
+/// NATS and the v2 double (in `mode`) for `namespace`, `n` samples published to its
+/// measurement `m`, and the [`Transfer`] client that published them.
+fn v2_servers(namespace: &str, mode: Mode, n: usize) -> (NatsServer, InfluxV2Double, Transfer) {
+    let (nats, double, transfer) = InfluxV2Double::start_with_nats(namespace);
+    double.set_mode(mode);
+    publish_samples(&transfer, &["m"], n);
+    (nats, double, transfer)
+}
+
+/// Starts a collector with `config` and waits until it has sent a write (one more than the
+/// double has seen so far), which the [`REFUSING`] double refuses.
+fn start_refused(config: &str, double: &InfluxV2Double) -> Collector {
+    let collector = Collector::start(config);
+    let n_seen = n_writes(double);
+    collector.assert_within(Duration::from_secs(30), || n_writes(double) > n_seen);
+    collector
+}
+
+/// Waits up to 10 s until the stream of `m` is empty: every record acknowledged.
+fn assert_acknowledged(transfer: &Transfer, m: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || transfer.stream_state(m).0 == 0),
+        "{} records of {m} still waiting",
+        transfer.stream_state(m).0
+    );
+}
+
 fn consumer(transfer: &Transfer, m: &str) -> Value {
     transfer
         .consumer_info(m, "collector")
@@ -84,14 +118,7 @@ fn kill_9_mid_drain_loses_nothing() {
     first.kill9();
     let before_restart = total(&influx, "k9", &ms);
     let second = Collector::start(&config);
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || second.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || second.log());
     eprintln!(
         "kill -9: sent 30000, stored {}, before restart {before_restart}",
         total(&influx, "k9", &ms)
@@ -122,14 +149,7 @@ fn influxdb_down_for_10s_holds_memory_flat_and_catches_up() {
     // Nothing was acknowledged while the database was down: everything not stored waits.
     let waiting = transfer.stream_state("app").0 as usize;
     influx.start_again();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || collector.log());
     let log = collector.log();
     assert!(log.contains("write failed, retrying"), "{log}");
     assert!(log.contains("InfluxDB is storing again"), "{log}");
@@ -159,14 +179,7 @@ fn sigterm_one_of_two_collectors_mid_drain_loses_nothing() {
     });
     // Exits 0 within its shutdown deadline (5 s) plus process start-up slack.
     first.stop_cleanly(Duration::from_secs(15));
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || second.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || second.log());
 }
 
 #[test]
@@ -180,14 +193,7 @@ fn a_nats_node_lost_mid_drain_loses_nothing() {
         total(&influx, "ha", &ms) >= 1_000
     });
     cluster.kill9(0);
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || collector.log());
 }
 
 #[test]
@@ -202,14 +208,7 @@ fn a_nats_restart_mid_drain_resumes_the_pulls() {
     nats.kill9();
     std::thread::sleep(Duration::from_secs(1));
     nats.restart();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || collector.log());
 }
 
 #[test]
@@ -309,18 +308,9 @@ fn poison_records_are_dead_lettered_and_the_rest_lands() {
 
 #[test]
 fn shutdown_deadline_gives_unwritten_records_back() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "gb");
-    double.set_mode(Mode::Throttle(Throttle {
-        count: usize::MAX,
-        status: 503,
-        retry_after_secs: 60,
-    }));
-    let transfer = Transfer::new(nats.connect(), "gb");
-    publish_samples(&transfer, &["m"], 300);
-    let mut collector =
-        Collector::start(&v2_config("gb", &nats, &double, "shutdown_timeout: 2s\n"));
-    collector.assert_within(Duration::from_secs(30), || n_writes(&double) > 0);
+    let (nats, double, transfer) = v2_servers("gb", REFUSING, 300);
+    let config = v2_config("gb", &nats, &double, "shutdown_timeout: 2s\n");
+    let mut collector = start_refused(&config, &double);
     collector.stop_cleanly(Duration::from_secs(15));
     assert!(collector.log().contains("gave"), "{}", collector.log());
     // Given back, not left to time out: nothing is pending acknowledgement, all still waits.
@@ -337,10 +327,7 @@ fn shutdown_deadline_gives_unwritten_records_back() {
         consumer(&transfer, "m"),
         second.log()
     );
-    assert!(wait_until(Duration::from_secs(10), || transfer
-        .stream_state("m")
-        .0
-        == 0));
+    assert_acknowledged(&transfer, "m");
 }
 
 /// Regression (found by the soak): records given back by collectors stopped while InfluxDB
@@ -348,15 +335,7 @@ fn shutdown_deadline_gives_unwritten_records_back() {
 /// nothing was wrong with them. Now they are written on their own and stored.
 #[test]
 fn a_record_redelivered_past_max_deliver_is_written_on_its_own_not_dead_lettered() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "md");
-    double.set_mode(Mode::Throttle(Throttle {
-        count: usize::MAX,
-        status: 503,
-        retry_after_secs: 60,
-    }));
-    let transfer = Transfer::new(nats.connect(), "md");
-    publish_samples(&transfer, &["m"], 5);
+    let (nats, double, transfer) = v2_servers("md", REFUSING, 5);
     let config = v2_config(
         "md",
         &nats,
@@ -365,9 +344,7 @@ fn a_record_redelivered_past_max_deliver_is_written_on_its_own_not_dead_lettered
     );
     // Two runs that cannot write: each gives the records back at its deadline.
     for _ in 0..2 {
-        let mut collector = Collector::start(&config);
-        let n_seen = n_writes(&double);
-        collector.assert_within(Duration::from_secs(30), || n_writes(&double) > n_seen);
+        let mut collector = start_refused(&config, &double);
         collector.stop_cleanly(Duration::from_secs(15));
     }
     // The third delivery is past max_deliver: each record is written on its own and stored.
@@ -392,17 +369,9 @@ fn v2_401_and_404_hold_records_until_fixed() {
         (Mode::Unauthorized, "check influx.token"),
         (Mode::BucketNotFound, "create the bucket"),
     ] {
-        let nats = NatsServer::start();
-        let double = InfluxV2Double::start("t0ken", "fa");
-        double.set_mode(mode.clone());
-        let transfer = Transfer::new(nats.connect(), "fa");
-        publish_samples(&transfer, &["m"], 100);
+        let (nats, double, transfer) = v2_servers("fa", mode.clone(), 100);
         let collector = Collector::start(&v2_config("fa", &nats, &double, ""));
-        assert!(
-            collector.wait_for_log(fix, Duration::from_secs(30)),
-            "{mode:?}:\n{}",
-            collector.log()
-        );
+        collector.assert_log(fix, Duration::from_secs(30));
         // Held: not acknowledged, not dead-lettered.
         assert_eq!(transfer.stream_state("m").0, 100);
         assert_eq!(transfer.dead_letter_messages().len(), 0);
@@ -419,27 +388,18 @@ fn v2_401_and_404_hold_records_until_fixed() {
             "{mode:?}:\n{}",
             collector.log()
         );
-        assert!(wait_until(Duration::from_secs(10), || transfer
-            .stream_state("m")
-            .0
-            == 0));
+        assert_acknowledged(&transfer, "m");
     }
 }
 
 #[test]
 fn v2_413_splits_the_batch() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "big");
+    let (nats, double, transfer) = v2_servers("big", Mode::Normal, 1_000);
     double.set_max_body_bytes(4_000);
-    let transfer = Transfer::new(nats.connect(), "big");
-    publish_samples(&transfer, &["m"], 1_000);
     // Compressed (on loopback bodies are plain unless told), so the limit meets gzip bodies.
     let collector = Collector::start(&v2_config("big", &nats, &double, "  gzip: true\n"));
     collector.assert_within(Duration::from_secs(60), || double.n_points() == 1_000);
-    assert!(wait_until(Duration::from_secs(10), || transfer
-        .stream_state("m")
-        .0
-        == 0));
+    assert_acknowledged(&transfer, "m");
     assert!(double.seen().iter().any(|s| s.status == 413));
     // The limit is on the decompressed size, so the halves are still split until they fit.
     assert!(double
@@ -453,15 +413,15 @@ fn v2_413_splits_the_batch() {
 #[test]
 fn v2_429_and_503_honour_retry_after() {
     for status in [429u16, 503] {
-        let nats = NatsServer::start();
-        let double = InfluxV2Double::start("t0ken", "th");
-        double.set_mode(Mode::Throttle(Throttle {
-            count: 2,
-            status,
-            retry_after_secs: 2,
-        }));
-        let transfer = Transfer::new(nats.connect(), "th");
-        publish_samples(&transfer, &["m"], 200);
+        let (nats, double, transfer) = v2_servers(
+            "th",
+            Mode::Throttle(Throttle {
+                count: 2,
+                status,
+                retry_after_secs: 2,
+            }),
+            200,
+        );
         let collector = Collector::start(&v2_config("th", &nats, &double, ""));
         collector.assert_within(Duration::from_secs(60), || double.n_points() == 200);
         let seen = double.seen();
@@ -479,18 +439,13 @@ fn v2_429_and_503_honour_retry_after() {
                 "retried after {gap:?}, Retry-After was 2 s"
             );
         }
-        assert!(wait_until(Duration::from_secs(10), || transfer
-            .stream_state("m")
-            .0
-            == 0));
+        assert_acknowledged(&transfer, "m");
     }
 }
 
 #[test]
 fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "pw");
-    let transfer = Transfer::new(nats.connect(), "pw");
+    let (nats, double, transfer) = InfluxV2Double::start_with_nats("pw");
     transfer.set("m", "");
     let payloads: Vec<Vec<u8>> = (0..300)
         .map(|i| {
@@ -519,19 +474,10 @@ fn v2_partial_write_dead_letters_exactly_the_rejected_lines() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "ss");
-    double.set_mode(Mode::Throttle(Throttle {
-        count: usize::MAX,
-        status: 503,
-        retry_after_secs: 60,
-    }));
-    let transfer = Transfer::new(nats.connect(), "ss");
-    publish_samples(&transfer, &["m"], 50);
+    let (nats, double, transfer) = v2_servers("ss", REFUSING, 50);
     // A long deadline: the first signal alone would keep it retrying for a minute.
-    let mut collector =
-        Collector::start(&v2_config("ss", &nats, &double, "shutdown_timeout: 60s\n"));
-    collector.assert_within(Duration::from_secs(30), || n_writes(&double) > 0);
+    let config = v2_config("ss", &nats, &double, "shutdown_timeout: 60s\n");
+    let mut collector = start_refused(&config, &double);
     collector.terminate();
     collector.assert_log("stopping", Duration::from_secs(10));
     collector.terminate();
@@ -614,6 +560,23 @@ fn fetched(port: u16) -> u64 {
         .expect("collector_records_fetched_total")
 }
 
+/// [`v1_config`] with the metrics endpoint on a free port, for [`fetched`]: the port and the
+/// configuration.
+fn v1_config_with_metrics(
+    namespace: &str,
+    nats_url: &str,
+    influx: &Influx,
+    extra: &str,
+) -> (u16, String) {
+    let port = util::free_port();
+    let config = util::config(nats_url, &influx.url())
+        .namespace(namespace)
+        .extra(extra)
+        .http_listen(port)
+        .yaml();
+    (port, config)
+}
+
 /// Lets `collector` store its first records, stops InfluxDB for 12 s (two ack waits of 5 s and
 /// more: anything held but not kept alive expires), starts it again and waits until every
 /// record of `shares` is stored.
@@ -629,14 +592,7 @@ fn through_a_12_s_outage(
     influx.stop();
     std::thread::sleep(Duration::from_secs(12));
     influx.start_again();
-    assert_all_stored(
-        transfer,
-        influx,
-        ms,
-        shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    assert_all_stored(transfer, influx, ms, shares, DRAIN, || collector.log());
 }
 
 /// Regression: in an outage longer than `pull.ack_wait`, the chunks the workers had queued
@@ -648,12 +604,12 @@ fn an_outage_longer_than_ack_wait_redelivers_nothing() {
     let (nats, mut influx, transfer) = util::start_servers("long");
     let ms = ["app"];
     let shares = publish_samples(&transfer, &ms, 50_000);
-    let port = util::free_port();
-    let config = util::config(&nats.url(), &influx.url())
-        .namespace("long")
-        .extra("pull:\n  batch: 100\n  ack_wait: 5s\nbatch:\n  max_lines: 500\n")
-        .http_listen(port)
-        .yaml();
+    let (port, config) = v1_config_with_metrics(
+        "long",
+        &nats.url(),
+        &influx,
+        "pull:\n  batch: 100\n  ack_wait: 5s\nbatch:\n  max_lines: 500\n",
+    );
     let collector = Collector::start(&config);
     through_a_12_s_outage(&collector, &mut influx, &transfer, &ms, &shares);
     // Each record was delivered once: had any expired, it would have been fetched again.
@@ -689,20 +645,13 @@ fn a_write_hanging_longer_than_ack_wait_redelivers_nothing() {
     // Three ack waits: anything held but not kept alive would expire and be redelivered.
     std::thread::sleep(Duration::from_secs(15));
     influx.resume();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || {
-            collectors
-                .iter()
-                .map(Collector::log)
-                .collect::<Vec<_>>()
-                .join("\n")
-        },
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || {
+        collectors
+            .iter()
+            .map(Collector::log)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     // Without the keep-alive in flight, 40,632; with it but not for the chunk the writer
     // held while that write hung (`writer.rs` `take`), 40,100.
     let total: u64 = ports.iter().map(|&port| fetched(port)).sum();
@@ -742,12 +691,7 @@ fn a_consumer_with_a_shorter_ack_wait_of_its_own_keeps_records_alive_by_it() {
         )
         .expect("consumer created");
     let shares = publish_samples(&transfer, &ms, 30_000);
-    let port = util::free_port();
-    let config = util::config(&nats.url(), &influx.url())
-        .namespace("own")
-        .extra("pull:\n  batch: 100\nbatch:\n  max_lines: 500\n")
-        .http_listen(port)
-        .yaml();
+    let (port, config) = v1_config_with_metrics("own", &nats.url(), &influx, SMALL);
     // `collector check` says the consumer's own wait differs from the configuration's.
     let (status, stdout, stderr) =
         util::run_to_exit(&["check"], Some(&config), Duration::from_secs(60));
@@ -803,14 +747,7 @@ fn records_handed_around_in_an_outage_are_never_dead_lettered_as_killers() {
     }
     collector.assert_log("suspects: created bucket", Duration::from_secs(30));
     influx.start_again();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(120),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || collector.log());
     let letters = transfer.dead_letters();
     assert!(letters.is_empty(), "{letters:?}\n{}", collector.log());
     // Each was marked at its 3rd to 7th delivery: a mark left behind after an encoding

@@ -9,7 +9,8 @@ mod util;
 use std::time::Duration;
 
 use util::{
-    assert_all_stored, samples, wait_until, Collector, Influx, NatsCluster, Sample, Transfer,
+    assert_all_stored, samples, wait_until, Collector, DatabaseServer, Influx, NatsCluster, Sample,
+    Transfer,
 };
 
 /// Quick polls, small pulls and batches.
@@ -29,6 +30,25 @@ fn config_with_pull(namespace: &str, nats_url: &str, influx: &Influx, pull: &str
 
 fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
     samples.iter().map(Sample::bytes).collect()
+}
+
+/// [`assert_all_stored`] for one measurement, `m`, within the minute every drain here is
+/// given.
+fn assert_stored(
+    transfer: &Transfer,
+    influx: &Influx,
+    m: &str,
+    samples: &[Sample],
+    log: impl Fn() -> String,
+) {
+    assert_all_stored(
+        transfer,
+        influx,
+        &[m],
+        &[samples],
+        Duration::from_secs(60),
+        log,
+    );
 }
 
 /// The warning a collector logs when it repairs `measurement` (one per repair).
@@ -69,14 +89,7 @@ fn consumer_deleted_mid_drain(n_collectors: usize) {
     );
     transfer.delete_consumer("a");
     transfer.publish_many("a", &payloads(after));
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &["a"],
-        &[&all],
-        Duration::from_secs(60),
-        logs,
-    );
+    assert_stored(&transfer, &influx, "a", &all, logs);
     // Each collector that noticed the loss logs it once; one whose next pull already found
     // the consumer re-created by the other noticed nothing, and logs nothing.
     assert!(
@@ -115,14 +128,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
     let (first, second) = all.split_at(500);
     transfer.publish_many("kept", &payloads(first));
     let collector = Collector::start(&config("heal", &nats.url(), &influx));
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &["kept"],
-        &[first],
-        Duration::from_secs(60),
-        || collector.log(),
-    );
+    assert_stored(&transfer, &influx, "kept", first, || collector.log());
 
     // The stream alone is deleted: its measurement is still configured, so the stream and
     // its consumer come back, and what is published afterwards is stored.
@@ -134,14 +140,7 @@ fn a_deleted_stream_comes_back_while_its_key_stays_and_not_once_removed() {
         collector.log()
     );
     transfer.publish_many("kept", &payloads(second));
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &["kept"],
-        &[&all],
-        Duration::from_secs(60),
-        || collector.log(),
-    );
+    assert_stored(&transfer, &influx, "kept", &all, || collector.log());
 
     // Removed as Transfer's `Remove` does it, key then stream: never re-created.
     transfer.remove("gone");
@@ -171,25 +170,11 @@ fn a_consumer_deleted_through_another_cluster_node_is_recreated() {
     let (before, after) = all.split_at(1_000);
     elsewhere.publish_many("a", &payloads(before));
     let collector = Collector::start(&config("heal", &urls[0], &influx));
-    assert_all_stored(
-        &elsewhere,
-        &influx,
-        &["a"],
-        &[before],
-        Duration::from_secs(60),
-        || collector.log(),
-    );
+    assert_stored(&elsewhere, &influx, "a", before, || collector.log());
     elsewhere.delete_consumer("a");
     collector.assert_within(Duration::from_secs(20), || repairs(&collector, "a") == 1);
     elsewhere.publish_many("a", &payloads(after));
-    assert_all_stored(
-        &elsewhere,
-        &influx,
-        &["a"],
-        &[&all],
-        Duration::from_secs(60),
-        || collector.log(),
-    );
+    assert_stored(&elsewhere, &influx, "a", &all, || collector.log());
 }
 
 /// A consumer lost while no pull waits on it gives no `409 Consumer Deleted`: the main
@@ -236,13 +221,6 @@ fn a_consumer_lost_with_no_pull_waiting_is_found_by_the_survey() {
         collector.log()
     );
     influx.start_again();
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &["a"],
-        &[&all],
-        Duration::from_secs(60),
-        || collector.log(),
-    );
+    assert_stored(&transfer, &influx, "a", &all, || collector.log());
     assert_eq!(repairs(&collector, "a"), 1, "{}", collector.log());
 }

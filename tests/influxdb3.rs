@@ -20,20 +20,15 @@ mod v3_double;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use util::identity::{self, Case, Points};
 use util::{
-    free_port, http_agent, metric, samples, wait_until, Collector, Influx3, Influx3Options,
-    NatsServer, Sample, Transfer,
+    free_port, http_agent, latencies, metric, record, samples, wait_until, Collector,
+    DatabaseServer, Influx3, Influx3Options, NatsServer, Sample, Transfer,
 };
 use v3_double::InfluxV3Double;
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-
-/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.
-fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
-    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
-        .into_bytes()
-}
 
 /// NATS and a [`Transfer`] for `namespace`, once `influx` is there.
 fn nats_for(namespace: &str) -> (NatsServer, Transfer) {
@@ -561,19 +556,15 @@ fn v3_drift_converts_lossless_numbers_and_dead_letters_the_rest_with_the_servers
         }
     }
     // Dead-lettered: exactly the rejected records, each with the server's own message.
-    let letters = transfer.dead_letters();
-    assert_eq!(letters.len(), n_rejected, "{letters:?}");
-    for (_, reason, payload) in &letters {
-        let payload = String::from_utf8_lossy(payload);
-        let expected = if payload.contains("slow") {
+    transfer.assert_dead_lettered(n_rejected, |payload| {
+        if payload.contains("slow") {
             "invalid column type for column 'latency', expected iox::column_type::field::float, got iox::column_type::field::string"
         } else if payload.contains(r#""E""#) {
             "invalid column type for column 'code', expected iox::column_type::field::integer, got iox::column_type::field::string"
         } else {
             "invalid column type for column 'host', expected iox::column_type::tag, got iox::column_type::field::string"
-        };
-        assert!(reason.contains(expected), "{reason} for {payload}");
-    }
+        }
+    });
     let conversions = metric(port, "collector_field_conversions_total{measurement=\"m\"}");
     assert_eq!(
         conversions as usize,
@@ -719,13 +710,7 @@ fn v3_more_than_100_rejected_lines_are_all_settled() {
     let (nats, transfer) = nats_for("many");
     transfer.set("m", "");
     let bad = |i: usize| i % 8 < 5;
-    let payloads: Vec<Vec<u8>> = (1..=400)
-        .map(|i| match bad(i) {
-            true => record("{}", r#"{"latency":"slow"}"#, i),
-            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
-        })
-        .collect();
-    transfer.publish_many("m", &payloads);
+    transfer.publish_many("m", &latencies(400, bad));
     let config = v3_config(
         "many",
         &nats,
@@ -784,21 +769,10 @@ fn v3_table_and_column_limits_are_named_in_the_dead_letter() {
         "{}",
         collector.log()
     );
-    let mut reasons: Vec<String> = transfer
-        .dead_letters()
-        .into_iter()
-        .map(|(_, reason, _)| reason)
-        .collect();
-    reasons.sort();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].contains("number of columns per table limit of 500 columns"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[1].contains("number of tables limit of 2000 tables"),
-        "{reasons:?}"
-    );
+    transfer.assert_dead_letter_reasons(&[
+        "number of columns per table limit of 500 columns",
+        "number of tables limit of 2000 tables",
+    ]);
     assert_eq!(influx.count("lim", "m"), 2);
     assert_eq!(influx.count("lim", "other"), 0);
 }
@@ -890,110 +864,30 @@ fn v3_401_holds_records_until_the_token_is_fixed() {
 
 // --- Point identity, kill -9 ------------------------------------------------------------------
 
-const N_IDENTITY: usize = 10_000;
-
-/// One table of the identity tests: every record has the same tags and written time.
-struct Case {
-    table: &'static str,
-    time: &'static str,
-    time_ns: i64,
-    /// `min(10^(9 - fraction digits), 10^6)`: the point-identity rule's span for `time`.
-    span: u64,
-}
-
-const CASES: [Case; 2] = [
-    Case {
-        table: "seconds",
-        time: "2026-01-01T00:00:00Z",
-        time_ns: T0,
-        span: 1_000_000,
-    },
-    Case {
-        table: "millis",
-        time: "2026-01-01T08:00:00.120+08:00",
-        time_ns: T0 + 120_000_000,
-        span: 1_000_000,
-    },
-];
-
-fn identity_payload(case: &Case, i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"tags":{{"app":"shop","host":"web 1"}},"fields":{{"i":{i},"msg":"record {i}, \"quoted\""}},"time":"{}"}}"#,
-        case.time
-    )
-    .into_bytes()
-}
-
-/// The stream sequence of every record still in the stream of `table`, by its `i` field.
-fn sequences(transfer: &Transfer, table: &str, into: &mut BTreeMap<u64, u64>) {
-    let stream = transfer.stream_name(table);
-    let info = transfer.stream_info(&stream);
-    let first = info["state"]["first_seq"].as_u64().unwrap();
-    let last = info["state"]["last_seq"].as_u64().unwrap();
-    for (seq, data) in transfer.stream_messages(&stream, first, last) {
-        let record: Value = serde_json::from_slice(&data).unwrap();
-        let i = record["fields"]["i"].as_u64().unwrap();
-        assert!(into.insert(i, seq).is_none(), "record {i} stored twice");
+impl Points for Influx3 {
+    fn count_case(&self, db: &str, case: &Case) -> usize {
+        self.count(db, case.measurement)
     }
-}
 
-fn all_identity_stored(transfer: &Transfer, influx: &Influx3, db: &str) -> bool {
-    CASES.iter().all(|case| {
-        transfer.stream_state(case.table).0 == 0 && influx.count(db, case.table) == N_IDENTITY
-    })
-}
-
-/// Every row of the case is exactly one record: its tags and fields, at its written time plus
-/// its sequence modulo the span.
-fn check_identity(influx: &Influx3, db: &str, case: &Case, sequences: &BTreeMap<u64, u64>) {
-    let points = influx.points(db, case.table);
-    assert_eq!(points.len(), N_IDENTITY, "{}", case.table);
-    let columns = influx.columns(db, case.table);
-    assert_eq!(columns["i"], "Int64");
-    assert_eq!(columns["msg"], "Utf8");
-    let mut seen = vec![false; N_IDENTITY];
-    for point in &points {
-        let i = point["i"].as_u64().expect("field i") as usize;
-        assert!(!seen[i], "{}: record {i} stored twice", case.table);
-        seen[i] = true;
-        let seq = sequences[&(i as u64)];
-        assert_eq!(
-            point["time"].as_i64(),
-            Some(case.time_ns + (seq % case.span) as i64),
-            "{}: record {i} (sequence {seq})",
-            case.table
-        );
-        assert_eq!(point["app"], "shop");
-        assert_eq!(point["host"], "web 1");
-        assert_eq!(point["msg"], format!("record {i}, \"quoted\""));
-        assert_eq!(point.len(), 5, "{point:?}");
+    fn typed_points(&self, db: &str, case: &Case) -> Vec<Map<String, Value>> {
+        let columns = self.columns(db, case.measurement);
+        assert_eq!(columns["i"], "Int64");
+        assert_eq!(columns["msg"], "Utf8");
+        self.points(db, case.measurement)
     }
 }
 
 /// 10,000 records at one whole second and 10,000 at one millisecond, all with the same tags,
-/// are 10,000 rows each (the port of `identity::ten_thousand_records_of_...`).
+/// are 10,000 rows each (the port of `identity::ten_thousand_records_of_...`, cases shared in
+/// `tests/util/identity.rs`).
 #[test]
 fn v3_ten_thousand_records_of_one_second_or_one_millisecond_are_ten_thousand_rows() {
     let Some(influx) = Influx3::start_or_skip() else {
         return;
     };
     let (nats, transfer) = nats_for("idn");
-    let mut by_case = Vec::new();
-    for case in &CASES {
-        transfer.set(case.table, "");
-        let payloads: Vec<Vec<u8>> = (0..N_IDENTITY).map(|i| identity_payload(case, i)).collect();
-        transfer.publish_many(case.table, &payloads);
-        let mut map = BTreeMap::new();
-        sequences(&transfer, case.table, &mut map);
-        by_case.push(map);
-    }
-    let collector = Collector::start(&v3_config("idn", &nats, &influx, "", ""));
-    collector.assert_within(Duration::from_secs(120), || {
-        all_identity_stored(&transfer, &influx, "idn")
-    });
-    for (case, sequences) in CASES.iter().zip(&by_case) {
-        check_identity(&influx, "idn", case, sequences);
-    }
+    let config = v3_config("idn", &nats, &influx, "", "");
+    identity::records_of_one_time_are_as_many_points(&transfer, &influx, "idn", &config);
 }
 
 /// Records the server stored whose acknowledgements never reached JetStream (NATS killed while
@@ -1005,8 +899,7 @@ fn v3_records_written_again_after_kill_9_land_on_the_same_rows() {
     let Some(influx) = Influx3::start_or_skip() else {
         return;
     };
-    let (mut nats, transfer) = nats_for("idk");
-    let mut by_case: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let mut nats = NatsServer::start();
     let config = v3_config(
         "idk",
         &nats,
@@ -1014,74 +907,8 @@ fn v3_records_written_again_after_kill_9_land_on_the_same_rows() {
         "",
         "pull:\n  batch: 200\n  ack_wait: 5s\nbatch:\n  max_lines: 400\n",
     );
-    let first_part = 2_000;
-    for (case, map) in CASES.iter().zip(&mut by_case) {
-        transfer.set(case.table, "");
-        let payloads: Vec<Vec<u8>> = (0..first_part).map(|i| identity_payload(case, i)).collect();
-        transfer.publish_many(case.table, &payloads);
-        sequences(&transfer, case.table, map);
-    }
-    let mut first = Collector::start(&config);
-    let settled_first = wait_until(Duration::from_secs(60), || {
-        CASES.iter().all(|case| {
-            transfer.stream_state(case.table).0 == 0
-                && influx.count("idk", case.table) == first_part
-        })
-    });
-    assert!(settled_first, "{}", first.log());
-
-    // The server hangs; the rest arrives and the collector takes in what it can hold.
-    influx.pause();
-    for (case, map) in CASES.iter().zip(&mut by_case) {
-        let payloads: Vec<Vec<u8>> = (first_part..N_IDENTITY)
-            .map(|i| identity_payload(case, i))
-            .collect();
-        transfer.publish_many(case.table, &payloads);
-        sequences(&transfer, case.table, map);
-        assert_eq!(map.len(), N_IDENTITY);
-    }
-    let holding = wait_until(Duration::from_secs(30), || {
-        CASES.iter().all(|case| {
-            transfer
-                .consumer_info(case.table, "collector")
-                .is_ok_and(|info| info["num_ack_pending"].as_u64().unwrap_or(0) > 0)
-        })
-    });
-    assert!(holding, "{}", first.log());
-
-    // NATS dies, the server comes back: what the collector held is written and its
-    // acknowledgements are lost with NATS. Then the collector is killed mid-drain.
-    nats.kill9();
-    influx.resume();
-    let total = |influx: &Influx3| -> usize {
-        CASES
-            .iter()
-            .map(|case| influx.count("idk", case.table))
-            .sum()
-    };
-    let written_unacked = wait_until(Duration::from_secs(60), || total(&influx) > 2 * first_part);
-    assert!(written_unacked, "{}", first.log());
-    first.kill9();
-    let before_restart = total(&influx);
-    assert!(
-        before_restart < 2 * N_IDENTITY,
-        "the collector finished before it could be killed mid-drain"
-    );
-
-    nats.restart();
-    let transfer = Transfer::new(nats.connect(), "idk");
-    let mut second = Collector::start(&config);
-    second.assert_within(Duration::from_secs(120), || {
-        all_identity_stored(&transfer, &influx, "idk")
-    });
-    for (case, sequences) in CASES.iter().zip(&by_case) {
-        check_identity(&influx, "idk", case, sequences);
-    }
-    util::assert_wrote_some_again(
-        &mut second,
-        (2 * N_IDENTITY - before_restart) as u64,
-        before_restart as u64,
-        "rows",
+    identity::records_written_again_after_kill_9_land_on_the_same_points(
+        &mut nats, &influx, "idk", &config, "rows",
     );
 }
 

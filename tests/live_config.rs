@@ -22,11 +22,7 @@ fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
 /// Waits until both collectors' logs contain `needle`.
 fn both_log(a: &Collector, b: &Collector, needle: &str) {
     for c in [a, b] {
-        assert!(
-            c.wait_for_log(needle, Duration::from_secs(20)),
-            "no {needle:?} in:\n{}",
-            c.log()
-        );
+        c.assert_log(needle, Duration::from_secs(20));
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use prometheus_parse::{LineInfo, Scrape, Value};
 use util::{
-    free_port, http_get, http_post, sample_payloads, wait_until, Collector, HttpReply, Influx,
-    NatsServer,
+    free_port, http_get, http_post, sample_payloads, wait_until, Collector, DatabaseServer,
+    HttpReply, Influx, NatsServer,
 };
 
 fn config(namespace: &str, nats: &NatsServer, influx: &Influx, port: u16, extra: &str) -> String {

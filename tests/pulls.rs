@@ -25,6 +25,15 @@ fn v1_config(namespace: &str, nats: &NatsServer, influx: &Influx, extra: &str) -
         .yaml()
 }
 
+/// How long a drain may take until every record is stored ([`assert_all_stored`]): far short
+/// of the 5-minute ack wait, so that a record left pending fails the test.
+const DRAIN: Duration = Duration::from_secs(90);
+
+/// The logs of two collectors, for a failure message.
+fn both_logs(first: &Collector, second: &Collector) -> String {
+    format!("{}\n----\n{}", first.log(), second.log())
+}
+
 fn payloads(samples: &[Sample]) -> Vec<Vec<u8>> {
     samples.iter().map(Sample::bytes).collect()
 }
@@ -48,14 +57,9 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
     first.stop_cleanly(Duration::from_secs(15));
     // With a 5-minute ack wait, a record the first collector left pending would hold this
     // past its 90 s limit: everything it had was written, or given back to the second.
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(90),
-        || format!("{}\n----\n{}", first.log(), second.log()),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || {
+        both_logs(&first, &second)
+    });
 }
 
 #[test]
@@ -92,14 +96,9 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     assert_eq!(transfer.stream_state("removed").0, 300);
     assert_eq!(influx.count("rm", "removed"), 0);
     publisher.join().expect("publisher");
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &busy,
-        &[busy_samples],
-        Duration::from_secs(90),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &busy, &[busy_samples], DRAIN, || {
+        collector.log()
+    });
 
     transfer.set("removed", "");
     assert_all_stored(
@@ -107,7 +106,7 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
         &influx,
         &["removed".to_string()],
         &[waiting],
-        Duration::from_secs(90),
+        DRAIN,
         || collector.log(),
     );
     assert!(
@@ -123,22 +122,14 @@ fn two_hundred_measurements_drain_exactly() {
     let ms: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
     let shares = publish_samples(&transfer, &ms, 10_000);
     let collector = Collector::start(&v1_config("many", &nats, &influx, TUNING));
-    assert_all_stored(
-        &transfer,
-        &influx,
-        &ms,
-        &shares,
-        Duration::from_secs(90),
-        || collector.log(),
-    );
+    assert_all_stored(&transfer, &influx, &ms, &shares, DRAIN, || collector.log());
 }
 
 /// A configuration for the v2 double that leaves `influx.api` to its default.
 fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra: &str) -> String {
-    util::config(&nats.url(), &double.url())
-        .namespace(namespace)
+    double
+        .config(namespace, nats)
         .without_api()
-        .influx("  org: acme\n  token: t0ken\n")
         .extra(extra)
         .yaml()
 }
@@ -146,9 +137,7 @@ fn v2_config(namespace: &str, nats: &NatsServer, double: &InfluxV2Double, extra:
 #[test]
 fn a_flooded_measurement_does_not_hold_up_the_others() {
     const HOT: usize = 20_000;
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "fair");
-    let transfer = Transfer::new(nats.connect(), "fair");
+    let (nats, double, transfer) = InfluxV2Double::start_with_nats("fair");
     let others: Vec<String> = (0..199).map(|i| format!("m{i:03}")).collect();
     transfer.set("hot", "");
     for m in &others {
@@ -205,13 +194,9 @@ fn a_flooded_measurement_does_not_hold_up_the_others() {
 
 #[test]
 fn a_lone_record_is_written_without_waiting_for_the_interval_and_a_backlog_in_full_batches() {
-    let nats = NatsServer::start();
-    let double = InfluxV2Double::start("t0ken", "fresh");
-    let transfer = Transfer::new(nats.connect(), "fresh");
+    let (nats, double, transfer) = InfluxV2Double::start_with_nats("fresh");
     transfer.set("lone", "");
-    let backlog = samples(10_000);
-    transfer.set("bulk", "");
-    transfer.publish_many("bulk", &payloads(&backlog));
+    publish_samples(&transfer, &["bulk"], 10_000);
     // An interval no test waits out: only the quiet rule (and the end of a backlog) writes
     // anything short of a full batch.
     let tuning = "pull:\n  batch: 100\nbatch:\n  max_lines: 500\n  interval: 5m\n";
@@ -278,7 +263,7 @@ fn a_stop_under_a_steady_trickle_does_not_wait_out_the_shutdown_timeout() {
         &influx,
         &["t".to_string()],
         &[all],
-        Duration::from_secs(90),
-        || format!("{}\n----\n{}", first.log(), second.log()),
+        DRAIN,
+        || both_logs(&first, &second),
     );
 }

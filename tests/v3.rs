@@ -9,24 +9,22 @@ mod v3_double;
 
 use std::time::Duration;
 
-use util::{wait_until, Collector, NatsServer, Transfer};
+use util::{latencies, record, wait_until, Collector, NatsServer, Transfer};
 use v3_double::{InfluxV3Double, Mode, Throttle};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
 fn v3_config(namespace: &str, nats: &NatsServer, double: &InfluxV3Double, extra: &str) -> String {
-    util::config(&nats.url(), &double.url())
-        .namespace(namespace)
-        .api("v3")
-        .influx("  token: apiv3_t0ken\n")
-        .extra(extra)
-        .yaml()
+    double.config(namespace, nats).extra(extra).yaml()
 }
 
-/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after T0.
-fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
-    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
-        .into_bytes()
+/// Publishes records 1 to `n` to measurement `m`, each with its number as the field `v`.
+fn publish_values(transfer: &Transfer, n: usize) {
+    transfer.set("m", "");
+    let payloads: Vec<Vec<u8>> = (1..=n)
+        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
+        .collect();
+    transfer.publish_many("m", &payloads);
 }
 
 /// Lines sent over all write requests.
@@ -47,11 +45,9 @@ fn settled(transfer: &Transfer, measurement: &str) -> bool {
 
 #[test]
 fn conflicting_lines_are_settled_one_by_one_without_bisecting() {
-    let nats = NatsServer::start();
-    let double = InfluxV3Double::start("apiv3_t0ken", "v3ns");
+    let (nats, double, transfer) = InfluxV3Double::start_with_nats("v3ns");
     // Another client fixed the schema: `latency` float, `host` a tag.
     double.seed(&format!("m,host=a latency=1.5 {T0}\n"));
-    let transfer = Transfer::new(nats.connect(), "v3ns");
     transfer.set("m", "");
     // 300 records: every 10th an integer latency (converted), every 37th a string latency and
     // every 41st a field named like the tag (both rejected for good).
@@ -86,17 +82,13 @@ fn conflicting_lines_are_settled_one_by_one_without_bisecting() {
         );
     }
     // Dead-lettered: exactly the rejected records, each with the server's own message.
-    let letters = transfer.dead_letters();
-    assert_eq!(letters.len(), n_rejected, "{letters:?}");
-    for (_, reason, payload) in &letters {
-        let payload = String::from_utf8_lossy(payload);
-        let expected = if payload.contains("slow") {
+    transfer.assert_dead_lettered(n_rejected, |payload| {
+        if payload.contains("slow") {
             "invalid column type for column 'latency', expected iox::column_type::field::float, got iox::column_type::field::string"
         } else {
             "invalid column type for column 'host', expected iox::column_type::tag, got iox::column_type::field::string"
-        };
-        assert!(reason.contains(expected), "{reason} for {payload}");
-    }
+        }
+    });
     // No bisecting: every line went out once, and the converted ones at most once more (not
     // at all when an earlier batch had already taught the type).
     let sent = n_lines_sent(&double);
@@ -126,23 +118,15 @@ fn conflicting_lines_are_settled_one_by_one_without_bisecting() {
 
 #[test]
 fn more_than_100_rejected_lines_are_all_settled() {
-    let nats = NatsServer::start();
-    let double = InfluxV3Double::start("apiv3_t0ken", "many");
+    let (nats, double, transfer) = InfluxV3Double::start_with_nats("many");
     // InfluxDB 3 Core 3.6.0 names every rejected line; its documentation said at most 100, and
     // the collector reads an answer naming 100 as possibly cut short: the double cuts it.
     double.set_max_line_errors(100);
     double.seed(&format!("m latency=1.5 {T0}\n"));
-    let transfer = Transfer::new(nats.connect(), "many");
     transfer.set("m", "");
     // 400 records, 250 of them rejected (a string into the float field).
     let bad = |i: usize| i % 8 < 5;
-    let payloads: Vec<Vec<u8>> = (1..=400)
-        .map(|i| match bad(i) {
-            true => record("{}", r#"{"latency":"slow"}"#, i),
-            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
-        })
-        .collect();
-    transfer.publish_many("m", &payloads);
+    transfer.publish_many("m", &latencies(400, bad));
     let collector = Collector::start(&v3_config(
         "many",
         &nats,
@@ -175,11 +159,9 @@ fn more_than_100_rejected_lines_are_all_settled() {
 
 #[test]
 fn a_whole_body_refusal_settles_the_named_line_and_writes_the_rest() {
-    let nats = NatsServer::start();
-    let double = InfluxV3Double::start("apiv3_t0ken", "aon");
+    let (nats, double, transfer) = InfluxV3Double::start_with_nats("aon");
     double.set_mode(Mode::AllOrNothing);
     double.seed(&format!("m latency=1.5 {T0}\n"));
-    let transfer = Transfer::new(nats.connect(), "aon");
     transfer.set("m", "");
     // 100 records: every 20th a string (refused), every 25th an integer (converted).
     let kind = |i: usize| match i {
@@ -222,12 +204,10 @@ fn a_whole_body_refusal_settles_the_named_line_and_writes_the_rest() {
 
 #[test]
 fn table_and_column_limits_are_named_in_the_dead_letter() {
-    let nats = NatsServer::start();
-    let double = InfluxV3Double::start("apiv3_t0ken", "lim");
+    let (nats, double, transfer) = InfluxV3Double::start_with_nats("lim");
     // Tables: only the seeded one; columns: time + 3.
     double.seed(&format!("m a=1.5 {T0}\n"));
     double.set_limits(1, 4);
-    let transfer = Transfer::new(nats.connect(), "lim");
     transfer.set("m", "");
     transfer.set("other", "");
     let fits = record("{}", r#"{"a":2.5,"b":1.5,"c":1.5}"#, 1);
@@ -240,21 +220,10 @@ fn table_and_column_limits_are_named_in_the_dead_letter() {
         "{}",
         collector.log()
     );
-    let mut reasons: Vec<String> = transfer
-        .dead_letters()
-        .into_iter()
-        .map(|(_, reason, _)| reason)
-        .collect();
-    reasons.sort();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].contains("number of columns per table limit of 4"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[1].contains("number of tables limit of 1"),
-        "{reasons:?}"
-    );
+    transfer.assert_dead_letter_reasons(&[
+        "number of columns per table limit of 4",
+        "number of tables limit of 1",
+    ]);
     assert_eq!(double.points().len(), 2);
 }
 
@@ -264,21 +233,11 @@ fn v3_401_and_404_hold_records_until_fixed() {
         (Mode::Unauthorized, "check influx.token"),
         (Mode::DatabaseNotFound, "database (v1, v3)"),
     ] {
-        let nats = NatsServer::start();
-        let double = InfluxV3Double::start("apiv3_t0ken", "fa");
+        let (nats, double, transfer) = InfluxV3Double::start_with_nats("fa");
         double.set_mode(mode.clone());
-        let transfer = Transfer::new(nats.connect(), "fa");
-        transfer.set("m", "");
-        let payloads: Vec<Vec<u8>> = (1..=50)
-            .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
-            .collect();
-        transfer.publish_many("m", &payloads);
+        publish_values(&transfer, 50);
         let collector = Collector::start(&v3_config("fa", &nats, &double, ""));
-        assert!(
-            collector.wait_for_log(fix, Duration::from_secs(30)),
-            "{mode:?}:\n{}",
-            collector.log()
-        );
+        collector.assert_log(fix, Duration::from_secs(30));
         // Held: not acknowledged, not dead-lettered.
         assert_eq!(transfer.stream_state("m").0, 50);
         assert_eq!(transfer.dead_letters().len(), 0);
@@ -295,19 +254,13 @@ fn v3_401_and_404_hold_records_until_fixed() {
 
 #[test]
 fn v3_429_honours_retry_after() {
-    let nats = NatsServer::start();
-    let double = InfluxV3Double::start("apiv3_t0ken", "th");
+    let (nats, double, transfer) = InfluxV3Double::start_with_nats("th");
     double.set_mode(Mode::Throttle(Throttle {
         count: 2,
         status: 429,
         retry_after_secs: 2,
     }));
-    let transfer = Transfer::new(nats.connect(), "th");
-    transfer.set("m", "");
-    let payloads: Vec<Vec<u8>> = (1..=100)
-        .map(|i| record("{}", &format!(r#"{{"v":{i}}}"#), i))
-        .collect();
-    transfer.publish_many("m", &payloads);
+    publish_values(&transfer, 100);
     let collector = Collector::start(&v3_config("th", &nats, &double, ""));
     collector.assert_within(Duration::from_secs(60), || double.points().len() == 100);
     let writes: Vec<_> = double

@@ -44,7 +44,8 @@ use model::{Fault, FaultSet, Kind, Mix, Planned, MEASUREMENTS, VERSIONS};
 use serde_json::{json, Value};
 use util::{
     connect_options, decode_base64, free_port, http_get, run_binary_to_exit, send_signal,
-    wait_until, Collector, Influx, Influx3, Influx3Options, NatsCluster, TempDir, Transfer,
+    wait_until, Collector, DatabaseServer, Influx, Influx3, Influx3Options, NatsCluster, TempDir,
+    Transfer,
 };
 
 const NAMESPACE: &str = "soak";

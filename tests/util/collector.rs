@@ -199,7 +199,11 @@ impl Collector {
     /// Asserts that the log contains `needle` within `timeout`; the log is shown otherwise.
     #[track_caller]
     pub fn assert_log(&self, needle: &str, timeout: Duration) {
-        assert!(self.wait_for_log(needle, timeout), "{}", self.log());
+        assert!(
+            self.wait_for_log(needle, timeout),
+            "no {needle:?} within {timeout:?}:\n{}",
+            self.log()
+        );
     }
 }
 

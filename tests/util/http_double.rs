@@ -5,6 +5,7 @@
 //! nothing of InfluxDB's semantics; each double keeps its own state and decisions, written
 //! from its API reference.
 
+use super::{ConfigYaml, NatsServer, Transfer};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -131,6 +132,21 @@ pub struct Seen {
 /// The state of a write-API double and what it decides; the HTTP side and the record of
 /// what it saw are [`WriteDouble`]'s.
 pub trait WriteApi: Send + 'static {
+    /// `influx.api` in the collector's configuration for this double.
+    const API: &'static str;
+
+    /// The token of the double [`WriteDouble::start_with_nats`] starts.
+    const TOKEN: &'static str;
+
+    /// The lines under `influx:` that give the collector [`WriteApi::TOKEN`] (and what else
+    /// the API wants with it).
+    const CREDENTIALS: &'static str;
+
+    /// A fresh double's state, accepting `token` for `namespace` (its bucket or database).
+    fn new(token: &str, namespace: &str) -> Self
+    where
+        Self: Sized;
+
     /// The answer to `request`, whose body decompressed is `text`, `n_bytes` long.
     fn decide(&mut self, request: &Request, text: &str, n_bytes: usize) -> Answer;
 
@@ -161,6 +177,29 @@ impl<S: WriteApi> WriteDouble<S> {
         let handler_served = served.clone();
         let http = HttpDouble::start(move |request| answer(&handler_served, request));
         WriteDouble { http, served }
+    }
+
+    /// Starts a double on a loopback port, accepting `token` for `namespace` (its bucket or
+    /// database).
+    pub fn start(token: &str, namespace: &str) -> WriteDouble<S> {
+        WriteDouble::serve(S::new(token, namespace))
+    }
+
+    /// NATS, a double for `namespace` accepting [`WriteApi::TOKEN`], and a [`Transfer`] client
+    /// for `namespace`: how a test on a double begins.
+    pub fn start_with_nats(namespace: &str) -> (NatsServer, WriteDouble<S>, Transfer) {
+        super::start_with_nats(namespace, |namespace| {
+            WriteDouble::start(S::TOKEN, namespace)
+        })
+    }
+
+    /// The configuration of `namespace` on `nats` for this double: its API and
+    /// [`WriteApi::CREDENTIALS`].
+    pub fn config(&self, namespace: &str, nats: &NatsServer) -> ConfigYaml {
+        super::config(&nats.url(), &self.url())
+            .namespace(namespace)
+            .api(S::API)
+            .influx(S::CREDENTIALS)
     }
 
     pub fn url(&self) -> String {

@@ -4,7 +4,8 @@
 
 use super::{
     free_port, http_agent, http_get, http_post,
-    process::{HttpServer, ServerProcess},
+    process::{DatabaseServer, HttpServer, ServerProcess, START_TIMEOUT},
+    sample::check_points,
     tls::{get_with, post_with, Issued, TestCa},
     wait_until, HttpReply, Sample, TempDir,
 };
@@ -14,8 +15,6 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The influxd configuration, shared with the scripts' `start_influx`.
 const CONFIG_TEMPLATE: &str = include_str!("../../scripts/lib/influxdb.conf");
@@ -110,16 +109,6 @@ impl Influx {
             .replace("{log}", "true")
             .replace("{https}", &https);
         fs::write(&self.config, text).expect("cannot write influxdb.conf");
-    }
-
-    /// Spawns influxd and waits for `/ping`; false if it exited first.
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("influxd");
-        cmd.arg("run").arg("-config").arg(&self.config);
-        let (agent, ping) = (self.agent().clone(), format!("{}/ping", self.url()));
-        self.process.spawn_until_ready(cmd, START_TIMEOUT, |_| {
-            get_with(&agent, &ping, &[]).is_ok_and(|r| r.status == 204)
-        })
     }
 
     /// The agent for the harness's own requests: one that trusts the test CA
@@ -332,84 +321,39 @@ impl Influx {
         measurement: &str,
         samples: &[Sample],
     ) -> Result<(), String> {
-        let points = self.points(db, measurement);
-        let types = self.field_types(db, measurement);
-        let tag_keys = self.tag_keys(db, measurement);
-        let mut by_time: BTreeMap<i64, &Map<String, Value>> = BTreeMap::new();
-        for point in &points {
-            let time = point.get("time").and_then(Value::as_i64).unwrap_or(-1);
-            by_time.insert(time, point);
-        }
-        let mut problems = Vec::new();
-        if points.len() != samples.len() {
-            problems.push(format!(
-                "{} points in {db}.{measurement}, expected {}",
-                points.len(),
-                samples.len()
-            ));
-        }
-        for sample in samples {
-            let Some(point) = by_time.get(&sample.time_ns) else {
-                problems.push(format!(
-                    "sample {} (time {}) missing",
-                    sample.index, sample.time_ns
-                ));
-                continue;
-            };
-            if let Err(e) = sample.matches(point, &tag_keys, &types) {
-                problems.push(format!("sample {}: {e}", sample.index));
-            }
-            if problems.len() >= 10 {
-                break;
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("\n"))
-        }
+        check_points(
+            &format!("{db}.{measurement}"),
+            &self.points(db, measurement),
+            &self.tag_keys(db, measurement),
+            &self.field_types(db, measurement),
+            samples,
+        )
+    }
+}
+
+impl DatabaseServer for Influx {
+    const PROGRAM: &'static str = "influxd";
+
+    fn process(&self) -> &ServerProcess {
+        &self.process
     }
 
-    /// SIGTERM and wait for a clean exit (SIGKILL after 20 s).
-    pub fn stop(&mut self) {
-        self.process.stop(Duration::from_secs(20));
+    fn process_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
     }
 
-    /// `kill -9`.
-    pub fn kill9(&mut self) {
-        self.process.kill9();
+    fn port(&self) -> u16 {
+        self.port
     }
 
-    /// Starts again on the same port with the same data, after
-    /// [`Influx::stop`] or [`Influx::kill9`].
-    pub fn start_again(&mut self) {
-        self.stop();
-        let ok = wait_until(START_TIMEOUT, || self.spawn());
-        assert!(
-            ok,
-            "influxd did not start again on port {}; its log ends:\n{}",
-            self.port,
-            self.process.log_tail()
-        );
-    }
-
-    /// Sends SIGSTOP: influxd stays bound but answers nothing (a hung
-    /// database). [`Influx::resume`] sends SIGCONT.
-    pub fn pause(&self) {
-        self.process.pause();
-    }
-
-    pub fn resume(&self) {
-        self.process.resume();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.is_running()
-    }
-
-    /// Everything influxd logged (including one line per HTTP request).
-    pub fn log(&self) -> String {
-        self.process.log()
+    /// Spawns influxd and waits for `/ping`; false if it exited first.
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new("influxd");
+        cmd.arg("run").arg("-config").arg(&self.config);
+        let (agent, ping) = (self.agent().clone(), format!("{}/ping", self.url()));
+        self.process.spawn_until_ready(cmd, START_TIMEOUT, |_| {
+            get_with(&agent, &ping, &[]).is_ok_and(|r| r.status == 204)
+        })
     }
 }
 

@@ -18,8 +18,11 @@
 //! tests fast, [`Influx3Options::production`] with the default.
 
 use super::{
-    free_port, http_agent, http_post, process::ServerProcess, run_marker, wait_until, HttpReply,
-    Sample, TempDir,
+    free_port, http_agent, http_post,
+    process::{DatabaseServer, ServerProcess, START_TIMEOUT},
+    run_marker,
+    sample::check_points,
+    wait_until, HttpReply, Sample, TempDir,
 };
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -30,8 +33,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
-
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The line a test without a server prints (after `SKIPPED: <test>: `).
 pub const NO_INFLUXDB3: &str =
@@ -251,30 +252,6 @@ impl Influx3 {
             assert!(server.token.is_some(), "no token in {}", reply.body);
         }
         server
-    }
-
-    /// Spawns the server on `self.port` with the data in `self.dir`, and waits for `/health`;
-    /// false if it exited first.
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["serve", "--node-id", "n0", "--object-store", "file"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .arg("--http-bind")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--disable-telemetry-upload");
-        if self.options.auth {
-            // `/health` stays open, for the readiness wait.
-            cmd.args(["--disable-authz", "health"]);
-        } else {
-            cmd.arg("--without-auth");
-        }
-        if let Some(interval) = self.options.wal_flush {
-            cmd.args(["--wal-flush-interval", interval]);
-        }
-        cmd.args(&self.options.extra);
-        let health = format!("{}/health", self.url());
-        self.process.spawn_until_ok(cmd, START_TIMEOUT, &health)
     }
 
     /// `http://127.0.0.1:PORT`
@@ -544,41 +521,13 @@ impl Influx3 {
     /// [`super::Influx::check_samples`] does for InfluxDB 1.x): same count, and for each
     /// sample a row at its time with exactly its tags and fields, of the expected types.
     pub fn check_samples(&self, db: &str, table: &str, samples: &[Sample]) -> Result<(), String> {
-        let points = self.points(db, table);
-        let types = self.field_types(db, table);
-        let tag_keys = self.tag_keys(db, table);
-        let by_time: BTreeMap<i64, &Map<String, Value>> = points
-            .iter()
-            .map(|p| (p.get("time").and_then(Value::as_i64).unwrap_or(-1), p))
-            .collect();
-        let mut problems = Vec::new();
-        if points.len() != samples.len() {
-            problems.push(format!(
-                "{} rows in {db}.{table}, expected {}",
-                points.len(),
-                samples.len()
-            ));
-        }
-        for sample in samples {
-            let Some(point) = by_time.get(&sample.time_ns) else {
-                problems.push(format!(
-                    "sample {} (time {}) missing",
-                    sample.index, sample.time_ns
-                ));
-                continue;
-            };
-            if let Err(e) = sample.matches(point, &tag_keys, &types) {
-                problems.push(format!("sample {}: {e}", sample.index));
-            }
-            if problems.len() >= 10 {
-                break;
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("\n"))
-        }
+        check_points(
+            &format!("{db}.{table}"),
+            &self.points(db, table),
+            &self.tag_keys(db, table),
+            &self.field_types(db, table),
+            samples,
+        )
     }
 
     /// `GET /ping` as is (with the admin token when there is one).
@@ -586,50 +535,49 @@ impl Influx3 {
         self.get("/ping", &[])
     }
 
-    /// SIGTERM and wait for a clean exit (SIGKILL after 20 s).
-    pub fn stop(&mut self) {
-        self.process.stop(Duration::from_secs(20));
-    }
-
-    /// `kill -9`.
-    pub fn kill9(&mut self) {
-        self.process.kill9();
-    }
-
-    /// Starts again on the same port with the same data, after [`Influx3::stop`] or
-    /// [`Influx3::kill9`] (stopping it first if it still runs).
-    pub fn start_again(&mut self) {
-        self.stop();
-        let ok = wait_until(START_TIMEOUT, || self.spawn());
-        assert!(
-            ok,
-            "influxdb3 did not start again on port {}; its log ends:\n{}",
-            self.port,
-            self.process.log_tail()
-        );
-    }
-
-    /// SIGSTOP: the server stays bound but answers nothing. [`Influx3::resume`] sends SIGCONT.
-    pub fn pause(&self) {
-        self.process.pause();
-    }
-
-    pub fn resume(&self) {
-        self.process.resume();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.is_running()
-    }
-
-    /// Everything the server logged.
-    pub fn log(&self) -> String {
-        self.process.log()
-    }
-
     /// The last 20 lines of the server's log.
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
+    }
+}
+
+impl DatabaseServer for Influx3 {
+    const PROGRAM: &'static str = "influxdb3";
+
+    fn process(&self) -> &ServerProcess {
+        &self.process
+    }
+
+    fn process_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Spawns the server on `self.port` with the data in `self.dir`, and waits for `/health`;
+    /// false if it exited first.
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["serve", "--node-id", "n0", "--object-store", "file"])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--http-bind")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--disable-telemetry-upload");
+        if self.options.auth {
+            // `/health` stays open, for the readiness wait.
+            cmd.args(["--disable-authz", "health"]);
+        } else {
+            cmd.arg("--without-auth");
+        }
+        if let Some(interval) = self.options.wal_flush {
+            cmd.args(["--wal-flush-interval", interval]);
+        }
+        cmd.args(&self.options.extra);
+        let health = format!("{}/health", self.url());
+        self.process.spawn_until_ok(cmd, START_TIMEOUT, &health)
     }
 }
 

@@ -21,6 +21,7 @@
 mod collector;
 mod config;
 mod http_double;
+pub mod identity;
 mod influx;
 mod influx3;
 mod nats;
@@ -37,8 +38,11 @@ pub use http_double::{
 pub use influx::{quote_ident, Influx, VictoriaMetrics};
 pub use influx3::{influxdb3_bin, quote_sql, report_skip, Influx3, Influx3Options, NO_INFLUXDB3};
 pub use nats::{connect_options, JsError, NatsCluster, NatsServer, StreamMessage, Transfer};
+pub(crate) use process::DatabaseServer;
 pub use prometheus::Prometheus;
-pub use sample::{rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample};
+pub use sample::{
+    latencies, record, rfc3339, sample, sample_payload, sample_payloads, samples, Field, Sample,
+};
 pub use tls::{Issued, TestCa};
 
 use std::fs;
@@ -59,6 +63,19 @@ pub fn start_servers(namespace: &str) -> (NatsServer, Influx, Transfer) {
     influx.create_database(namespace);
     let transfer = Transfer::new(nats.connect(), namespace);
     (nats, influx, transfer)
+}
+
+/// Starts a NATS server with JetStream and, with `start`, a server for `namespace` (a write-API
+/// double, its bucket or database named after it), and connects a [`Transfer`] client for
+/// `namespace` to that NATS server.
+pub fn start_with_nats<S>(
+    namespace: &str,
+    start: impl FnOnce(&str) -> S,
+) -> (NatsServer, S, Transfer) {
+    let nats = NatsServer::start();
+    let server = start(namespace);
+    let transfer = Transfer::new(nats.connect(), namespace);
+    (nats, server, transfer)
 }
 
 /// [`start_servers`] with an `n`-node NATS cluster, where the [`Transfer`] client makes its

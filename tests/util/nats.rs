@@ -903,6 +903,33 @@ impl Transfer {
             .collect()
     }
 
+    /// Asserts that the namespace has as many dead letters as `expected` names, and that their
+    /// reasons (`Collector-Error` headers), sorted, contain one each of `expected`, in order.
+    pub fn assert_dead_letter_reasons(&self, expected: &[&str]) {
+        let mut reasons: Vec<String> = self
+            .dead_letters()
+            .into_iter()
+            .map(|(_, reason, _)| reason)
+            .collect();
+        reasons.sort();
+        assert_eq!(reasons.len(), expected.len(), "{reasons:?}");
+        for (reason, expected) in reasons.iter().zip(expected) {
+            assert!(reason.contains(expected), "{expected}: {reasons:?}");
+        }
+    }
+
+    /// Asserts that exactly `n` records were dead-lettered, each with a reason that contains
+    /// what `expected` says for its payload.
+    pub fn assert_dead_lettered<'a>(&self, n: usize, expected: impl Fn(&str) -> &'a str) {
+        let letters = self.dead_letters();
+        assert_eq!(letters.len(), n, "{letters:?}");
+        for (_, reason, payload) in &letters {
+            let payload = String::from_utf8_lossy(payload);
+            let expected = expected(&payload);
+            assert!(reason.contains(expected), "{reason} for {payload}");
+        }
+    }
+
     /// The stream's `(messages, consumer_count)`. Retries for up to 30 s while
     /// JetStream cannot answer (as during a failover).
     pub fn stream_state(&self, measurement: &str) -> (u64, usize) {

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+/// How long a database server may take to start (and serve).
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A server's child process, while it runs, and the log its output is appended to (across
 /// restarts). Dropping it kills the child with SIGKILL, which also ends a process paused
 /// with SIGSTOP.
@@ -110,6 +113,68 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A database server the harness runs as a child process, which a test stops, kills, hangs
+/// and starts again on the same port with the same data: [`super::Influx`] and
+/// [`super::Influx3`].
+pub(crate) trait DatabaseServer {
+    /// The server's program, for messages.
+    const PROGRAM: &'static str;
+
+    fn process(&self) -> &ServerProcess;
+
+    fn process_mut(&mut self) -> &mut ServerProcess;
+
+    /// The port it serves on.
+    fn port(&self) -> u16;
+
+    /// Spawns the server on its port with its data and waits until it serves; false if it
+    /// exited first.
+    fn spawn(&mut self) -> bool;
+
+    /// SIGTERM and wait for a clean exit (SIGKILL after 20 s).
+    fn stop(&mut self) {
+        self.process_mut().stop(Duration::from_secs(20));
+    }
+
+    /// `kill -9`.
+    fn kill9(&mut self) {
+        self.process_mut().kill9();
+    }
+
+    /// Starts again on the same port with the same data, after [`DatabaseServer::stop`] or
+    /// [`DatabaseServer::kill9`] (stopping it first if it still runs).
+    fn start_again(&mut self) {
+        self.stop();
+        let ok = wait_until(START_TIMEOUT, || self.spawn());
+        assert!(
+            ok,
+            "{} did not start again on port {}; its log ends:\n{}",
+            Self::PROGRAM,
+            self.port(),
+            self.process().log_tail()
+        );
+    }
+
+    /// SIGSTOP: the server stays bound but answers nothing (a hung database).
+    /// [`DatabaseServer::resume`] sends SIGCONT.
+    fn pause(&self) {
+        self.process().pause();
+    }
+
+    fn resume(&self) {
+        self.process().resume();
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.process_mut().is_running()
+    }
+
+    /// Everything the server logged (influxd: including one line per HTTP request).
+    fn log(&self) -> String {
+        self.process().log()
     }
 }
 

@@ -294,3 +294,66 @@ pub fn rfc3339(time_ns: i64, offset_minutes: i64) -> String {
         sod % 60
     )
 }
+
+/// Checks that `points` (of `place`, such as `db.measurement`) are exactly those of
+/// `samples`: same count, and for each sample a point at its time with exactly its tags (of
+/// `tag_keys`) and fields, each field of the type `field_types` names. Returns a description
+/// of the first differences otherwise.
+pub fn check_points(
+    place: &str,
+    points: &[Map<String, Value>],
+    tag_keys: &[String],
+    field_types: &BTreeMap<String, String>,
+    samples: &[Sample],
+) -> Result<(), String> {
+    let by_time: BTreeMap<i64, &Map<String, Value>> = points
+        .iter()
+        .map(|p| (p.get("time").and_then(Value::as_i64).unwrap_or(-1), p))
+        .collect();
+    let mut problems = Vec::new();
+    if points.len() != samples.len() {
+        problems.push(format!(
+            "{} points in {place}, expected {}",
+            points.len(),
+            samples.len()
+        ));
+    }
+    for sample in samples {
+        let Some(point) = by_time.get(&sample.time_ns) else {
+            problems.push(format!(
+                "sample {} (time {}) missing",
+                sample.index, sample.time_ns
+            ));
+            continue;
+        };
+        if let Err(e) = sample.matches(point, tag_keys, field_types) {
+            problems.push(format!("sample {}: {e}", sample.index));
+        }
+        if problems.len() >= 10 {
+            break;
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// A record of `fields` and `tags` (JSON objects) at nanosecond `i` after
+/// 2026-01-01T00:00:00Z.
+pub fn record(tags: &str, fields: &str, i: usize) -> Vec<u8> {
+    format!(r#"{{"tags":{tags},"fields":{fields},"time":"2026-01-01T00:00:00.{i:09}Z"}}"#)
+        .into_bytes()
+}
+
+/// Records 1 to `n` with a float `latency`, except those `bad` names, whose `latency` is a
+/// string (for a server whose `latency` is a float already: rejected).
+pub fn latencies(n: usize, bad: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|i| match bad(i) {
+            true => record("{}", r#"{"latency":"slow"}"#, i),
+            false => record("{}", &format!(r#"{{"latency":{i}.5}}"#), i),
+        })
+        .collect()
+}

@@ -51,17 +51,6 @@ pub struct State {
 pub type InfluxV2Double = WriteDouble<State>;
 
 impl InfluxV2Double {
-    /// Starts the double on a loopback port, accepting `token` for bucket `bucket`.
-    pub fn start(token: &str, bucket: &str) -> InfluxV2Double {
-        WriteDouble::serve(State {
-            mode: Mode::Normal,
-            max_body_bytes: usize::MAX,
-            token: token.to_string(),
-            bucket: bucket.to_string(),
-            points: BTreeMap::new(),
-        })
-    }
-
     pub fn set_mode(&self, mode: Mode) {
         self.lock().api.mode = mode;
     }
@@ -81,6 +70,20 @@ impl InfluxV2Double {
 }
 
 impl WriteApi for State {
+    const API: &'static str = "v2";
+    const TOKEN: &'static str = "t0ken";
+    const CREDENTIALS: &'static str = "  org: acme\n  token: t0ken\n";
+
+    fn new(token: &str, bucket: &str) -> State {
+        State {
+            mode: Mode::Normal,
+            max_body_bytes: usize::MAX,
+            token: token.to_string(),
+            bucket: bucket.to_string(),
+            points: BTreeMap::new(),
+        }
+    }
+
     fn undecodable(&self) -> Answer {
         let message = r#"{"code":"invalid","message":"unable to decompress the gzip body"}"#;
         (400, vec![], message.to_string())

@@ -120,24 +120,6 @@ pub struct State {
 pub type InfluxV3Double = WriteDouble<State>;
 
 impl InfluxV3Double {
-    /// Starts the double on a loopback port, accepting `token`, with database `database`.
-    pub fn start(token: &str, database: &str) -> InfluxV3Double {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        WriteDouble::serve(State {
-            token: token.to_string(),
-            database: database.to_string(),
-            mode: Mode::Normal,
-            max_body_bytes: MAX_BODY_BYTES,
-            max_tables: MAX_TABLES,
-            max_columns: MAX_COLUMNS,
-            max_line_errors: None,
-            databases: BTreeMap::from([(database.to_string(), Database::default())]),
-            process_id: format!("double-{}-{nanos}", std::process::id()),
-        })
-    }
-
     pub fn set_mode(&self, mode: Mode) {
         self.lock().api.mode = mode;
     }
@@ -268,6 +250,27 @@ fn original_line(line: &str, kind: Rejected) -> Option<String> {
 }
 
 impl WriteApi for State {
+    const API: &'static str = "v3";
+    const TOKEN: &'static str = "apiv3_t0ken";
+    const CREDENTIALS: &'static str = "  token: apiv3_t0ken\n";
+
+    fn new(token: &str, database: &str) -> State {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        State {
+            token: token.to_string(),
+            database: database.to_string(),
+            mode: Mode::Normal,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_tables: MAX_TABLES,
+            max_columns: MAX_COLUMNS,
+            max_line_errors: None,
+            databases: BTreeMap::from([(database.to_string(), Database::default())]),
+            process_id: format!("double-{}-{nanos}", std::process::id()),
+        }
+    }
+
     fn undecodable(&self) -> Answer {
         text(500, "error decoding gzip stream: unexpected end of file")
     }
