@@ -49,6 +49,12 @@ fn main() -> ExitCode {
         // constant for it). Committing whole arenas up front kept the peak RSS of a 1M drain at
         // 52 MB instead of 23.
         libmimalloc_sys::mi_option_set(4, 0);
+        // `mi_option_purge_delay` (15): memory freed is given back to the OS at once instead
+        // of a second later (mimalloc 3's default). Records are allocated by the `nats` reader thread and freed by the
+        // writer in bursts, and over 200 measurements the delay let the peak RSS of a
+        // 400,000-record drain reach 45-57 MB; at 0 it stayed at 37, for about 4 % more CPU
+        // (docs/BENCHMARKS.md).
+        libmimalloc_sys::mi_option_set(15, 0);
     }
     match run() {
         Ok(code) => code,
