@@ -44,38 +44,23 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, n: usize) {
 unsafe fn copy_short(dst: *mut u8, src: *const u8, n: usize) {
     if n <= 16 {
         if n >= 8 {
-            let (a, b) = (
-                read_unaligned(src as *const u64),
-                read_unaligned(src.add(n - 8) as *const u64),
-            );
-            write_unaligned(dst as *mut u64, a);
-            write_unaligned(dst.add(n - 8) as *mut u64, b);
+            copy_ends::<u64>(dst, src, n);
         } else if n >= 4 {
-            let (a, b) = (
-                read_unaligned(src as *const u32),
-                read_unaligned(src.add(n - 4) as *const u32),
-            );
-            write_unaligned(dst as *mut u32, a);
-            write_unaligned(dst.add(n - 4) as *mut u32, b);
+            copy_ends::<u32>(dst, src, n);
         } else if n >= 2 {
-            let (a, b) = (
-                read_unaligned(src as *const u16),
-                read_unaligned(src.add(n - 2) as *const u16),
-            );
-            write_unaligned(dst as *mut u16, a);
-            write_unaligned(dst.add(n - 2) as *mut u16, b);
+            copy_ends::<u16>(dst, src, n);
         } else if n == 1 {
             *dst = *src;
         }
         return;
     }
+    if n <= 32 {
+        copy_ends::<u128>(dst, src, n);
+        return;
+    }
     let load = |offset: usize| read_unaligned(src.add(offset) as *const u128);
     let store = |offset: usize, value: u128| write_unaligned(dst.add(offset) as *mut u128, value);
-    if n <= 32 {
-        let (a, b) = (load(0), load(n - 16));
-        store(0, a);
-        store(n - 16, b);
-    } else if n <= 64 {
+    if n <= 64 {
         let (a, b, c, d) = (load(0), load(16), load(n - 32), load(n - 16));
         store(0, a);
         store(16, b);
@@ -93,6 +78,19 @@ unsafe fn copy_short(dst: *mut u8, src: *const u8, n: usize) {
         store(n - 32, g);
         store(n - 16, h);
     }
+}
+
+/// `n` bytes, between one and two `T`s: the first `T` and the last, which overlap in the
+/// middle; both loaded before either is stored.
+#[inline(always)]
+unsafe fn copy_ends<T: Copy>(dst: *mut u8, src: *const u8, n: usize) {
+    let size = core::mem::size_of::<T>();
+    let (first, last) = (
+        read_unaligned(src as *const T),
+        read_unaligned(src.add(n - size) as *const T),
+    );
+    write_unaligned(dst as *mut T, first);
+    write_unaligned(dst.add(n - size) as *mut T, last);
 }
 
 #[inline(always)]
