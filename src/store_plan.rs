@@ -26,11 +26,51 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const CONVERSION_ROUNDS: u32 = 3;
 
 /// Where a part is written: the configured API, or, for a body InfluxDB 3 refused through
-/// its v1 or v2 API, the v3 API that names the bad line (`Influx::diagnose`).
+/// its v1 or v2 API, the v3 API that names the bad line (`Influx::diagnose`), or, for the
+/// lines of a write through InfluxDB 3's v3 API whose rejection it could not answer
+/// ([`cut_at_risk`]), its v2 API (`Influx::write_v2_of_v3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Configured,
     Diagnose,
+    V2OfV3,
+}
+
+/// How many bytes of a line [`cut_at_risk`] looks at; see there why 32.
+const AT_RISK_BYTES: usize = 32;
+
+/// Whether InfluxDB 3.6.0 could panic while answering a rejection of `line` through its v3
+/// API: the answer quotes the first 20 bytes of the line as the server renders it
+/// (`&original_line[..20]`), which panics when byte 20 falls inside a multi-byte character;
+/// the connection then closes with no answer, and the write would be retried forever
+/// (docs/INFLUXDB3.md). A coarse rule: any non-ASCII byte among the line's first 32 bytes.
+///
+/// Why 32 and not 20: the rendering keeps the measurement and tags as sent, but drops the
+/// quotes of string field values, so a character of the line sent at byte `p` is at byte `p`
+/// less the quotes before it in the rendering. For it to reach byte 19 or less from byte 32
+/// or more, 13 quotes or more must come before it: six string fields and the opening quote of
+/// its own, each field at least 5 bytes (`,k=""`) after a measurement and a space, which puts
+/// the character at byte 35 at least, needing yet more quotes: each field adds 5 bytes for 2
+/// quotes, so it never catches up. Looking 12 bytes further than 20 is that margin with room
+/// to spare; a line safe by this rule but unlucky in a rendering not foreseen here would
+/// stall as before. Lines with a non-ASCII byte among their first 32 are rare (a non-ASCII
+/// measurement name or first tags): they cost one more request per part holding them, and,
+/// when rejected, the server's own reason (its v2 API names none).
+pub fn cut_at_risk(line: &[u8]) -> bool {
+    !line[..line.len().min(AT_RISK_BYTES)].is_ascii()
+}
+
+/// Sorts `part` (batch indices, ascending) into the lines at risk ([`cut_at_risk`]) and the
+/// others, `line` giving each line's bytes; both stay ascending. `None` when no line is at
+/// risk, so the part is written as it is.
+pub fn apart_at_risk<'a>(
+    part: &[usize],
+    line: impl Fn(usize) -> &'a [u8],
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    if !part.iter().any(|&i| cut_at_risk(line(i))) {
+        return None;
+    }
+    Some(part.iter().partition(|&&i| cut_at_risk(line(i))))
 }
 
 /// What `store` does next with its part (batch indices, ascending).
@@ -101,6 +141,14 @@ impl Default for StorePlan {
 }
 
 impl StorePlan {
+    /// A plan whose writes go through `route` from the first.
+    pub fn through(route: Route) -> StorePlan {
+        StorePlan {
+            route,
+            ..StorePlan::default()
+        }
+    }
+
     pub fn route(&self) -> Route {
         self.route
     }
@@ -805,5 +853,58 @@ mod tests {
             explained: 0,
         };
         assert_eq!(sort_partial(&part, nothing), None);
+    }
+
+    #[test]
+    fn a_line_is_at_risk_with_a_non_ascii_byte_among_its_first_32() {
+        // The test's line: `志` is bytes 19..22, across byte 20.
+        assert!(cut_at_risk(
+            "m,host=日志日志日志 latency=\"slow\" 1\n".as_bytes()
+        ));
+        // Across byte 20 only once the quotes are dropped: `日` sent at bytes 20..23 (byte 20
+        // a boundary), rendered at 19..22 (`s="aaaaaaaaaaa日"` → `s=aaaaaaaaaaa日`).
+        let shifted = "m,t=a s=\"aaaaaaaaaaa日\" 1\n";
+        assert_eq!(shifted.find('日'), Some(20));
+        assert!(cut_at_risk(shifted.as_bytes()));
+        // Byte 31 is looked at, byte 32 not.
+        let at = |n: usize| format!("{}é v=1 1\n", "m".repeat(n));
+        assert!(cut_at_risk(at(31).as_bytes()));
+        assert!(!cut_at_risk(at(32).as_bytes()));
+        // Short lines, ASCII lines, and characters well past the quote.
+        assert!(cut_at_risk("é v=1".as_bytes()));
+        assert!(!cut_at_risk(b"m,host=a latency=1.5 1\n"));
+        assert!(!cut_at_risk(b""));
+        assert!(!cut_at_risk(
+            "m,host=abcdefghijklmnopqrstuvwxyz msg=\"日志\" 1\n".as_bytes()
+        ));
+    }
+
+    #[test]
+    fn the_lines_at_risk_are_sorted_apart_in_order() {
+        let lines: [&[u8]; 5] = [
+            b"m,host=a v=1 1\n",
+            "m,host=日志日志日志 v=1 1\n".as_bytes(),
+            b"m,host=b v=1 1\n",
+            "é v=1 1\n".as_bytes(),
+            b"m,host=c v=1 1\n",
+        ];
+        let line = |i: usize| lines[i];
+        assert_eq!(
+            apart_at_risk(&[0, 1, 2, 3, 4], line),
+            Some((vec![1, 3], vec![0, 2, 4]))
+        );
+        assert_eq!(apart_at_risk(&[1, 3], line), Some((vec![1, 3], vec![])));
+        assert_eq!(apart_at_risk(&[0, 2, 4], line), None);
+        assert_eq!(apart_at_risk(&[], line), None);
+    }
+
+    #[test]
+    fn a_plan_through_a_route_keeps_it() {
+        let mut plan = StorePlan::through(Route::V2OfV3);
+        assert_eq!(plan.route(), Route::V2OfV3);
+        // A rejection there is split, never diagnosed, as on the v3 API.
+        let error = rejected(400, "write buffer error: parsing for line protocol failed");
+        assert_eq!(plan.converted(0, false, error.clone()), split(error));
+        assert_eq!(plan.route(), Route::V2OfV3);
     }
 }

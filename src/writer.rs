@@ -35,7 +35,7 @@ use crate::schema::{self, Schema};
 use crate::settle::{self, keep_alive_every, Held};
 use crate::shutdown::Shutdown;
 use crate::stats::{unix_ms, Stats};
-use crate::store_plan::{Partial, Route, Step, StorePlan};
+use crate::store_plan::{self, Partial, Route, Step, StorePlan};
 use crate::worker::Chunk;
 
 pub struct Writer {
@@ -336,16 +336,35 @@ impl Running {
     /// type conflict teaches the schema and the lines that convert without loss are rewritten
     /// and written again; a v3 answer naming the rejected lines settles the others at once;
     /// only what stays unexplained is split in halves.
-    fn store(&mut self, mut part: Vec<usize>) -> Result<(), GaveUp> {
+    fn store(&mut self, part: Vec<usize>) -> Result<(), GaveUp> {
+        self.store_through(part, Route::Configured)
+    }
+
+    /// [`Self::store`], writing through `route` from the first write. Through the v3 API of
+    /// InfluxDB 3, the lines whose rejection the server could not answer
+    /// ([`store_plan::cut_at_risk`]) are left out of each write and stored apart through its
+    /// v2 API ([`Route::V2OfV3`]); checked before each write, since the server is known only
+    /// once it answered a `/ping`.
+    fn store_through(&mut self, mut part: Vec<usize>, route: Route) -> Result<(), GaveUp> {
         if part.is_empty() {
             // Nothing to send: no request, so nothing learned about InfluxDB either.
             return Ok(());
         }
-        let mut plan = StorePlan::default();
+        let mut plan = StorePlan::through(route);
         let mut step = Step::Write;
         loop {
             step = match step {
                 Step::Write => {
+                    if plan.route() == Route::Configured
+                        && self.writer.influx.writes_v3_of_influxdb_3()
+                    {
+                        let lines = &self.batch.lines;
+                        let apart = store_plan::apart_at_risk(&part, |i| lines.body(i..i + 1));
+                        if let Some((at_risk, rest)) = apart {
+                            self.store(rest)?;
+                            return self.store_through(at_risk, Route::V2OfV3);
+                        }
+                    }
                     let started = Instant::now();
                     let result = self.write_part(&part, plan.route());
                     let stats = &self.writer.stats;
@@ -457,6 +476,7 @@ impl Running {
         let mut call = move || match route {
             Route::Configured => influx.write(body),
             Route::Diagnose => influx.diagnose(body),
+            Route::V2OfV3 => influx.write_v2_of_v3(body),
         };
         // The request runs on its own short-lived thread while this one keeps every held
         // record alive: a write that takes longer than the ack wait (a frozen server, a slow

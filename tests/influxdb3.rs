@@ -5,14 +5,6 @@
 //!
 //! The servers run with `--wal-flush-interval 100ms` (a write returns once the WAL is flushed,
 //! every second by default), except where a test says it mirrors production.
-//!
-//! FAILING TODAY (the collector, not the test, is at fault; see each test's comment):
-//! - `v1_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
-//! - `v2_47_bad_records_of_2000_are_dead_lettered_with_a_reason`
-//!
-//! and, ignored until the collector is fixed (`cargo nextest run --test influxdb3
-//! --run-ignored all`), a fault the server revealed (docs/INFLUXDB3.md):
-//! - `v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement`
 
 mod util;
 mod v3_double;
@@ -1299,19 +1291,18 @@ fn collector_check_against_influxdb_3_names_a_refused_token_and_the_database_lim
     assert!(!out.contains(&token), "{out}");
 }
 
-// --- Found with the real server: the collector misbehaves (ignored until fixed) ----------------
+// --- Found with the real server: a server fault the collector works around -------------------
 
-/// FAILS TODAY (ignored; run with `--run-ignored all`). InfluxDB 3.6.0 panics while it answers
-/// a write with a rejected line whose first 20 bytes end inside a multi-byte character (it
-/// quotes that much of the line, `&line[..20]`): the connection is closed without an answer,
-/// after the good lines of the body were stored. The collector takes that for an unreachable
-/// server and writes the same batch again, forever: the measurement stalls, the bad record is
-/// never dead-lettered (and, the writer being one thread, every other measurement waits too).
-/// Here `m,host=日志日志日志 ...` (byte 20 is inside the fifth character) carries a string into
-/// the float field. docs/INFLUXDB3.md says exactly what happens and what a fix could be.
+/// InfluxDB 3.6.0 panics while it answers a write with a rejected line whose first 20 bytes
+/// end inside a multi-byte character (it quotes that much of the line, `&line[..20]`): the
+/// connection is closed without an answer, after the good lines of the body were stored. The
+/// collector took that for an unreachable server and wrote the same batch again, forever: the
+/// measurement stalled, the bad record was never dead-lettered (and, the writer being one
+/// thread, every other measurement waited too). It now writes the lines at risk (a non-ASCII
+/// byte among their first 32) through the server's `/api/v2/write`, which answers a bad line
+/// with a plain 400. Here `m,host=日志日志日志 ...` (byte 20 is inside the fifth character)
+/// carries a string into the float field. docs/INFLUXDB3.md says exactly what happens.
 #[test]
-#[ignore = "FAILS TODAY: a rejected line with a multi-byte character across byte 20 makes \
-            InfluxDB 3.6.0 drop the connection; the collector retries the batch forever"]
 fn v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_measurement() {
     let Some(influx) = Influx3::start_or_skip() else {
         return;
@@ -1339,6 +1330,15 @@ fn v3_a_rejected_line_cut_inside_a_character_by_the_server_does_not_stall_the_me
         collector.log()
     );
     assert_eq!(influx.count("mb", "m"), 11);
+    // Written through `/api/v2/write`, the bad line is refused with its plain 400 (the
+    // server's own reason is lost), and the server never panics.
+    transfer.assert_dead_letter_reasons(&["parsing for line protocol failed"]);
+    assert_eq!(
+        influx.log().matches("panicked at").count(),
+        0,
+        "{}",
+        influx.log()
+    );
 }
 
 /// The seed's configuration, written for InfluxDB 2 (`url`, `token`, `org`, no `api`), against

@@ -50,6 +50,17 @@ pub fn diagnose_url(base_url: &str, database: &str) -> String {
     )
 }
 
+/// The v2 endpoint of InfluxDB 3 for the `database` the v3 API writes to, for the lines whose
+/// rejection would make InfluxDB 3.6.0 panic while it answers through its v3 API
+/// ([`crate::store_plan::cut_at_risk`]): it quotes no line, so a bad one gets a plain 400.
+/// InfluxDB 3 takes no organisation and the same token there.
+pub fn v2_of_v3_url(base_url: &str, database: &str) -> String {
+    format!(
+        "{base_url}/api/v2/write?bucket={}&precision=ns",
+        encode_query(database)
+    )
+}
+
 /// Compresses `body` into `out` (emptied first) as one gzip member at level 1: the fastest
 /// level, which already makes line protocol about five times smaller.
 pub fn gzip(body: &[u8], out: &mut Vec<u8>) {
@@ -88,6 +99,22 @@ impl Influx {
             return self.write(body);
         };
         self.post(&url, InfluxApi::V3, body)
+    }
+
+    /// Whether writes go through the v3 API of InfluxDB 3 (configured, or switched to once
+    /// `/ping` named the server): the one path where a rejected line cut inside a character
+    /// by the server's quote of it gets no answer ([`Influx::write_v2_of_v3`]).
+    pub fn writes_v3_of_influxdb_3(&self) -> bool {
+        self.server == Some(Server::V3) && self.api == InfluxApi::V3
+    }
+
+    /// Writes lines the v3 API must not be sent ([`crate::store_plan::cut_at_risk`]) through
+    /// the same server's `/api/v2/write` ([`v2_of_v3_url`]), to the database the v3 API
+    /// writes to, with the same token: stored whole, or refused whole with a plain 400
+    /// naming no line (`WriteError::Rejected`), nothing stored.
+    pub fn write_v2_of_v3(&mut self, body: &[u8]) -> Result<(), WriteError> {
+        let url = v2_of_v3_url(&self.base_url, &super::v3_config(&self.config).target);
+        self.post(&url, InfluxApi::V2, body)
     }
 
     /// POSTs `body` to `url`, classified as an answer of `api`.
@@ -167,6 +194,14 @@ mod tests {
         assert_eq!(
             write_url(&v1),
             "http://db:8086/write?db=beta&precision=ns&rp=week"
+        );
+    }
+
+    #[test]
+    fn the_v2_url_of_influxdb_3_names_the_v3_database() {
+        assert_eq!(
+            v2_of_v3_url("http://db:8181", "logs db"),
+            "http://db:8181/api/v2/write?bucket=logs%20db&precision=ns"
         );
     }
 
