@@ -337,15 +337,20 @@ impl Running {
     /// and written again; a v3 answer naming the rejected lines settles the others at once;
     /// only what stays unexplained is split in halves.
     fn store(&mut self, part: Vec<usize>) -> Result<(), GaveUp> {
-        self.store_through(part, Route::Configured)
+        self.store_through(part, Route::Configured, false)
     }
 
     /// [`Self::store`], writing through `route` from the first write. Through the v3 API of
     /// InfluxDB 3, the lines whose rejection the server could not answer
     /// ([`store_plan::cut_at_risk`]) are left out of each write and stored apart through its
-    /// v2 API ([`Route::V2OfV3`]); checked before each write, since the server is known only
-    /// once it answered a `/ping`.
-    fn store_through(&mut self, mut part: Vec<usize>, route: Route) -> Result<(), GaveUp> {
+    /// v2 API ([`Route::V2OfV3`]): checked at a write until done once (`sorted`), since the
+    /// server is known only once it answered a `/ping`, which may be after a retry.
+    fn store_through(
+        &mut self,
+        mut part: Vec<usize>,
+        route: Route,
+        mut sorted: bool,
+    ) -> Result<(), GaveUp> {
         if part.is_empty() {
             // Nothing to send: no request, so nothing learned about InfluxDB either.
             return Ok(());
@@ -355,14 +360,16 @@ impl Running {
         loop {
             step = match step {
                 Step::Write => {
-                    if plan.route() == Route::Configured
+                    if !sorted
+                        && plan.route() == Route::Configured
                         && self.writer.influx.writes_v3_of_influxdb_3()
                     {
+                        sorted = true;
                         let lines = &self.batch.lines;
                         let apart = store_plan::apart_at_risk(&part, |i| lines.body(i..i + 1));
                         if let Some((at_risk, rest)) = apart {
-                            self.store(rest)?;
-                            return self.store_through(at_risk, Route::V2OfV3);
+                            self.store_through(rest, Route::Configured, true)?;
+                            return self.store_through(at_risk, Route::V2OfV3, true);
                         }
                     }
                     let started = Instant::now();
