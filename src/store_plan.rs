@@ -27,8 +27,8 @@ const CONVERSION_ROUNDS: u32 = 3;
 
 /// Where a part is written: the configured API, or, for a body InfluxDB 3 refused through
 /// its v1 or v2 API, the v3 API that names the bad line (`Influx::diagnose`), or, for the
-/// lines of a write through InfluxDB 3's v3 API whose rejection it could not answer
-/// ([`cut_at_risk`]), its v2 API (`Influx::write_v2_of_v3`).
+/// lines of a write to InfluxDB 3 whose rejection it could not answer ([`cut_at_risk`]), its
+/// v2 API (`Influx::write_v2_of_v3`), never diagnosed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Configured,

@@ -340,11 +340,12 @@ impl Running {
         self.store_through(part, Route::Configured, false)
     }
 
-    /// [`Self::store`], writing through `route` from the first write. Through the v3 API of
-    /// InfluxDB 3, the lines whose rejection the server could not answer
+    /// [`Self::store`], writing through `route` from the first write. To InfluxDB 3, through
+    /// whichever API, the lines whose rejection the server could not answer
     /// ([`store_plan::cut_at_risk`]) are left out of each write and stored apart through its
-    /// v2 API ([`Route::V2OfV3`]): checked at a write until done once (`sorted`), since the
-    /// server is known only once it answered a `/ping`, which may be after a retry.
+    /// v2 API ([`Route::V2OfV3`]), which neither quotes them nor is diagnosed through the v3
+    /// API: checked at a write until done once (`sorted`), since the server is known only
+    /// once it answered a `/ping`, which may be after a retry.
     fn store_through(
         &mut self,
         mut part: Vec<usize>,
@@ -362,7 +363,7 @@ impl Running {
                 Step::Write => {
                     if !sorted
                         && plan.route() == Route::Configured
-                        && self.writer.influx.writes_v3_of_influxdb_3()
+                        && self.writer.influx.writes_to_influxdb_3()
                     {
                         sorted = true;
                         let lines = &self.batch.lines;

@@ -101,14 +101,16 @@ impl Influx {
         self.post(&url, InfluxApi::V3, body)
     }
 
-    /// Whether writes go through the v3 API of InfluxDB 3 (configured, or switched to once
-    /// `/ping` named the server): the one path where a rejected line cut inside a character
-    /// by the server's quote of it gets no answer ([`Influx::write_v2_of_v3`]).
-    pub fn writes_v3_of_influxdb_3(&self) -> bool {
-        self.server == Some(Server::V3) && self.api == InfluxApi::V3
+    /// Whether writes go to InfluxDB 3, as far as a `/ping` has said, through whichever API:
+    /// its v3 API quotes a rejected line in its answer, and so do its `/write` and the v3
+    /// diagnosis of a body refused through v1 or v2 (`accept_partial=false`), so a line cut
+    /// inside a character by that quote gets no answer through any of them
+    /// ([`Influx::write_v2_of_v3`]).
+    pub fn writes_to_influxdb_3(&self) -> bool {
+        self.server == Some(Server::V3)
     }
 
-    /// Writes lines the v3 API must not be sent ([`crate::store_plan::cut_at_risk`]) through
+    /// Writes lines InfluxDB 3 must not be asked to quote ([`crate::store_plan::cut_at_risk`]) through
     /// the same server's `/api/v2/write` ([`v2_of_v3_url`]), to the database the v3 API
     /// writes to, with the same token: stored whole, or refused whole with a plain 400
     /// naming no line (`WriteError::Rejected`), nothing stored.
