@@ -6,7 +6,12 @@
 //! bench_jetstream drain   --nats URL --namespace NS --measurements a,b [--batch 500] [--threads 1]
 //! bench_jetstream wait    --nats URL --namespace NS --measurements a,b --since UNIX_NS
 //! bench_jetstream fresh   --nats URL --namespace NS --measurements a,b --influx URL --db DB [--samples 20]
+//! bench_jetstream remove  --nats URL --namespace NS --measurements a,b
 //! ```
+//!
+//! `remove` deletes the measurements' streams and the namespace's bucket once a run is over:
+//! a regression check makes a namespace of 200 streams per run, and nats-server slowed down
+//! as they piled up.
 //!
 //! `preload` does what the Transfer client does for each measurement `m`: puts the key `m`
 //! in the bucket `<ns>_logs`, creates the stream, and publishes every line of `DIR/<m>.jsonl`
@@ -328,6 +333,18 @@ fn preload(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn remove(args: &Args) -> Result<(), String> {
+    let js = connect(&args.nats)?;
+    for m in &args.measurements {
+        js.delete_stream(&jetstream::stream_name(&args.namespace, m))
+            .map_err(|e| e.to_string())?;
+    }
+    let bucket = jetstream::bucket_name(&args.namespace);
+    js.delete_stream(&jetstream::bucket_stream(&bucket))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn wait(args: &Args) -> Result<(), String> {
     let js = connect(&args.nats)?;
     let since = args.since_ns.ok_or("--since is required")?;
@@ -419,8 +436,9 @@ fn main() -> ExitCode {
         "drain" => drain(&args),
         "wait" => wait(&args),
         "fresh" => fresh(&args),
+        "remove" => remove(&args),
         other => Err(format!(
-            "unknown mode {other}; use preload, drain, wait or fresh"
+            "unknown mode {other}; use preload, drain, wait, fresh or remove"
         )),
     });
     match result {

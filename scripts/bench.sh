@@ -433,11 +433,13 @@ if [ -n "$against" ]; then
 	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=…`: the drain time, the
 	# process's whole user + system CPU in clock ticks, its peak RSS.
 	run_c() {
-		local bin=$1 ns=$2 conf start_ns out ticks hwm stored
+		local bin=$1 ns=$2 conf start_ns out ticks hwm stored t0
+		t0=$(date +%s%N)
 		conf=$(config "$ns" "$ns")
 		db_create "$ns"
 		preload "$ns" >/dev/null
 		start_ns=$(date +%s%N)
+		say "$ns: preloaded in $(((start_ns - t0) / 1000000)) ms"
 		"$bin" --config "$conf" >"$work/$ns.log" 2>&1 &
 		collector_pid=$!
 		# run_c runs in a command substitution, whose subshell has no EXIT trap: a failure
@@ -456,8 +458,12 @@ if [ -n "$against" ]; then
 		stored=$("$ex/bench_influx" count --api "$influx" --url "$INFLUX_URL" --db "$ns" \
 			--measurements "$LIST")
 		[ "$(value points "$stored")" = "$N" ] || die "$ns: InfluxDB holds $(value points "$stored") points, not $N"
-		# Each run's database is dropped, so every run writes into an empty one.
+		t0=$(date +%s%N)
+		# Each run's database and streams are dropped, so every run writes into an empty
+		# database and nats-server does not slow down under thousands of streams.
 		db_drop "$ns"
+		"$ex/bench_jetstream" remove --nats "$NATS_URL" --namespace "$ns" --measurements "$LIST"
+		say "$ns: counted and removed in $((($(date +%s%N) - t0) / 1000000)) ms"
 		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm"
 	}
 	results=$work/against.tsv
@@ -467,6 +473,7 @@ if [ -n "$against" ]; then
 		say "pair $pair of $pairs: A (JetStream alone) and B (InfluxDB alone)"
 		out=$(step_a "limita$pair")
 		t_a=$(value seconds "$out")
+		"$ex/bench_jetstream" remove --nats "$NATS_URL" --namespace "limita$pair" --measurements "$LIST"
 		out=$(step_b "limitb$pair")
 		t_b=$(value seconds "$out")
 		db_drop "limitb$pair"

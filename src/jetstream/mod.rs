@@ -34,8 +34,8 @@ pub use kv::KvEntry;
 pub use lag::Surveyed;
 pub use manage::{choose_replicas, dead_letter_window, resolve_replicas, Created, ReplicasFrom};
 pub use names::{
-    bucket_name, dead_letter_stream, dead_letter_subject, measurement_of, stream_name,
-    subject_name, suspect_key, suspects_bucket, DURABLE,
+    bucket_name, bucket_stream, dead_letter_stream, dead_letter_subject, measurement_of,
+    stream_name, subject_name, suspect_key, suspects_bucket, DURABLE,
 };
 pub use pull::{classify, flush, parse_ack_subject, request_pull, Arrival, Delivery};
 
