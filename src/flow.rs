@@ -100,6 +100,11 @@ impl Flow {
         self.stalled.store(stalled, Ordering::Relaxed);
     }
 
+    /// How many lines the writer's next batch takes.
+    pub fn wanted(&self) -> usize {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
     /// The writer: how many lines its next batch takes.
     pub fn want(&self, lines: usize) {
         self.wanted.store(lines, Ordering::Relaxed);

@@ -26,30 +26,38 @@ pub const GONE_PAUSE: Duration = Duration::from_secs(5);
 /// nothing on its way: the worker may drop its inbox.
 pub const STOP_QUIET: Duration = Duration::from_millis(100);
 
-/// How many records one worker may have requested at once from its measurements that are
-/// behind, in units of `pull.batch`: split between them, so a worker pulling hundreds of
-/// measurements with a backlog holds about as much as one pulling a few.
-pub const BEHIND_BUDGET: usize = 4;
 /// The share of `pull.batch` a measurement that is not behind (idle, or not yet heard from)
 /// asks for: its pull waits on the server for the next records, and a burst into hundreds of
 /// idle measurements at once must not bring hundreds of full batches.
 pub const IDLE_SHARE: usize = 10;
 
-/// How many records a pull request of a measurement asks for: `pull.batch` while few of the
-/// worker's measurements are behind; a share of [`BEHIND_BUDGET`] batches when many are
-/// (`n_behind` of them, this one included when `behind`), but never less than the tenth of
-/// a batch an idle one asks for, so a backlog is not pulled in crumbs. Never less than one.
-/// Without this, 200 measurements with a backlog had 200 × 2 full batches (200,000 records)
-/// on their way at once: 128 MB of RSS where 4 took 21 MB.
-pub fn pull_size(batch: usize, behind: bool, n_behind: usize) -> usize {
-    let idle = (batch / IDLE_SHARE).max(1);
+/// How many records a pull request of a measurement asks for: `pull.batch` when it is behind
+/// (how many such pulls a worker has out at once is [`may_ask`]'s to say), a tenth of it
+/// when it is not. Never less than one.
+pub fn pull_size(batch: usize, behind: bool) -> usize {
     if behind {
-        batch
-            .min(batch * BEHIND_BUDGET / (OUTSTANDING * n_behind.max(1)))
-            .max(idle)
+        batch.max(1)
     } else {
-        idle
+        (batch / IDLE_SHARE).max(1)
     }
+}
+
+/// Whether a worker may send one more pull for a measurement that is behind, with
+/// `requested` records already asked for by its measurements behind and not yet received:
+/// only while that is under its share of the writer's next batch (`wanted` lines, split over
+/// `workers`). A measurement behind fills its pulls at once, so what they ask for is on its
+/// way: with [`crate::flow::Flow::room`] stopping the pulls once a batch waits in the
+/// channel, at most about two batches are queued or on their way, however many measurements
+/// are behind, and each pull can ask for a whole `pull.batch`.
+///
+/// Before (issue #22), each of 200 measurements behind kept two pulls of a twentieth of a
+/// batch out (a budget of four batches split between them, a tenth of a batch at least):
+/// 20,000 records asked for in each round, the queue overshot to five batches, the pulls
+/// stopped until it had drained, and the writer then waited on a refill from empty every
+/// few writes, while the server answered pulls of 50. One pull is always allowed when
+/// nothing is asked for, so a share smaller than a pull still moves.
+pub fn may_ask(requested: usize, wanted: usize, workers: usize) -> bool {
+    requested == 0 || requested < wanted / workers.max(1)
 }
 
 /// One outstanding pull request.
@@ -123,6 +131,11 @@ impl Pulls {
             Some(until) if now >= until => self.resume(),
             _ => false,
         }
+    }
+
+    /// The records its outstanding pulls asked for and have not brought yet.
+    pub fn requested(&self) -> usize {
+        self.outstanding.iter().map(|pull| pull.remaining).sum()
     }
 
     /// How many pull requests to issue now: none while paused.
@@ -226,20 +239,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pull_asks_for_a_share_of_the_budget_when_many_measurements_are_behind() {
-        // A few behind: the whole batch each.
-        assert_eq!(pull_size(500, true, 1), 500);
-        assert_eq!(pull_size(500, true, 2), 500);
-        // Many behind: the budget of four batches, split over their two pulls each.
-        assert_eq!(pull_size(500, true, 4), 250);
-        assert_eq!(pull_size(500, true, 10), 100);
-        // Never in crumbs: at least what an idle one asks for.
-        assert_eq!(pull_size(500, true, 100), 50);
-        assert_eq!(pull_size(1, true, 100), 1);
-        // Idle: a tenth of a batch, at least one record.
-        assert_eq!(pull_size(500, false, 0), 50);
-        assert_eq!(pull_size(500, false, 100), 50);
-        assert_eq!(pull_size(5, false, 0), 1);
+    fn a_measurement_behind_asks_for_a_batch_and_an_idle_one_for_a_tenth() {
+        assert_eq!(pull_size(500, true), 500);
+        assert_eq!(pull_size(1, true), 1);
+        assert_eq!(pull_size(500, false), 50);
+        // Never nothing.
+        assert_eq!(pull_size(5, false), 1);
+        assert_eq!(pull_size(0, true), 1);
+    }
+
+    #[test]
+    fn measurements_behind_ask_for_a_share_of_the_next_batch_at_most() {
+        // Two workers, a batch of 5,000: each may have 2,500 asked for.
+        assert!(may_ask(0, 5000, 2));
+        assert!(may_ask(2499, 5000, 2));
+        assert!(!may_ask(2500, 5000, 2));
+        assert!(!may_ask(20_000, 5000, 2));
+        // A share smaller than one pull: one pull at a time still goes out.
+        assert!(may_ask(0, 10, 4));
+        assert!(!may_ask(50, 10, 4));
+        assert!(may_ask(0, 0, 0));
+    }
+
+    #[test]
+    fn what_is_asked_for_is_what_the_outstanding_pulls_have_not_brought() {
+        let t0 = Instant::now();
+        let mut pulls = Pulls::new(t0);
+        assert_eq!(pulls.requested(), 0);
+        pulls.issued(t0, 50, EXPIRES);
+        pulls.issued(t0, 50, EXPIRES);
+        assert_eq!(pulls.requested(), 100);
+        pulls.record(t0, true);
+        assert_eq!(pulls.requested(), 99);
+        // A retiring inbox's records are not counted against the pulls.
+        pulls.record(t0, false);
+        assert_eq!(pulls.requested(), 99);
+        // A status ends the oldest pull with what it had left.
+        assert!(pulls.ended(t0, Some(0)));
+        assert_eq!(pulls.requested(), 50);
+        pulls.forget(t0);
+        assert_eq!(pulls.requested(), 0);
     }
 
     const SECOND: Duration = Duration::from_secs(1);
