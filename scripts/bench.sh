@@ -235,8 +235,14 @@ if [ -n "$against" ]; then
 	# This tree's two builds, then REV's, each REV built once into target/against/<commit>/
 	# (a detached worktree, so the working tree here is never touched).
 	[[ $builds == *static* ]] && scripts/build-static.sh >/dev/null
-	new_release=target/release/collector
-	new_static=target/static/x86_64-unknown-linux-musl/release/collector
+	# Copied, so a build in this tree while the pairs run (an edit, a test) cannot swap the
+	# binary being measured halfway through.
+	new_release=$work/collector-new-release
+	new_static=$work/collector-new-static
+	cp target/release/collector "$new_release"
+	if [[ $builds == *static* ]]; then
+		cp target/static/x86_64-unknown-linux-musl/release/collector "$new_static"
+	fi
 	old_dir=$(pwd)/target/against/$against_commit
 	if [ ! -d "$old_dir/src" ]; then
 		say "checking out $against ($against_commit) in $old_dir/src"
