@@ -512,7 +512,9 @@ impl Running {
         let wanted_lines = flow.wanted();
         // What the measurements behind have asked for and not received: a pull for one of
         // them goes out only while this is under the worker's share ([`may_ask`]).
-        let mut requested: usize = (self.consumers.values())
+        let mut requested: usize = self
+            .consumers
+            .values()
             .filter(|consumer| consumer.behind)
             .map(|consumer| consumer.pulls.requested())
             .sum();
