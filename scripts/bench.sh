@@ -469,7 +469,7 @@ if [ -n "$against" ]; then
 		# database and nats-server does not slow down under thousands of streams.
 		db_drop "$ns"
 		"$ex/bench_jetstream" remove --nats "$NATS_URL" --namespace "$ns" --measurements "$LIST"
-		say "$ns: counted and removed in $((($(date +%s%N) - t0) / 1000000)) ms"
+		say "$ns: dropped and removed in $((($(date +%s%N) - t0) / 1000000)) ms"
 		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm"
 	}
 	results=$work/against.tsv
