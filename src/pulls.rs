@@ -159,12 +159,8 @@ impl Pulls {
         });
     }
 
-    /// A record arrived; `counted` when on the current inbox (a retiring inbox's pulls are
-    /// no longer counted, nor heard from). A pull that brought its whole batch has ended.
-    pub fn record(&mut self, now: Instant, counted: bool) {
-        if !counted {
-            return;
-        }
+    /// A record arrived. A pull that brought its whole batch has ended.
+    pub fn record(&mut self, now: Instant) {
         self.last_heard = now;
         self.last_record = now;
         if let Some(front) = self.outstanding.front_mut() {
@@ -234,6 +230,51 @@ impl Pulls {
     }
 }
 
+/// The pulls a measurement removed from a worker left on the server. A pull request cannot
+/// be withdrawn: only the loss of its inbox ends it, and the `nats` client discards what the
+/// server sends to an inbox from the moment it unsubscribes until the server has heard of
+/// it, so those records would come back only after their ack wait. The pulls therefore run
+/// to their expiry, and what they bring meanwhile is given back for after it: each record at
+/// most once, since the redelivery can no longer reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    /// The generation of their reply subject.
+    generation: u64,
+    /// When the last of them has expired, with [`LOST_PULL_GRACE`] for its last records.
+    end: Instant,
+}
+
+impl Abandoned {
+    /// The pulls of a measurement removed at `now`: every one was sent before, so all have
+    /// expired `expires` later.
+    pub fn at_removal(pulls: &Pulls, now: Instant, expires: Duration) -> Abandoned {
+        Abandoned {
+            generation: pulls.generation,
+            end: now + expires + LOST_PULL_GRACE,
+        }
+    }
+
+    /// Whether none of them can bring anything any more.
+    pub fn is_over(&self, now: Instant) -> bool {
+        now >= self.end
+    }
+
+    /// How long a record they brought is given back for: until all of them have expired.
+    pub fn give_back_for(&self, now: Instant) -> Duration {
+        self.end.saturating_duration_since(now)
+    }
+
+    /// The pulls of the measurement pulled again before they have expired: one generation
+    /// on, so the end of an abandoned pull (a 408 at its expiry) is not taken for the end of
+    /// a new one. The records the abandoned pulls still bring are its records as any other.
+    pub fn pulled_again(self, now: Instant) -> Pulls {
+        Pulls {
+            generation: self.generation + 1,
+            ..Pulls::new(now)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,10 +310,7 @@ mod tests {
         pulls.issued(t0, 50, EXPIRES);
         pulls.issued(t0, 50, EXPIRES);
         assert_eq!(pulls.requested(), 100);
-        pulls.record(t0, true);
-        assert_eq!(pulls.requested(), 99);
-        // A retiring inbox's records are not counted against the pulls.
-        pulls.record(t0, false);
+        pulls.record(t0);
         assert_eq!(pulls.requested(), 99);
         // A status ends the oldest pull with what it had left.
         assert!(pulls.ended(t0, Some(0)));
@@ -298,13 +336,9 @@ mod tests {
     fn a_pull_that_brought_its_batch_has_ended() {
         let t0 = Instant::now();
         let mut pulls = issued_both(t0, 2);
-        pulls.record(t0, true);
+        pulls.record(t0);
         assert_eq!(pulls.wanted(), 0);
-        pulls.record(t0, true);
-        assert_eq!(pulls.wanted(), 1);
-        // Records on a retiring inbox do not count against the current pulls.
-        pulls.record(t0, false);
-        pulls.record(t0, false);
+        pulls.record(t0);
         assert_eq!(pulls.wanted(), 1);
     }
 
@@ -392,10 +426,41 @@ mod tests {
         let mut pulls = Pulls::new(t0);
         assert!(pulls.is_quiet(t0), "nothing outstanding");
         pulls.issued(t0, 10, EXPIRES);
-        pulls.record(t0, true);
+        pulls.record(t0);
         assert!(!pulls.is_quiet(t0 + STOP_QUIET / 2));
         // Heartbeats do not count: they only say nothing is on its way.
         pulls.heartbeat(t0 + STOP_QUIET / 2);
         assert!(pulls.is_quiet(t0 + STOP_QUIET));
+    }
+
+    #[test]
+    fn abandoned_pulls_are_given_back_for_until_their_expiry() {
+        let t0 = Instant::now();
+        let abandoned = Abandoned::at_removal(&issued_both(t0, 10), t0, EXPIRES);
+        assert!(!abandoned.is_over(t0 + EXPIRES));
+        assert_eq!(abandoned.give_back_for(t0), EXPIRES + LOST_PULL_GRACE);
+        assert_eq!(abandoned.give_back_for(t0 + EXPIRES), LOST_PULL_GRACE);
+        assert!(abandoned.is_over(t0 + EXPIRES + LOST_PULL_GRACE));
+        assert_eq!(
+            abandoned.give_back_for(t0 + EXPIRES + LOST_PULL_GRACE + SECOND),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_measurement_pulled_again_ignores_the_end_of_its_abandoned_pulls() {
+        let t0 = Instant::now();
+        let removed = issued_both(t0, 10);
+        let generation = removed.generation();
+        let abandoned = Abandoned::at_removal(&removed, t0, EXPIRES);
+        let mut again = abandoned.pulled_again(t0 + SECOND);
+        assert_eq!(again.generation(), generation + 1);
+        assert_eq!(again.wanted(), 2);
+        again.issued(t0 + SECOND, 10, EXPIRES);
+        // An abandoned pull's 408 at its expiry ends none of the new ones.
+        assert!(!again.ended(t0 + EXPIRES, Some(generation)));
+        assert_eq!(again.wanted(), 1);
+        assert!(again.ended(t0 + EXPIRES, Some(generation + 1)));
+        assert_eq!(again.wanted(), 2);
     }
 }

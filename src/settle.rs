@@ -152,9 +152,10 @@ enum Ack {
     /// Still being worked on: restart its ack wait.
     Progress,
     /// Give it back for redelivery after the delay (unwritten at a stop, or pulled for a
-    /// measurement no longer pulled here). The pulls it could go back to are ended first, by
-    /// dropping their inbox, so the delay only covers that reaching the consumer's leader
-    /// (`PullConfig::give_back_delay`, 250 ms; 2 s past a removed measurement's retired inbox).
+    /// measurement no longer pulled here). At a stop the pulls it could go back to are ended
+    /// first, by dropping their inbox, so the delay only covers that reaching the consumer's
+    /// leader (`PullConfig::give_back_delay`, 250 ms); a removed measurement's pulls run on,
+    /// and the delay lasts until they have expired (`pulls::Abandoned`).
     Nak(Duration),
 }
 

@@ -24,7 +24,7 @@ use crate::catalog::Measurement;
 use crate::config::PullConfig;
 use crate::flow::Flow;
 use crate::jetstream::{self, Arrival, Connection, Delivery, Message, Subscription};
-use crate::pulls::{may_ask, pull_size, Pulls, STOP_QUIET};
+use crate::pulls::{may_ask, pull_size, Abandoned, Pulls, STOP_QUIET};
 use crate::record::{Encoder, Origin, Unsigned};
 use crate::settle::{self, keep_alive_every};
 use crate::shutdown::Shutdown;
@@ -50,10 +50,9 @@ pub enum Control {
 const PULL_RETRY: Duration = Duration::from_millis(200);
 /// How often a worker looks for room in the writer's queue while its next batch is queued.
 const ROOM_POLL: Duration = Duration::from_millis(2);
-/// The delay before a record of a removed measurement, brought by a pull sent before the
-/// removal, may be redelivered: past the retirement of the inbox that pull replies to, so it
-/// is not delivered to it again.
-const REMOVED_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
+/// The delay before a record of a measurement this worker does not pull, and knows no
+/// abandoned pulls of, may be redelivered (a pull it had forgotten, brought late).
+const STRAY_GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
 /// After a stop, the worker leaves this long before the shutdown deadline at the latest,
 /// leaving the writer time to write what the last pulls brought.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
@@ -129,33 +128,16 @@ struct Running {
     /// The connection's reconnect count ([`Flow::reconnects`]) when the pulls were last
     /// issued.
     reconnects: u64,
-    /// A measurement was removed: the inbox is to be replaced, which ends its pulls.
-    rotate: bool,
+    /// The pulls that measurements removed from this worker left on the server, until they
+    /// have expired: what they bring is given back for after that.
+    abandoned: BTreeMap<String, Abandoned>,
     /// Where the next round of pulls starts: the first measurement behind that waited for
     /// its share of the budget in the last one ([`may_ask`]).
     next_first: Option<String>,
-    /// The previous inbox, read until the pulls sent to it have gone quiet.
-    retiring: Option<Retiring>,
     /// The control channel closed: no new pulls; leave once the outstanding ones are quiet.
     stopping: bool,
     /// When the stop began: a stop waits for quiet pulls at most [`STOP_WAIT`].
     stop_began: Option<Instant>,
-}
-
-/// An inbox being retired: no new pulls go to it, and it is dropped once no record has come
-/// for [`STOP_QUIET`] (its pulls filled up, or idle with nothing on the way; their
-/// heartbeats do not count).
-struct Retiring {
-    subscription: Subscription,
-    last_record: Instant,
-}
-
-/// Which inbox a message came on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Inbox {
-    Current,
-    /// The retiring one: its pulls are no longer counted, its records are processed as usual.
-    Retiring,
 }
 
 impl Worker {
@@ -174,7 +156,7 @@ impl Worker {
         };
         let chunk_lines = self.pull.batch;
         let reconnects = self.flow.reconnects().count();
-        let mut running = Running {
+        let running = Running {
             worker: self,
             inbox,
             inbox_prefix,
@@ -183,9 +165,8 @@ impl Worker {
             chunk_lines,
             pull_failing: false,
             reconnects,
-            rotate: false,
+            abandoned: BTreeMap::new(),
             next_first: None,
-            retiring: None,
             stopping: false,
             stop_began: None,
         };
@@ -211,24 +192,24 @@ fn reply_parts(subject: &str) -> (&str, Option<u64>) {
     (jetstream::measurement_of(subject), generation)
 }
 
-/// Unsubscribes a pull inbox after a round trip to the server, so everything the server sent
-/// before it saw the unsubscription has been read, and returns what is left in it. Messages
-/// the server sent in the instant between the round trip and the unsubscription are dropped
-/// by the client: their records come back after their ack wait, nothing is lost.
-fn end_subscription(subscription: Subscription) -> Vec<Message> {
-    if subscription.drain().is_err() {
-        let _ = subscription.clone().unsubscribe();
-    }
-    let mut left = Vec::new();
-    while let Ok(message) = subscription.receiver().try_recv() {
-        left.push(message);
-    }
-    left
+/// Unsubscribes a pull inbox, its last handle, and returns what is left in it once the
+/// server has confirmed the unsubscription. The client discards what the server sends from
+/// the moment it unsubscribes until the server has read the `UNSUB`: those records come back
+/// after their ack wait, nothing is lost. The flush right after the `UNSUB` keeps that window
+/// to a round trip; `Subscription::drain` would flush first and leave the `UNSUB` to the
+/// client's flusher, up to 5 ms later, and `Subscription::unsubscribe` would discard what is
+/// already queued.
+fn end_subscription(conn: &Connection, subscription: Subscription) -> Vec<Message> {
+    let queued = subscription.receiver().clone();
+    // Dropping the last handle unsubscribes and leaves what is queued to be read.
+    drop(subscription);
+    let _ = jetstream::flush(conn);
+    queued.try_iter().collect()
 }
 
 impl Running {
     /// Until stopped: tend the pulls, take in what arrives, hand it to the writer.
-    fn run(&mut self) {
+    fn run(mut self) {
         loop {
             self.tend_pulls(Instant::now());
             self.receive();
@@ -240,13 +221,11 @@ impl Running {
         self.leave();
     }
 
-    /// Retires a quiet inbox, replaces the inbox after a removal, keeps two pulls outstanding
-    /// per measurement (none once stopping) and forgets lost ones.
+    /// Keeps two pulls outstanding per measurement (none once stopping), forgets lost ones and
+    /// abandoned ones that have expired.
     fn tend_pulls(&mut self, now: Instant) {
-        self.retire_quiet_inbox(now, self.stopping);
-        if self.rotate && self.retiring.is_none() && !self.stopping {
-            self.rotate_inbox(now);
-        }
+        self.abandoned
+            .retain(|_, abandoned| !abandoned.is_over(now));
         if !self.stopping {
             self.issue_pulls(now);
         }
@@ -256,10 +235,6 @@ impl Running {
     /// Waits for one control message, pull reply or wake-up, and takes it in; a closed
     /// control channel starts the stop.
     fn receive(&mut self) {
-        let retiring = match &self.retiring {
-            Some(retiring) => retiring.subscription.receiver().clone(),
-            None => channel::never(),
-        };
         let control = if self.stopping {
             channel::never()
         } else {
@@ -280,26 +255,15 @@ impl Running {
                     // counts in heartbeats and seconds, and a read per record cost more
                     // than the bookkeeping itself.
                     let now = Instant::now();
-                    self.arrive(message, Inbox::Current, now);
+                    self.arrive(message, now);
                     // Take what else is already here, up to one pull's worth, so the
                     // writer gets chunks rather than single records.
                     while self.chunk.len() < self.chunk_lines {
                         match inbox.try_recv() {
-                            Ok(message) => self.arrive(message, Inbox::Current, now),
+                            Ok(message) => self.arrive(message, now),
                             Err(_) => break,
                         }
                     }
-                }
-            },
-            recv(retiring) -> message => {
-                if let Ok(message) = message {
-                    let now = Instant::now();
-                    if let (Some(retiring), Arrival::Record(_)) =
-                        (&mut self.retiring, jetstream::classify(&message))
-                    {
-                        retiring.last_record = now;
-                    }
-                    self.arrive(message, Inbox::Retiring, now);
                 }
             },
             default(self.next_wake(Instant::now(), self.stopping)) => {},
@@ -311,8 +275,7 @@ impl Running {
     /// the inbox that is about to go), or the writer needs the rest of the time to write
     /// what arrived before the deadline.
     fn may_leave(&self, now: Instant) -> bool {
-        let busy =
-            self.retiring.is_some() || self.consumers.values().any(|c| !c.pulls.is_quiet(now));
+        let busy = self.consumers.values().any(|c| !c.pulls.is_quiet(now));
         // Under a steady load long pulls never go quiet: after STOP_WAIT the worker leaves
         // anyway, and what the server sends during the unsubscription comes back after its
         // ack wait (nothing is lost; a stop stays as short as with the 2 s pulls of before).
@@ -327,23 +290,21 @@ impl Running {
         !busy || waited || cutoff.is_some_and(|cutoff| now >= cutoff)
     }
 
-    /// Drops the inboxes, hands over the last records and gives back what came after.
-    fn leave(&mut self) {
+    /// Hands over the last records, drops the inbox and gives back what came after.
+    fn leave(mut self) {
+        self.hand_over();
+        let Running { worker, inbox, .. } = self;
         // Dropping the inbox ends every pull request of this worker on the server (a pull
         // whose reply subject has no interest is discarded), so records given back from now
         // on go to another collector at once instead of to a pull nobody reads.
-        let mut left = end_subscription(self.inbox.clone());
-        if let Some(retiring) = self.retiring.take() {
-            left.extend(end_subscription(retiring.subscription));
-        }
-        self.hand_over();
+        let left = end_subscription(&worker.conn, inbox);
         // Records that arrived after the last look are given back for immediate redelivery.
         for message in left {
             if let Arrival::Record(delivery) = jetstream::classify(&message) {
-                Held::new(message, delivery).give_back(self.worker.pull.give_back_delay());
+                Held::new(message, delivery).give_back(worker.pull.give_back_delay());
             }
         }
-        let _ = jetstream::flush(&self.worker.conn);
+        let _ = jetstream::flush(&worker.conn);
     }
 
     /// How long the loop may sleep: until the next pull could expire or be lost, or a
@@ -354,9 +315,6 @@ impl Running {
         }
         let heartbeat = self.worker.pull.idle_heartbeat();
         let mut wake = now + heartbeat;
-        if let Some(retiring) = &self.retiring {
-            wake = wake.min(retiring.last_record + STOP_QUIET);
-        }
         for consumer in self.consumers.values() {
             if let Some(until) = consumer.pulls.paused_until() {
                 wake = wake.min(until);
@@ -399,13 +357,22 @@ impl Running {
                     }
                 };
                 log::debug!("{}: pulling {}", self.worker.name, measurement.name);
+                let now = Instant::now();
+                let pulls = match self.abandoned.remove(&measurement.name) {
+                    Some(abandoned) => abandoned.pulled_again(now),
+                    None => Pulls::new(now),
+                };
                 self.consumers.insert(
                     measurement.name.clone(),
                     Consumer {
                         stream: jetstream::stream_name(&self.worker.namespace, &measurement.name),
-                        reply: reply_subject(&self.inbox_prefix, 0, &measurement.name),
+                        reply: reply_subject(
+                            &self.inbox_prefix,
+                            pulls.generation(),
+                            &measurement.name,
+                        ),
                         encoder,
-                        pulls: Pulls::new(Instant::now()),
+                        pulls,
                         counters: self.worker.stats.measurement(&measurement.name),
                         behind: false,
                     },
@@ -417,68 +384,13 @@ impl Running {
                 };
                 log::debug!("{}: stops pulling {name}", self.worker.name);
                 consumer.set_behind(false, &self.worker.flow);
-                // Not at once: several removals in a row make one new inbox.
-                self.rotate = true;
-            }
-        }
-    }
-
-    /// Moves every pull to a new inbox and retires the old one, which ends on the server the
-    /// pull requests still outstanding for a removed measurement: left there, they would take
-    /// its records, one delivery each, until they expired. The others are issued again on
-    /// the new inbox at once; the old one is read until its pulls go quiet, so nothing on its
-    /// way to it is dropped.
-    fn rotate_inbox(&mut self, now: Instant) {
-        let (prefix, inbox) = match subscribe_inbox(&self.worker.conn) {
-            Ok(new) => new,
-            Err(e) => {
-                // The removed measurement's pulls then end at their expiry; what they bring
-                // meanwhile is given back.
-                log::warn!(
-                    "{}: cannot subscribe a new pull inbox: {e}",
-                    self.worker.name
+                let abandoned = Abandoned::at_removal(
+                    &consumer.pulls,
+                    Instant::now(),
+                    self.worker.pull.expires,
                 );
-                self.rotate = false;
-                return;
+                self.abandoned.insert(name, abandoned);
             }
-        };
-        self.rotate = false;
-        let old = std::mem::replace(&mut self.inbox, inbox);
-        let old_prefix = std::mem::replace(&mut self.inbox_prefix, prefix);
-        self.retiring = Some(Retiring {
-            subscription: old,
-            last_record: now,
-        });
-        log::debug!(
-            "{}: pull inbox {old_prefix} replaced by {}",
-            self.worker.name,
-            self.inbox_prefix
-        );
-        for (name, consumer) in &mut self.consumers {
-            consumer.reply = reply_subject(&self.inbox_prefix, consumer.pulls.generation(), name);
-            consumer.pulls.forget(now);
-        }
-    }
-
-    /// Drops the retiring inbox once nothing has come on it for [`STOP_QUIET`], or at once
-    /// when stopping would otherwise wait on it past its pulls' expiry.
-    fn retire_quiet_inbox(&mut self, now: Instant, stopping: bool) {
-        let Some(retiring) = &self.retiring else {
-            return;
-        };
-        let quiet = now.duration_since(retiring.last_record) >= STOP_QUIET;
-        let overdue = stopping
-            && self
-                .worker
-                .shutdown
-                .deadline()
-                .is_some_and(|d| now + STOP_MARGIN >= d);
-        if !(quiet || overdue) {
-            return;
-        }
-        let retiring = self.retiring.take().expect("checked above");
-        for message in end_subscription(retiring.subscription) {
-            self.arrive(message, Inbox::Retiring, now);
         }
     }
 
@@ -610,15 +522,10 @@ impl Running {
         }
     }
 
-    fn arrive(&mut self, message: Message, inbox: Inbox, now: Instant) {
+    fn arrive(&mut self, message: Message, now: Instant) {
         let classified = jetstream::classify(&message);
         if let Arrival::Record(delivery) = classified {
-            // Its pulls are no longer counted when the inbox is retiring; the record is
-            // processed as usual.
-            self.record(message, delivery, inbox, now);
-            return;
-        }
-        if inbox == Inbox::Retiring {
+            self.record(message, delivery, now);
             return;
         }
         // A status message (heartbeat, end of a pull) comes on the pull's own reply subject.
@@ -681,18 +588,25 @@ impl Running {
         }
     }
 
-    fn record(&mut self, message: Message, delivery: Delivery, inbox: Inbox, now: Instant) {
+    fn record(&mut self, message: Message, delivery: Delivery, now: Instant) {
         Stats::add(&self.worker.stats.fetched, 1);
         let measurement = jetstream::measurement_of(&message.subject);
         let Some(consumer) = self.consumers.get_mut(measurement) else {
-            // Pulled for a measurement removed since: give it back for whoever pulls it next,
-            // after the pulls still waiting for it here have been ended.
-            Held::new(message, delivery).give_back(REMOVED_GIVE_BACK_DELAY);
+            // Pulled for a measurement removed since: given back for whoever pulls it next,
+            // once the pulls it left here have expired, so it is not brought here again.
+            let delay = self
+                .abandoned
+                .get(measurement)
+                .map_or(STRAY_GIVE_BACK_DELAY, |abandoned| {
+                    abandoned.give_back_for(now)
+                })
+                .max(STRAY_GIVE_BACK_DELAY);
+            Held::new(message, delivery).give_back(delay);
             return;
         };
         consumer.counters.delivered(delivery.pending);
         consumer.set_behind(delivery.pending > 0, &self.worker.flow);
-        consumer.pulls.record(now, inbox == Inbox::Current);
+        consumer.pulls.record(now);
         let held = Held::new(message, delivery);
         // A record delivered too often is marked while it is encoded, and one whose encoding
         // has ended processes before is dead-lettered (`suspects.rs`).
@@ -781,7 +695,7 @@ impl Running {
                     let now = Instant::now();
                     while let Ok(message) = self.inbox.receiver().try_recv() {
                         std::mem::swap(&mut self.chunk, &mut chunk);
-                        self.arrive(message, Inbox::Current, now);
+                        self.arrive(message, now);
                         std::mem::swap(&mut self.chunk, &mut chunk);
                     }
                     chunk.items().iter().for_each(Held::keep_alive);

@@ -63,20 +63,22 @@ fn sigterm_mid_drain_leaves_nothing_pending_for_the_other_collector() {
 }
 
 #[test]
-fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
+fn a_removed_measurement_keeps_its_records_and_the_others_lose_nothing() {
     let (nats, influx, transfer) = util::start_servers("rm");
     let busy: Vec<String> = vec!["busy".into()];
     transfer.set("removed", "");
-    // Idle measurements bring heartbeats to every inbox: they must not keep the old inbox,
-    // and the removed measurement's pulls with it, alive.
+    // Idle measurements bring heartbeats to the worker's inbox all along.
     for i in 0..60 {
         transfer.set(&format!("idle{i}"), "");
     }
-    let config = v1_config("rm", &nats, &influx, TUNING);
+    // Pulls that expire after 10 s, so what the removed measurement's pulls took comes back
+    // within this test's bounds.
+    let tuning = TUNING.replace("pull:\n", "pull:\n  expires: 10s\n");
+    let config = v1_config("rm", &nats, &influx, &tuning);
     let collector = Collector::start(&config);
     collector.assert_log("measurement removed added", Duration::from_secs(20));
-    // `busy` drains while `removed` is removed: replacing the inbox must drop none of its
-    // records on the way (a dropped one would wait out the 5-minute ack wait).
+    // `busy` drains while `removed` is removed: the removal must drop none of its records on
+    // the way (a dropped one would wait out the 5-minute ack wait).
     let busy_samples = samples(10_000);
     transfer.set("busy", "");
     let publisher = {
@@ -87,12 +89,20 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     collector.assert_within(Duration::from_secs(30), || influx.count("rm", "busy") > 0);
     transfer.delete_key("removed");
     collector.assert_log("measurement removed removed", Duration::from_secs(20));
-    // Its pulls are ended with the old inbox: records published now are delivered to
-    // nobody. Were they taken and given back, each round would count a delivery, and with
-    // pull.max_deliver 2 they would be dead-lettered when the measurement returns.
+    // Its two pulls of 10 cannot be withdrawn and run to their expiry. The first 15 records
+    // fill one and leave room for 5 in the other; each is given back for after that expiry,
+    // so it is delivered twice in all, once here and once when the measurement returns.
+    // Given back sooner (2 s), 5 of them would be taken again by the pull with room and
+    // delivered a third time when it returns: past pull.max_deliver 2, suspects (checked
+    // below). Had the worker dropped its inbox to end the pulls instead, what the server sent
+    // in the moment before it heard of it would wait out the 5-minute ack wait (found in CI:
+    // 20 records).
     let waiting = samples(300);
-    transfer.publish_many("removed", &payloads(&waiting));
+    let (first, rest) = waiting.split_at(15);
+    transfer.publish_many("removed", &payloads(first));
     std::thread::sleep(Duration::from_secs(4));
+    transfer.publish_many("removed", &payloads(rest));
+    std::thread::sleep(Duration::from_secs(1));
     assert_eq!(transfer.stream_state("removed").0, 300);
     assert_eq!(influx.count("rm", "removed"), 0);
     publisher.join().expect("publisher");
@@ -111,6 +121,12 @@ fn a_removed_measurement_takes_nothing_and_the_others_lose_nothing() {
     );
     assert!(
         !collector.log().contains("dead-lettered"),
+        "{}",
+        collector.log()
+    );
+    // No record was delivered more than twice: the first suspect creates the bucket.
+    assert!(
+        !collector.log().contains("suspects: created bucket"),
         "{}",
         collector.log()
     );
