@@ -160,6 +160,11 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     // batch and no more (`flow.rs`), so memory follows the batch size the server needs.
     let flow = Arc::new(Flow::new(config.batch.start().lines, config.pull.ack_wait));
     let (to_writer, chunks) = channel::bounded::<Chunk>(chunk_capacity);
+    // The writer hands the chunks it emptied back to the workers, which fill them again: a
+    // chunk's buffers are larger than glibc's threshold for consolidating its free lists, and
+    // allocated by a worker and freed by the writer they cost the writer's free a
+    // consolidation each (docs/BENCHMARKS.md). Bounded: the rest are dropped.
+    let (recycle, recycled) = channel::bounded::<Chunk>(config.pull.workers * 2);
     // Listening first: a taken port is refused before anything else starts, and the
     // liveness probe answers while the connections are made.
     let http = match config.http_listen {
@@ -198,13 +203,19 @@ pub fn run(config: Config, signals: Receiver<()>) -> Result<()> {
     };
     let mut threads = Threads::new();
     // It leaves once every worker has dropped its sender, after a last flush.
-    let writer = shared.writer(influx, chunks, http.is_some());
+    let writer = shared.writer(influx, chunks, recycle, http.is_some());
     threads.start("writer".into(), move || writer.run())?;
     let (gone, gone_reports) = channel::bounded::<Gone>(GONE_CAPACITY);
     let mut controls = Vec::with_capacity(config.pull.workers);
     for i in 0..config.pull.workers {
         let (control, receiver) = channel::bounded(CONTROL_CAPACITY);
-        let worker = shared.worker(i, receiver, to_writer.clone(), gone.clone());
+        let worker = shared.worker(
+            i,
+            receiver,
+            to_writer.clone(),
+            recycled.clone(),
+            gone.clone(),
+        );
         threads.start(worker.name.clone(), move || worker.run())?;
         controls.push(control);
     }
@@ -287,7 +298,13 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     /// The writer; it pings InfluxDB while idle when readiness is served (`http`).
-    fn writer(&self, influx: Influx, chunks: Receiver<Chunk>, http: bool) -> Writer {
+    fn writer(
+        &self,
+        influx: Influx,
+        chunks: Receiver<Chunk>,
+        recycle: Sender<Chunk>,
+        http: bool,
+    ) -> Writer {
         let config = self.config;
         Writer {
             influx,
@@ -303,6 +320,7 @@ impl Shared<'_> {
             give_back_delay: config.pull.give_back_delay(),
             max_deliver: config.pull.max_deliver,
             chunks,
+            recycle,
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),
             flow: self.flow.clone(),
@@ -318,6 +336,7 @@ impl Shared<'_> {
         i: usize,
         control: Receiver<Control>,
         to_writer: Sender<Chunk>,
+        recycled: Receiver<Chunk>,
         gone: Sender<Gone>,
     ) -> Worker {
         let config = self.config;
@@ -332,6 +351,7 @@ impl Shared<'_> {
             },
             control,
             to_writer,
+            recycled,
             gone,
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),

@@ -103,6 +103,8 @@ pub struct Worker {
     pub unsigned: Unsigned,
     pub control: Receiver<Control>,
     pub to_writer: Sender<Chunk>,
+    /// Chunks the writer emptied, to be filled again instead of allocated.
+    pub recycled: Receiver<Chunk>,
     /// Where a missing consumer or stream is reported; bounded, and a full channel only
     /// delays the repair to the pause's end or the main thread's periodic check.
     pub gone: Sender<Gone>,
@@ -679,9 +681,12 @@ impl Running {
             return;
         }
         let progress_every = keep_alive_every(self.worker.flow.ack_wait());
-        // The next chunk is likely the size of this one: a pull's worth under a backlog, a
-        // record or two when idle.
-        let next = Chunk::with_capacity(self.chunk.len(), self.chunk.n_bytes());
+        // One the writer emptied, or a new one likely the size of this one: a pull's worth
+        // under a backlog, a record or two when idle.
+        let next = match self.worker.recycled.try_recv() {
+            Ok(emptied) if emptied.is_empty() => emptied,
+            _ => Chunk::with_capacity(self.chunk.len(), self.chunk.n_bytes()),
+        };
         let mut chunk = std::mem::replace(&mut self.chunk, next);
         loop {
             let lines = chunk.len();

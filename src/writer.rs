@@ -25,7 +25,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam::channel::{self, Receiver};
+use crossbeam::channel::{self, Receiver, Sender};
 
 use crate::batch::{Batch, Flush, Limits, Lines, Resized, Size, Sizer};
 use crate::flow::Flow;
@@ -49,6 +49,8 @@ pub struct Writer {
     /// written one by one.
     pub max_deliver: u64,
     pub chunks: Receiver<Chunk>,
+    /// Where emptied chunks go back to the workers, to be filled again.
+    pub recycle: Sender<Chunk>,
     pub shutdown: Shutdown,
     pub stats: Arc<Stats>,
     /// The pace shared with the workers: stalled, and the lines wanted for the next batch.
@@ -181,6 +183,8 @@ impl Running {
         }
         self.backlog |= chunk.items().iter().any(|held| held.delivery().pending > 0);
         self.batch.add(&mut chunk, Instant::now());
+        // Empty now, with its buffers: a worker fills it again (dropped when none needs it).
+        let _ = self.writer.recycle.try_send(chunk);
         if let Some(reason) = self.batch.flush_now(Instant::now()) {
             self.flush(reason);
         } else if self.backlog
