@@ -599,9 +599,7 @@ impl Running {
             let delay = self
                 .abandoned
                 .get(measurement)
-                .map_or(STRAY_GIVE_BACK_DELAY, |abandoned| {
-                    abandoned.give_back_for(now)
-                })
+                .map_or(Duration::ZERO, |abandoned| abandoned.give_back_for(now))
                 .max(STRAY_GIVE_BACK_DELAY);
             Held::new(message, delivery).give_back(delay);
             return;
