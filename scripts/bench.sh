@@ -219,6 +219,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The servers it starts (nats-server, influxd), as scripts/test.sh and scripts/demo.sh do:
+# on a fresh machine it otherwise ended with "nothing listens on 127.0.0.1:<port> after 30s".
+say "installing what is missing (scripts/install-deps.sh)"
+scripts/install-deps.sh
 say "building the release binary and the benchmark examples"
 examples=(--example bench_jetstream --example bench_influx)
 encode_bench=0
