@@ -841,26 +841,21 @@ mod tests {
     fn records_gather_only_while_a_stream_is_behind_and_for_a_moment() {
         let now = Instant::now();
         let until = now + GATHER_FOR;
-        assert!(
-            keep_gathering(10, 500, false, now, until),
-            "behind: more on the way"
-        );
-        assert!(
-            !keep_gathering(10, 500, true, now, until),
-            "caught up: handed over at once"
-        );
-        assert!(
-            !keep_gathering(500, 500, false, now, until),
-            "a full chunk goes"
-        );
-        assert!(
-            !keep_gathering(10, 500, false, until, until),
-            "not past the moment"
-        );
-        assert!(
-            !keep_gathering(0, 500, false, now, until),
-            "a status alone is no record"
-        );
+        // (held, caught up, at): whether to nap, and why.
+        let cases = [
+            ((10, false, now), true, "behind: more on the way"),
+            ((10, true, now), false, "caught up: handed over at once"),
+            ((500, false, now), false, "a full chunk goes"),
+            ((10, false, until), false, "not past the moment"),
+            ((0, false, now), false, "a status alone is no record"),
+        ];
+        for ((held, caught_up, at), gathers, why) in cases {
+            assert_eq!(
+                keep_gathering(held, 500, caught_up, at, until),
+                gathers,
+                "{why}"
+            );
+        }
     }
 
     #[test]
