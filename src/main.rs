@@ -79,12 +79,13 @@ fn main() -> ExitCode {
         // constant for it). Committing whole arenas up front kept the peak RSS of a 1M drain at
         // 52 MB instead of 23.
         libmimalloc_sys::mi_option_set(4, 0);
-        // `mi_option_purge_delay` (15): memory freed is given back to the OS at once instead
-        // of a second later (mimalloc 3's default). Records are allocated by the `nats` reader thread and freed by the
-        // writer in bursts, and over 200 measurements the delay let the peak RSS of a
-        // 400,000-record drain reach 45-57 MB; at 0 it stayed at 37, for about 4 % more CPU
-        // (docs/BENCHMARKS.md).
-        libmimalloc_sys::mi_option_set(15, 0);
+        // `mi_option_purge_delay` (15): memory freed is given back to the OS 100 ms later
+        // instead of a second (mimalloc 3's default). Records are allocated by the `nats`
+        // reader thread and freed by the writer in bursts: at 1 s the peak RSS of a
+        // 400,000-record drain over 200 measurements reached 45-57 MB; at 0 the reader
+        // faulted in again, page by page, what each batch had just given back (CPU n/o 0.70
+        // at 100 ms against 0, peak RSS 24.9 and 32.3 MB at 4 and 200; docs/BENCHMARKS.md).
+        libmimalloc_sys::mi_option_set(15, 100);
     }
     match run() {
         Ok(code) => code,
