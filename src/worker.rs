@@ -275,37 +275,41 @@ impl Running {
             },
             recv(inbox) -> message => {
                 if let Ok(message) = message {
-                    // One clock read for all that is taken in at once: the pull bookkeeping
-                    // counts in heartbeats and seconds, and a read per record cost more
-                    // than the bookkeeping itself.
-                    let mut now = Instant::now();
-                    let gather_until = now + GATHER_FOR;
-                    self.arrive(message, now);
-                    loop {
-                        // Take what else is already here, up to one pull's worth, so the
-                        // writer gets chunks rather than single records.
-                        while self.chunk.len() < self.chunk_lines {
-                            match inbox.try_recv() {
-                                Ok(message) => self.arrive(message, now),
-                                Err(_) => break,
-                            }
-                        }
-                        let gather = keep_gathering(
-                            self.chunk.len(),
-                            self.chunk_lines,
-                            self.worker.flow.caught_up(),
-                            now,
-                            gather_until,
-                        );
-                        if !gather {
-                            break;
-                        }
-                        std::thread::sleep(GATHER_NAP);
-                        now = Instant::now();
-                    }
+                    self.take_in(message, &inbox);
                 }
             },
             default(self.next_wake(Instant::now(), self.stopping)) => {},
+        }
+    }
+
+    /// Takes in `first` and what else is in `inbox`, up to one pull's worth, so the writer
+    /// gets chunks rather than single records; while a stream is behind, naps for more to
+    /// gather ([`keep_gathering`]).
+    fn take_in(&mut self, first: Message, inbox: &Receiver<Message>) {
+        // One clock read for all that is taken in at once: the pull bookkeeping counts in
+        // heartbeats and seconds, and a read per record cost more than the bookkeeping itself.
+        let mut now = Instant::now();
+        let gather_until = now + GATHER_FOR;
+        self.arrive(first, now);
+        loop {
+            while self.chunk.len() < self.chunk_lines {
+                match inbox.try_recv() {
+                    Ok(message) => self.arrive(message, now),
+                    Err(_) => break,
+                }
+            }
+            let caught_up = self.worker.flow.caught_up();
+            if !keep_gathering(
+                self.chunk.len(),
+                self.chunk_lines,
+                caught_up,
+                now,
+                gather_until,
+            ) {
+                return;
+            }
+            std::thread::sleep(GATHER_NAP);
+            now = Instant::now();
         }
     }
 
