@@ -420,6 +420,11 @@ proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 # proc_hwm_kb PID: the peak RSS of a process so far, in kB.
 proc_hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
+# proc_minflt PID: the minor page faults of a process so far (field 10 of /proc/PID/stat).
+# Far less noisy than CPU time on a shared machine: it shows at once whether the allocator
+# gives memory back that it then faults in again.
+proc_minflt() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
+
 # step_a NAMESPACE: limit A, the N records preloaded into NAMESPACE and drained with fetch +
 # ack only; prints bench_jetstream's `records=… seconds=…` (the preload's own line goes to
 # stderr, so that callers read only the drain's).
@@ -445,10 +450,10 @@ step_b() {
 # --- the regression check (--against REV) -------------------------------------------------
 if [ -n "$against" ]; then
 	# run_c BINARY NAMESPACE: preloads the N records into NAMESPACE, runs BINARY from its start
-	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=…`: the drain time, the
-	# process's whole user + system CPU in clock ticks, its peak RSS.
+	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=… minflt=…`: the drain time, the
+	# process's whole user + system CPU in clock ticks, its peak RSS, its minor page faults.
 	run_c() {
-		local bin=$1 ns=$2 conf start_ns out ticks hwm stored t0
+		local bin=$1 ns=$2 conf start_ns out ticks hwm minflt stored t0
 		t0=$(date +%s%N)
 		conf=$(config "$ns" "$ns")
 		db_create "$ns"
@@ -467,6 +472,7 @@ if [ -n "$against" ]; then
 		kill -0 "$collector_pid" 2>/dev/null || die "$ns: the collector exited early (see $work/$ns.log)"
 		ticks=$(proc_ticks "$collector_pid")
 		hwm=$(proc_hwm_kb "$collector_pid")
+		minflt=$(proc_minflt "$collector_pid")
 		kill -TERM "$collector_pid"
 		wait "$collector_pid" || die "$ns: the collector exited with status $? after SIGTERM"
 		collector_pid=
@@ -479,7 +485,7 @@ if [ -n "$against" ]; then
 		db_drop "$ns"
 		"$ex/bench_jetstream" remove --nats "$NATS_URL" --namespace "$ns" --measurements "$LIST"
 		say "$ns: dropped and removed in $((($(date +%s%N) - t0) / 1000000)) ms"
-		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm"
+		echo "seconds=$(value seconds "$out") ticks=$ticks hwm_kb=$hwm minflt=$minflt"
 	}
 	results=$work/against.tsv
 	: >"$results"
@@ -722,6 +728,7 @@ t_c=$(value seconds "$out")
 kill -0 "$collector_pid" 2>/dev/null || die "C: the collector exited early (see $work/collector.log)"
 ticks=$(proc_ticks "$collector_pid")
 hwm_kb=$(proc_hwm_kb "$collector_pid")
+minflt=$(proc_minflt "$collector_pid")
 kill -TERM "$collector_pid"
 if [ -n "$perf_pid" ]; then
 	wait "$perf_pid" || die "C: the collector (under perf) exited with status $? after SIGTERM"
@@ -739,7 +746,7 @@ fi
 collector_pid=
 stored=$("$ex/bench_influx" count --api "$influx" --url "$INFLUX_URL" --db bench --measurements "$LIST")
 [ "$(value points "$stored")" = "$N" ] || die "C: InfluxDB holds $(value points "$stored") points, not $N"
-say "C: $out, $stored, cpu ticks $ticks, VmHWM $hwm_kb kB"
+say "C: $out, $stored, cpu ticks $ticks, VmHWM $hwm_kb kB, minor faults $minflt"
 if ((profile)); then
 	say "C: where the collector's CPU time went (perf samples; kept in $work/perf.data):"
 	cat "$work/profile.txt" >&2
