@@ -79,13 +79,15 @@ fn main() -> ExitCode {
         // constant for it). Committing whole arenas up front kept the peak RSS of a 1M drain at
         // 52 MB instead of 23.
         libmimalloc_sys::mi_option_set(4, 0);
-        // `mi_option_purge_delay` (15): memory freed is given back to the OS 100 ms later
-        // instead of a second (mimalloc 3's default). Records are allocated by the `nats`
-        // reader thread and freed by the writer in bursts: at 1 s the peak RSS of a
-        // 400,000-record drain over 200 measurements reached 45-57 MB; at 0 the reader
-        // faulted in again, page by page, what each batch had just given back (CPU n/o 0.70
-        // at 100 ms against 0, peak RSS 24.9 and 32.3 MB at 4 and 200; docs/BENCHMARKS.md).
-        libmimalloc_sys::mi_option_set(15, 100);
+        // `mi_option_purge_delay` (15): memory freed is given back to the OS half a second
+        // later. Records are allocated by the `nats` reader thread and freed by the writer in
+        // bursts, and what a batch gave back the reader soon faults in again, page by page:
+        // a 400,000-record drain took about 28,000 minor faults at 100 ms, 17,000 at 500 ms
+        // and 12,000 at mimalloc's default of 1 s. The delay is what holds the peak RSS over
+        // many measurements: 400,000 records over 200 of them peaked at 32-41 MB at 1 s,
+        // 28-36 MB at 500 ms and 30-37 MB at 100 ms (45-57 MB at 1 s on the pulls before
+        // 8d925dd). Figures in docs/BENCHMARKS.md.
+        libmimalloc_sys::mi_option_set(15, 500);
     }
     match run() {
         Ok(code) => code,
