@@ -84,8 +84,8 @@ fn main() -> ExitCode {
         // bursts, and what a batch gave back the reader soon faults in again, page by page:
         // a 400,000-record drain took about 28,000 minor faults at 100 ms, 17,000 at 500 ms
         // and 12,000 at mimalloc's default of 1 s. The delay is what holds the peak RSS over
-        // many measurements: 400,000 records over 200 of them peaked at 32-41 MB at 1 s,
-        // 28-36 MB at 500 ms and 30-37 MB at 100 ms (45-57 MB at 1 s on the pulls before
+        // many measurements: 400,000 records over 200 of them peaked at 31-41 MB at 1 s,
+        // 28-38 MB at 500 ms and 30-37 MB at 100 ms (45-57 MB at 1 s on the pulls before
         // 8d925dd). Figures in docs/BENCHMARKS.md.
         libmimalloc_sys::mi_option_set(15, 500);
     }
