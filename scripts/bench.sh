@@ -29,7 +29,8 @@
 #                  glibc release build (`cargo build --release`) and the static musl build.
 #                  Each pair also measures A and B, so L is that pair's own. Prints per pair
 #                  and as medians: drain rate, C/L, whole-process CPU-µs per record (start to
-#                  all stored), peak RSS, and new ÷ old for each. Steps A-D are not run.
+#                  all stored), peak RSS, and new ÷ old for each; each run's log line also
+#                  gives its minor page faults (minflt=). Steps A-D are not run.
 #   --pairs K      pairs for --against (default 5)
 #   --builds LIST  builds for --against: release,static (default), release or static
 #   --influx v3    against InfluxDB 3 Core instead of InfluxDB 1.6 (--influx v1, the default):
