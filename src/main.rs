@@ -68,27 +68,41 @@ mod glibc_malloc {
     }
 }
 
+/// The static build's allocator settings, set before any thread starts.
+#[cfg(target_env = "musl")]
+mod mimalloc_options {
+    use libmimalloc_sys::{mi_option_set, mi_option_t};
+
+    /// `mi_option_arena_eager_commit` and `mi_option_purge_delay` in the vendored mimalloc.h;
+    /// the crate names no constants for them.
+    const ARENA_EAGER_COMMIT: mi_option_t = 4;
+    const PURGE_DELAY: mi_option_t = 15;
+
+    pub fn tune() {
+        // SAFETY: sets two of mimalloc's options, plain integers it reads when it next asks
+        // the OS for memory; no memory is touched.
+        unsafe {
+            // Committing whole arenas up front kept the peak RSS of a 1M drain at 52 MB
+            // instead of 23.
+            mi_option_set(ARENA_EAGER_COMMIT, 0);
+            // Memory freed is given back to the OS half a second later. Records are allocated
+            // by the `nats` reader thread and freed by the writer in bursts, and what a batch
+            // gave back the reader soon faults in again, page by page: a 400,000-record drain
+            // took about 28,000 minor faults at 100 ms, 17,000 at 500 ms and 12,000 at
+            // mimalloc's default of 1 s. The delay is what holds the peak RSS over many
+            // measurements: 400,000 records over 200 of them peaked at 31-41 MB at 1 s,
+            // 28-38 MB at 500 ms and 30-37 MB at 100 ms (45-57 MB at 1 s on the pulls before
+            // 8d925dd). Figures in docs/BENCHMARKS.md.
+            mi_option_set(PURGE_DELAY, 500);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     glibc_malloc::tune();
     #[cfg(target_env = "musl")]
-    // SAFETY: sets one of mimalloc's options, a plain integer it reads when it next asks the
-    // OS for memory; no memory is touched.
-    unsafe {
-        // `mi_option_arena_eager_commit` (4 in the vendored mimalloc.h; the crate names no
-        // constant for it). Committing whole arenas up front kept the peak RSS of a 1M drain at
-        // 52 MB instead of 23.
-        libmimalloc_sys::mi_option_set(4, 0);
-        // `mi_option_purge_delay` (15): memory freed is given back to the OS half a second
-        // later. Records are allocated by the `nats` reader thread and freed by the writer in
-        // bursts, and what a batch gave back the reader soon faults in again, page by page:
-        // a 400,000-record drain took about 28,000 minor faults at 100 ms, 17,000 at 500 ms
-        // and 12,000 at mimalloc's default of 1 s. The delay is what holds the peak RSS over
-        // many measurements: 400,000 records over 200 of them peaked at 31-41 MB at 1 s,
-        // 28-38 MB at 500 ms and 30-37 MB at 100 ms (45-57 MB at 1 s on the pulls before
-        // 8d925dd). Figures in docs/BENCHMARKS.md.
-        libmimalloc_sys::mi_option_set(15, 500);
-    }
+    mimalloc_options::tune();
     match run() {
         Ok(code) => code,
         Err(Error::Usage(text)) => {
