@@ -414,17 +414,21 @@ preload() {
 # value KEY TEXT: the value of `KEY=value` in TEXT.
 value() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
+# proc_stat PID: the fields of /proc/PID/stat after the `(comm)`, which may hold spaces; field
+# N of stat(5) is then field N - 2.
+proc_stat() { sed 's/^.*) //' "/proc/$1/stat"; }
+
 # proc_ticks PID: CPU time (user + system) of a process so far, in clock ticks (utime and
-# stime are fields 14 and 15 of /proc/PID/stat, counted after the `(comm)`).
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# stime, fields 14 and 15).
+proc_ticks() { proc_stat "$1" | awk '{ print $12 + $13 }'; }
 
 # proc_hwm_kb PID: the peak RSS of a process so far, in kB.
 proc_hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
-# proc_minflt PID: the minor page faults of a process so far (field 10 of /proc/PID/stat).
-# Far less noisy than CPU time on a shared machine: it shows at once whether the allocator
-# gives memory back that it then faults in again.
-proc_minflt() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
+# proc_minflt PID: the minor page faults of a process so far (minflt, field 10). Far less
+# noisy than CPU time on a shared machine: it shows at once whether the allocator gives memory
+# back that it then faults in again.
+proc_minflt() { proc_stat "$1" | awk '{ print $8 }'; }
 
 # step_a NAMESPACE: limit A, the N records preloaded into NAMESPACE and drained with fetch +
 # ack only; prints bench_jetstream's `records=… seconds=…` (the preload's own line goes to
@@ -451,8 +455,9 @@ step_b() {
 # --- the regression check (--against REV) -------------------------------------------------
 if [ -n "$against" ]; then
 	# run_c BINARY NAMESPACE: preloads the N records into NAMESPACE, runs BINARY from its start
-	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=… minflt=…`: the drain time, the
-	# process's whole user + system CPU in clock ticks, its peak RSS, its minor page faults.
+	# until InfluxDB holds all N, and prints `seconds=… ticks=… hwm_kb=… minflt=…`: the drain
+	# time, the process's whole user + system CPU in clock ticks, its peak RSS, its minor page
+	# faults.
 	run_c() {
 		local bin=$1 ns=$2 conf start_ns out ticks hwm minflt stored t0
 		t0=$(date +%s%N)
